@@ -1,0 +1,17 @@
+//! The Kit Webhooks schema, one migration per change, portable between SQLite and PostgreSQL.
+//!
+//! Times are stored as Unix milliseconds in `BIGINT` columns: they compare and index the same way on both
+//! databases (SQLite keeps chrono timestamps as text, whose ordering depends on its formatting).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}

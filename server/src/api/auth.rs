@@ -1,0 +1,153 @@
+//! Authentication and authorisation: `authorization: Bearer <key>` to a [`Principal`] with a role.
+//!
+//! Keys live hashed in the database (so `keys create` from another process takes effect at once); lookups
+//! are cached briefly because every RPC makes one. The embedded daemon's key exists only in memory.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use tonic::Request;
+
+use crate::{
+    core::{secret::hash_api_key, Error},
+    store::Store,
+};
+
+/// How long a looked-up key is trusted without asking the database again.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Manages one account's webhooks and reads its deliveries and events.
+    Admin,
+    /// Publishes events for any account, and reads them.
+    Publisher,
+    /// Streams and reports deliveries.
+    Daemon,
+}
+
+impl Role {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Publisher => "publisher",
+            Role::Daemon => "daemon",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "publisher" => Some(Role::Publisher),
+            "daemon" => Some(Role::Daemon),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub role: Role,
+    /// The account of an `admin` key; `None` for the other roles.
+    pub account_id: Option<String>,
+}
+
+pub struct Authenticator {
+    store: Store,
+    /// Keys known only to this process (the embedded daemon's), by hash.
+    in_memory: HashMap<String, Principal>,
+    cache: Mutex<HashMap<String, (Principal, Instant)>>,
+}
+
+impl Authenticator {
+    pub fn new(store: Store) -> Self {
+        Authenticator {
+            store,
+            in_memory: HashMap::new(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Accepts `key` for `principal` without storing it anywhere.
+    pub fn add_in_memory_key(&mut self, key: &str, principal: Principal) {
+        self.in_memory.insert(hash_api_key(key), principal);
+    }
+
+    /// The caller of `request`, if it holds one of `roles`.
+    pub async fn require<T>(
+        &self,
+        request: &Request<T>,
+        roles: &[Role],
+    ) -> Result<Principal, Error> {
+        let principal = self.authenticate(request).await?;
+        if roles.contains(&principal.role) {
+            return Ok(principal);
+        }
+        let wanted: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+        Err(Error::PermissionDenied(format!(
+            "this call needs a key with role {}; this key has role {}",
+            wanted.join(" or "),
+            principal.role.as_str()
+        )))
+    }
+
+    /// The account of the caller, who must hold an `admin` key.
+    pub async fn require_admin<T>(&self, request: &Request<T>) -> Result<String, Error> {
+        let principal = self.require(request, &[Role::Admin]).await?;
+        principal
+            .account_id
+            .ok_or_else(|| Error::PermissionDenied("this admin key is bound to no account".into()))
+    }
+
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
+        let header = request.metadata().get("authorization").ok_or_else(|| {
+            Error::Unauthenticated("missing `authorization: Bearer <api key>` metadata".into())
+        })?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| {
+                Error::Unauthenticated("`authorization` must be `Bearer <api key>`".into())
+            })?;
+        let hash = hash_api_key(key);
+        if let Some(principal) = self.in_memory.get(&hash) {
+            return Ok(principal.clone());
+        }
+        if let Some(principal) = self.cached(&hash) {
+            return Ok(principal);
+        }
+        let row = self
+            .store
+            .find_api_key(&hash)
+            .await?
+            .ok_or_else(|| Error::Unauthenticated("unknown API key".into()))?;
+        let role = Role::parse(&row.role).ok_or_else(|| {
+            Error::Unauthenticated(format!("API key has unknown role `{}`", row.role))
+        })?;
+        let principal = Principal {
+            role,
+            account_id: row.account_id,
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(hash, (principal.clone(), Instant::now()));
+        }
+        Ok(principal)
+    }
+
+    fn cached(&self, hash: &str) -> Option<Principal> {
+        let cache = self.cache.lock().ok()?;
+        let (principal, at) = cache.get(hash)?;
+        (at.elapsed() < CACHE_TTL).then(|| principal.clone())
+    }
+}

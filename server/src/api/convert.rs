@@ -1,0 +1,89 @@
+//! Rows to protobuf messages: the one place that decides how stored values look on the wire.
+
+use std::collections::HashMap;
+
+use kit_webhooks::proto;
+
+use crate::{
+    core::{event::DeliveryStatus, time::to_timestamp, webhook},
+    store::entity::{attempt, delivery, event, webhook as webhook_row},
+};
+
+pub fn webhook(row: webhook_row::Model) -> proto::Webhook {
+    let status = match webhook::Status::parse(&row.status) {
+        Some(webhook::Status::Active) => proto::WebhookStatus::Active,
+        Some(webhook::Status::Paused) => proto::WebhookStatus::Paused,
+        Some(webhook::Status::Disabled) => proto::WebhookStatus::Disabled,
+        None => proto::WebhookStatus::Unspecified,
+    };
+    proto::Webhook {
+        events: webhook::decode_events(&row.events),
+        id: row.id,
+        url: row.url,
+        description: row.description,
+        status: status as i32,
+        failure_count: row.failure_count.max(0) as u32,
+        disabled_reason: row.disabled_reason,
+        rate_limit_per_second: row.rate_limit_per_second.max(0) as u32,
+        created_at: Some(to_timestamp(row.created_at)),
+        updated_at: Some(to_timestamp(row.updated_at)),
+        account_id: row.account_id,
+        previous_secret_expires_at: row.previous_secret_expires_at.map(to_timestamp),
+    }
+}
+
+pub fn event(row: event::Model) -> proto::Event {
+    proto::Event {
+        id: row.id,
+        account_id: row.account_id,
+        r#type: row.r#type,
+        data_json: row.data_json,
+        idempotency_key: row.idempotency_key.unwrap_or_default(),
+        created_at: Some(to_timestamp(row.created_at)),
+    }
+}
+
+pub fn delivery_status(status: DeliveryStatus) -> proto::DeliveryStatus {
+    match status {
+        DeliveryStatus::Pending => proto::DeliveryStatus::Pending,
+        DeliveryStatus::Sending => proto::DeliveryStatus::Sending,
+        DeliveryStatus::Succeeded => proto::DeliveryStatus::Succeeded,
+        DeliveryStatus::Failed => proto::DeliveryStatus::Failed,
+    }
+}
+
+pub fn delivery(row: delivery::Model, attempts: Vec<attempt::Model>) -> proto::Delivery {
+    let status = DeliveryStatus::parse(&row.status)
+        .map(delivery_status)
+        .unwrap_or(proto::DeliveryStatus::Unspecified);
+    proto::Delivery {
+        id: row.id,
+        webhook_id: row.webhook_id,
+        event_id: row.event_id,
+        event_type: row.event_type,
+        status: status as i32,
+        attempt_count: row.attempt_count.max(0) as u32,
+        next_attempt_at: row.next_attempt_at.map(to_timestamp),
+        created_at: Some(to_timestamp(row.created_at)),
+        completed_at: row.completed_at.map(to_timestamp),
+        attempts: attempts.into_iter().map(attempt).collect(),
+    }
+}
+
+fn headers(stored: &str) -> HashMap<String, String> {
+    serde_json::from_str(stored).unwrap_or_default()
+}
+
+pub fn attempt(row: attempt::Model) -> proto::Attempt {
+    proto::Attempt {
+        number: row.number.max(0) as u32,
+        started_at: Some(to_timestamp(row.started_at)),
+        duration_ms: row.duration_ms.max(0) as u32,
+        request_headers: headers(&row.request_headers),
+        response_status: row.response_status.max(0) as u32,
+        response_headers: headers(&row.response_headers),
+        response_body: row.response_body,
+        error: row.error,
+        error_kind: row.error_kind,
+    }
+}

@@ -1,0 +1,141 @@
+//! `EventService`: publishing events (publisher keys) and reading them back (publisher or admin keys).
+
+use std::sync::Arc;
+
+use kit_webhooks::{catalogue, proto};
+use tonic::{Request, Response, Status};
+
+use super::{
+    auth::{Principal, Role},
+    convert, AppState,
+};
+use crate::{
+    core::{
+        event,
+        id::{self, Kind},
+        page::PageRequest,
+        time, Error,
+    },
+    store::entity,
+};
+
+pub struct EventApi {
+    state: Arc<AppState>,
+}
+
+impl EventApi {
+    pub fn new(state: Arc<AppState>) -> Self {
+        EventApi { state }
+    }
+
+    /// A reader of events: admins see their own account, publishers every account.
+    async fn reader<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
+        self.state
+            .auth
+            .require(request, &[Role::Admin, Role::Publisher])
+            .await
+    }
+}
+
+#[tonic::async_trait]
+impl proto::event_service_server::EventService for EventApi {
+    async fn publish_event(
+        &self,
+        request: Request<proto::PublishEventRequest>,
+    ) -> Result<Response<proto::PublishEventResponse>, Status> {
+        self.state
+            .auth
+            .require(&request, &[Role::Publisher])
+            .await?;
+        let req = request.into_inner();
+        let account_id = event::validate_account_id("account_id", &req.account_id)?;
+        let event_type = event::validate_type("type", &req.r#type)?;
+        let data_json = event::validate_data(&req.data_json, self.state.config.max_payload_bytes)?;
+        let idempotency_key = event::validate_idempotency_key(&req.idempotency_key)?;
+        let row = entity::event::Model {
+            id: id::new(Kind::Event),
+            account_id,
+            r#type: event_type.to_owned(),
+            data_json,
+            idempotency_key,
+            created_at: time::now_ms(),
+        };
+        let published = self
+            .state
+            .store
+            .publish_event(row)
+            .await
+            .map_err(Error::from)?;
+        if published.deliveries_queued > 0 {
+            self.state.deliveries_changed.notify_waiters();
+        }
+        Ok(Response::new(proto::PublishEventResponse {
+            event: Some(convert::event(published.event)),
+            deliveries_queued: published.deliveries_queued,
+        }))
+    }
+
+    async fn get_event(
+        &self,
+        request: Request<proto::GetEventRequest>,
+    ) -> Result<Response<proto::Event>, Status> {
+        let principal = self.reader(&request).await?;
+        let id = id::parse("id", Kind::Event, &request.get_ref().id)?;
+        let row = self
+            .state
+            .store
+            .find_event(principal.account_id.as_deref(), id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found("event", id))?;
+        Ok(Response::new(convert::event(row)))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<proto::ListEventsRequest>,
+    ) -> Result<Response<proto::ListEventsResponse>, Status> {
+        let principal = self.reader(&request).await?;
+        let req = request.into_inner();
+        let account_id = match (&principal.account_id, req.account_id.as_str()) {
+            (Some(own), "") => Some(own.clone()),
+            (Some(own), asked) if asked == own => Some(own.clone()),
+            // Another account's events look exactly like no events at all.
+            (Some(_), _) => {
+                return Ok(Response::new(proto::ListEventsResponse::default()));
+            }
+            (None, "") => None,
+            (None, asked) => Some(event::validate_account_id("account_id", asked)?),
+        };
+        let event_type = event::validate_type_filter("type", &req.r#type)?;
+        let page = PageRequest::parse(req.page_size, &req.page_token, Kind::Event)?;
+        let mut rows = self
+            .state
+            .store
+            .list_events(account_id.as_deref(), event_type, &page)
+            .await
+            .map_err(Error::from)?;
+        let next_page_token = page.finish(&mut rows, |row| &row.id);
+        Ok(Response::new(proto::ListEventsResponse {
+            events: rows.into_iter().map(convert::event).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_event_types(
+        &self,
+        request: Request<proto::ListEventTypesRequest>,
+    ) -> Result<Response<proto::ListEventTypesResponse>, Status> {
+        self.reader(&request).await?;
+        let event_types = catalogue::EVENT_TYPES
+            .iter()
+            .chain(std::iter::once(&catalogue::TEST_PING_TYPE))
+            .map(|t| proto::EventType {
+                name: t.name.to_owned(),
+                category: t.category.to_owned(),
+                description: t.description.to_owned(),
+            })
+            .collect();
+        Ok(Response::new(proto::ListEventTypesResponse { event_types }))
+    }
+}

@@ -1,0 +1,52 @@
+//! The gRPC API layer: one service per file, each a thin shell that authorises the caller, validates the
+//! request with `core` rules, calls `store`, and converts rows to messages (`convert`).
+
+pub mod auth;
+pub mod convert;
+pub mod deliveries;
+pub mod events;
+pub mod webhooks;
+
+use std::time::Duration;
+
+use kit_webhooks::proto;
+use tokio::sync::Notify;
+
+use crate::{config::Config, core::Error, store::Store};
+
+/// What every service shares.
+pub struct AppState {
+    pub store: Store,
+    pub config: Config,
+    pub auth: auth::Authenticator,
+    /// Woken whenever deliveries may have become due (published, retried, resumed, released).
+    pub deliveries_changed: Notify,
+    /// Woken whenever an attempt has been recorded.
+    pub attempt_recorded: Notify,
+}
+
+impl AppState {
+    /// Waits until the delivery has an attempt recorded (or the request timeout and a margin have passed) and
+    /// returns it as it then stands.
+    pub async fn wait_for_attempt(
+        &self,
+        account: &str,
+        delivery_id: &str,
+    ) -> Result<proto::Delivery, Error> {
+        let deadline =
+            tokio::time::Instant::now() + self.config.request_timeout + Duration::from_secs(5);
+        loop {
+            // Register interest before reading, so a report between the read and the wait is not missed.
+            let recorded = self.attempt_recorded.notified();
+            let (row, attempts) = self
+                .store
+                .find_delivery(account, delivery_id)
+                .await?
+                .ok_or_else(|| Error::not_found("delivery", delivery_id))?;
+            if !attempts.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(convert::delivery(row, attempts));
+            }
+            let _ = tokio::time::timeout_at(deadline, recorded).await;
+        }
+    }
+}

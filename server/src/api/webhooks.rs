@@ -1,0 +1,445 @@
+//! `WebhookService`: an account admin's view of webhooks and their deliveries. Every call is scoped to the
+//! admin key's account.
+
+use std::sync::Arc;
+
+use kit_webhooks::{catalogue, proto};
+use tonic::{Request, Response, Status};
+
+use super::{convert, AppState};
+use crate::{
+    core::{
+        event::{self, DeliveryStatus},
+        id::{self, Kind},
+        page::PageRequest,
+        secret, time,
+        webhook::{self, Status as WebhookStatus},
+        Error,
+    },
+    store::{deliveries::DeliveryFilter, entity},
+};
+
+pub struct WebhookApi {
+    state: Arc<AppState>,
+}
+
+impl WebhookApi {
+    pub fn new(state: Arc<AppState>) -> Self {
+        WebhookApi { state }
+    }
+
+    async fn webhook_of(
+        &self,
+        account: &str,
+        field: &'static str,
+        id: &str,
+    ) -> Result<entity::webhook::Model, Error> {
+        let id = id::parse(field, Kind::Webhook, id)?;
+        self.state
+            .store
+            .find_webhook(account, id)
+            .await?
+            .ok_or_else(|| Error::not_found("webhook", id))
+    }
+
+    /// Runs `change` on the account's webhook in one transaction and returns the result.
+    async fn change_webhook(
+        &self,
+        account: &str,
+        id: &str,
+        change: impl FnOnce(&mut entity::webhook::Model) -> Result<(), Error>,
+    ) -> Result<entity::webhook::Model, Error> {
+        let id = id::parse("id", Kind::Webhook, id)?;
+        self.state
+            .store
+            .update_webhook(account, id, |row| {
+                change(row)?;
+                row.updated_at = time::now_ms();
+                Ok::<_, Error>(())
+            })
+            .await?
+            .ok_or_else(|| Error::not_found("webhook", id))
+    }
+}
+
+#[tonic::async_trait]
+impl proto::webhook_service_server::WebhookService for WebhookApi {
+    async fn create_webhook(
+        &self,
+        request: Request<proto::CreateWebhookRequest>,
+    ) -> Result<Response<proto::CreateWebhookResponse>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let req = request.into_inner();
+        let url = webhook::validate_url(&req.url, self.state.config.allow_http)?;
+        let description = webhook::validate_description(&req.description)?;
+        let events = webhook::validate_events(&req.events)?;
+        let rate = webhook::validate_rate_limit(req.rate_limit_per_second)?;
+        let now = time::now_ms();
+        let row = entity::webhook::Model {
+            id: id::new(Kind::Webhook),
+            account_id: account,
+            url,
+            description,
+            events: webhook::encode_events(&events),
+            status: WebhookStatus::Active.as_str().to_owned(),
+            failure_count: 0,
+            failing_since: None,
+            disabled_reason: String::new(),
+            rate_limit_per_second: rate as i32,
+            secret: secret::new_signing_secret(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let row = self
+            .state
+            .store
+            .insert_webhook(row)
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(webhook = %row.id, account = %row.account_id, "webhook created");
+        Ok(Response::new(proto::CreateWebhookResponse {
+            secret: row.secret.clone(),
+            webhook: Some(convert::webhook(row)),
+        }))
+    }
+
+    async fn get_webhook(
+        &self,
+        request: Request<proto::GetWebhookRequest>,
+    ) -> Result<Response<proto::Webhook>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let row = self
+            .webhook_of(&account, "id", &request.get_ref().id)
+            .await?;
+        Ok(Response::new(convert::webhook(row)))
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<proto::ListWebhooksRequest>,
+    ) -> Result<Response<proto::ListWebhooksResponse>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let req = request.into_inner();
+        let page = PageRequest::parse(req.page_size, &req.page_token, Kind::Webhook)?;
+        let mut rows = self
+            .state
+            .store
+            .list_webhooks(&account, &page)
+            .await
+            .map_err(Error::from)?;
+        let next_page_token = page.finish(&mut rows, |row| &row.id);
+        Ok(Response::new(proto::ListWebhooksResponse {
+            webhooks: rows.into_iter().map(convert::webhook).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_webhook(
+        &self,
+        request: Request<proto::UpdateWebhookRequest>,
+    ) -> Result<Response<proto::Webhook>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let req = request.into_inner();
+        let paths = req
+            .update_mask
+            .as_ref()
+            .map(|m| m.paths.clone())
+            .unwrap_or_default();
+        if paths.is_empty() {
+            return Err(Error::invalid(
+                "update_mask",
+                "must name the fields to change: url, description, events, rate_limit_per_second",
+            )
+            .into());
+        }
+        // Validate everything before touching the row, so a bad field changes nothing.
+        let mut url = None;
+        let mut description = None;
+        let mut events = None;
+        let mut rate = None;
+        for path in &paths {
+            match path.as_str() {
+                "url" => url = Some(webhook::validate_url(&req.url, self.state.config.allow_http)?),
+                "description" => description = Some(webhook::validate_description(&req.description)?),
+                "events" => events = Some(webhook::encode_events(&webhook::validate_events(&req.events)?)),
+                "rate_limit_per_second" => rate = Some(webhook::validate_rate_limit(req.rate_limit_per_second)?),
+                other => {
+                    return Err(Error::invalid(
+                        "update_mask",
+                        format!("unknown field `{other}`; updatable: url, description, events, rate_limit_per_second"),
+                    )
+                    .into())
+                }
+            }
+        }
+        let row = self
+            .change_webhook(&account, &req.id, |row| {
+                if let Some(url) = url {
+                    row.url = url;
+                }
+                if let Some(description) = description {
+                    row.description = description;
+                }
+                if let Some(events) = events {
+                    row.events = events;
+                }
+                if let Some(rate) = rate {
+                    row.rate_limit_per_second = rate as i32;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(Response::new(convert::webhook(row)))
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<proto::DeleteWebhookRequest>,
+    ) -> Result<Response<proto::DeleteWebhookResponse>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let id = id::parse("id", Kind::Webhook, &request.get_ref().id)?;
+        let deleted = self
+            .state
+            .store
+            .delete_webhook(&account, id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found("webhook", id))?;
+        tracing::info!(webhook = %id, deliveries = deleted, "webhook deleted");
+        Ok(Response::new(proto::DeleteWebhookResponse {
+            deliveries_deleted: deleted,
+        }))
+    }
+
+    async fn pause_webhook(
+        &self,
+        request: Request<proto::PauseWebhookRequest>,
+    ) -> Result<Response<proto::Webhook>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let row = self
+            .change_webhook(
+                &account,
+                &request.get_ref().id,
+                |row| match WebhookStatus::parse(&row.status) {
+                    Some(WebhookStatus::Disabled) => Err(Error::FailedPrecondition(format!(
+                        "webhook `{}` is disabled ({}); resume it instead",
+                        row.id, row.disabled_reason
+                    ))),
+                    _ => {
+                        row.status = WebhookStatus::Paused.as_str().to_owned();
+                        Ok(())
+                    }
+                },
+            )
+            .await?;
+        Ok(Response::new(convert::webhook(row)))
+    }
+
+    async fn resume_webhook(
+        &self,
+        request: Request<proto::ResumeWebhookRequest>,
+    ) -> Result<Response<proto::Webhook>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let row = self
+            .change_webhook(&account, &request.get_ref().id, |row| {
+                if row.status != WebhookStatus::Active.as_str() {
+                    row.status = WebhookStatus::Active.as_str().to_owned();
+                    row.failure_count = 0;
+                    row.failing_since = None;
+                    row.disabled_reason.clear();
+                }
+                Ok(())
+            })
+            .await?;
+        // Held deliveries are due again.
+        self.state.deliveries_changed.notify_waiters();
+        Ok(Response::new(convert::webhook(row)))
+    }
+
+    async fn rotate_secret(
+        &self,
+        request: Request<proto::RotateSecretRequest>,
+    ) -> Result<Response<proto::RotateSecretResponse>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let req = request.into_inner();
+        let grace = webhook::validate_grace_period(req.grace_period_seconds)?;
+        let row = self
+            .change_webhook(&account, &req.id, |row| {
+                let old = std::mem::replace(&mut row.secret, secret::new_signing_secret());
+                if grace > 0 {
+                    row.previous_secret = Some(old);
+                    row.previous_secret_expires_at = Some(time::now_ms() + i64::from(grace) * 1000);
+                } else {
+                    row.previous_secret = None;
+                    row.previous_secret_expires_at = None;
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(webhook = %row.id, grace_seconds = grace, "signing secret rotated");
+        Ok(Response::new(proto::RotateSecretResponse {
+            secret: row.secret.clone(),
+            webhook: Some(convert::webhook(row)),
+        }))
+    }
+
+    async fn get_webhook_secret(
+        &self,
+        request: Request<proto::GetWebhookSecretRequest>,
+    ) -> Result<Response<proto::GetWebhookSecretResponse>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let row = self
+            .webhook_of(&account, "id", &request.get_ref().id)
+            .await?;
+        Ok(Response::new(proto::GetWebhookSecretResponse {
+            secret: row.secret,
+        }))
+    }
+
+    async fn send_test_ping(
+        &self,
+        request: Request<proto::SendTestPingRequest>,
+    ) -> Result<Response<proto::SendTestPingResponse>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let req = request.into_inner();
+        let webhook = self.webhook_of(&account, "id", &req.id).await?;
+        let data = serde_json::json!({
+            "webhook_id": webhook.id,
+            "message": "This is a test ping from Kit Webhooks.",
+        });
+        let event = entity::event::Model {
+            id: id::new(Kind::Event),
+            account_id: account.clone(),
+            r#type: catalogue::TEST_PING.to_owned(),
+            data_json: data.to_string(),
+            idempotency_key: None,
+            created_at: time::now_ms(),
+        };
+        let delivery = self
+            .state
+            .store
+            .queue_test_ping(event, &webhook)
+            .await
+            .map_err(Error::from)?;
+        self.state.deliveries_changed.notify_waiters();
+        let delivery = if req.wait {
+            self.state.wait_for_attempt(&account, &delivery.id).await?
+        } else {
+            convert::delivery(delivery, Vec::new())
+        };
+        Ok(Response::new(proto::SendTestPingResponse {
+            delivery: Some(delivery),
+        }))
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<proto::ListDeliveriesRequest>,
+    ) -> Result<Response<proto::ListDeliveriesResponse>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let req = request.into_inner();
+        let webhook = self
+            .webhook_of(&account, "webhook_id", &req.webhook_id)
+            .await?;
+        let status = match proto::DeliveryStatus::try_from(req.status) {
+            Ok(proto::DeliveryStatus::Unspecified) => None,
+            Ok(proto::DeliveryStatus::Pending) => Some(DeliveryStatus::Pending),
+            Ok(proto::DeliveryStatus::Sending) => Some(DeliveryStatus::Sending),
+            Ok(proto::DeliveryStatus::Succeeded) => Some(DeliveryStatus::Succeeded),
+            Ok(proto::DeliveryStatus::Failed) => Some(DeliveryStatus::Failed),
+            Err(_) => {
+                return Err(Error::invalid(
+                    "status",
+                    format!("{} is not a DeliveryStatus", req.status),
+                )
+                .into())
+            }
+        };
+        let event_type = event::validate_type_filter("event_type", &req.event_type)?;
+        let page = PageRequest::parse(req.page_size, &req.page_token, Kind::Delivery)?;
+        let filter = DeliveryFilter { status, event_type };
+        let mut rows = self
+            .state
+            .store
+            .list_deliveries(&account, &webhook.id, &filter, &page)
+            .await
+            .map_err(Error::from)?;
+        let next_page_token = page.finish(&mut rows, |row| &row.id);
+        Ok(Response::new(proto::ListDeliveriesResponse {
+            deliveries: rows
+                .into_iter()
+                .map(|row| convert::delivery(row, Vec::new()))
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_delivery(
+        &self,
+        request: Request<proto::GetDeliveryRequest>,
+    ) -> Result<Response<proto::Delivery>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let id = id::parse("id", Kind::Delivery, &request.get_ref().id)?;
+        let (row, attempts) = self
+            .state
+            .store
+            .find_delivery(&account, id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found("delivery", id))?;
+        Ok(Response::new(convert::delivery(row, attempts)))
+    }
+
+    async fn retry_delivery(
+        &self,
+        request: Request<proto::RetryDeliveryRequest>,
+    ) -> Result<Response<proto::Delivery>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let id = id::parse("id", Kind::Delivery, &request.get_ref().id)?;
+        let row = self
+            .state
+            .store
+            .retry_delivery(&account, id)
+            .await?
+            .ok_or_else(|| Error::not_found("delivery", id))?;
+        self.state.deliveries_changed.notify_waiters();
+        Ok(Response::new(convert::delivery(row, Vec::new())))
+    }
+
+    async fn replay_deliveries(
+        &self,
+        request: Request<proto::ReplayDeliveriesRequest>,
+    ) -> Result<Response<proto::ReplayDeliveriesResponse>, Status> {
+        let account = self.state.auth.require_admin(&request).await?;
+        let req = request.into_inner();
+        let webhook = self
+            .webhook_of(&account, "webhook_id", &req.webhook_id)
+            .await?;
+        let since = req
+            .since
+            .as_ref()
+            .map(time::to_ms)
+            .ok_or_else(|| Error::invalid("since", "is required"))?;
+        let until = req
+            .until
+            .as_ref()
+            .map(time::to_ms)
+            .unwrap_or_else(|| time::now_ms() + 1);
+        if until <= since {
+            return Err(Error::invalid("until", "must be after `since`").into());
+        }
+        let requeued = self
+            .state
+            .store
+            .replay_deliveries(&account, &webhook.id, since, until)
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(webhook = %webhook.id, requeued, "failed deliveries replayed");
+        self.state.deliveries_changed.notify_waiters();
+        Ok(Response::new(proto::ReplayDeliveriesResponse {
+            deliveries_requeued: requeued,
+        }))
+    }
+}

@@ -1,0 +1,191 @@
+//! Event rules: what a publishable event is, the envelope each delivery sends, and the delivery states.
+
+use kit_webhooks::catalogue;
+
+use super::{time, Error};
+
+/// DESIGN.md's default payload limit.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+const MAX_ACCOUNT_ID_CHARS: usize = 128;
+const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// The state of a delivery, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Sending,
+    Succeeded,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(DeliveryStatus::Pending),
+            "sending" => Some(DeliveryStatus::Sending),
+            "succeeded" => Some(DeliveryStatus::Succeeded),
+            "failed" => Some(DeliveryStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+pub fn validate_account_id(field: &'static str, account_id: &str) -> Result<String, Error> {
+    if account_id.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if account_id.chars().count() > MAX_ACCOUNT_ID_CHARS {
+        return Err(Error::invalid(
+            field,
+            format!("is longer than {MAX_ACCOUNT_ID_CHARS} characters"),
+        ));
+    }
+    if account_id
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid(
+            field,
+            "must not contain whitespace or control characters",
+        ));
+    }
+    Ok(account_id.to_owned())
+}
+
+/// A publishable event type: one of the catalogue's 23 (`test.ping` is sent by pings only).
+pub fn validate_type(field: &'static str, event_type: &str) -> Result<&'static str, Error> {
+    if event_type.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if event_type == catalogue::TEST_PING {
+        return Err(Error::invalid(
+            field,
+            "`test.ping` is sent by SendTestPing only and cannot be published",
+        ));
+    }
+    catalogue::event_type(event_type)
+        .map(|t| t.name)
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("unknown event type `{event_type}`; see ListEventTypes"),
+            )
+        })
+}
+
+/// An optional filter on event type (list calls): empty for none, else a catalogue type or `test.ping`.
+pub fn validate_type_filter<'a>(
+    field: &'static str,
+    event_type: &'a str,
+) -> Result<Option<&'a str>, Error> {
+    match event_type {
+        "" => Ok(None),
+        name if name == catalogue::TEST_PING || catalogue::event_type(name).is_some() => {
+            Ok(Some(name))
+        }
+        name => Err(Error::invalid(
+            field,
+            format!("unknown event type `{name}`"),
+        )),
+    }
+}
+
+/// `data_json` must be one JSON object within the size limit. The text is kept as given, so numbers keep
+/// every digit.
+pub fn validate_data(data_json: &str, max_bytes: usize) -> Result<String, Error> {
+    let field = "data_json";
+    if data_json.len() > max_bytes {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "is {} bytes; at most {max_bytes} are allowed",
+                data_json.len()
+            ),
+        ));
+    }
+    let trimmed = data_json.trim();
+    if trimmed.is_empty() {
+        return Err(Error::invalid(
+            field,
+            "is required (a JSON object, e.g. `{}`)",
+        ));
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(trimmed)
+        .map_err(|e| Error::invalid(field, format!("is not valid JSON: {e}")))?;
+    if !trimmed.starts_with('{') {
+        return Err(Error::invalid(field, "must be a JSON object (`{...}`)"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+pub fn validate_idempotency_key(key: &str) -> Result<Option<String>, Error> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    if key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
+        return Err(Error::invalid(
+            "idempotency_key",
+            format!("is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The request body every delivery of an event sends (DESIGN.md §4): the same bytes on every attempt.
+/// `data_json` is spliced in verbatim; it was checked to be a JSON object when the event was accepted.
+pub fn envelope(
+    id: &str,
+    event_type: &str,
+    created_at_ms: i64,
+    account_id: &str,
+    data_json: &str,
+) -> Vec<u8> {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    format!(
+        "{{\"id\":{},\"type\":{},\"timestamp\":\"{}\",\"account_id\":{},\"data\":{}}}",
+        quote(id),
+        quote(event_type),
+        time::rfc3339(created_at_ms),
+        quote(account_id),
+        data_json
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_must_be_an_object_within_limit() {
+        assert!(validate_data("{\"a\":1}", 100).is_ok());
+        assert!(validate_data("[1]", 100).is_err());
+        assert!(validate_data("{", 100).is_err());
+        assert!(validate_data("", 100).is_err());
+        assert!(validate_data("{\"a\":\"0123456789\"}", 10).is_err());
+    }
+
+    #[test]
+    fn envelope_keeps_big_integers() {
+        let body = envelope(
+            "evt_1",
+            "offer.accepted",
+            0,
+            "acme",
+            "{\"n\":18446744073709551615}",
+        );
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.ends_with("\"data\":{\"n\":18446744073709551615}}"));
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["type"], "offer.accepted");
+    }
+}

@@ -1,0 +1,68 @@
+//! API key management: `keys create`, and the keys the first start writes for a new user.
+
+use std::{io::Write, path::Path};
+
+use anyhow::Context;
+
+use crate::{api::auth::Role, core::secret, store::Store};
+
+/// The account the first start's admin key belongs to.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// Creates and stores a key of `role` (bound to `account` for admins); returns the key, shown only now.
+pub async fn create(store: &Store, role: Role, account: Option<&str>) -> anyhow::Result<String> {
+    let account = match (role, account) {
+        (Role::Admin, None) => anyhow::bail!("--account is required for admin keys"),
+        (Role::Admin, Some(account)) => {
+            crate::core::event::validate_account_id("account", account)?;
+            Some(account.to_owned())
+        }
+        (_, Some(_)) => anyhow::bail!("--account applies to admin keys only"),
+        (_, None) => None,
+    };
+    let key = secret::new_api_key();
+    store
+        .insert_api_key(secret::hash_api_key(&key), role.as_str(), account)
+        .await?;
+    Ok(key)
+}
+
+/// On an empty database, creates an admin key for account `default` and a publisher key, and writes both to
+/// `path`, readable by its owner only. Returns whether it did.
+pub async fn bootstrap(store: &Store, path: &Path) -> anyhow::Result<bool> {
+    if store.count_api_keys().await? > 0 {
+        return Ok(false);
+    }
+    let admin = create(store, Role::Admin, Some(DEFAULT_ACCOUNT)).await?;
+    let publisher = create(store, Role::Publisher, None).await?;
+    let text = format!(
+        "# Kit Webhooks API keys, created on the server's first start. Keep this file private.\n\
+         # The admin key manages account `{DEFAULT_ACCOUNT}`'s webhooks; the publisher key publishes events.\n\
+         KIT_WEBHOOKS_ADMIN_KEY={admin}\n\
+         KIT_WEBHOOKS_PUBLISHER_KEY={publisher}\n"
+    );
+    write_private(path, &text)
+        .with_context(|| format!("writing the key file {}", path.display()))?;
+    Ok(true)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Reads one `NAME=value` entry of a key file.
+pub fn read_key(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .find(|(key, _)| key.trim() == name)
+        .map(|(_, value)| value.trim().to_owned())
+}

@@ -1,0 +1,144 @@
+//! `kit-webhooks-server`: serve the control plane, migrate a database, or create API keys.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kit_webhooks_server::{
+    api::auth::Role, config, keys, store::DEFAULT_DATABASE_URL, Config, Store,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "kit-webhooks-server",
+    version,
+    about = "The Kit Webhooks control plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gRPC API (migrates the database first).
+    Serve(ServeArgs),
+    /// Bring a database's schema up to date, then exit.
+    Migrate {
+        #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (only the key) on stdout. It is stored hashed: save it now.
+    Create {
+        #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+        /// admin (one account's webhooks), publisher (publishes events) or daemon (delivers).
+        #[arg(long, value_parser = ["admin", "publisher", "daemon"])]
+        role: String,
+        /// The account of an admin key.
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KIT_WEBHOOKS_LISTEN", default_value = config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// `sqlite://FILE` (created if missing) or `postgres://…`.
+    #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// Also admit `http://` webhook URLs (development only).
+    #[arg(long, env = "KIT_WEBHOOKS_ALLOW_HTTP")]
+    allow_http: bool,
+    /// Where the first start writes its API keys [default: beside the SQLite file].
+    #[arg(long, env = "KIT_WEBHOOKS_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// Largest accepted `data_json`, in bytes.
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
+    max_payload_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(err) = run(Cli::parse()).await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config {
+                listen: args.listen,
+                database_url: args.database_url,
+                allow_http: args.allow_http,
+                max_payload_bytes: args.max_payload_bytes,
+                key_file: args.key_file,
+                ..Config::default()
+            };
+            let server = kit_webhooks_server::start_with_signal(config, shutdown_signal()).await?;
+            server.wait().await
+        }
+        Command::Migrate { database_url } => {
+            let store = Store::connect(&database_url).await.context("connecting")?;
+            store.migrate().await.context("migrating")?;
+            store.close().await;
+            eprintln!("database is up to date");
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Create {
+            database_url,
+            role,
+            account,
+        }) => {
+            let role = Role::parse(&role).context("unknown role")?;
+            let store = Store::connect(&database_url).await.context("connecting")?;
+            store.migrate().await.context("migrating")?;
+            let key = keys::create(&store, role, account.as_deref()).await?;
+            store.close().await;
+            println!("{key}");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

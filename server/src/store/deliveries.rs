@@ -1,0 +1,137 @@
+//! Delivery and attempt rows: listing, reading with history, and re-queueing (retry and replay).
+
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+};
+
+use super::{
+    entity::{attempt, delivery, event},
+    Store,
+};
+use crate::core::{event::DeliveryStatus, page::PageRequest, time, Error};
+
+/// Filters of a delivery list.
+#[derive(Debug, Default)]
+pub struct DeliveryFilter<'a> {
+    pub status: Option<DeliveryStatus>,
+    pub event_type: Option<&'a str>,
+}
+
+impl Store {
+    /// One page of a webhook's deliveries, newest first.
+    pub async fn list_deliveries(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        filter: &DeliveryFilter<'_>,
+        page: &PageRequest,
+    ) -> Result<Vec<delivery::Model>, DbErr> {
+        let mut query = delivery::Entity::find()
+            .filter(delivery::Column::AccountId.eq(account_id))
+            .filter(delivery::Column::WebhookId.eq(webhook_id));
+        if let Some(status) = filter.status {
+            query = query.filter(delivery::Column::Status.eq(status.as_str()));
+        }
+        if let Some(event_type) = filter.event_type {
+            query = query.filter(delivery::Column::EventType.eq(event_type));
+        }
+        if let Some(after) = &page.after {
+            query = query.filter(delivery::Column::Id.lt(after.as_str()));
+        }
+        query
+            .order_by_desc(delivery::Column::Id)
+            .limit(page.limit + 1)
+            .all(self.reader())
+            .await
+    }
+
+    /// The delivery `id` of `account_id` with its attempts, oldest first.
+    pub async fn find_delivery(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<(delivery::Model, Vec<attempt::Model>)>, DbErr> {
+        let Some(delivery) = delivery::Entity::find_by_id(id.to_owned())
+            .filter(delivery::Column::AccountId.eq(account_id))
+            .one(self.reader())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = attempt::Entity::find()
+            .filter(attempt::Column::DeliveryId.eq(id))
+            .order_by_asc(attempt::Column::Number)
+            .all(self.reader())
+            .await?;
+        Ok(Some((delivery, attempts)))
+    }
+
+    /// Puts a finished (`succeeded` or `failed`) delivery back in the queue, due now.
+    pub async fn retry_delivery(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<delivery::Model>, Error> {
+        let txn = self.writer().begin().await?;
+        let Some(found) = delivery::Entity::find_by_id(id.to_owned())
+            .filter(delivery::Column::AccountId.eq(account_id))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let finished = [DeliveryStatus::Succeeded, DeliveryStatus::Failed]
+            .iter()
+            .any(|s| s.as_str() == found.status);
+        if !finished {
+            return Err(Error::FailedPrecondition(format!(
+                "delivery `{id}` is {}; only succeeded or failed deliveries can be retried",
+                found.status
+            )));
+        }
+        let mut active = found.into_active_model();
+        active.status = sea_orm::Set(DeliveryStatus::Pending.as_str().to_owned());
+        active.next_attempt_at = sea_orm::Set(Some(time::now_ms()));
+        active.completed_at = sea_orm::Set(None);
+        let updated = active.update(&txn).await?;
+        txn.commit().await?;
+        Ok(Some(updated))
+    }
+
+    /// Re-queues, in one statement, every `failed` delivery of the webhook whose event was created in
+    /// `[since_ms, until_ms)`. One UPDATE is atomic: a crash leaves all or none re-queued, and a second run
+    /// finds them no longer `failed`, so nothing is re-queued twice.
+    pub async fn replay_deliveries(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<u64, DbErr> {
+        let events_in_window = event::Entity::find()
+            .select_only()
+            .column(event::Column::Id)
+            .filter(event::Column::AccountId.eq(account_id))
+            .filter(event::Column::CreatedAt.gte(since_ms))
+            .filter(event::Column::CreatedAt.lt(until_ms))
+            .into_query();
+        let result = delivery::Entity::update_many()
+            .col_expr(
+                delivery::Column::Status,
+                Expr::value(DeliveryStatus::Pending.as_str()),
+            )
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(time::now_ms()))
+            .col_expr(
+                delivery::Column::CompletedAt,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(delivery::Column::AccountId.eq(account_id))
+            .filter(delivery::Column::WebhookId.eq(webhook_id))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Failed.as_str()))
+            .filter(delivery::Column::EventId.in_subquery(events_in_window))
+            .exec(self.writer())
+            .await?;
+        Ok(result.rows_affected)
+    }
+}

@@ -1,0 +1,27 @@
+//! A delivery row: one event on its way to one webhook. `lease_id`/`lease_expires_at` are set while a daemon
+//! holds it (status `sending`).
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "deliveries")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub webhook_id: String,
+    pub account_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempt_count: i32,
+    pub next_attempt_at: Option<i64>,
+    pub lease_id: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

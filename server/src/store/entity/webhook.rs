@@ -1,0 +1,31 @@
+//! A webhook row. `events` holds the subscriptions as a JSON array; `secret` is the current signing secret
+//! (needed in clear to sign), `previous_secret` the one still valid during a rotation grace.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "webhooks")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub account_id: String,
+    pub url: String,
+    pub description: String,
+    pub events: String,
+    pub status: String,
+    pub failure_count: i32,
+    /// When the current run of failures began (for auto-disable); `None` after a success.
+    pub failing_since: Option<i64>,
+    pub disabled_reason: String,
+    pub rate_limit_per_second: i32,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,119 @@
+//! Storage: the database connections and the queries of each table, behind one [`Store`] handle.
+//!
+//! SQLite (the default) gets one writer connection and a small pool of readers: WAL lets readers run beside
+//! the writer, and funnelling every write through one connection means write transactions never meet
+//! `SQLITE_BUSY` inside this process. PostgreSQL uses one pool for both.
+
+pub mod deliveries;
+pub mod entity;
+pub mod events;
+pub mod keys;
+pub mod webhooks;
+
+use std::time::Duration;
+
+use kit_webhooks_migrations::{Migrator, MigratorTrait};
+use sea_orm::{
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr,
+};
+
+/// The default database: a SQLite file in the working directory, created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://kit-webhooks.db";
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    write: DatabaseConnection,
+    read: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects to `url`: `sqlite://PATH`, `postgres://…`, or a bare file path (taken as SQLite).
+    pub async fn connect(url: &str) -> Result<Store, DbErr> {
+        let url = normalize_url(url);
+        if url.starts_with("sqlite:") {
+            let write = Database::connect(sqlite_options(&url, 1)).await?;
+            let read = Database::connect(sqlite_options(&url, 4)).await?;
+            Ok(Store { write, read })
+        } else {
+            let mut options = ConnectOptions::new(url);
+            options
+                .max_connections(16)
+                .min_connections(1)
+                .connect_timeout(Duration::from_secs(10))
+                .sqlx_logging(false);
+            let pool = Database::connect(options).await?;
+            Ok(Store {
+                write: pool.clone(),
+                read: pool,
+            })
+        }
+    }
+
+    /// Brings the schema up to date.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        Migrator::up(&self.write, None).await
+    }
+
+    /// The connection for writes and for reads that must see the latest commit.
+    pub fn writer(&self) -> &DatabaseConnection {
+        &self.write
+    }
+
+    /// The connection for plain reads.
+    pub fn reader(&self) -> &DatabaseConnection {
+        &self.read
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.write.get_database_backend()
+    }
+
+    /// Closes every connection (checkpointing SQLite's WAL).
+    pub async fn close(self) {
+        let _ = self.read.close().await;
+        let _ = self.write.close().await;
+    }
+}
+
+/// A SQLite file path for `url`, if it names one (used to place the key file beside the database).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let url = normalize_url(url);
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
+fn normalize_url(url: &str) -> String {
+    if url.contains(':') && (url.starts_with("sqlite:") || url.contains("://")) {
+        url.to_owned()
+    } else {
+        format!("sqlite://{url}")
+    }
+}
+
+fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(connections)
+        .min_connections(1)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL + NORMAL is durable against process crashes; a power loss can drop the last commits only.
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+        });
+    options
+}
+
+/// Whether `err` is a unique-constraint violation (a lost race on an idempotency key, say).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

@@ -1,0 +1,124 @@
+//! Webhook rows: every query is scoped by account, so one account never reads another's webhooks.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+};
+
+use super::{
+    entity::{attempt, delivery, webhook},
+    Store,
+};
+use crate::core::page::PageRequest;
+
+impl Store {
+    pub async fn insert_webhook(&self, model: webhook::Model) -> Result<webhook::Model, DbErr> {
+        model.into_active_model().insert(self.writer()).await
+    }
+
+    /// The webhook `id` of `account_id`, read from `db` (the writer inside a read-modify-write).
+    pub async fn find_webhook_on(
+        db: &impl ConnectionTrait,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<webhook::Model>, DbErr> {
+        webhook::Entity::find_by_id(id.to_owned())
+            .filter(webhook::Column::AccountId.eq(account_id))
+            .one(db)
+            .await
+    }
+
+    pub async fn find_webhook(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<webhook::Model>, DbErr> {
+        Self::find_webhook_on(self.reader(), account_id, id).await
+    }
+
+    /// One page of the account's webhooks, oldest first (`limit + 1` rows, for [`PageRequest::finish`]).
+    pub async fn list_webhooks(
+        &self,
+        account_id: &str,
+        page: &PageRequest,
+    ) -> Result<Vec<webhook::Model>, DbErr> {
+        let mut query = webhook::Entity::find().filter(webhook::Column::AccountId.eq(account_id));
+        if let Some(after) = &page.after {
+            query = query.filter(webhook::Column::Id.gt(after.as_str()));
+        }
+        query
+            .order_by_asc(webhook::Column::Id)
+            .limit(page.limit + 1)
+            .all(self.reader())
+            .await
+    }
+
+    /// Applies `change` to the account's webhook in one transaction; `None` when there is no such webhook.
+    /// `change` may refuse with an error, in which case nothing is written.
+    pub async fn update_webhook<E>(
+        &self,
+        account_id: &str,
+        id: &str,
+        change: impl FnOnce(&mut webhook::Model) -> Result<(), E>,
+    ) -> Result<Option<webhook::Model>, E>
+    where
+        E: From<DbErr>,
+    {
+        let txn = self.writer().begin().await?;
+        let Some(mut model) = Self::find_webhook_on(&txn, account_id, id).await? else {
+            return Ok(None);
+        };
+        let before = model.clone();
+        change(&mut model)?;
+        if model == before {
+            return Ok(Some(model));
+        }
+        let updated = model
+            .clone()
+            .into_active_model()
+            .reset_all()
+            .update(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Some(updated))
+    }
+
+    /// Deletes the webhook with its deliveries and their attempts, in one transaction. Returns how many
+    /// deliveries went with it, or `None` when there is no such webhook.
+    pub async fn delete_webhook(&self, account_id: &str, id: &str) -> Result<Option<u64>, DbErr> {
+        let txn = self.writer().begin().await?;
+        if Self::find_webhook_on(&txn, account_id, id).await?.is_none() {
+            return Ok(None);
+        }
+        let delivery_ids = delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::Id)
+            .filter(delivery::Column::WebhookId.eq(id))
+            .into_query();
+        attempt::Entity::delete_many()
+            .filter(attempt::Column::DeliveryId.in_subquery(delivery_ids))
+            .exec(&txn)
+            .await?;
+        let deliveries = delivery::Entity::delete_many()
+            .filter(delivery::Column::WebhookId.eq(id))
+            .exec(&txn)
+            .await?;
+        webhook::Entity::delete_by_id(id.to_owned())
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Some(deliveries.rows_affected))
+    }
+
+    /// The account's active webhooks, for fan-out.
+    pub async fn active_webhooks_on(
+        db: &impl ConnectionTrait,
+        account_id: &str,
+    ) -> Result<Vec<webhook::Model>, DbErr> {
+        webhook::Entity::find()
+            .filter(webhook::Column::AccountId.eq(account_id))
+            .filter(webhook::Column::Status.eq(crate::core::webhook::Status::Active.as_str()))
+            .all(db)
+            .await
+    }
+}

@@ -1,0 +1,215 @@
+//! The event catalogue: the 23 event types of Kit in 6 categories, plus `test.ping`.
+//!
+//! The catalogue is fixed by the product (DESIGN.md §2). Subscriptions name event types or whole categories
+//! (`interview.*`); [`Subscription`] parses one and [`Subscription::matches`] is the single rule the server
+//! uses to fan an event out.
+
+/// One entry of the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventType {
+    pub name: &'static str,
+    pub category: &'static str,
+    pub description: &'static str,
+}
+
+/// The event sent by "send test ping": never published, never subscribable.
+pub const TEST_PING: &str = "test.ping";
+
+const fn event(name: &'static str, category: &'static str, description: &'static str) -> EventType {
+    EventType {
+        name,
+        category,
+        description,
+    }
+}
+
+/// Every publishable event type, grouped by category.
+pub const EVENT_TYPES: &[EventType] = &[
+    event(
+        "application.submitted",
+        "application",
+        "A candidate submitted an application.",
+    ),
+    event(
+        "application.rejected",
+        "application",
+        "An application was rejected.",
+    ),
+    event(
+        "application.advanced",
+        "application",
+        "An application advanced to the next stage.",
+    ),
+    event(
+        "application.withdrawn",
+        "application",
+        "The candidate withdrew an application.",
+    ),
+    event(
+        "application.offer_extended",
+        "application",
+        "An offer was extended on an application.",
+    ),
+    event("offer.accepted", "offer", "An admin accepted an offer."),
+    event("offer.declined", "offer", "An admin declined an offer."),
+    event(
+        "offer.candidate_accepted",
+        "offer",
+        "The candidate accepted an offer.",
+    ),
+    event(
+        "offer.candidate_declined",
+        "offer",
+        "The candidate declined an offer.",
+    ),
+    event("offer.revised", "offer", "An offer was revised."),
+    event(
+        "interview.scheduled",
+        "interview",
+        "An interview was scheduled.",
+    ),
+    event(
+        "interview.confirmed",
+        "interview",
+        "An interview was confirmed.",
+    ),
+    event(
+        "interview.completed",
+        "interview",
+        "An interview took place.",
+    ),
+    event(
+        "interview.cancelled",
+        "interview",
+        "An interview was cancelled.",
+    ),
+    event(
+        "interview.no_show",
+        "interview",
+        "The candidate did not show up for an interview.",
+    ),
+    event(
+        "code_assignment.submitted",
+        "code_assignment",
+        "A candidate submitted a code assignment.",
+    ),
+    event(
+        "code_assignment.auto_submitted",
+        "code_assignment",
+        "A code assignment was submitted automatically at its deadline.",
+    ),
+    event(
+        "review.submitted",
+        "review",
+        "A reviewer submitted a review.",
+    ),
+    event(
+        "job_posting.published",
+        "job_posting",
+        "A job posting went live.",
+    ),
+    event(
+        "job_posting.paused",
+        "job_posting",
+        "A job posting was paused.",
+    ),
+    event(
+        "job_posting.closed",
+        "job_posting",
+        "A job posting was closed.",
+    ),
+    event(
+        "job_posting.reopened",
+        "job_posting",
+        "A job posting was reopened.",
+    ),
+];
+
+/// The catalogue entry of `test.ping`.
+pub const TEST_PING_TYPE: EventType = event(
+    TEST_PING,
+    "test",
+    "Sent only by \"send test ping\" to check an endpoint; not subscribable.",
+);
+
+/// The publishable event type called `name`, if there is one (`test.ping` is not).
+pub fn event_type(name: &str) -> Option<&'static EventType> {
+    EVENT_TYPES.iter().find(|t| t.name == name)
+}
+
+/// Whether `name` is one of the 6 categories.
+pub fn is_category(name: &str) -> bool {
+    EVENT_TYPES.iter().any(|t| t.category == name)
+}
+
+/// One entry of a webhook's `events`: an event type, or every event of a category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription<'a> {
+    Event(&'a str),
+    Category(&'a str),
+}
+
+impl<'a> Subscription<'a> {
+    /// Parses one subscription, or says in words why it is not one.
+    pub fn parse(text: &'a str) -> Result<Self, String> {
+        if text == TEST_PING {
+            return Err(
+                "`test.ping` is sent by test pings only and cannot be subscribed to".into(),
+            );
+        }
+        if text == "*" {
+            return Err("`*` is not allowed: subscribe to event types or `category.*`".into());
+        }
+        if let Some(category) = text.strip_suffix(".*") {
+            return if is_category(category) {
+                Ok(Subscription::Category(category))
+            } else {
+                Err(format!("unknown category `{category}`"))
+            };
+        }
+        if event_type(text).is_some() {
+            Ok(Subscription::Event(text))
+        } else {
+            Err(format!("unknown event type `{text}`"))
+        }
+    }
+
+    /// Whether this subscription covers the event type `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Subscription::Event(event) => *event == name,
+            Subscription::Category(category) => name
+                .strip_prefix(category)
+                .is_some_and(|rest| rest.starts_with('.')),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_has_23_events_in_6_categories() {
+        assert_eq!(EVENT_TYPES.len(), 23);
+        let mut categories: Vec<_> = EVENT_TYPES.iter().map(|t| t.category).collect();
+        categories.dedup();
+        assert_eq!(categories.len(), 6);
+    }
+
+    #[test]
+    fn subscriptions_parse_and_match() {
+        let category = Subscription::parse("interview.*").unwrap();
+        assert!(category.matches("interview.no_show"));
+        assert!(!category.matches("offer.accepted"));
+        let event = Subscription::parse("offer.accepted").unwrap();
+        assert!(event.matches("offer.accepted"));
+        assert!(!event.matches("offer.candidate_accepted"));
+        // `offer.*` must not cover a longer category that merely starts with the same letters.
+        assert!(!Subscription::Category("offer").matches("offerx.accepted"));
+        assert!(Subscription::parse("test.ping").is_err());
+        assert!(Subscription::parse("*").is_err());
+        assert!(Subscription::parse("nope.*").is_err());
+        assert!(Subscription::parse("interview.eaten").is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! Kit Webhooks: what every part of the system shares.
+//!
+//! - [`proto`]: the generated gRPC contract (`kit.webhooks.v1`), clients and servers alike.
+//! - [`catalogue`]: the fixed catalogue of event types and the subscription rules over it.
+//!
+//! The server, the delivery daemon and the client all depend on this crate, so the contract and the rules
+//! that must agree on both sides of a connection live here exactly once.
+
+pub mod catalogue;
+
+/// The generated code of `proto/kit/webhooks/v1`.
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("kit.webhooks.v1");
+
+    /// The encoded descriptor set of the contract, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/kit_webhooks_descriptor.bin"));
+}
