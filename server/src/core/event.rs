@@ -61,7 +61,7 @@ pub fn validate_account_id(field: &'static str, account_id: &str) -> Result<Stri
     Ok(account_id.to_owned())
 }
 
-/// A publishable event type: one of the catalogue's 23 (`test.ping` is sent by pings only).
+/// A publishable event type: one of the catalogue's (`test.ping` is sent by pings only).
 pub fn validate_type(field: &'static str, event_type: &str) -> Result<&'static str, Error> {
     if event_type.is_empty() {
         return Err(Error::invalid(field, "is required"));

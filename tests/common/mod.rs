@@ -1,0 +1,209 @@
+//! Test harness: a real server on a free port over a real database (a fresh SQLite file, or a fresh
+//! PostgreSQL database when `KIT_TEST_DATABASE_URL` is set), and authenticated gRPC clients for it.
+
+#![allow(dead_code)]
+
+use kit_webhooks::proto::{
+    event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
+};
+use kit_webhooks_server::{api::auth::Role, keys, Config, RunningServer};
+use sea_orm::{ConnectionTrait, Database};
+use tonic::{metadata::MetadataValue, transport::Channel, Request};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` once per database: `sqlite::name` always, `postgres::name` against
+/// `KIT_TEST_DATABASE_URL` (skipped, with a note, when it is unset).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if std::env::var("KIT_TEST_DATABASE_URL").is_err() {
+                        eprintln!("KIT_TEST_DATABASE_URL is not set: skipping the PostgreSQL run");
+                        return;
+                    }
+                    super::$name(super::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A database of its own for one test.
+pub struct TestDatabase {
+    pub url: String,
+    /// Keeps the SQLite file's directory alive.
+    _dir: Option<tempfile::TempDir>,
+    /// PostgreSQL: the server-level URL and the database name, to drop it afterwards.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("kit-webhooks.db").display());
+                TestDatabase {
+                    url,
+                    _dir: Some(dir),
+                    postgres: None,
+                }
+            }
+            Backend::Postgres => {
+                let base = std::env::var("KIT_TEST_DATABASE_URL").expect("KIT_TEST_DATABASE_URL");
+                let name = format!("kit_test_{:016x}", rand::random::<u64>());
+                let admin = Database::connect(&base)
+                    .await
+                    .expect("connect to KIT_TEST_DATABASE_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                let _ = admin.close().await;
+                let mut url = url::Url::parse(&base).expect("KIT_TEST_DATABASE_URL is a URL");
+                url.set_path(&format!("/{name}"));
+                TestDatabase {
+                    url: url.to_string(),
+                    _dir: None,
+                    postgres: Some((base, name)),
+                }
+            }
+        }
+    }
+
+    /// Drops a PostgreSQL test database (SQLite files go with their temp dir).
+    pub async fn drop_database(&self) {
+        if let Some((base, name)) = &self.postgres {
+            if let Ok(admin) = Database::connect(base).await {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+                let _ = admin.close().await;
+            }
+        }
+    }
+}
+
+/// A running server with the keys a test needs.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub db: TestDatabase,
+    pub key_file: std::path::PathBuf,
+    /// The admin key of account `default`, read from the key file the first start wrote.
+    pub admin_key: String,
+    /// The publisher key from the same file.
+    pub publisher_key: String,
+    _key_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server, letting the test adjust its configuration first.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let db = TestDatabase::new(backend).await;
+        let key_dir = tempfile::tempdir().expect("temp dir");
+        let key_file = key_dir.path().join("kit-webhooks.keys");
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            database_url: db.url.clone(),
+            key_file: Some(key_file.clone()),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let server = kit_webhooks_server::start(config)
+            .await
+            .expect("server starts");
+        let text = std::fs::read_to_string(&key_file).expect("the first start writes the key file");
+        TestServer {
+            admin_key: keys::read_key(&text, "KIT_WEBHOOKS_ADMIN_KEY")
+                .expect("admin key in key file"),
+            publisher_key: keys::read_key(&text, "KIT_WEBHOOKS_PUBLISHER_KEY")
+                .expect("publisher key in key file"),
+            server,
+            db,
+            key_file,
+            _key_dir: key_dir,
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.server.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to the server")
+    }
+
+    pub async fn webhooks(&self) -> WebhookServiceClient<Channel> {
+        WebhookServiceClient::new(self.channel().await)
+    }
+
+    pub async fn events(&self) -> EventServiceClient<Channel> {
+        EventServiceClient::new(self.channel().await)
+    }
+
+    /// A new key of `role` (admins of `account`).
+    pub async fn key(&self, role: Role, account: Option<&str>) -> String {
+        keys::create(&self.server.store, role, account)
+            .await
+            .expect("create key")
+    }
+
+    pub async fn stop(self) {
+        self.server.shutdown().await.expect("server stops cleanly");
+        self.db.drop_database().await;
+    }
+}
+
+/// `message` with `authorization: Bearer key`.
+pub fn authed<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    let value: MetadataValue<_> = format!("Bearer {key}").parse().expect("ascii key");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// Asserts that `result` failed with `code` and a message mentioning `needle`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    needle: &str,
+) {
+    match result {
+        Ok(value) => panic!("expected {code:?} mentioning `{needle}`, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(
+                status.code(),
+                code,
+                "unexpected code; message: {}",
+                status.message()
+            );
+            assert!(
+                status.message().contains(needle),
+                "message `{}` does not mention `{needle}`",
+                status.message()
+            );
+        }
+    }
+}
