@@ -2,11 +2,13 @@
 //!
 //! - [`proto`]: the generated gRPC contract (`kit.webhooks.v1`), clients and servers alike.
 //! - [`catalogue`]: the fixed catalogue of event types and the subscription rules over it.
+//! - [`signature`]: the Standard Webhooks signature scheme, for the daemon that signs and receivers that verify.
 //!
 //! The server, the delivery daemon and the client all depend on this crate, so the contract and the rules
 //! that must agree on both sides of a connection live here exactly once.
 
 pub mod catalogue;
+pub mod signature;
 
 /// The generated code of `proto/kit/webhooks/v1`.
 pub mod proto {

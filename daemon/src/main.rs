@@ -1,1 +1,76 @@
-fn main() {}
+//! `kit-webhooks-daemon`: delivers a Kit Webhooks server's deliveries. Run as many as needed.
+
+use clap::Parser;
+use kit_webhooks_daemon::{Config, Options};
+
+#[derive(Parser)]
+#[command(name = "kit-webhooks-daemon", version, about = "The Kit Webhooks delivery daemon")]
+struct Cli {
+    /// The server's gRPC address.
+    #[arg(long, env = "KIT_WEBHOOKS_SERVER", default_value = "http://127.0.0.1:7400")]
+    server: String,
+    /// A `daemon` API key (`kit-webhooks-server keys create --role daemon`).
+    #[arg(long, env = "KIT_WEBHOOKS_TOKEN", hide_env_values = true)]
+    token: String,
+    /// A name for this daemon in the server's logs [default: daemon-<pid>].
+    #[arg(long, env = "KIT_WEBHOOKS_DAEMON_ID")]
+    daemon_id: Option<String>,
+    #[command(flatten)]
+    options: Options,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = Config {
+        server: cli.server,
+        token: cli.token,
+        daemon_id: cli.daemon_id.unwrap_or_else(|| format!("daemon-{}", std::process::id())),
+        options: cli.options,
+    };
+    let daemon = match kit_webhooks_daemon::spawn(config) {
+        Ok(daemon) => daemon,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(1);
+        }
+    };
+    let stop = daemon.stop_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: finishing in-flight deliveries");
+        stop.cancel();
+    });
+    if let Err(err) = daemon.wait().await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -64,6 +64,7 @@ enum Deliveries {
     AttemptCount,
     NextAttemptAt,
     LeaseId,
+    LeaseOwner,
     LeaseExpiresAt,
     CreatedAt,
     CompletedAt,
@@ -261,6 +262,7 @@ impl MigrationTrait for Migration {
                             .null(),
                     )
                     .col(ColumnDef::new(Deliveries::LeaseId).string_len(64).null())
+                    .col(ColumnDef::new(Deliveries::LeaseOwner).string_len(64).null())
                     .col(
                         ColumnDef::new(Deliveries::LeaseExpiresAt)
                             .big_integer()
@@ -290,6 +292,16 @@ impl MigrationTrait for Migration {
                     .table(Deliveries::Table)
                     .col(Deliveries::WebhookId)
                     .col(Deliveries::Id)
+                    .to_owned(),
+            )
+            .await?;
+        // Releasing and renewing one stream's leases.
+        manager
+            .create_index(
+                Index::create()
+                    .name("deliveries_lease_owner")
+                    .table(Deliveries::Table)
+                    .col(Deliveries::LeaseOwner)
                     .to_owned(),
             )
             .await?;

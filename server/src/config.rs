@@ -2,7 +2,10 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use crate::{core::event::DEFAULT_MAX_PAYLOAD_BYTES, store::DEFAULT_DATABASE_URL};
+use crate::{
+    core::{event::DEFAULT_MAX_PAYLOAD_BYTES, policy::RetryPolicy},
+    store::DEFAULT_DATABASE_URL,
+};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 
@@ -17,6 +20,15 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// The time limit of one delivery request.
     pub request_timeout: Duration,
+    /// Retry schedule and auto-disable rule.
+    pub retry: RetryPolicy,
+    /// Leases one webhook may hold at once, so a slow endpoint never takes every slot.
+    pub max_in_flight_per_webhook: u32,
+    /// How much longer than the request timeout a lease lasts unrenewed. Only matters when a server dies
+    /// holding leases: they go back to the queue this long after its last renewal.
+    pub lease_margin: Duration,
+    /// Run a delivery daemon inside the server process (it connects over gRPC like any other).
+    pub embedded_daemon: Option<kit_webhooks_daemon::Options>,
 }
 
 impl Default for Config {
@@ -30,11 +42,33 @@ impl Default for Config {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             key_file: None,
             request_timeout: Duration::from_secs(15),
+            retry: RetryPolicy::default(),
+            max_in_flight_per_webhook: 16,
+            lease_margin: Duration::from_secs(30),
+            embedded_daemon: None,
         }
     }
 }
 
 impl Config {
+    /// How long a lease lasts without renewal: the request timeout plus the margin.
+    pub fn lease_ttl(&self) -> Duration {
+        self.request_timeout + self.lease_margin
+    }
+
+    /// Refuses settings that would break delivery guarantees.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.request_timeout.is_zero(), "--request-timeout must be more than 0");
+        // A lease that could expire while its request is still running would hand the delivery out twice.
+        anyhow::ensure!(
+            self.lease_margin >= Duration::from_secs(1),
+            "the lease margin must be at least 1s beyond --request-timeout"
+        );
+        anyhow::ensure!(self.max_in_flight_per_webhook > 0, "--max-in-flight-per-webhook must be at least 1");
+        anyhow::ensure!(self.max_payload_bytes > 0, "--max-payload-bytes must be at least 1");
+        Ok(())
+    }
+
     /// The key file: as configured, else beside the SQLite database (`x.db` → `x.keys`), else
     /// `kit-webhooks.keys` in the working directory.
     pub fn key_file_path(&self) -> PathBuf {

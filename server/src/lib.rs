@@ -1,11 +1,12 @@
 //! The Kit Webhooks control plane: a tonic gRPC server over SeaORM storage.
 //!
-//! Layout (svix-server's shape): [`api`] is the gRPC layer, [`core`] the domain rules, [`store`] the database.
-//! [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the `kit-webhooks-server` command.
+//! Layout (svix-server's shape): [`api`] is the gRPC layer, [`core`] the domain rules, [`store`] the database,
+//! [`dispatch`] the worker that feeds daemon streams. [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the `kit-webhooks-server` command.
 
 pub mod api;
 pub mod config;
 pub mod core;
+pub mod dispatch;
 pub mod keys;
 pub mod store;
 
@@ -19,7 +20,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub use config::Config;
 pub use store::Store;
 
-use api::{auth::Authenticator, AppState};
+use api::{
+    auth::{Authenticator, Principal, Role},
+    AppState,
+};
 
 /// A server running in this process.
 pub struct RunningServer {
@@ -61,6 +65,7 @@ pub async fn start_with_signal(
     config: Config,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
+    config.validate()?;
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("connecting to {}", config.database_url))?;
@@ -78,13 +83,35 @@ pub async fn start_with_signal(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let mut auth = Authenticator::new(store.clone());
+    // The embedded daemon's key lives in this process's memory only.
+    let daemon_key = config.embedded_daemon.as_ref().map(|_| {
+        let key = core::secret::new_api_key();
+        auth.add_in_memory_key(
+            &key,
+            Principal {
+                role: Role::Daemon,
+                account_id: None,
+            },
+        );
+        key
+    });
+    let embedded_options = config.embedded_daemon.clone();
     let state = Arc::new(AppState {
-        auth: Authenticator::new(store.clone()),
+        auth,
         store: store.clone(),
         config,
         deliveries_changed: Default::default(),
         attempt_recorded: Default::default(),
+        streams: Default::default(),
+        shutdown: Default::default(),
     });
+    // Leases left behind by a server that died come back before the first stream opens.
+    let expired = store.expire_leases(core::time::now_ms()).await?;
+    if expired > 0 {
+        tracing::warn!(leases = expired, "returned expired leases to the queue");
+    }
+    tokio::spawn(dispatch::sweep_expired_leases(state.clone()));
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -119,12 +146,37 @@ pub async fn start_with_signal(
             api::deliveries::DeliveryApi::new(state.clone()),
         ));
 
+    let daemon = match (embedded_options, daemon_key) {
+        (Some(options), Some(token)) => {
+            let mut target = addr;
+            if target.ip().is_unspecified() {
+                target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            Some(kit_webhooks_daemon::spawn(kit_webhooks_daemon::Config {
+                server: format!("http://{target}"),
+                token,
+                daemon_id: "embedded".into(),
+                options,
+            })?)
+        }
+        _ => None,
+    };
+
     let (tx, rx) = oneshot::channel::<()>();
+    let shutdown = state.shutdown.clone();
     let stop = async move {
         tokio::select! {
             _ = rx => {}
             _ = signal => {}
         }
+        // The embedded daemon finishes and reports what it has in flight while the server still listens;
+        // then every stream ends and releases its leases, and the server stops.
+        if let Some(daemon) = daemon {
+            if let Err(err) = daemon.shutdown().await {
+                tracing::error!(error = %err, "embedded daemon failed");
+            }
+        }
+        shutdown.cancel();
     };
     tracing::info!(%addr, "Kit Webhooks server listening");
     let task_store = store.clone();

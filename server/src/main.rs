@@ -1,11 +1,16 @@
 //! `kit-webhooks-server`: serve the control plane, migrate a database, or create API keys.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kit_webhooks_server::{
-    api::auth::Role, config, keys, store::DEFAULT_DATABASE_URL, Config, Store,
+    api::auth::Role,
+    config,
+    core::{policy::RetryPolicy, time},
+    keys,
+    store::DEFAULT_DATABASE_URL,
+    Config, Store,
 };
 
 #[derive(Parser)]
@@ -65,7 +70,30 @@ struct ServeArgs {
     /// Largest accepted `data_json`, in bytes.
     #[arg(long, env = "KIT_WEBHOOKS_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
     max_payload_bytes: usize,
+    /// Waits between attempts: one more attempt than entries. Units: ms, s, m, h, d.
+    #[arg(long, env = "KIT_WEBHOOKS_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = time::parse_durations)]
+    retry_schedule: Durations,
+    /// Time limit of one delivery request.
+    #[arg(long, env = "KIT_WEBHOOKS_REQUEST_TIMEOUT", default_value = "15s", value_parser = time::parse_duration)]
+    request_timeout: Duration,
+    /// Disable a webhook failing for this long with no 2xx ...
+    #[arg(long, env = "KIT_WEBHOOKS_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = time::parse_duration)]
+    auto_disable_after: Duration,
+    /// ... and at least this many consecutive failed attempts.
+    #[arg(long, env = "KIT_WEBHOOKS_AUTO_DISABLE_MIN_FAILURES", default_value_t = 20)]
+    auto_disable_min_failures: u32,
+    /// Leases one webhook may hold at once.
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK", default_value_t = 16)]
+    max_in_flight_per_webhook: u32,
+    /// Also run a delivery daemon in this process (it connects to this server over gRPC).
+    #[arg(long, env = "KIT_WEBHOOKS_WITH_DAEMON")]
+    with_daemon: bool,
+    #[command(flatten)]
+    daemon: kit_webhooks_daemon::Options,
 }
+
+/// A list of durations as one clap value.
+type Durations = Vec<Duration>;
 
 #[tokio::main]
 async fn main() {
@@ -92,6 +120,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_http: args.allow_http,
                 max_payload_bytes: args.max_payload_bytes,
                 key_file: args.key_file,
+                request_timeout: args.request_timeout,
+                retry: RetryPolicy {
+                    schedule: args.retry_schedule,
+                    auto_disable_after: args.auto_disable_after,
+                    auto_disable_min_failures: args.auto_disable_min_failures,
+                },
+                max_in_flight_per_webhook: args.max_in_flight_per_webhook,
+                embedded_daemon: args.with_daemon.then_some(args.daemon),
                 ..Config::default()
             };
             let server = kit_webhooks_server::start_with_signal(config, shutdown_signal()).await?;

@@ -5,8 +5,15 @@ use std::collections::HashMap;
 use kit_webhooks::proto;
 
 use crate::{
-    core::{event::DeliveryStatus, time::to_timestamp, webhook},
-    store::entity::{attempt, delivery, event, webhook as webhook_row},
+    core::{
+        event::{envelope, DeliveryStatus},
+        time::to_timestamp,
+        webhook,
+    },
+    store::{
+        entity::{attempt, delivery, event, webhook as webhook_row},
+        leases::LeasedDelivery,
+    },
 };
 
 pub fn webhook(row: webhook_row::Model) -> proto::Webhook {
@@ -85,5 +92,30 @@ pub fn attempt(row: attempt::Model) -> proto::Attempt {
         response_body: row.response_body,
         error: row.error,
         error_kind: row.error_kind,
+    }
+}
+
+/// The daemon's task for a leased delivery: the exact body, and every secret valid `now` (the current one
+/// first, then one still in its rotation grace).
+pub fn task(lease: &LeasedDelivery, timeout_ms: u32, now: i64) -> proto::DeliveryTask {
+    let LeasedDelivery { delivery, webhook, event } = lease;
+    let mut secrets = vec![webhook.secret.clone()];
+    if let (Some(previous), Some(until)) = (&webhook.previous_secret, webhook.previous_secret_expires_at) {
+        if until > now {
+            secrets.push(previous.clone());
+        }
+    }
+    proto::DeliveryTask {
+        delivery_id: delivery.id.clone(),
+        attempt_number: (delivery.attempt_count + 1).max(1) as u32,
+        lease_id: delivery.lease_id.clone().unwrap_or_default(),
+        webhook_id: webhook.id.clone(),
+        url: webhook.url.clone(),
+        body: envelope(&event.id, &event.r#type, event.created_at, &event.account_id, &event.data_json),
+        secrets,
+        event_id: event.id.clone(),
+        event_type: event.r#type.clone(),
+        timeout_ms,
+        rate_limit_per_second: webhook.rate_limit_per_second.max(1) as u32,
     }
 }

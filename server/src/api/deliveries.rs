@@ -1,12 +1,29 @@
-//! `DeliveryService`: the daemon-facing half of the pipeline (leases and reports).
+//! `DeliveryService`: the daemon-facing half of the pipeline. `StreamDeliveries` hands a daemon leased tasks
+//! (the loop lives in `dispatch`); `ReportDelivery` records each attempt and applies the retry policy.
 
 use std::{pin::Pin, sync::Arc};
 
 use futures::Stream;
 use kit_webhooks::proto;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{auth::Role, AppState};
+use crate::{
+    core::{
+        id::{self, Kind},
+        policy::DeliveryDecision,
+        time, Error,
+    },
+    dispatch,
+    store::leases::AttemptReport,
+};
+
+/// The most of a response body that is stored (DESIGN.md: 16 KiB).
+pub const MAX_STORED_BODY_BYTES: usize = 16 * 1024;
+/// `max_in_flight` when the daemon asks for 0, and the most it may ask for.
+const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
+const MAX_MAX_IN_FLIGHT: u32 = 10_000;
 
 pub struct DeliveryApi {
     state: Arc<AppState>,
@@ -29,9 +46,24 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
         request: Request<proto::StreamDeliveriesRequest>,
     ) -> Result<Response<Self::StreamDeliveriesStream>, Status> {
         self.state.auth.require(&request, &[Role::Daemon]).await?;
-        Err(Status::unimplemented(
-            "StreamDeliveries arrives with the delivery daemon",
-        ))
+        let req = request.into_inner();
+        let max_in_flight = match req.max_in_flight {
+            0 => DEFAULT_MAX_IN_FLIGHT,
+            n if n > MAX_MAX_IN_FLIGHT => {
+                return Err(Error::invalid("max_in_flight", format!("{n} is above the maximum of {MAX_MAX_IN_FLIGHT}")).into())
+            }
+            n => n,
+        };
+        let owner = id::new(Kind::Stream);
+        let (tx, rx) = tokio::sync::mpsc::channel(max_in_flight as usize);
+        tokio::spawn(dispatch::run_stream(
+            self.state.clone(),
+            owner,
+            req.daemon_id,
+            u64::from(max_in_flight),
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn report_delivery(
@@ -39,8 +71,37 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
         request: Request<proto::ReportDeliveryRequest>,
     ) -> Result<Response<proto::ReportDeliveryResponse>, Status> {
         self.state.auth.require(&request, &[Role::Daemon]).await?;
-        Err(Status::unimplemented(
-            "ReportDelivery arrives with the delivery daemon",
-        ))
+        let req = request.into_inner();
+        let delivery_id = id::parse("delivery_id", Kind::Delivery, &req.delivery_id)?.to_owned();
+        let lease_id = id::parse("lease_id", Kind::Lease, &req.lease_id)?.to_owned();
+        if req.attempt_number == 0 {
+            return Err(Error::invalid("attempt_number", "must be 1 or more").into());
+        }
+        let mut body = req.response_body;
+        body.truncate(MAX_STORED_BODY_BYTES);
+        let now = time::now_ms();
+        let report = AttemptReport {
+            delivery_id,
+            lease_id,
+            attempt_number: req.attempt_number,
+            started_at: req.started_at.as_ref().map(time::to_ms).unwrap_or(now),
+            duration_ms: req.duration_ms,
+            request_headers: req.request_headers,
+            response_status: req.response_status,
+            response_headers: req.response_headers,
+            response_body: String::from_utf8_lossy(&body).into_owned(),
+            error_kind: req.error_kind,
+            error: req.error,
+        };
+        let recorded = self.state.store.record_attempt(report, &self.state.config.retry, now).await?;
+        if let Some(owner) = &recorded.lease_owner {
+            self.state.streams.wake(owner);
+        }
+        self.state.attempt_recorded.notify_waiters();
+        if matches!(recorded.decision.delivery, DeliveryDecision::RetryAt(_)) {
+            // Idle streams recompute when the next attempt falls due.
+            self.state.deliveries_changed.notify_waiters();
+        }
+        Ok(Response::new(proto::ReportDeliveryResponse {}))
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use kit_webhooks::proto;
 use tokio::sync::Notify;
 
-use crate::{config::Config, core::Error, store::Store};
+use crate::{config::Config, core::Error, dispatch::Streams, store::Store};
 
 /// What every service shares.
 pub struct AppState {
@@ -23,6 +23,10 @@ pub struct AppState {
     pub deliveries_changed: Notify,
     /// Woken whenever an attempt has been recorded.
     pub attempt_recorded: Notify,
+    /// The daemon streams open on this server.
+    pub streams: Streams,
+    /// Cancelled when the server shuts down: streams end and release their leases.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {

@@ -14,6 +14,8 @@ pub enum Kind {
     Attempt,
     ApiKey,
     Lease,
+    /// A daemon's delivery stream: the owner of the leases handed to it.
+    Stream,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
             Kind::Attempt => "att_",
             Kind::ApiKey => "key_",
             Kind::Lease => "lse_",
+            Kind::Stream => "dst_",
         }
     }
 
@@ -36,6 +39,7 @@ impl Kind {
             Kind::Attempt => "attempt",
             Kind::ApiKey => "API key",
             Kind::Lease => "lease",
+            Kind::Stream => "delivery stream",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod event;
 pub mod id;
 pub mod page;
+pub mod policy;
 pub mod secret;
 pub mod time;
 pub mod webhook;

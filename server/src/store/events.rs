@@ -34,6 +34,7 @@ pub fn new_delivery(event: &event::Model, webhook: &webhook::Model) -> delivery:
         attempt_count: 0,
         next_attempt_at: Some(event.created_at),
         lease_id: None,
+        lease_owner: None,
         lease_expires_at: None,
         created_at: event.created_at,
         completed_at: None,

@@ -8,6 +8,7 @@ pub mod deliveries;
 pub mod entity;
 pub mod events;
 pub mod keys;
+pub mod leases;
 pub mod webhooks;
 
 use std::time::Duration;

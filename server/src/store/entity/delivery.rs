@@ -1,4 +1,4 @@
-//! A delivery row: one event on its way to one webhook. `lease_id`/`lease_expires_at` are set while a daemon
+//! A delivery row: one event on its way to one webhook. The `lease_*` columns are set while a daemon stream
 //! holds it (status `sending`).
 
 use sea_orm::entity::prelude::*;
@@ -16,6 +16,8 @@ pub struct Model {
     pub attempt_count: i32,
     pub next_attempt_at: Option<i64>,
     pub lease_id: Option<String>,
+    /// The stream (`lse_…`) holding the lease; its leases are released when it ends.
+    pub lease_owner: Option<String>,
     pub lease_expires_at: Option<i64>,
     pub created_at: i64,
     pub completed_at: Option<i64>,

@@ -1,0 +1,284 @@
+//! The Kit Webhooks delivery daemon. It owns no state: it opens `StreamDeliveries` on a server, sends each
+//! leased task (waiting for its endpoint's rate limit, signing, connecting only to vetted addresses) and
+//! reports every attempt with `ReportDelivery`.
+//!
+//! - [`address`]: which IP addresses deliveries may reach (the SSRF rule).
+//! - [`connector`]: connects to vetted addresses only.
+//! - [`limiter`]: per-endpoint rate limits.
+//! - [`sender`]: signs and sends one task, and describes the outcome.
+//!
+//! [`spawn`] runs a daemon in this process (the server's `--with-daemon` uses it too); `main.rs` wraps it in
+//! the `kit-webhooks-daemon` command.
+
+pub mod address;
+pub mod connector;
+pub mod limiter;
+pub mod sender;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use kit_webhooks::proto::{self, delivery_service_client::DeliveryServiceClient};
+use tokio::task::JoinHandle;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic::{
+    metadata::MetadataValue,
+    service::interceptor::InterceptedService,
+    transport::{Channel, ClientTlsConfig, Endpoint},
+    Code, Request, Status,
+};
+
+use crate::{address::AddressGuard, limiter::EndpointLimits, sender::Sender};
+
+/// The first and the longest wait between reconnection attempts.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a report is retried while the server is unreachable; past this its lease has lapsed anyway.
+const REPORT_PATIENCE: Duration = Duration::from_secs(120);
+
+/// How a daemon delivers, whichever process it runs in (flags of `kit-webhooks-daemon` and of the server's
+/// `serve --with-daemon`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Deliveries in flight at once, across all endpoints.
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: u32,
+    /// Also deliver to addresses in this network (CIDR, e.g. 127.0.0.0/8); repeatable. By default only
+    /// globally routable addresses are reached.
+    #[arg(long = "allow-network", value_name = "CIDR")]
+    pub allow_networks: Vec<ipnet::IpNet>,
+    /// Extra trusted CA certificates (PEM) for endpoints' TLS, besides the system and webpki roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_in_flight: 256,
+            allow_networks: Vec::new(),
+            ca_file: None,
+        }
+    }
+}
+
+/// A daemon's whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `http://host:port` or `https://…` of a Kit Webhooks server.
+    pub server: String,
+    /// A `daemon` API key.
+    pub token: String,
+    /// A name for logs and the server's lease records.
+    pub daemon_id: String,
+    pub options: Options,
+}
+
+/// A daemon running in this process.
+pub struct Daemon {
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    /// Graceful stop: take no new tasks, finish and report those in flight, then end the stream.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("daemon task panicked")?
+    }
+
+    /// Waits for the daemon to end (after [`Daemon::stop_token`] is cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("daemon task panicked")?
+    }
+
+    /// The token that stops the daemon gracefully when cancelled.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+}
+
+/// Starts a daemon in the background.
+pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
+    // One crypto provider for the whole process (ring); a second `install_default` is harmlessly refused.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let extra_roots = match &config.options.ca_file {
+        Some(path) => {
+            use rustls::pki_types::{pem::PemObject, CertificateDer};
+            CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("reading --ca-file {}", path.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("parsing --ca-file {}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let sender = Sender::new(AddressGuard::new(config.options.allow_networks.clone()), extra_roots)?;
+    let channel = endpoint(&config.server)?.connect_lazy();
+    let token: MetadataValue<_> = format!("Bearer {}", config.token)
+        .parse()
+        .context("the token must be printable ASCII")?;
+    let client = DeliveryServiceClient::with_interceptor(channel, Auth(token));
+    let stop = CancellationToken::new();
+    let worker = Worker {
+        config,
+        sender: Arc::new(sender),
+        limits: Arc::new(EndpointLimits::default()),
+        client,
+        stop: stop.clone(),
+        in_flight: TaskTracker::new(),
+    };
+    let task = tokio::spawn(worker.run());
+    Ok(Daemon { stop, task })
+}
+
+fn endpoint(server: &str) -> anyhow::Result<Endpoint> {
+    let mut endpoint = Endpoint::from_shared(server.to_owned())
+        .with_context(|| format!("`{server}` is not a server URL"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_while_idle(true);
+    if server.starts_with("https://") {
+        endpoint = endpoint.tls_config(ClientTlsConfig::new().with_enabled_roots())?;
+    }
+    Ok(endpoint)
+}
+
+#[derive(Clone)]
+struct Auth(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Client = DeliveryServiceClient<InterceptedService<Channel, Auth>>;
+
+struct Worker {
+    config: Config,
+    sender: Arc<Sender>,
+    limits: Arc<EndpointLimits>,
+    client: Client,
+    stop: CancellationToken,
+    in_flight: TaskTracker,
+}
+
+impl Worker {
+    async fn run(self) -> anyhow::Result<()> {
+        let mut backoff = FIRST_BACKOFF;
+        while !self.stop.is_cancelled() {
+            let request = proto::StreamDeliveriesRequest {
+                daemon_id: self.config.daemon_id.clone(),
+                max_in_flight: self.config.options.max_in_flight,
+            };
+            let mut client = self.client.clone();
+            let opened = tokio::select! {
+                opened = client.stream_deliveries(request) => opened,
+                _ = self.stop.cancelled() => break,
+            };
+            match opened {
+                Ok(response) => {
+                    tracing::info!(server = %self.config.server, "delivery stream open");
+                    backoff = FIRST_BACKOFF;
+                    let mut stream = response.into_inner();
+                    loop {
+                        tokio::select! {
+                            // Stop taking tasks first; the stream stays open until in-flight ones are reported.
+                            biased;
+                            _ = self.stop.cancelled() => {
+                                self.finish_in_flight().await;
+                                return Ok(());
+                            }
+                            message = stream.message() => match message {
+                                Ok(Some(task)) => self.start(task),
+                                Ok(None) => {
+                                    tracing::warn!("the server ended the delivery stream; reconnecting");
+                                    break;
+                                }
+                                Err(status) => {
+                                    tracing::warn!(code = ?status.code(), error = %status.message(), "delivery stream failed; reconnecting");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(status) if status.code() == Code::Unauthenticated || status.code() == Code::PermissionDenied => {
+                    anyhow::bail!("the server refused the daemon's key: {}", status.message());
+                }
+                Err(status) => {
+                    tracing::warn!(
+                        server = %self.config.server,
+                        error = %status.message(),
+                        retry_in = ?backoff,
+                        "cannot open the delivery stream"
+                    );
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.stop.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        self.finish_in_flight().await;
+        Ok(())
+    }
+
+    async fn finish_in_flight(&self) {
+        self.in_flight.close();
+        if !self.in_flight.is_empty() {
+            tracing::info!(tasks = self.in_flight.len(), "finishing in-flight deliveries before exiting");
+        }
+        self.in_flight.wait().await;
+    }
+
+    /// Sends one task on its own tokio task, so a slow or rate-limited endpoint holds up nothing else.
+    fn start(&self, task: proto::DeliveryTask) {
+        let sender = self.sender.clone();
+        let limits = self.limits.clone();
+        let client = self.client.clone();
+        self.in_flight.spawn(async move {
+            limits.until_ready(&task.webhook_id, task.rate_limit_per_second).await;
+            let report = sender.send(&task).await;
+            tracing::debug!(
+                delivery = %task.delivery_id,
+                attempt = task.attempt_number,
+                status = report.response_status,
+                error = %report.error,
+                "attempt made"
+            );
+            deliver_report(client, report).await;
+        });
+    }
+}
+
+/// Reports one attempt, retrying while the server is unreachable. A lease that is no longer held means the
+/// delivery went back to the queue; it will be sent again, so the report is dropped.
+async fn deliver_report(mut client: Client, report: proto::ReportDeliveryRequest) {
+    let deadline = tokio::time::Instant::now() + REPORT_PATIENCE;
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match client.report_delivery(report.clone()).await {
+            Ok(_) => return,
+            Err(status) if status.code() == Code::FailedPrecondition => {
+                tracing::info!(delivery = %report.delivery_id, reason = %status.message(), "report not accepted");
+                return;
+            }
+            Err(status) if matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded) => {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::error!(delivery = %report.delivery_id, error = %status.message(), "giving up on a report");
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(status) => {
+                tracing::error!(delivery = %report.delivery_id, code = ?status.code(), error = %status.message(), "report rejected");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Sending one delivery: sign it (DESIGN.md §4), POST it over a vetted connection, and describe what
+//! happened as a `ReportDeliveryRequest`.
+//!
+//! The HTTP client is hyper 1.x with hyper-rustls: HTTP/1.1 and HTTP/2, pooled keep-alive connections,
+//! redirects never followed, and at most [`MAX_STORED_BODY_BYTES`] of a response body read.
+
+use std::{collections::HashMap, error::Error as _, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::Client,
+    rt::{TokioExecutor, TokioTimer},
+};
+use kit_webhooks::{proto, signature};
+
+use crate::{
+    address::AddressGuard,
+    connector::{ConnectError, GuardedConnector},
+};
+
+/// The most of a response body read and reported (the server stores the same).
+pub const MAX_STORED_BODY_BYTES: usize = 16 * 1024;
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const USER_AGENT: &str = concat!("KitWebhooks/", env!("CARGO_PKG_VERSION"));
+
+pub struct Sender {
+    client: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
+}
+
+impl Sender {
+    pub fn new(guard: AddressGuard, extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        // Native roots are a bonus: a machine without any still has webpki's.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        for cert in extra_roots {
+            roots.add(cert)?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(GuardedConnector::new(guard, CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(https);
+        Ok(Sender { client })
+    }
+
+    /// Makes the task's one HTTP request and reports how it went. Never fails: every failure is an attempt.
+    pub async fn send(&self, task: &proto::DeliveryTask) -> proto::ReportDeliveryRequest {
+        let started = std::time::SystemTime::now();
+        let clock = std::time::Instant::now();
+        let timestamp = signature::unix_now();
+        let mut report = proto::ReportDeliveryRequest {
+            delivery_id: task.delivery_id.clone(),
+            lease_id: task.lease_id.clone(),
+            attempt_number: task.attempt_number,
+            started_at: Some(prost_types::Timestamp::from(started)),
+            ..Default::default()
+        };
+        let signed = match signature::signature_header(&task.secrets, &task.event_id, timestamp, &task.body) {
+            Ok(signed) => signed,
+            Err(err) => {
+                fail(&mut report, "signing", err.to_string());
+                return report;
+            }
+        };
+        let headers: [(&str, String); 8] = [
+            ("content-type", "application/json".into()),
+            ("user-agent", USER_AGENT.into()),
+            (signature::WEBHOOK_ID, task.event_id.clone()),
+            (signature::WEBHOOK_TIMESTAMP, timestamp.to_string()),
+            (signature::WEBHOOK_SIGNATURE, signed),
+            ("kit-event-type", task.event_type.clone()),
+            ("kit-delivery-id", task.delivery_id.clone()),
+            ("kit-attempt", task.attempt_number.to_string()),
+        ];
+        let mut request = http::Request::post(task.url.as_str());
+        for (name, value) in &headers {
+            request = request.header(*name, value.as_str());
+        }
+        report.request_headers = headers.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+        let request = match request.body(Full::new(Bytes::copy_from_slice(&task.body))) {
+            Ok(request) => request,
+            Err(err) => {
+                fail(&mut report, "invalid_url", format!("cannot build a request for `{}`: {err}", task.url));
+                return report;
+            }
+        };
+
+        let timeout = Duration::from_millis(u64::from(task.timeout_ms.max(1)));
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = read_limited(response.into_body(), MAX_STORED_BODY_BYTES).await;
+            Ok::<_, hyper_util::client::legacy::Error>((status, headers, body))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => fail(&mut report, "timeout", format!("no complete response within {timeout:?}")),
+            Ok(Err(err)) => {
+                let (kind, text) = classify(&err);
+                fail(&mut report, kind, text);
+            }
+            Ok(Ok((status, headers, body))) => {
+                report.response_status = u32::from(status.as_u16());
+                report.response_headers = header_map(&headers);
+                report.response_body = body;
+                if status.is_redirection() {
+                    let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    fail(&mut report, "redirect", format!("HTTP {status}: redirects are not followed (location: {location})"));
+                } else if !status.is_success() {
+                    fail(&mut report, "status", format!("HTTP {status}"));
+                }
+            }
+        }
+        report.duration_ms = clock.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+        report
+    }
+}
+
+fn fail(report: &mut proto::ReportDeliveryRequest, kind: &str, text: String) {
+    report.error_kind = kind.to_owned();
+    report.error = text;
+}
+
+/// Reads at most `limit` bytes of `body`; the rest is never read.
+async fn read_limited(mut body: hyper::body::Incoming, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    let take = data.len().min(limit - out.len());
+                    out.extend_from_slice(&data[..take]);
+                }
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+fn header_map(headers: &http::HeaderMap) -> HashMap<String, String> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        map.entry(name.as_str().to_owned())
+            .and_modify(|existing| {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    map
+}
+
+/// An error kind for programs and a message for people.
+fn classify(err: &hyper_util::client::legacy::Error) -> (&'static str, String) {
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(connect) = cause.downcast_ref::<ConnectError>() {
+            let kind = match connect {
+                ConnectError::Blocked { .. } => "blocked_address",
+                ConnectError::Dns { .. } => "dns",
+                ConnectError::Timeout { .. } => "timeout",
+                ConnectError::NoHost => "invalid_url",
+                ConnectError::Io { .. } => "connect",
+            };
+            return (kind, connect.to_string());
+        }
+        if cause.downcast_ref::<rustls::Error>().is_some() {
+            return ("tls", format!("TLS: {cause}"));
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) {
+                return ("tls", format!("TLS: {io}"));
+            }
+        }
+        source = cause.source();
+    }
+    let kind = if err.is_connect() { "connect" } else { "protocol" };
+    (kind, full_chain(err))
+}
+
+fn full_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

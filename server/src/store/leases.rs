@@ -1,0 +1,422 @@
+//! Leases: handing due deliveries to daemon streams, taking them back, and recording what the daemon did.
+//!
+//! A delivery is due when it is `pending`, its `next_attempt_at` has passed and its webhook is `active` (a
+//! `test.ping` goes out whatever the status). Claiming marks it `sending` with a lease id, the owning stream and
+//! an expiry, in one transaction: PostgreSQL replicas skip each other's locked rows (`FOR UPDATE SKIP LOCKED`),
+//! and SQLite's single writer connection serialises claims. The expiry is only the backstop for a server that
+//! died: a live stream renews its leases, and a stream that ends releases them at once.
+
+use std::collections::HashMap;
+
+use kit_webhooks::catalogue::TEST_PING;
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, Set, Statement, TransactionTrait, Value,
+};
+
+use super::{
+    entity::{attempt, delivery, event, webhook},
+    Store,
+};
+use crate::core::{
+    event::DeliveryStatus,
+    id,
+    policy::{Decision, DeliveryDecision, Outcome, RetryPolicy, WebhookDecision, WebhookHealth},
+    webhook::Status as WebhookStatus,
+    Error,
+};
+
+/// A leased delivery with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct LeasedDelivery {
+    pub delivery: delivery::Model,
+    pub webhook: webhook::Model,
+    pub event: event::Model,
+}
+
+/// Candidate rows read per claimed slot: a little slack for webhooks that reach their in-flight cap.
+const CANDIDATES_PER_SLOT: u64 = 2;
+
+/// A daemon's report of one attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptReport {
+    pub delivery_id: String,
+    pub lease_id: String,
+    pub attempt_number: u32,
+    pub started_at: i64,
+    pub duration_ms: u32,
+    pub request_headers: HashMap<String, String>,
+    pub response_status: u32,
+    pub response_headers: HashMap<String, String>,
+    pub response_body: String,
+    pub error_kind: String,
+    pub error: String,
+}
+
+/// What recording an attempt did.
+#[derive(Debug)]
+pub struct Recorded {
+    /// The delivery as it now stands.
+    pub delivery: delivery::Model,
+    pub decision: Decision,
+    /// The stream that held the lease.
+    pub lease_owner: Option<String>,
+}
+
+/// `?` placeholders in `sql` renumbered as `$1, $2, …` for PostgreSQL.
+fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    if backend != DbBackend::Postgres {
+        return Statement::from_sql_and_values(backend, sql, values);
+    }
+    let mut numbered = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            numbered.push('$');
+            numbered.push_str(&n.to_string());
+        } else {
+            numbered.push(c);
+        }
+    }
+    Statement::from_sql_and_values(backend, numbered, values)
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+impl Store {
+    /// Leases up to `room` due deliveries to stream `owner`, never letting one webhook hold more than
+    /// `per_webhook_cap` leases. Returns them ready to send.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        room: u64,
+        per_webhook_cap: u64,
+        now: i64,
+        lease_expires_at: i64,
+    ) -> Result<Vec<LeasedDelivery>, DbErr> {
+        let backend = self.backend();
+        let txn = self.writer().begin().await?;
+        let lock = if backend == DbBackend::Postgres {
+            " FOR UPDATE OF d SKIP LOCKED"
+        } else {
+            ""
+        };
+        // Webhooks already at their cap are skipped in the query itself, so a slow endpoint's backlog cannot
+        // fill the candidate window and starve the others.
+        let sql = format!(
+            "SELECT d.id, d.webhook_id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+             WHERE d.status = ? AND d.next_attempt_at <= ? AND (w.status = ? OR d.event_type = ?) \
+             AND d.webhook_id NOT IN (SELECT s.webhook_id FROM deliveries s WHERE s.status = ? \
+             GROUP BY s.webhook_id HAVING COUNT(*) >= ?) \
+             ORDER BY d.next_attempt_at LIMIT ?{lock}"
+        );
+        let rows = txn
+            .query_all_raw(statement(
+                backend,
+                &sql,
+                vec![
+                    DeliveryStatus::Pending.as_str().into(),
+                    now.into(),
+                    WebhookStatus::Active.as_str().into(),
+                    TEST_PING.into(),
+                    DeliveryStatus::Sending.as_str().into(),
+                    (per_webhook_cap as i64).into(),
+                    ((room * CANDIDATES_PER_SLOT) as i64).into(),
+                ],
+            ))
+            .await?;
+        let mut candidates = Vec::with_capacity(rows.len());
+        for row in rows {
+            candidates.push((row.try_get::<String>("", "id")?, row.try_get::<String>("", "webhook_id")?));
+        }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let mut in_flight = self.leases_per_webhook(&txn, &candidates).await?;
+        let mut chosen = Vec::new();
+        for (delivery_id, webhook_id) in candidates {
+            if chosen.len() as u64 >= room {
+                break;
+            }
+            let held = in_flight.entry(webhook_id).or_insert(0);
+            if *held < per_webhook_cap {
+                *held += 1;
+                chosen.push(delivery_id);
+            }
+        }
+        if chosen.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let lease_id = id::new(id::Kind::Lease);
+        delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(DeliveryStatus::Sending.as_str()))
+            .col_expr(delivery::Column::LeaseId, Expr::value(lease_id.as_str()))
+            .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
+            .col_expr(delivery::Column::LeaseExpiresAt, Expr::value(lease_expires_at))
+            .filter(delivery::Column::Id.is_in(chosen.iter().map(String::as_str)))
+            .exec(&txn)
+            .await?;
+        let deliveries = delivery::Entity::find()
+            .filter(delivery::Column::Id.is_in(chosen.iter().map(String::as_str)))
+            .all(&txn)
+            .await?;
+        let webhooks: HashMap<String, webhook::Model> = webhook::Entity::find()
+            .filter(webhook::Column::Id.is_in(deliveries.iter().map(|d| d.webhook_id.as_str())))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|w| (w.id.clone(), w))
+            .collect();
+        let events: HashMap<String, event::Model> = event::Entity::find()
+            .filter(event::Column::Id.is_in(deliveries.iter().map(|d| d.event_id.as_str())))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        txn.commit().await?;
+
+        let mut leased = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            // Both rows exist: deliveries go with their webhook, and events are never deleted.
+            if let (Some(webhook), Some(event)) = (webhooks.get(&delivery.webhook_id), events.get(&delivery.event_id)) {
+                leased.push(LeasedDelivery {
+                    webhook: webhook.clone(),
+                    event: event.clone(),
+                    delivery,
+                });
+            }
+        }
+        leased.sort_by_key(|l| l.delivery.next_attempt_at);
+        Ok(leased)
+    }
+
+    async fn leases_per_webhook(
+        &self,
+        db: &impl ConnectionTrait,
+        candidates: &[(String, String)],
+    ) -> Result<HashMap<String, u64>, DbErr> {
+        let mut webhook_ids: Vec<&str> = candidates.iter().map(|(_, w)| w.as_str()).collect();
+        webhook_ids.sort_unstable();
+        webhook_ids.dedup();
+        let sql = format!(
+            "SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? AND webhook_id IN ({}) \
+             GROUP BY webhook_id",
+            placeholders(webhook_ids.len())
+        );
+        let mut values: Vec<Value> = vec![DeliveryStatus::Sending.as_str().into()];
+        values.extend(webhook_ids.iter().map(|w| Value::from(*w)));
+        let rows = db.query_all_raw(statement(self.backend(), &sql, values)).await?;
+        let mut counts = HashMap::new();
+        for row in rows {
+            counts.insert(row.try_get::<String>("", "webhook_id")?, row.try_get::<i64>("", "n")?.max(0) as u64);
+        }
+        Ok(counts)
+    }
+
+    /// Leases held by stream `owner`.
+    pub async fn count_leases(&self, owner: &str) -> Result<u64, DbErr> {
+        delivery::Entity::find()
+            .filter(delivery::Column::LeaseOwner.eq(owner))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
+            .count(self.writer())
+            .await
+    }
+
+    /// Extends the leases of a live stream.
+    pub async fn renew_leases(&self, owner: &str, lease_expires_at: i64) -> Result<u64, DbErr> {
+        let result = delivery::Entity::update_many()
+            .col_expr(delivery::Column::LeaseExpiresAt, Expr::value(lease_expires_at))
+            .filter(delivery::Column::LeaseOwner.eq(owner))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
+            .exec(self.writer())
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Returns a stream's unreported leases to `pending`, as they were: no attempt is counted.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, DbErr> {
+        self.return_leases(delivery::Column::LeaseOwner.eq(owner)).await
+    }
+
+    /// Returns every lease whose expiry has passed (its server died) to `pending`.
+    pub async fn expire_leases(&self, now: i64) -> Result<u64, DbErr> {
+        self.return_leases(delivery::Column::LeaseExpiresAt.lt(now)).await
+    }
+
+    async fn return_leases(&self, which: sea_orm::sea_query::SimpleExpr) -> Result<u64, DbErr> {
+        let result = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(DeliveryStatus::Pending.as_str()))
+            .col_expr(delivery::Column::LeaseId, Expr::value(Option::<String>::None))
+            .col_expr(delivery::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(delivery::Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
+            .filter(which)
+            .exec(self.writer())
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// When the next claimable delivery falls due after `now`, if any is scheduled.
+    pub async fn next_due_at(&self, now: i64) -> Result<Option<i64>, DbErr> {
+        let sql = "SELECT MIN(d.next_attempt_at) AS at FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+                   WHERE d.status = ? AND d.next_attempt_at > ? AND (w.status = ? OR d.event_type = ?)";
+        let row = self
+            .reader()
+            .query_one_raw(statement(
+                self.backend(),
+                sql,
+                vec![
+                    DeliveryStatus::Pending.as_str().into(),
+                    now.into(),
+                    WebhookStatus::Active.as_str().into(),
+                    TEST_PING.into(),
+                ],
+            ))
+            .await?;
+        match row {
+            Some(row) => row.try_get::<Option<i64>>("", "at"),
+            None => Ok(None),
+        }
+    }
+
+    /// Records one attempt and applies `policy`, in one transaction. The lease must still be held; it is
+    /// released by the same commit.
+    pub async fn record_attempt(
+        &self,
+        report: AttemptReport,
+        policy: &RetryPolicy,
+        now: i64,
+    ) -> Result<Recorded, Error> {
+        let txn = self.writer().begin().await?;
+        let held = delivery::Entity::find_by_id(report.delivery_id.clone())
+            .filter(delivery::Column::LeaseId.eq(report.lease_id.as_str()))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
+            .one(&txn)
+            .await?;
+        let Some(found) = held else {
+            return Err(Error::FailedPrecondition(format!(
+                "lease `{}` on delivery `{}` is no longer held (released or expired); the report was discarded",
+                report.lease_id, report.delivery_id
+            )));
+        };
+        let number = found.attempt_count + 1;
+        if report.attempt_number != number as u32 {
+            return Err(Error::invalid(
+                "attempt_number",
+                format!("is {}, but this lease is for attempt {number}", report.attempt_number),
+            ));
+        }
+        let mut hook_query = webhook::Entity::find_by_id(found.webhook_id.clone());
+        if self.backend() == DbBackend::Postgres {
+            // Serialise concurrent reports on one webhook's failure counter.
+            hook_query = hook_query.lock_exclusive();
+        }
+        let hook = hook_query
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::not_found("webhook", &found.webhook_id))?;
+
+        let retry_after = report
+            .response_headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+            .map(|(_, value)| value.clone());
+        let outcome = Outcome {
+            attempt_number: report.attempt_number,
+            status: report.response_status,
+            retry_after,
+            is_test_ping: found.event_type == TEST_PING,
+            started_at: report.started_at,
+        };
+        let health = WebhookHealth {
+            failure_count: hook.failure_count.max(0) as u32,
+            failing_since: hook.failing_since,
+        };
+        let decision = policy.decide(&outcome, health, now);
+
+        attempt::ActiveModel {
+            id: Set(id::new(id::Kind::Attempt)),
+            delivery_id: Set(found.id.clone()),
+            number: Set(number),
+            started_at: Set(report.started_at),
+            duration_ms: Set(report.duration_ms.min(i32::MAX as u32) as i32),
+            request_headers: Set(serde_json::to_string(&report.request_headers).unwrap_or_else(|_| "{}".into())),
+            response_status: Set(report.response_status.min(999) as i32),
+            response_headers: Set(serde_json::to_string(&report.response_headers).unwrap_or_else(|_| "{}".into())),
+            response_body: Set(report.response_body),
+            error_kind: Set(report.error_kind),
+            error: Set(report.error),
+        }
+        .insert(&txn)
+        .await?;
+
+        let lease_owner = found.lease_owner.clone();
+        let mut row = found.into_active_model();
+        row.attempt_count = Set(number);
+        row.lease_id = Set(None);
+        row.lease_owner = Set(None);
+        row.lease_expires_at = Set(None);
+        match decision.delivery {
+            DeliveryDecision::Succeeded | DeliveryDecision::Failed => {
+                let status = if decision.delivery == DeliveryDecision::Succeeded {
+                    DeliveryStatus::Succeeded
+                } else {
+                    DeliveryStatus::Failed
+                };
+                row.status = Set(status.as_str().to_owned());
+                row.next_attempt_at = Set(None);
+                row.completed_at = Set(Some(now));
+            }
+            DeliveryDecision::RetryAt(at) => {
+                row.status = Set(DeliveryStatus::Pending.as_str().to_owned());
+                row.next_attempt_at = Set(Some(at));
+            }
+        }
+        let delivery = row.update(&txn).await?;
+
+        let mut hook_row = hook.into_active_model();
+        let changed = match &decision.webhook {
+            WebhookDecision::Unchanged => false,
+            WebhookDecision::Healthy => {
+                hook_row.failure_count = Set(0);
+                hook_row.failing_since = Set(None);
+                true
+            }
+            WebhookDecision::Failing {
+                failure_count,
+                failing_since,
+            } => {
+                hook_row.failure_count = Set(*failure_count as i32);
+                hook_row.failing_since = Set(Some(*failing_since));
+                true
+            }
+            WebhookDecision::Disable {
+                failure_count,
+                failing_since,
+                reason,
+            } => {
+                hook_row.failure_count = Set(*failure_count as i32);
+                hook_row.failing_since = Set(Some(*failing_since));
+                hook_row.status = Set(WebhookStatus::Disabled.as_str().to_owned());
+                hook_row.disabled_reason = Set(reason.clone());
+                hook_row.updated_at = Set(now);
+                true
+            }
+        };
+        if changed && hook_row.is_changed() {
+            hook_row.update(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(Recorded {
+            delivery,
+            decision,
+            lease_owner,
+        })
+    }
+}
