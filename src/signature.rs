@@ -38,12 +38,15 @@ pub enum SignatureError {
 /// The HMAC key of a `whsec_…` secret.
 pub fn secret_key(secret: &str) -> Result<Vec<u8>, SignatureError> {
     let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
-    STANDARD.decode(encoded).map_err(|_| SignatureError::InvalidSecret)
+    STANDARD
+        .decode(encoded)
+        .map_err(|_| SignatureError::InvalidSecret)
 }
 
 fn mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     // `new_from_slice` accepts keys of any length for HMAC; the error arm cannot happen.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key"));
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
@@ -54,11 +57,19 @@ fn mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
 
 /// One `v1,<base64>` signature of a request.
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("v1,{}", STANDARD.encode(mac(key, id, timestamp, body).finalize().into_bytes()))
+    format!(
+        "v1,{}",
+        STANDARD.encode(mac(key, id, timestamp, body).finalize().into_bytes())
+    )
 }
 
 /// The `webhook-signature` header value: one signature per secret, space-separated.
-pub fn signature_header(secrets: &[String], id: &str, timestamp: i64, body: &[u8]) -> Result<String, SignatureError> {
+pub fn signature_header(
+    secrets: &[String],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<String, SignatureError> {
     let mut header = String::new();
     for secret in secrets {
         if !header.is_empty() {
@@ -81,7 +92,10 @@ pub fn verify(
     tolerance_seconds: u64,
 ) -> Result<(), SignatureError> {
     let key = secret_key(secret)?;
-    let sent: i64 = timestamp.trim().parse().map_err(|_| SignatureError::InvalidTimestamp)?;
+    let sent: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::InvalidTimestamp)?;
     let skew = now.abs_diff(sent);
     if skew > tolerance_seconds {
         return Err(SignatureError::TimestampOutOfTolerance(skew));
@@ -124,24 +138,48 @@ mod tests {
     fn matches_the_standard_webhooks_reference_vector() {
         // The reference vector of the Standard Webhooks specification's libraries.
         let body = br#"{"test": 2432232314}"#;
-        let signature = sign(&secret_key(SECRET).unwrap(), "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
+        let signature = sign(
+            &secret_key(SECRET).unwrap(),
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            body,
+        );
         assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
     #[test]
     fn verifies_any_of_several_signatures_and_rejects_tampering() {
         let other = "whsec_b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC0xMjM0NTY=";
-        let header = signature_header(&[other.into(), SECRET.into()], "evt_1", 1000, b"{}").unwrap();
+        let header =
+            signature_header(&[other.into(), SECRET.into()], "evt_1", 1000, b"{}").unwrap();
         assert_eq!(header.split(' ').count(), 2);
-        assert_eq!(verify(SECRET, "evt_1", "1000", &header, b"{}", 1000, 300), Ok(()));
-        assert_eq!(verify(other, "evt_1", "1000", &header, b"{}", 1010, 300), Ok(()));
-        assert_eq!(verify(SECRET, "evt_1", "1000", &header, b"{ }", 1000, 300), Err(SignatureError::Mismatch));
-        assert_eq!(verify(SECRET, "evt_2", "1000", &header, b"{}", 1000, 300), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(SECRET, "evt_1", "1000", &header, b"{}", 1000, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify(other, "evt_1", "1000", &header, b"{}", 1010, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify(SECRET, "evt_1", "1000", &header, b"{ }", 1000, 300),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(SECRET, "evt_2", "1000", &header, b"{}", 1000, 300),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(
             verify(SECRET, "evt_1", "1000", &header, b"{}", 1301, 300),
             Err(SignatureError::TimestampOutOfTolerance(301))
         );
-        assert_eq!(verify(SECRET, "evt_1", "x", &header, b"{}", 1000, 300), Err(SignatureError::InvalidTimestamp));
-        assert_eq!(verify(SECRET, "evt_1", "1000", "v2,abc", b"{}", 1000, 300), Err(SignatureError::NoSignature));
+        assert_eq!(
+            verify(SECRET, "evt_1", "x", &header, b"{}", 1000, 300),
+            Err(SignatureError::InvalidTimestamp)
+        );
+        assert_eq!(
+            verify(SECRET, "evt_1", "1000", "v2,abc", b"{}", 1000, 300),
+            Err(SignatureError::NoSignature)
+        );
     }
 }

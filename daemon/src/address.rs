@@ -95,13 +95,34 @@ mod tests {
     fn refuses_non_global_addresses() {
         let guard = AddressGuard::default();
         for blocked in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fd00:ec2::254", "ff02::1",
-            "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00:ec2::254",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
         ] {
             assert!(!guard.permits(ip(blocked)), "{blocked} must be refused");
         }
-        for allowed in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for allowed in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(guard.permits(ip(allowed)), "{allowed} must be allowed");
         }
     }
@@ -110,7 +131,10 @@ mod tests {
     fn allow_list_admits_its_networks_only() {
         let guard = AddressGuard::new(vec!["127.0.0.0/8".parse().unwrap()]);
         assert!(guard.permits(ip("127.0.0.1")));
-        assert!(guard.permits(ip("::ffff:127.0.0.1")), "the mapped form is the same address");
+        assert!(
+            guard.permits(ip("::ffff:127.0.0.1")),
+            "the mapped form is the same address"
+        );
         assert!(!guard.permits(ip("::1")));
         assert!(!guard.permits(ip("169.254.169.254")));
     }

@@ -24,14 +24,23 @@ pub enum ConnectError {
     #[error("the URL has no host")]
     NoHost,
     #[error("could not resolve `{host}`: {source}")]
-    Dns { host: String, source: std::io::Error },
+    Dns {
+        host: String,
+        source: std::io::Error,
+    },
     /// Every address of the host is refused by the SSRF guard.
     #[error("refused to connect to `{host}`: {addresses} is not a globally routable address (and not in --allow-network)")]
     Blocked { host: String, addresses: String },
     #[error("connecting to {address} timed out after {timeout:?}")]
-    Timeout { address: SocketAddr, timeout: Duration },
+    Timeout {
+        address: SocketAddr,
+        timeout: Duration,
+    },
     #[error("connecting to {address}: {source}")]
-    Io { address: SocketAddr, source: std::io::Error },
+    Io {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Clone)]
@@ -64,10 +73,17 @@ impl tower_service::Service<Uri> for GuardedConnector {
         Box::pin(async move {
             let host = uri.host().ok_or(ConnectError::NoHost)?;
             // `[::1]` in a URL is `::1` to the resolver.
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
             let port = uri
                 .port_u16()
-                .unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
+                .unwrap_or(if uri.scheme_str() == Some("http") {
+                    80
+                } else {
+                    443
+                });
             let resolved: Vec<IpAddr> = match host.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
                 Err(_) => tokio::net::lookup_host((host.as_str(), port))
@@ -79,9 +95,17 @@ impl tower_service::Service<Uri> for GuardedConnector {
                     .map(|addr| addr.ip())
                     .collect(),
             };
-            let permitted: Vec<IpAddr> = resolved.iter().copied().filter(|ip| guard.permits(*ip)).collect();
+            let permitted: Vec<IpAddr> = resolved
+                .iter()
+                .copied()
+                .filter(|ip| guard.permits(*ip))
+                .collect();
             if permitted.is_empty() {
-                let addresses = resolved.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                let addresses = resolved
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 return Err(ConnectError::Blocked { host, addresses });
             }
             let mut last = None;

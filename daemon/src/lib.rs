@@ -112,7 +112,10 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
         }
         None => Vec::new(),
     };
-    let sender = Sender::new(AddressGuard::new(config.options.allow_networks.clone()), extra_roots)?;
+    let sender = Sender::new(
+        AddressGuard::new(config.options.allow_networks.clone()),
+        extra_roots,
+    )?;
     let channel = endpoint(&config.server)?.connect_lazy();
     let token: MetadataValue<_> = format!("Bearer {}", config.token)
         .parse()
@@ -149,7 +152,9 @@ struct Auth(MetadataValue<tonic::metadata::Ascii>);
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -205,7 +210,10 @@ impl Worker {
                         }
                     }
                 }
-                Err(status) if status.code() == Code::Unauthenticated || status.code() == Code::PermissionDenied => {
+                Err(status)
+                    if status.code() == Code::Unauthenticated
+                        || status.code() == Code::PermissionDenied =>
+                {
                     anyhow::bail!("the server refused the daemon's key: {}", status.message());
                 }
                 Err(status) => {
@@ -230,7 +238,10 @@ impl Worker {
     async fn finish_in_flight(&self) {
         self.in_flight.close();
         if !self.in_flight.is_empty() {
-            tracing::info!(tasks = self.in_flight.len(), "finishing in-flight deliveries before exiting");
+            tracing::info!(
+                tasks = self.in_flight.len(),
+                "finishing in-flight deliveries before exiting"
+            );
         }
         self.in_flight.wait().await;
     }
@@ -241,7 +252,9 @@ impl Worker {
         let limits = self.limits.clone();
         let client = self.client.clone();
         self.in_flight.spawn(async move {
-            limits.until_ready(&task.webhook_id, task.rate_limit_per_second).await;
+            limits
+                .until_ready(&task.webhook_id, task.rate_limit_per_second)
+                .await;
             let report = sender.send(&task).await;
             tracing::debug!(
                 delivery = %task.delivery_id,
@@ -267,7 +280,12 @@ async fn deliver_report(mut client: Client, report: proto::ReportDeliveryRequest
                 tracing::info!(delivery = %report.delivery_id, reason = %status.message(), "report not accepted");
                 return;
             }
-            Err(status) if matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded) => {
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+                ) =>
+            {
                 if tokio::time::Instant::now() >= deadline {
                     tracing::error!(delivery = %report.delivery_id, error = %status.message(), "giving up on a report");
                     return;

@@ -23,7 +23,10 @@ impl EndpointLimits {
 
     fn limiter(&self, webhook_id: &str, per_second: u32) -> Arc<DefaultDirectRateLimiter> {
         let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-        let mut limiters = self.limiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut limiters = self
+            .limiters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match limiters.get(webhook_id) {
             // The admin may have changed the rate: a new limiter picks it up.
             Some((current, limiter)) if *current == rate.get() => limiter.clone(),

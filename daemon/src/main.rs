@@ -4,10 +4,18 @@ use clap::Parser;
 use kit_webhooks_daemon::{Config, Options};
 
 #[derive(Parser)]
-#[command(name = "kit-webhooks-daemon", version, about = "The Kit Webhooks delivery daemon")]
+#[command(
+    name = "kit-webhooks-daemon",
+    version,
+    about = "The Kit Webhooks delivery daemon"
+)]
 struct Cli {
     /// The server's gRPC address.
-    #[arg(long, env = "KIT_WEBHOOKS_SERVER", default_value = "http://127.0.0.1:7400")]
+    #[arg(
+        long,
+        env = "KIT_WEBHOOKS_SERVER",
+        default_value = "http://127.0.0.1:7400"
+    )]
     server: String,
     /// A `daemon` API key (`kit-webhooks-server keys create --role daemon`).
     #[arg(long, env = "KIT_WEBHOOKS_TOKEN", hide_env_values = true)]
@@ -32,7 +40,9 @@ async fn main() {
     let config = Config {
         server: cli.server,
         token: cli.token,
-        daemon_id: cli.daemon_id.unwrap_or_else(|| format!("daemon-{}", std::process::id())),
+        daemon_id: cli
+            .daemon_id
+            .unwrap_or_else(|| format!("daemon-{}", std::process::id())),
         options: cli.options,
     };
     let daemon = match kit_webhooks_daemon::spawn(config) {

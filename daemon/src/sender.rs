@@ -30,7 +30,10 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(guard: AddressGuard, extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> anyhow::Result<Self> {
+    pub fn new(
+        guard: AddressGuard,
+        extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         // Native roots are a bonus: a machine without any still has webpki's.
@@ -40,10 +43,12 @@ impl Sender {
         for cert in extra_roots {
             roots.add(cert)?;
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -71,13 +76,15 @@ impl Sender {
             started_at: Some(prost_types::Timestamp::from(started)),
             ..Default::default()
         };
-        let signed = match signature::signature_header(&task.secrets, &task.event_id, timestamp, &task.body) {
-            Ok(signed) => signed,
-            Err(err) => {
-                fail(&mut report, "signing", err.to_string());
-                return report;
-            }
-        };
+        let signed =
+            match signature::signature_header(&task.secrets, &task.event_id, timestamp, &task.body)
+            {
+                Ok(signed) => signed,
+                Err(err) => {
+                    fail(&mut report, "signing", err.to_string());
+                    return report;
+                }
+            };
         let headers: [(&str, String); 8] = [
             ("content-type", "application/json".into()),
             ("user-agent", USER_AGENT.into()),
@@ -92,11 +99,18 @@ impl Sender {
         for (name, value) in &headers {
             request = request.header(*name, value.as_str());
         }
-        report.request_headers = headers.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+        report.request_headers = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
         let request = match request.body(Full::new(Bytes::copy_from_slice(&task.body))) {
             Ok(request) => request,
             Err(err) => {
-                fail(&mut report, "invalid_url", format!("cannot build a request for `{}`: {err}", task.url));
+                fail(
+                    &mut report,
+                    "invalid_url",
+                    format!("cannot build a request for `{}`: {err}", task.url),
+                );
                 return report;
             }
         };
@@ -110,7 +124,11 @@ impl Sender {
             Ok::<_, hyper_util::client::legacy::Error>((status, headers, body))
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => fail(&mut report, "timeout", format!("no complete response within {timeout:?}")),
+            Err(_) => fail(
+                &mut report,
+                "timeout",
+                format!("no complete response within {timeout:?}"),
+            ),
             Ok(Err(err)) => {
                 let (kind, text) = classify(&err);
                 fail(&mut report, kind, text);
@@ -120,8 +138,15 @@ impl Sender {
                 report.response_headers = header_map(&headers);
                 report.response_body = body;
                 if status.is_redirection() {
-                    let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    fail(&mut report, "redirect", format!("HTTP {status}: redirects are not followed (location: {location})"));
+                    let location = headers
+                        .get("location")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    fail(
+                        &mut report,
+                        "redirect",
+                        format!("HTTP {status}: redirects are not followed (location: {location})"),
+                    );
                 } else if !status.is_success() {
                     fail(&mut report, "status", format!("HTTP {status}"));
                 }
@@ -186,13 +211,20 @@ fn classify(err: &hyper_util::client::legacy::Error) -> (&'static str, String) {
             return ("tls", format!("TLS: {cause}"));
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
                 return ("tls", format!("TLS: {io}"));
             }
         }
         source = cause.source();
     }
-    let kind = if err.is_connect() { "connect" } else { "protocol" };
+    let kind = if err.is_connect() {
+        "connect"
+    } else {
+        "protocol"
+    };
     (kind, full_chain(err))
 }
 

@@ -13,6 +13,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
+    /// PostgreSQL pool size.
+    pub database_max_connections: u32,
     /// Admit `http://` webhook URLs (development only).
     pub allow_http: bool,
     pub max_payload_bytes: usize,
@@ -38,6 +40,7 @@ impl Default for Config {
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7400))),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_max_connections: crate::store::DEFAULT_MAX_CONNECTIONS,
             allow_http: false,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             key_file: None,
@@ -58,14 +61,23 @@ impl Config {
 
     /// Refuses settings that would break delivery guarantees.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.request_timeout.is_zero(), "--request-timeout must be more than 0");
+        anyhow::ensure!(
+            !self.request_timeout.is_zero(),
+            "--request-timeout must be more than 0"
+        );
         // A lease that could expire while its request is still running would hand the delivery out twice.
         anyhow::ensure!(
             self.lease_margin >= Duration::from_secs(1),
             "the lease margin must be at least 1s beyond --request-timeout"
         );
-        anyhow::ensure!(self.max_in_flight_per_webhook > 0, "--max-in-flight-per-webhook must be at least 1");
-        anyhow::ensure!(self.max_payload_bytes > 0, "--max-payload-bytes must be at least 1");
+        anyhow::ensure!(
+            self.max_in_flight_per_webhook > 0,
+            "--max-in-flight-per-webhook must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_payload_bytes > 0,
+            "--max-payload-bytes must be at least 1"
+        );
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use kit_webhooks::proto;
 use tokio::{sync::Notify, time::Instant};
 use tonic::Status;
 
-use crate::{api::AppState, api::convert, core::time};
+use crate::{api::convert, api::AppState, core::time};
 
 /// The longest an idle stream sleeps before looking for due deliveries again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -46,7 +46,11 @@ impl Streams {
 
     /// Tells stream `owner` (if it is open here) that one of its leases was reported.
     pub fn wake(&self, owner: &str) {
-        let wake = self.open.lock().ok().and_then(|open| open.get(owner).cloned());
+        let wake = self
+            .open
+            .lock()
+            .ok()
+            .and_then(|open| open.get(owner).cloned());
         if let Some(wake) = wake {
             // `notify_one` keeps a permit when the stream is busy, so the wake-up is never lost.
             wake.notify_one();
@@ -57,7 +61,13 @@ impl Streams {
 pub type TaskSender = tokio::sync::mpsc::Sender<Result<proto::DeliveryTask, Status>>;
 
 /// Feeds stream `owner` until its daemon goes away or the server shuts down, then releases its leases.
-pub async fn run_stream(state: Arc<AppState>, owner: String, daemon_id: String, max_in_flight: u64, tx: TaskSender) {
+pub async fn run_stream(
+    state: Arc<AppState>,
+    owner: String,
+    daemon_id: String,
+    max_in_flight: u64,
+    tx: TaskSender,
+) {
     let wake = state.streams.open(&owner);
     tracing::info!(stream = %owner, daemon = %daemon_id, max_in_flight, "delivery stream opened");
     let ttl = state.config.lease_ttl();
@@ -85,7 +95,11 @@ pub async fn run_stream(state: Arc<AppState>, owner: String, daemon_id: String, 
             }
             renewed = Instant::now();
         }
-        let sleep = if full { IDLE_POLL } else { until_next_due(&state).await };
+        let sleep = if full {
+            IDLE_POLL
+        } else {
+            until_next_due(&state).await
+        };
         tokio::select! {
             _ = &mut changed => {}
             _ = wake.notified() => {}
@@ -118,7 +132,12 @@ enum Fed {
     Closed,
 }
 
-async fn feed(state: &AppState, owner: &str, max_in_flight: u64, tx: &TaskSender) -> Result<Fed, sea_orm::DbErr> {
+async fn feed(
+    state: &AppState,
+    owner: &str,
+    max_in_flight: u64,
+    tx: &TaskSender,
+) -> Result<Fed, sea_orm::DbErr> {
     let held = state.store.count_leases(owner).await?;
     let room = max_in_flight.saturating_sub(held);
     if room == 0 {
@@ -128,14 +147,24 @@ async fn feed(state: &AppState, owner: &str, max_in_flight: u64, tx: &TaskSender
     let expires = now + state.config.lease_ttl().as_millis() as i64;
     let leased = state
         .store
-        .claim_due(owner, room, u64::from(state.config.max_in_flight_per_webhook), now, expires)
+        .claim_due(
+            owner,
+            room,
+            u64::from(state.config.max_in_flight_per_webhook),
+            now,
+            expires,
+        )
         .await?;
     if leased.is_empty() {
         return Ok(Fed::Nothing);
     }
     let timeout_ms = state.config.request_timeout.as_millis() as u32;
     for lease in &leased {
-        if tx.send(Ok(convert::task(lease, timeout_ms, now))).await.is_err() {
+        if tx
+            .send(Ok(convert::task(lease, timeout_ms, now)))
+            .await
+            .is_err()
+        {
             return Ok(Fed::Closed);
         }
     }

@@ -66,7 +66,7 @@ pub async fn start_with_signal(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
     config.validate()?;
-    let store = Store::connect(&config.database_url)
+    let store = Store::connect_with(&config.database_url, config.database_max_connections)
         .await
         .with_context(|| format!("connecting to {}", config.database_url))?;
     store.migrate().await.context("migrating the database")?;

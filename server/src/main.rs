@@ -61,6 +61,13 @@ struct ServeArgs {
     /// `sqlite://FILE` (created if missing) or `postgres://…`.
     #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
+    /// Most PostgreSQL connections this server opens.
+    #[arg(
+        long,
+        env = "KIT_WEBHOOKS_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    database_max_connections: u32,
     /// Also admit `http://` webhook URLs (development only).
     #[arg(long, env = "KIT_WEBHOOKS_ALLOW_HTTP")]
     allow_http: bool,
@@ -80,10 +87,18 @@ struct ServeArgs {
     #[arg(long, env = "KIT_WEBHOOKS_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = time::parse_duration)]
     auto_disable_after: Duration,
     /// ... and at least this many consecutive failed attempts.
-    #[arg(long, env = "KIT_WEBHOOKS_AUTO_DISABLE_MIN_FAILURES", default_value_t = 20)]
+    #[arg(
+        long,
+        env = "KIT_WEBHOOKS_AUTO_DISABLE_MIN_FAILURES",
+        default_value_t = 20
+    )]
     auto_disable_min_failures: u32,
     /// Leases one webhook may hold at once.
-    #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK", default_value_t = 16)]
+    #[arg(
+        long,
+        env = "KIT_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK",
+        default_value_t = 16
+    )]
     max_in_flight_per_webhook: u32,
     /// Also run a delivery daemon in this process (it connects to this server over gRPC).
     #[arg(long, env = "KIT_WEBHOOKS_WITH_DAEMON")]
@@ -117,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config {
                 listen: args.listen,
                 database_url: args.database_url,
+                database_max_connections: args.database_max_connections,
                 allow_http: args.allow_http,
                 max_payload_bytes: args.max_payload_bytes,
                 key_file: args.key_file,

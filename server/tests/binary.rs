@@ -20,10 +20,23 @@ fn keys_create_prints_only_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
     let out = Command::new(BIN)
-        .args(["keys", "create", "--database-url", &db, "--role", "admin", "--account", "acme"])
+        .args([
+            "keys",
+            "create",
+            "--database-url",
+            &db,
+            "--role",
+            "admin",
+            "--account",
+            "acme",
+        ])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let lines: Vec<_> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "only the key: {stdout:?}");
@@ -48,14 +61,26 @@ fn migrate_creates_the_schema() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("m.db");
     let out = Command::new(BIN)
-        .args(["migrate", "--database-url", &format!("sqlite://{}", path.display())])
+        .args([
+            "migrate",
+            "--database-url",
+            &format!("sqlite://{}", path.display()),
+        ])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(path.exists());
     // Running it again is a no-op, not an error.
     let again = Command::new(BIN)
-        .args(["migrate", "--database-url", &format!("sqlite://{}", path.display())])
+        .args([
+            "migrate",
+            "--database-url",
+            &format!("sqlite://{}", path.display()),
+        ])
         .output()
         .expect("run");
     assert!(again.status.success());
@@ -76,34 +101,60 @@ fn first_serve_writes_a_private_key_file_and_stops_on_sigterm() {
     let key_file = dir.path().join("kit-webhooks.keys");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "server did not start listening");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start listening"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(dir.path().join("kit-webhooks.db").exists(), "default SQLite file in the working directory");
+    assert!(
+        dir.path().join("kit-webhooks.db").exists(),
+        "default SQLite file in the working directory"
+    );
     let text = std::fs::read_to_string(&key_file).expect("key file beside the database");
     assert!(text.contains("KIT_WEBHOOKS_ADMIN_KEY=kit_"));
     assert!(text.contains("KIT_WEBHOOKS_PUBLISHER_KEY=kit_"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&key_file).expect("stat").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&key_file)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "readable by its owner only");
     }
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let started = Instant::now();
     let exit = loop {
         if let Some(exit) = child.try_wait().expect("wait") {
             break exit;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "server did not stop on SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "server did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "clean exit on SIGTERM");
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read");
-    assert!(stderr.contains(&key_file.file_name().unwrap_or_default().to_string_lossy().to_string()), "logs where the keys are: {stderr}");
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read");
+    assert!(
+        stderr.contains(
+            &key_file
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string()
+        ),
+        "logs where the keys are: {stderr}"
+    );
 
     // A second start keeps the keys it made (no new file contents).
     let port = free_port();
@@ -117,7 +168,10 @@ fn first_serve_writes_a_private_key_file_and_stops_on_sigterm() {
         .expect("spawn");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "server did not start listening");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start listening"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(std::fs::read_to_string(&key_file).expect("key file"), text);

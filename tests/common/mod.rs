@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use kit_webhooks::proto::{
     event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
 };
@@ -127,6 +129,8 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().expect("address"),
             database_url: db.url.clone(),
             key_file: Some(key_file.clone()),
+            // Many tests run at once against one PostgreSQL server (100 connections by default).
+            database_max_connections: 3,
             ..Config::default()
         };
         adjust(&mut config);
@@ -204,6 +208,130 @@ pub fn assert_status<T: std::fmt::Debug>(
                 "message `{}` does not mention `{needle}`",
                 status.message()
             );
+        }
+    }
+}
+
+/// Delivery settings for tests: `http://` allowed, loopback allow-listed, an embedded daemon trusting
+/// `ca_file`, retries on a millisecond schedule, short timeouts.
+pub fn fast_delivery(config: &mut Config, ca_file: Option<std::path::PathBuf>) {
+    config.allow_http = true;
+    config.request_timeout = std::time::Duration::from_secs(2);
+    config.lease_margin = std::time::Duration::from_secs(1);
+    config.retry.schedule = vec![std::time::Duration::from_millis(20); 4];
+    config.embedded_daemon = Some(kit_webhooks_daemon::Options {
+        max_in_flight: 64,
+        allow_networks: vec!["127.0.0.0/8".parse().expect("cidr")],
+        ca_file,
+    });
+}
+
+impl TestServer {
+    /// Creates a webhook of account `default` and returns it with its secret.
+    pub async fn create_webhook(
+        &self,
+        url: &str,
+        events: &[&str],
+    ) -> (kit_webhooks::proto::Webhook, String) {
+        let reply = self
+            .webhooks()
+            .await
+            .create_webhook(authed(
+                &self.admin_key,
+                kit_webhooks::proto::CreateWebhookRequest {
+                    url: url.into(),
+                    description: String::new(),
+                    events: events.iter().map(|e| e.to_string()).collect(),
+                    rate_limit_per_second: 0,
+                },
+            ))
+            .await
+            .expect("create webhook")
+            .into_inner();
+        (reply.webhook.expect("webhook"), reply.secret)
+    }
+
+    /// Publishes an event for account `default` with `data`.
+    pub async fn publish(
+        &self,
+        event_type: &str,
+        data: &str,
+    ) -> kit_webhooks::proto::PublishEventResponse {
+        self.events()
+            .await
+            .publish_event(authed(
+                &self.publisher_key,
+                kit_webhooks::proto::PublishEventRequest {
+                    account_id: "default".into(),
+                    r#type: event_type.into(),
+                    data_json: data.into(),
+                    idempotency_key: String::new(),
+                },
+            ))
+            .await
+            .expect("publish")
+            .into_inner()
+    }
+
+    pub async fn get_webhook(&self, id: &str) -> kit_webhooks::proto::Webhook {
+        self.webhooks()
+            .await
+            .get_webhook(authed(
+                &self.admin_key,
+                kit_webhooks::proto::GetWebhookRequest { id: id.into() },
+            ))
+            .await
+            .expect("get webhook")
+            .into_inner()
+    }
+
+    pub async fn deliveries(&self, webhook_id: &str) -> Vec<kit_webhooks::proto::Delivery> {
+        self.webhooks()
+            .await
+            .list_deliveries(authed(
+                &self.admin_key,
+                kit_webhooks::proto::ListDeliveriesRequest {
+                    webhook_id: webhook_id.into(),
+                    page_size: 500,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list deliveries")
+            .into_inner()
+            .deliveries
+    }
+
+    pub async fn get_delivery(&self, id: &str) -> kit_webhooks::proto::Delivery {
+        self.webhooks()
+            .await
+            .get_delivery(authed(
+                &self.admin_key,
+                kit_webhooks::proto::GetDeliveryRequest { id: id.into() },
+            ))
+            .await
+            .expect("get delivery")
+            .into_inner()
+    }
+
+    /// Polls the delivery until `done` holds, failing the test after `timeout`.
+    pub async fn wait_delivery(
+        &self,
+        id: &str,
+        timeout: std::time::Duration,
+        done: impl Fn(&kit_webhooks::proto::Delivery) -> bool,
+    ) -> kit_webhooks::proto::Delivery {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let delivery = self.get_delivery(id).await;
+            if done(&delivery) {
+                return delivery;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "delivery never reached the expected state: {delivery:#?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 }

@@ -98,9 +98,15 @@ pub fn attempt(row: attempt::Model) -> proto::Attempt {
 /// The daemon's task for a leased delivery: the exact body, and every secret valid `now` (the current one
 /// first, then one still in its rotation grace).
 pub fn task(lease: &LeasedDelivery, timeout_ms: u32, now: i64) -> proto::DeliveryTask {
-    let LeasedDelivery { delivery, webhook, event } = lease;
+    let LeasedDelivery {
+        delivery,
+        webhook,
+        event,
+    } = lease;
     let mut secrets = vec![webhook.secret.clone()];
-    if let (Some(previous), Some(until)) = (&webhook.previous_secret, webhook.previous_secret_expires_at) {
+    if let (Some(previous), Some(until)) =
+        (&webhook.previous_secret, webhook.previous_secret_expires_at)
+    {
         if until > now {
             secrets.push(previous.clone());
         }
@@ -111,7 +117,13 @@ pub fn task(lease: &LeasedDelivery, timeout_ms: u32, now: i64) -> proto::Deliver
         lease_id: delivery.lease_id.clone().unwrap_or_default(),
         webhook_id: webhook.id.clone(),
         url: webhook.url.clone(),
-        body: envelope(&event.id, &event.r#type, event.created_at, &event.account_id, &event.data_json),
+        body: envelope(
+            &event.id,
+            &event.r#type,
+            event.created_at,
+            &event.account_id,
+            &event.data_json,
+        ),
         secrets,
         event_id: event.id.clone(),
         event_type: event.r#type.clone(),

@@ -50,7 +50,11 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
         let max_in_flight = match req.max_in_flight {
             0 => DEFAULT_MAX_IN_FLIGHT,
             n if n > MAX_MAX_IN_FLIGHT => {
-                return Err(Error::invalid("max_in_flight", format!("{n} is above the maximum of {MAX_MAX_IN_FLIGHT}")).into())
+                return Err(Error::invalid(
+                    "max_in_flight",
+                    format!("{n} is above the maximum of {MAX_MAX_IN_FLIGHT}"),
+                )
+                .into())
             }
             n => n,
         };
@@ -93,7 +97,11 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             error_kind: req.error_kind,
             error: req.error,
         };
-        let recorded = self.state.store.record_attempt(report, &self.state.config.retry, now).await?;
+        let recorded = self
+            .state
+            .store
+            .record_attempt(report, &self.state.config.retry, now)
+            .await?;
         if let Some(owner) = &recorded.lease_owner {
             self.state.streams.wake(owner);
         }

@@ -42,6 +42,8 @@ impl AppState {
         loop {
             // Register interest before reading, so a report between the read and the wait is not missed.
             let recorded = self.attempt_recorded.notified();
+            tokio::pin!(recorded);
+            recorded.as_mut().enable();
             let (row, attempts) = self
                 .store
                 .find_delivery(account, delivery_id)

@@ -80,9 +80,16 @@ pub enum WebhookDecision {
     /// A success: clear the failure run.
     Healthy,
     /// One more failure in the run.
-    Failing { failure_count: u32, failing_since: i64 },
+    Failing {
+        failure_count: u32,
+        failing_since: i64,
+    },
     /// Disable the webhook, with the reason shown to admins.
-    Disable { failure_count: u32, failing_since: i64, reason: String },
+    Disable {
+        failure_count: u32,
+        failing_since: i64,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,10 +127,15 @@ impl RetryPolicy {
                 webhook: WebhookDecision::Unchanged,
             };
         }
-        let delivery = match self.schedule.get(outcome.attempt_number.saturating_sub(1) as usize) {
+        let delivery = match self
+            .schedule
+            .get(outcome.attempt_number.saturating_sub(1) as usize)
+        {
             None => DeliveryDecision::Failed,
             Some(&scheduled) => {
-                let wait = self.retry_after(outcome).unwrap_or_else(|| jittered(scheduled));
+                let wait = self
+                    .retry_after(outcome)
+                    .unwrap_or_else(|| jittered(scheduled));
                 DeliveryDecision::RetryAt(now + wait.as_millis() as i64)
             }
         };
@@ -143,7 +155,9 @@ impl RetryPolicy {
                 failing_since,
                 reason: format!(
                     "no successful delivery for {} and {failure_count} consecutive failed attempts",
-                    crate::core::time::human_duration(Duration::from_millis(now.saturating_sub(failing_since) as u64)),
+                    crate::core::time::human_duration(Duration::from_millis(
+                        now.saturating_sub(failing_since) as u64
+                    )),
                 ),
             }
         } else {
@@ -165,7 +179,8 @@ impl RetryPolicy {
             Ok(seconds) => Duration::from_secs(seconds),
             Err(_) => {
                 let at = httpdate::parse_http_date(value).ok()?;
-                at.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+                at.duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
             }
         };
         Some(wait.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER))
@@ -203,11 +218,18 @@ mod tests {
         assert_eq!(decision.delivery, DeliveryDecision::Succeeded);
         assert_eq!(decision.webhook, WebhookDecision::Healthy);
 
-        let DeliveryDecision::RetryAt(at) = policy.decide(&outcome(1, 500), FRESH, 2_000).delivery else {
+        let DeliveryDecision::RetryAt(at) = policy.decide(&outcome(1, 500), FRESH, 2_000).delivery
+        else {
             panic!("first failure retries");
         };
-        assert!((2_000 + 4_000..=2_000 + 6_000).contains(&at), "5 s ± 20 %: {at}");
-        assert_eq!(policy.decide(&outcome(8, 500), FRESH, 2_000).delivery, DeliveryDecision::Failed);
+        assert!(
+            (2_000 + 4_000..=2_000 + 6_000).contains(&at),
+            "5 s ± 20 %: {at}"
+        );
+        assert_eq!(
+            policy.decide(&outcome(8, 500), FRESH, 2_000).delivery,
+            DeliveryDecision::Failed
+        );
         assert_eq!(policy.max_attempts(), 8);
     }
 
@@ -216,30 +238,52 @@ mod tests {
         let policy = RetryPolicy::default();
         let mut o = outcome(1, 429);
         o.retry_after = Some("120".into());
-        assert_eq!(policy.decide(&o, FRESH, 0).delivery, DeliveryDecision::RetryAt(120_000));
+        assert_eq!(
+            policy.decide(&o, FRESH, 0).delivery,
+            DeliveryDecision::RetryAt(120_000)
+        );
         o.retry_after = Some("999999".into());
-        assert_eq!(policy.decide(&o, FRESH, 0).delivery, DeliveryDecision::RetryAt(3_600_000));
+        assert_eq!(
+            policy.decide(&o, FRESH, 0).delivery,
+            DeliveryDecision::RetryAt(3_600_000)
+        );
         o.status = 500;
-        assert_ne!(policy.decide(&o, FRESH, 0).delivery, DeliveryDecision::RetryAt(3_600_000), "only 429/503");
+        assert_ne!(
+            policy.decide(&o, FRESH, 0).delivery,
+            DeliveryDecision::RetryAt(3_600_000),
+            "only 429/503"
+        );
     }
 
     #[test]
     fn gone_disables_and_long_failure_runs_disable() {
         let policy = RetryPolicy::default();
-        assert!(matches!(policy.decide(&outcome(1, 410), FRESH, 0).webhook, WebhookDecision::Disable { .. }));
+        assert!(matches!(
+            policy.decide(&outcome(1, 410), FRESH, 0).webhook,
+            WebhookDecision::Disable { .. }
+        ));
         let five_days = 5 * 24 * 3600 * 1000;
         let long_run = WebhookHealth {
             failure_count: 19,
             failing_since: Some(0),
         };
-        assert!(matches!(policy.decide(&outcome(2, 500), long_run, five_days).webhook, WebhookDecision::Disable { .. }));
+        assert!(matches!(
+            policy.decide(&outcome(2, 500), long_run, five_days).webhook,
+            WebhookDecision::Disable { .. }
+        ));
         // Many failures in a short time are not enough; neither is a long time with few failures.
-        assert!(matches!(policy.decide(&outcome(2, 500), long_run, 1000).webhook, WebhookDecision::Failing { .. }));
+        assert!(matches!(
+            policy.decide(&outcome(2, 500), long_run, 1000).webhook,
+            WebhookDecision::Failing { .. }
+        ));
         let few = WebhookHealth {
             failure_count: 3,
             failing_since: Some(0),
         };
-        assert!(matches!(policy.decide(&outcome(2, 500), few, five_days).webhook, WebhookDecision::Failing { .. }));
+        assert!(matches!(
+            policy.decide(&outcome(2, 500), few, five_days).webhook,
+            WebhookDecision::Failing { .. }
+        ));
     }
 
     #[test]

@@ -55,11 +55,13 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Parses a duration flag: a number and a unit, `ms`, `s`, `m`, `h` or `d` (`250ms`, `5s`, `24h`).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try `250ms`, `5s`, `30m`, `2h`, `7d`)"))?;
+    let value: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration (try `250ms`, `5s`, `30m`, `2h`, `7d`)")
+    })?;
     let millis = match unit {
         "ms" => 1,
         "s" => 1_000,
@@ -67,7 +69,11 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "" => return Err(format!("`{text}` needs a unit: ms, s, m, h or d")),
-        other => return Err(format!("`{other}` is not a duration unit; use ms, s, m, h or d")),
+        other => {
+            return Err(format!(
+                "`{other}` is not a duration unit; use ms, s, m, h or d"
+            ))
+        }
     };
     value
         .checked_mul(millis)
@@ -83,7 +89,12 @@ pub fn parse_durations(text: &str) -> Result<Vec<std::time::Duration>, String> {
 /// A duration for people: the largest unit that fits (`5d`, `3h`, `12m`, `40s`, `250ms`).
 pub fn human_duration(duration: std::time::Duration) -> String {
     let ms = duration.as_millis() as u64;
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= size {
             return format!("{}{unit}", ms / size);
         }

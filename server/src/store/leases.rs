@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, Set, Statement, TransactionTrait, Value,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, Set, Statement, TransactionTrait,
+    Value,
 };
 
 use super::{
@@ -130,7 +131,10 @@ impl Store {
             .await?;
         let mut candidates = Vec::with_capacity(rows.len());
         for row in rows {
-            candidates.push((row.try_get::<String>("", "id")?, row.try_get::<String>("", "webhook_id")?));
+            candidates.push((
+                row.try_get::<String>("", "id")?,
+                row.try_get::<String>("", "webhook_id")?,
+            ));
         }
         if candidates.is_empty() {
             return Ok(Vec::new());
@@ -154,10 +158,16 @@ impl Store {
 
         let lease_id = id::new(id::Kind::Lease);
         delivery::Entity::update_many()
-            .col_expr(delivery::Column::Status, Expr::value(DeliveryStatus::Sending.as_str()))
+            .col_expr(
+                delivery::Column::Status,
+                Expr::value(DeliveryStatus::Sending.as_str()),
+            )
             .col_expr(delivery::Column::LeaseId, Expr::value(lease_id.as_str()))
             .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
-            .col_expr(delivery::Column::LeaseExpiresAt, Expr::value(lease_expires_at))
+            .col_expr(
+                delivery::Column::LeaseExpiresAt,
+                Expr::value(lease_expires_at),
+            )
             .filter(delivery::Column::Id.is_in(chosen.iter().map(String::as_str)))
             .exec(&txn)
             .await?;
@@ -184,7 +194,10 @@ impl Store {
         let mut leased = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             // Both rows exist: deliveries go with their webhook, and events are never deleted.
-            if let (Some(webhook), Some(event)) = (webhooks.get(&delivery.webhook_id), events.get(&delivery.event_id)) {
+            if let (Some(webhook), Some(event)) = (
+                webhooks.get(&delivery.webhook_id),
+                events.get(&delivery.event_id),
+            ) {
                 leased.push(LeasedDelivery {
                     webhook: webhook.clone(),
                     event: event.clone(),
@@ -211,10 +224,15 @@ impl Store {
         );
         let mut values: Vec<Value> = vec![DeliveryStatus::Sending.as_str().into()];
         values.extend(webhook_ids.iter().map(|w| Value::from(*w)));
-        let rows = db.query_all_raw(statement(self.backend(), &sql, values)).await?;
+        let rows = db
+            .query_all_raw(statement(self.backend(), &sql, values))
+            .await?;
         let mut counts = HashMap::new();
         for row in rows {
-            counts.insert(row.try_get::<String>("", "webhook_id")?, row.try_get::<i64>("", "n")?.max(0) as u64);
+            counts.insert(
+                row.try_get::<String>("", "webhook_id")?,
+                row.try_get::<i64>("", "n")?.max(0) as u64,
+            );
         }
         Ok(counts)
     }
@@ -231,7 +249,10 @@ impl Store {
     /// Extends the leases of a live stream.
     pub async fn renew_leases(&self, owner: &str, lease_expires_at: i64) -> Result<u64, DbErr> {
         let result = delivery::Entity::update_many()
-            .col_expr(delivery::Column::LeaseExpiresAt, Expr::value(lease_expires_at))
+            .col_expr(
+                delivery::Column::LeaseExpiresAt,
+                Expr::value(lease_expires_at),
+            )
             .filter(delivery::Column::LeaseOwner.eq(owner))
             .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
             .exec(self.writer())
@@ -241,20 +262,34 @@ impl Store {
 
     /// Returns a stream's unreported leases to `pending`, as they were: no attempt is counted.
     pub async fn release_leases(&self, owner: &str) -> Result<u64, DbErr> {
-        self.return_leases(delivery::Column::LeaseOwner.eq(owner)).await
+        self.return_leases(delivery::Column::LeaseOwner.eq(owner))
+            .await
     }
 
     /// Returns every lease whose expiry has passed (its server died) to `pending`.
     pub async fn expire_leases(&self, now: i64) -> Result<u64, DbErr> {
-        self.return_leases(delivery::Column::LeaseExpiresAt.lt(now)).await
+        self.return_leases(delivery::Column::LeaseExpiresAt.lt(now))
+            .await
     }
 
     async fn return_leases(&self, which: sea_orm::sea_query::SimpleExpr) -> Result<u64, DbErr> {
         let result = delivery::Entity::update_many()
-            .col_expr(delivery::Column::Status, Expr::value(DeliveryStatus::Pending.as_str()))
-            .col_expr(delivery::Column::LeaseId, Expr::value(Option::<String>::None))
-            .col_expr(delivery::Column::LeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(delivery::Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+            .col_expr(
+                delivery::Column::Status,
+                Expr::value(DeliveryStatus::Pending.as_str()),
+            )
+            .col_expr(
+                delivery::Column::LeaseId,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                delivery::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                delivery::Column::LeaseExpiresAt,
+                Expr::value(Option::<i64>::None),
+            )
             .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
             .filter(which)
             .exec(self.writer())
@@ -309,7 +344,10 @@ impl Store {
         if report.attempt_number != number as u32 {
             return Err(Error::invalid(
                 "attempt_number",
-                format!("is {}, but this lease is for attempt {number}", report.attempt_number),
+                format!(
+                    "is {}, but this lease is for attempt {number}",
+                    report.attempt_number
+                ),
             ));
         }
         let mut hook_query = webhook::Entity::find_by_id(found.webhook_id.clone());
@@ -346,9 +384,13 @@ impl Store {
             number: Set(number),
             started_at: Set(report.started_at),
             duration_ms: Set(report.duration_ms.min(i32::MAX as u32) as i32),
-            request_headers: Set(serde_json::to_string(&report.request_headers).unwrap_or_else(|_| "{}".into())),
+            request_headers: Set(
+                serde_json::to_string(&report.request_headers).unwrap_or_else(|_| "{}".into())
+            ),
             response_status: Set(report.response_status.min(999) as i32),
-            response_headers: Set(serde_json::to_string(&report.response_headers).unwrap_or_else(|_| "{}".into())),
+            response_headers: Set(
+                serde_json::to_string(&report.response_headers).unwrap_or_else(|_| "{}".into())
+            ),
             response_body: Set(report.response_body),
             error_kind: Set(report.error_kind),
             error: Set(report.error),

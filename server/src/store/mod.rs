@@ -19,6 +19,9 @@ use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr,
 };
 
+/// PostgreSQL connections per server by default.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
 /// The default database: a SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://kit-webhooks.db";
 
@@ -29,8 +32,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to `url`: `sqlite://PATH`, `postgres://…`, or a bare file path (taken as SQLite).
+    /// Connects to `url`: `sqlite://PATH`, `postgres://…`, or a bare file path (taken as SQLite), with the
+    /// default pool size.
     pub async fn connect(url: &str) -> Result<Store, DbErr> {
+        Self::connect_with(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// As [`Store::connect`], with at most `max_connections` PostgreSQL connections (SQLite always has one
+    /// writer and a few readers).
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Store, DbErr> {
         let url = normalize_url(url);
         if url.starts_with("sqlite:") {
             let write = Database::connect(sqlite_options(&url, 1)).await?;
@@ -39,7 +49,7 @@ impl Store {
         } else {
             let mut options = ConnectOptions::new(url);
             options
-                .max_connections(16)
+                .max_connections(max_connections.max(1))
                 .min_connections(1)
                 .connect_timeout(Duration::from_secs(10))
                 .sqlx_logging(false);

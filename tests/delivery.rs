@@ -1,0 +1,712 @@
+//! The delivery pipeline end to end: a real server with its embedded daemon (which connects over gRPC like
+//! any other), real HTTP and HTTPS receivers on loopback, on SQLite and PostgreSQL.
+
+mod common;
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use common::{
+    authed, fast_delivery,
+    receiver::{always, Receiver, Reply, TestCa},
+    Backend, TestServer,
+};
+use kit_webhooks::{
+    proto::{self, DeliveryStatus, WebhookStatus},
+    signature,
+};
+
+on_both_databases!(
+    https_delivery_is_signed_and_recorded,
+    rotation_grace_sends_both_signatures_then_only_the_new_one,
+    failures_are_retried_until_success_with_every_attempt_recorded,
+    exhausted_retries_fail_the_delivery,
+    a_failing_endpoint_is_auto_disabled_and_resume_releases_its_deliveries,
+    gone_disables_at_once,
+    retry_after_is_honoured,
+    slow_endpoints_time_out,
+    redirects_are_not_followed,
+    huge_responses_are_truncated,
+    pause_holds_queued_deliveries_until_resume,
+    test_ping_waits_for_its_outcome,
+    unroutable_addresses_are_refused,
+    a_slow_endpoint_does_not_delay_another,
+    retry_delivery_sends_again_as_the_next_attempt,
+);
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn start(backend: Backend, ca: Option<&TestCa>) -> TestServer {
+    let ca_file = ca.map(|ca| ca.ca_file.clone());
+    TestServer::start_with(backend, |config| fast_delivery(config, ca_file)).await
+}
+
+fn verify(
+    received: &common::receiver::Received,
+    secret: &str,
+) -> Result<(), signature::SignatureError> {
+    signature::verify(
+        secret,
+        received.header("webhook-id"),
+        received.header("webhook-timestamp"),
+        received.header("webhook-signature"),
+        &received.body,
+        signature::unix_now(),
+        signature::DEFAULT_TOLERANCE_SECONDS,
+    )
+}
+
+async fn https_delivery_is_signed_and_recorded(backend: Backend) {
+    let ca = TestCa::new();
+    let receiver = Receiver::https(&ca, always(Reply::status(204).body("thanks"))).await;
+    let server = start(backend, Some(&ca)).await;
+    let (hook, secret) = server
+        .create_webhook(&receiver.url("/kit"), &["interview.*"])
+        .await;
+    let published = server
+        .publish(
+            "interview.scheduled",
+            r#"{"interview_id": 18446744073709551615}"#,
+        )
+        .await;
+    let event = published.event.expect("event");
+    assert_eq!(published.deliveries_queued, 1);
+
+    let got = receiver.wait_for(1, WAIT).await;
+    let request = &got[0];
+    assert_eq!(request.path, "/kit");
+    verify(request, &secret).expect("the receiver verifies the signature");
+    assert_eq!(request.header("webhook-id"), event.id);
+    assert_eq!(request.header("content-type"), "application/json");
+    assert!(request.header("user-agent").starts_with("KitWebhooks/"));
+    assert_eq!(request.header("kit-event-type"), "interview.scheduled");
+    assert_eq!(request.header("kit-attempt"), "1");
+    let body = String::from_utf8(request.body.clone()).expect("utf-8");
+    assert!(
+        body.contains(r#""data":{"interview_id": 18446744073709551615}"#),
+        "data verbatim: {body}"
+    );
+    let envelope: serde_json::Value = serde_json::from_str(&body).expect("JSON envelope");
+    assert_eq!(envelope["id"], event.id);
+    assert_eq!(envelope["type"], "interview.scheduled");
+    assert_eq!(envelope["account_id"], "default");
+    assert!(envelope["timestamp"]
+        .as_str()
+        .expect("timestamp")
+        .ends_with('Z'));
+
+    let delivery_id = request.header("kit-delivery-id").to_owned();
+    let delivery = server
+        .wait_delivery(&delivery_id, WAIT, |d| {
+            d.status() == DeliveryStatus::Succeeded
+        })
+        .await;
+    assert_eq!(delivery.attempt_count, 1);
+    assert!(delivery.completed_at.is_some());
+    assert!(delivery.next_attempt_at.is_none());
+    let attempt = &delivery.attempts[0];
+    assert_eq!(attempt.number, 1);
+    assert_eq!(attempt.response_status, 204);
+    assert_eq!(attempt.response_body, "thanks");
+    assert_eq!(attempt.error, "");
+    assert_eq!(
+        attempt
+            .request_headers
+            .get("webhook-signature")
+            .map(String::as_str),
+        Some(request.header("webhook-signature"))
+    );
+    assert_eq!(attempt.request_headers.get("webhook-id"), Some(&event.id));
+    assert!(attempt.started_at.is_some());
+    assert_eq!(server.get_webhook(&hook.id).await.failure_count, 0);
+    server.stop().await;
+}
+
+async fn rotation_grace_sends_both_signatures_then_only_the_new_one(backend: Backend) {
+    let ca = TestCa::new();
+    let receiver = Receiver::https(&ca, always(Reply::ok())).await;
+    let server = start(backend, Some(&ca)).await;
+    let (hook, old_secret) = server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    let new_secret = server
+        .webhooks()
+        .await
+        .rotate_secret(authed(
+            &server.admin_key,
+            proto::RotateSecretRequest {
+                id: hook.id.clone(),
+                grace_period_seconds: 2,
+            },
+        ))
+        .await
+        .expect("rotate")
+        .into_inner()
+        .secret;
+    server.publish("offer.accepted", "{}").await;
+    let during = receiver.wait_for(1, WAIT).await.remove(0);
+    assert_eq!(
+        during.header("webhook-signature").split(' ').count(),
+        2,
+        "both secrets sign during the grace"
+    );
+    verify(&during, &old_secret).expect("old secret still verifies");
+    verify(&during, &new_secret).expect("new secret verifies");
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    server.publish("offer.accepted", "{}").await;
+    let after = receiver.wait_for(2, WAIT).await.remove(1);
+    assert_eq!(
+        after.header("webhook-signature").split(' ').count(),
+        1,
+        "the old secret is gone after the grace"
+    );
+    verify(&after, &new_secret).expect("new secret verifies");
+    assert_eq!(
+        verify(&after, &old_secret),
+        Err(signature::SignatureError::Mismatch)
+    );
+    server.stop().await;
+}
+
+/// Answers `fail_first` requests with `status`, then 200.
+fn failing(fail_first: usize, status: u16) -> common::receiver::Script {
+    Arc::new(move |_, n| {
+        if n < fail_first {
+            Reply::status(status).body("not yet")
+        } else {
+            Reply::ok()
+        }
+    })
+}
+
+async fn failures_are_retried_until_success_with_every_attempt_recorded(backend: Backend) {
+    let receiver = Receiver::http(failing(2, 500)).await;
+    let server = start(backend, None).await;
+    let (hook, _) = server
+        .create_webhook(&receiver.url("/"), &["review.submitted"])
+        .await;
+    server.publish("review.submitted", "{}").await;
+    let got = receiver.wait_for(3, WAIT).await;
+    let attempts: Vec<&str> = got.iter().map(|r| r.header("kit-attempt")).collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
+    assert!(
+        got.iter()
+            .all(|r| r.header("webhook-id") == got[0].header("webhook-id")),
+        "same webhook-id every attempt"
+    );
+    let delivery = server
+        .wait_delivery(got[0].header("kit-delivery-id"), WAIT, |d| {
+            d.status() == DeliveryStatus::Succeeded
+        })
+        .await;
+    assert_eq!(delivery.attempt_count, 3);
+    let statuses: Vec<u32> = delivery
+        .attempts
+        .iter()
+        .map(|a| a.response_status)
+        .collect();
+    assert_eq!(statuses, [500, 500, 200]);
+    assert_eq!(delivery.attempts[0].error_kind, "status");
+    assert_eq!(delivery.attempts[0].response_body, "not yet");
+    assert_eq!(
+        delivery
+            .attempts
+            .iter()
+            .map(|a| a.number)
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let webhook = server.get_webhook(&hook.id).await;
+    assert_eq!(webhook.failure_count, 0, "a success resets the counter");
+    assert_eq!(webhook.status(), WebhookStatus::Active);
+    server.stop().await;
+}
+
+async fn exhausted_retries_fail_the_delivery(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::status(503))).await;
+    let server = start(backend, None).await;
+    let (hook, _) = server
+        .create_webhook(&receiver.url("/"), &["review.submitted"])
+        .await;
+    server.publish("review.submitted", "{}").await;
+    // Four waits in the test schedule: five attempts.
+    let got = receiver.wait_for(5, WAIT).await;
+    let delivery = server
+        .wait_delivery(got[0].header("kit-delivery-id"), WAIT, |d| {
+            d.status() == DeliveryStatus::Failed
+        })
+        .await;
+    assert_eq!(delivery.attempt_count, 5);
+    assert_eq!(delivery.attempts.len(), 5);
+    assert!(delivery.next_attempt_at.is_none());
+    assert!(delivery.completed_at.is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.requests().len(), 5, "no sixth attempt");
+    let webhook = server.get_webhook(&hook.id).await;
+    assert_eq!(webhook.failure_count, 5);
+    assert_eq!(
+        webhook.status(),
+        WebhookStatus::Active,
+        "5 failures do not reach the auto-disable rule"
+    );
+    server.stop().await;
+}
+
+async fn a_failing_endpoint_is_auto_disabled_and_resume_releases_its_deliveries(backend: Backend) {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver = Receiver::http(Arc::new(move |_, _| {
+        if flag.load(Ordering::SeqCst) {
+            Reply::ok()
+        } else {
+            Reply::status(500)
+        }
+    }))
+    .await;
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.retry.schedule = vec![Duration::from_millis(50); 10];
+        config.retry.auto_disable_after = Duration::ZERO;
+        config.retry.auto_disable_min_failures = 3;
+    })
+    .await;
+    let (hook, _) = server
+        .create_webhook(&receiver.url("/"), &["job_posting.*"])
+        .await;
+    server.publish("job_posting.published", "{}").await;
+    let deadline = Instant::now() + WAIT;
+    let disabled = loop {
+        let webhook = server.get_webhook(&hook.id).await;
+        if webhook.status() == WebhookStatus::Disabled {
+            break webhook;
+        }
+        assert!(Instant::now() < deadline, "never disabled: {webhook:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(disabled.failure_count, 3);
+    assert!(
+        disabled
+            .disabled_reason
+            .contains("3 consecutive failed attempts"),
+        "{}",
+        disabled.disabled_reason
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let attempts_while_disabled = receiver.requests().len();
+    assert_eq!(
+        attempts_while_disabled, 3,
+        "a disabled webhook's deliveries are held"
+    );
+    let delivery_id = receiver.requests()[0].header("kit-delivery-id").to_owned();
+    assert_eq!(
+        server.get_delivery(&delivery_id).await.status(),
+        DeliveryStatus::Pending
+    );
+
+    healthy.store(true, Ordering::SeqCst);
+    let resumed = server
+        .webhooks()
+        .await
+        .resume_webhook(authed(
+            &server.admin_key,
+            proto::ResumeWebhookRequest {
+                id: hook.id.clone(),
+            },
+        ))
+        .await
+        .expect("resume")
+        .into_inner();
+    assert_eq!(resumed.status(), WebhookStatus::Active);
+    assert_eq!(resumed.failure_count, 0);
+    assert_eq!(resumed.disabled_reason, "");
+    let delivery = server
+        .wait_delivery(&delivery_id, WAIT, |d| {
+            d.status() == DeliveryStatus::Succeeded
+        })
+        .await;
+    assert_eq!(delivery.attempt_count, 4);
+    server.stop().await;
+}
+
+async fn gone_disables_at_once(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::status(410))).await;
+    let server = start(backend, None).await;
+    let (hook, _) = server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    server.publish("offer.accepted", "{}").await;
+    receiver.wait_for(1, WAIT).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let webhook = server.get_webhook(&hook.id).await;
+        if webhook.status() == WebhookStatus::Disabled {
+            assert!(
+                webhook.disabled_reason.contains("410"),
+                "{}",
+                webhook.disabled_reason
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "410 did not disable the webhook");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        1,
+        "nothing more goes to a gone endpoint"
+    );
+    server.stop().await;
+}
+
+async fn retry_after_is_honoured(backend: Backend) {
+    let receiver = Receiver::http(Arc::new(|_, n| {
+        if n == 0 {
+            Reply::status(429).header("retry-after", "1")
+        } else {
+            Reply::ok()
+        }
+    }))
+    .await;
+    let server = start(backend, None).await;
+    server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    server.publish("offer.accepted", "{}").await;
+    let got = receiver.wait_for(2, WAIT).await;
+    let gap = got[1].at.duration_since(got[0].at);
+    assert!(
+        gap >= Duration::from_millis(950),
+        "waited {gap:?}, not the 1 s the endpoint asked for (schedule: 20 ms)"
+    );
+    let delivery = server
+        .wait_delivery(got[0].header("kit-delivery-id"), WAIT, |d| {
+            d.status() == DeliveryStatus::Succeeded
+        })
+        .await;
+    assert_eq!(delivery.attempts[0].response_status, 429);
+    assert_eq!(
+        delivery.attempts[0]
+            .response_headers
+            .get("retry-after")
+            .map(String::as_str),
+        Some("1")
+    );
+    server.stop().await;
+}
+
+async fn slow_endpoints_time_out(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_secs(5)))).await;
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.request_timeout = Duration::from_millis(300);
+        config.retry.schedule = vec![Duration::from_secs(60)];
+    })
+    .await;
+    server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    server.publish("offer.accepted", "{}").await;
+    let got = receiver.wait_for(1, WAIT).await;
+    let delivery = server
+        .wait_delivery(got[0].header("kit-delivery-id"), WAIT, |d| {
+            d.attempt_count == 1
+        })
+        .await;
+    let attempt = &delivery.attempts[0];
+    assert_eq!(attempt.error_kind, "timeout");
+    assert_eq!(attempt.response_status, 0);
+    assert!(
+        attempt.duration_ms >= 250 && attempt.duration_ms < 3000,
+        "{}",
+        attempt.duration_ms
+    );
+    assert_eq!(delivery.status(), DeliveryStatus::Pending, "retried later");
+    server.stop().await;
+}
+
+async fn redirects_are_not_followed(backend: Backend) {
+    let target = Receiver::http(always(Reply::ok())).await;
+    let location = target.url("/elsewhere");
+    let receiver = Receiver::http(always(Reply::status(302).header("location", &location))).await;
+    let server = start(backend, None).await;
+    server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    server.publish("offer.accepted", "{}").await;
+    let got = receiver.wait_for(1, WAIT).await;
+    let delivery = server
+        .wait_delivery(got[0].header("kit-delivery-id"), WAIT, |d| {
+            d.attempt_count >= 1
+        })
+        .await;
+    assert_eq!(delivery.attempts[0].response_status, 302);
+    assert_eq!(delivery.attempts[0].error_kind, "redirect");
+    assert!(delivery.attempts[0].error.contains(&location));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        target.requests().is_empty(),
+        "the redirect target was never contacted"
+    );
+    server.stop().await;
+}
+
+async fn huge_responses_are_truncated(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok().body(vec![b'a'; 1024 * 1024]))).await;
+    let server = start(backend, None).await;
+    server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    server.publish("offer.accepted", "{}").await;
+    let got = receiver.wait_for(1, WAIT).await;
+    let delivery = server
+        .wait_delivery(got[0].header("kit-delivery-id"), WAIT, |d| {
+            d.status() == DeliveryStatus::Succeeded
+        })
+        .await;
+    assert_eq!(delivery.attempts[0].response_body.len(), 16 * 1024);
+    server.stop().await;
+}
+
+async fn pause_holds_queued_deliveries_until_resume(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok())).await;
+    // No daemon yet: the events queue up.
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.embedded_daemon = None;
+    })
+    .await;
+    let (hook, _) = server
+        .create_webhook(&receiver.url("/"), &["application.*"])
+        .await;
+    for _ in 0..3 {
+        server.publish("application.submitted", "{}").await;
+    }
+    let mut client = server.webhooks().await;
+    client
+        .pause_webhook(authed(
+            &server.admin_key,
+            proto::PauseWebhookRequest {
+                id: hook.id.clone(),
+            },
+        ))
+        .await
+        .expect("pause");
+    let while_paused = server.publish("application.submitted", "{}").await;
+    assert_eq!(
+        while_paused.deliveries_queued, 0,
+        "events that fire while paused are not queued"
+    );
+
+    let daemon_key = server
+        .key(kit_webhooks_server::api::auth::Role::Daemon, None)
+        .await;
+    let daemon = kit_webhooks_daemon::spawn(kit_webhooks_daemon::Config {
+        server: server.server.url(),
+        token: daemon_key,
+        daemon_id: "test".into(),
+        options: kit_webhooks_daemon::Options {
+            allow_networks: vec!["127.0.0.0/8".parse().expect("cidr")],
+            ..Default::default()
+        },
+    })
+    .expect("daemon");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(receiver.requests().is_empty(), "held while paused");
+    client
+        .resume_webhook(authed(
+            &server.admin_key,
+            proto::ResumeWebhookRequest {
+                id: hook.id.clone(),
+            },
+        ))
+        .await
+        .expect("resume");
+    receiver.wait_for(3, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        3,
+        "the three queued before the pause, not the one fired during it"
+    );
+    daemon.shutdown().await.expect("daemon stops");
+    server.stop().await;
+}
+
+async fn test_ping_waits_for_its_outcome(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::status(500).body("broken"))).await;
+    let server = start(backend, None).await;
+    let (hook, secret) = server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    let mut client = server.webhooks().await;
+    client
+        .pause_webhook(authed(
+            &server.admin_key,
+            proto::PauseWebhookRequest {
+                id: hook.id.clone(),
+            },
+        ))
+        .await
+        .expect("pause");
+    let delivery = client
+        .send_test_ping(authed(
+            &server.admin_key,
+            proto::SendTestPingRequest {
+                id: hook.id.clone(),
+                wait: true,
+            },
+        ))
+        .await
+        .expect("ping")
+        .into_inner()
+        .delivery
+        .expect("delivery");
+    assert_eq!(delivery.event_type, "test.ping");
+    assert_eq!(
+        delivery.status(),
+        DeliveryStatus::Failed,
+        "a ping is attempted once and never retried"
+    );
+    assert_eq!(delivery.attempts.len(), 1);
+    assert_eq!(delivery.attempts[0].response_status, 500);
+    assert_eq!(delivery.attempts[0].response_body, "broken");
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    verify(&got[0], &secret).expect("pings are signed");
+    assert_eq!(got[0].header("kit-event-type"), "test.ping");
+    let webhook = server.get_webhook(&hook.id).await;
+    assert_eq!(
+        webhook.failure_count, 0,
+        "pings do not count towards auto-disable"
+    );
+    assert_eq!(webhook.status(), WebhookStatus::Paused);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.requests().len(), 1, "no retry");
+    server.stop().await;
+}
+
+async fn unroutable_addresses_are_refused(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok())).await;
+    let port = receiver.addr.port();
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        if let Some(daemon) = config.embedded_daemon.as_mut() {
+            daemon.allow_networks.clear();
+        }
+        config.retry.schedule = vec![Duration::from_secs(60)];
+    })
+    .await;
+    let urls = [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://169.254.169.254:{port}/latest/meta-data"),
+        format!("http://[::1]:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        format!("http://localhost:{port}/"),
+    ];
+    let mut ids = Vec::new();
+    for url in &urls {
+        let (hook, _) = server.create_webhook(url, &["offer.*"]).await;
+        ids.push(hook.id);
+    }
+    server.publish("offer.accepted", "{}").await;
+    for (id, url) in ids.iter().zip(&urls) {
+        let queued = server.deliveries(id).await.remove(0);
+        let delivery = server
+            .wait_delivery(&queued.id, WAIT, |d| d.attempt_count == 1)
+            .await;
+        let attempt = &delivery.attempts[0];
+        assert_eq!(
+            attempt.error_kind, "blocked_address",
+            "{url}: {}",
+            attempt.error
+        );
+        assert_eq!(
+            delivery.status(),
+            DeliveryStatus::Pending,
+            "{url}: retried like any failure"
+        );
+    }
+    assert!(
+        receiver.requests().is_empty(),
+        "nothing reached the loopback receiver"
+    );
+    server.stop().await;
+}
+
+async fn a_slow_endpoint_does_not_delay_another(backend: Backend) {
+    let slow = Receiver::http(always(Reply::ok().delay(Duration::from_millis(1500)))).await;
+    let fast = Receiver::http(always(Reply::ok())).await;
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.request_timeout = Duration::from_secs(5);
+    })
+    .await;
+    server
+        .create_webhook(&slow.url("/"), &["interview.*"])
+        .await;
+    server.create_webhook(&fast.url("/"), &["offer.*"]).await;
+    for _ in 0..40 {
+        server.publish("interview.scheduled", "{}").await;
+    }
+    slow.wait_for(16, WAIT).await;
+    let published = Instant::now();
+    server.publish("offer.accepted", "{}").await;
+    fast.wait_for(1, WAIT).await;
+    let took = published.elapsed();
+    assert!(
+        took < Duration::from_millis(1000),
+        "the fast endpoint waited {took:?} behind the slow one"
+    );
+    assert!(
+        slow.requests().len() <= 16,
+        "at most 16 in flight to one endpoint, got {}",
+        slow.requests().len()
+    );
+    server.stop().await;
+}
+
+async fn retry_delivery_sends_again_as_the_next_attempt(backend: Backend) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    let receiver = Receiver::http(Arc::new(move |_, _| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Reply::ok()
+    }))
+    .await;
+    let server = start(backend, None).await;
+    server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    server.publish("offer.accepted", "{}").await;
+    let got = receiver.wait_for(1, WAIT).await;
+    let id = got[0].header("kit-delivery-id").to_owned();
+    server
+        .wait_delivery(&id, WAIT, |d| d.status() == DeliveryStatus::Succeeded)
+        .await;
+    server
+        .webhooks()
+        .await
+        .retry_delivery(authed(
+            &server.admin_key,
+            proto::RetryDeliveryRequest { id: id.clone() },
+        ))
+        .await
+        .expect("retry");
+    let again = receiver.wait_for(2, WAIT).await;
+    assert_eq!(again[1].header("kit-attempt"), "2");
+    let delivery = server
+        .wait_delivery(&id, WAIT, |d| {
+            d.status() == DeliveryStatus::Succeeded && d.attempt_count == 2
+        })
+        .await;
+    assert_eq!(delivery.attempts.len(), 2);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    server.stop().await;
+}
