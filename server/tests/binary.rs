@@ -178,3 +178,77 @@ fn first_serve_writes_a_private_key_file_and_stops_on_sigterm() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The README's start command: `serve --with-daemon` on a fresh directory delivers a published event to a
+/// local receiver, with nothing set up beforehand but the keys the first start writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_start_command_delivers_to_a_local_receiver() {
+    use kit_webhooks::proto::{
+        event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
+        CreateWebhookRequest, PublishEventRequest,
+    };
+    use receiver::{always, Receiver, Reply};
+
+    let receiver = Receiver::http(always(Reply::ok())).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["serve", "--with-daemon", "--allow-http", "--allow-network", "127.0.0.0/8"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("KIT_WEBHOOKS_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "server did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let keys = std::fs::read_to_string(dir.path().join("kit-webhooks.keys")).expect("key file");
+    let admin = kit_webhooks_server::keys::read_key(&keys, "KIT_WEBHOOKS_ADMIN_KEY").expect("admin key");
+    let publisher = kit_webhooks_server::keys::read_key(&keys, "KIT_WEBHOOKS_PUBLISHER_KEY").expect("publisher key");
+    let url = format!("http://127.0.0.1:{port}");
+    let mut webhooks = WebhookServiceClient::connect(url.clone()).await.expect("connect");
+    webhooks
+        .create_webhook(authed(
+            &admin,
+            CreateWebhookRequest {
+                url: receiver.url("/kit"),
+                events: vec!["application.*".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create webhook");
+    let mut events = EventServiceClient::connect(url).await.expect("connect");
+    events
+        .publish_event(authed(
+            &publisher,
+            PublishEventRequest {
+                account_id: "default".into(),
+                r#type: "application.submitted".into(),
+                data_json: "{}".into(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("publish");
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].header("kit-event-type"), "application.submitted");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "clean exit on SIGTERM with the embedded daemon");
+}
+
+fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
+    request
+}
+
+#[path = "../../tests/common/receiver.rs"]
+mod receiver;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod python;
 pub mod receiver;
 
 use kit_webhooks::proto::{
@@ -106,6 +107,8 @@ impl TestDatabase {
 /// A running server with the keys a test needs.
 pub struct TestServer {
     pub server: RunningServer,
+    /// What it was started with (and restarts with).
+    pub config: Config,
     pub db: TestDatabase,
     pub key_file: std::path::PathBuf,
     /// The admin key of account `default`, read from the key file the first start wrote.
@@ -134,7 +137,7 @@ impl TestServer {
             ..Config::default()
         };
         adjust(&mut config);
-        let server = kit_webhooks_server::start(config)
+        let server = kit_webhooks_server::start(config.clone())
             .await
             .expect("server starts");
         let text = std::fs::read_to_string(&key_file).expect("the first start writes the key file");
@@ -144,9 +147,23 @@ impl TestServer {
             publisher_key: keys::read_key(&text, "KIT_WEBHOOKS_PUBLISHER_KEY")
                 .expect("publisher key in key file"),
             server,
+            config,
             db,
             key_file,
             _key_dir: key_dir,
+        }
+    }
+
+    /// Shuts the server down cleanly and starts a new one on the same address, database and settings.
+    pub async fn restart(self) -> TestServer {
+        let mut config = self.config.clone();
+        config.listen = self.server.addr;
+        self.server.shutdown().await.expect("server stops cleanly");
+        let server = kit_webhooks_server::start(config.clone()).await.expect("server restarts");
+        TestServer {
+            server,
+            config,
+            ..self
         }
     }
 

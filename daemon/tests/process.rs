@@ -1,0 +1,196 @@
+//! The daemon as a separate process, the way SREs run it as a sidecar: it delivers, it survives `kill -9`
+//! and server restarts without losing an event, and it stops gracefully on SIGTERM.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    collections::HashSet,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{
+    receiver::{always, Receiver, Reply},
+    Backend, TestServer,
+};
+use kit_webhooks::proto::DeliveryStatus;
+use kit_webhooks_server::{
+    api::auth::Role,
+    store::entity::{delivery, event},
+};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+
+on_both_databases!(
+    kill_9_mid_stream_loses_nothing,
+    sigterm_finishes_in_flight_deliveries,
+    server_restarts_and_crashes_lose_nothing,
+);
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn spawn_daemon(server: &str, token: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kit-webhooks-daemon"))
+        .args(["--server", server, "--token", token, "--allow-network", "127.0.0.0/8", "--max-in-flight", "8"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kit-webhooks-daemon")
+}
+
+async fn server_for_daemons(backend: Backend) -> TestServer {
+    TestServer::start_with(backend, |config| {
+        common::fast_delivery(config, None);
+        config.embedded_daemon = None;
+    })
+    .await
+}
+
+/// Waits until every one of `event_ids` reached the receiver at least once.
+async fn wait_all_received(receiver: &Receiver, event_ids: &HashSet<String>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen: HashSet<String> = receiver.requests().iter().map(|r| r.header("webhook-id").to_owned()).collect();
+        let missing = event_ids.difference(&seen).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{missing} of {} events never arrived", event_ids.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_all_succeeded(server: &TestServer, expected: u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let done = delivery::Entity::find()
+            .filter(delivery::Column::Status.eq("succeeded"))
+            .count(server.server.store.reader())
+            .await
+            .expect("count");
+        if done == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{done} of {expected} deliveries succeeded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn publish_many(server: &TestServer, n: usize) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for i in 0..n {
+        let reply = server.publish("interview.completed", &format!(r#"{{"n": {i}}}"#)).await;
+        ids.insert(reply.event.expect("event").id);
+    }
+    ids
+}
+
+async fn kill_9_mid_stream_loses_nothing(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(100)))).await;
+    let server = server_for_daemons(backend).await;
+    server.create_webhook(&receiver.url("/"), &["interview.*"]).await;
+    let token = server.key(Role::Daemon, None).await;
+    let ids = publish_many(&server, 60).await;
+
+    let mut first = spawn_daemon(&server.server.url(), &token);
+    receiver.wait_for(10, WAIT).await;
+    first.kill().expect("kill -9");
+    let _ = first.wait();
+    let before = receiver.requests().len();
+    assert!(before < 60, "the first daemon must die mid-stream (it had sent {before})");
+
+    let mut second = spawn_daemon(&server.server.url(), &token);
+    wait_all_received(&receiver, &ids).await;
+    wait_all_succeeded(&server, 60).await;
+    let _ = second.kill();
+    let _ = second.wait();
+    server.stop().await;
+}
+
+async fn sigterm_finishes_in_flight_deliveries(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(1500)))).await;
+    let server = server_for_daemons(backend).await;
+    server.create_webhook(&receiver.url("/"), &["interview.*"]).await;
+    let token = server.key(Role::Daemon, None).await;
+    publish_many(&server, 5).await;
+    let mut daemon = spawn_daemon(&server.server.url(), &token);
+    receiver.wait_for(5, WAIT).await;
+    let status = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().expect("kill -TERM");
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = daemon.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the daemon did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "clean exit");
+    assert!(started.elapsed() >= Duration::from_millis(800), "it waited for the in-flight requests");
+    // Every in-flight attempt was reported before the daemon left: all succeeded on their first attempt.
+    let rows = delivery::Entity::find().all(server.server.store.reader()).await.expect("deliveries");
+    assert_eq!(rows.len(), 5);
+    for row in rows {
+        assert_eq!(row.status, "succeeded", "{row:?}");
+        assert_eq!(row.attempt_count, 1);
+    }
+    server.stop().await;
+}
+
+async fn server_restarts_and_crashes_lose_nothing(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(50)))).await;
+    let first = server_for_daemons(backend).await;
+    first.create_webhook(&receiver.url("/"), &["interview.*"]).await;
+    let token = first.key(Role::Daemon, None).await;
+    let mut ids = publish_many(&first, 40).await;
+    let url = first.server.url();
+    let mut daemon = spawn_daemon(&url, &token);
+    receiver.wait_for(5, WAIT).await;
+
+    // What a crashed server leaves behind: a lease it never released, long expired.
+    let db = first.server.store.writer();
+    let orphan_event = event::ActiveModel {
+        id: Set("evt_01JD0000000000000000000000".into()),
+        account_id: Set("default".into()),
+        r#type: Set("interview.completed".into()),
+        data_json: Set("{}".into()),
+        idempotency_key: Set(None),
+        created_at: Set(kit_webhooks_server::core::time::now_ms()),
+    }
+    .insert(db)
+    .await
+    .expect("event");
+    let hook_id = delivery::Entity::find().one(db).await.expect("read").expect("a delivery").webhook_id;
+    delivery::ActiveModel {
+        id: Set("dlv_01JD0000000000000000000000".into()),
+        webhook_id: Set(hook_id),
+        account_id: Set("default".into()),
+        event_id: Set(orphan_event.id.clone()),
+        event_type: Set("interview.completed".into()),
+        status: Set("sending".into()),
+        attempt_count: Set(0),
+        next_attempt_at: Set(Some(0)),
+        lease_id: Set(Some("lse_01JD0000000000000000000000".into())),
+        lease_owner: Set(Some("dst_01JD0000000000000000000000".into())),
+        lease_expires_at: Set(Some(1)),
+        created_at: Set(0),
+        completed_at: Set(None),
+    }
+    .insert(db)
+    .await
+    .expect("orphaned lease");
+    ids.insert(orphan_event.id);
+
+    // Restart mid-stream: a new server on the same address and database.
+    let restarted = first.restart().await;
+    // The daemon reconnects by itself; events published after the restart flow too.
+    ids.extend(publish_many(&restarted, 5).await);
+    wait_all_received(&receiver, &ids).await;
+    wait_all_succeeded(&restarted, 46).await;
+    let orphan = restarted.get_delivery("dlv_01JD0000000000000000000000").await;
+    assert_eq!(orphan.status(), DeliveryStatus::Succeeded, "the crashed server's lease expired and was delivered");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    restarted.stop().await;
+}

@@ -1,0 +1,41 @@
+//! The Python environment of the tests that prove other languages can use Kit Webhooks: a venv at `.venv`
+//! with `tests/python/requirements.txt`, made on first use if `.ci/run` has not made it already.
+
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Mutex,
+};
+
+/// The repository root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+static VENV: Mutex<()> = Mutex::new(());
+
+/// The venv's Python, with the test requirements installed.
+pub fn python() -> PathBuf {
+    let _guard = VENV.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let venv = root().join(".venv");
+    let python = venv.join("bin").join("python");
+    let requirements = root().join("tests/python/requirements.txt");
+    let ready = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import standardwebhooks"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
+        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv");
+        assert!(status.success(), "creating the venv failed");
+        let status = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(&requirements)
+            .status()
+            .expect("pip install");
+        assert!(status.success(), "installing {} failed", requirements.display());
+    }
+    python
+}
