@@ -42,7 +42,9 @@ impl PythonReceiver {
     }
 
     fn next_line(&self) -> String {
-        self.lines.recv_timeout(Duration::from_secs(30)).expect("a line from the Python receiver")
+        self.lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a line from the Python receiver")
     }
 }
 
@@ -54,27 +56,55 @@ impl Drop for PythonReceiver {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 async fn python_standardwebhooks_verifies_deliveries(backend: Backend) {
     let server = TestServer::start_with(backend, |config| fast_delivery(config, None)).await;
     let port = free_port();
-    let (hook, secret) = server.create_webhook(&format!("http://127.0.0.1:{port}/hooks"), &["application.*"]).await;
+    let (hook, secret) = server
+        .create_webhook(
+            &format!("http://127.0.0.1:{port}/hooks"),
+            &["application.*"],
+        )
+        .await;
     let receiver = PythonReceiver::start(port, &secret);
 
-    let event = server.publish("application.submitted", r#"{"application_id": 7}"#).await.event.expect("event");
-    assert_eq!(receiver.next_line(), format!("VERIFIED {} application.submitted", event.id));
+    let event = server
+        .publish("application.submitted", r#"{"application_id": 7}"#)
+        .await
+        .event
+        .expect("event");
+    assert_eq!(
+        receiver.next_line(),
+        format!("VERIFIED {} application.submitted", event.id)
+    );
 
     // During a rotation grace the request carries two signatures; the library accepts the one it can check.
     server
         .webhooks()
         .await
-        .rotate_secret(authed(&server.admin_key, proto::RotateSecretRequest { id: hook.id.clone(), grace_period_seconds: 60 }))
+        .rotate_secret(authed(
+            &server.admin_key,
+            proto::RotateSecretRequest {
+                id: hook.id.clone(),
+                grace_period_seconds: 60,
+            },
+        ))
         .await
         .expect("rotate");
-    let event = server.publish("application.advanced", "{}").await.event.expect("event");
-    assert_eq!(receiver.next_line(), format!("VERIFIED {} application.advanced", event.id));
+    let event = server
+        .publish("application.advanced", "{}")
+        .await
+        .event
+        .expect("event");
+    assert_eq!(
+        receiver.next_line(),
+        format!("VERIFIED {} application.advanced", event.id)
+    );
 
     // A tampered body is rejected by the library.
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");

@@ -31,7 +31,16 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn spawn_daemon(server: &str, token: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kit-webhooks-daemon"))
-        .args(["--server", server, "--token", token, "--allow-network", "127.0.0.0/8", "--max-in-flight", "8"])
+        .args([
+            "--server",
+            server,
+            "--token",
+            token,
+            "--allow-network",
+            "127.0.0.0/8",
+            "--max-in-flight",
+            "8",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -51,12 +60,20 @@ async fn server_for_daemons(backend: Backend) -> TestServer {
 async fn wait_all_received(receiver: &Receiver, event_ids: &HashSet<String>) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let seen: HashSet<String> = receiver.requests().iter().map(|r| r.header("webhook-id").to_owned()).collect();
+        let seen: HashSet<String> = receiver
+            .requests()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
         let missing = event_ids.difference(&seen).count();
         if missing == 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "{missing} of {} events never arrived", event_ids.len());
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} events never arrived",
+            event_ids.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -72,7 +89,10 @@ async fn wait_all_succeeded(server: &TestServer, expected: u64) {
         if done == expected {
             return;
         }
-        assert!(Instant::now() < deadline, "{done} of {expected} deliveries succeeded");
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {expected} deliveries succeeded"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -80,7 +100,9 @@ async fn wait_all_succeeded(server: &TestServer, expected: u64) {
 async fn publish_many(server: &TestServer, n: usize) -> HashSet<String> {
     let mut ids = HashSet::new();
     for i in 0..n {
-        let reply = server.publish("interview.completed", &format!(r#"{{"n": {i}}}"#)).await;
+        let reply = server
+            .publish("interview.completed", &format!(r#"{{"n": {i}}}"#))
+            .await;
         ids.insert(reply.event.expect("event").id);
     }
     ids
@@ -89,7 +111,9 @@ async fn publish_many(server: &TestServer, n: usize) -> HashSet<String> {
 async fn kill_9_mid_stream_loses_nothing(backend: Backend) {
     let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(100)))).await;
     let server = server_for_daemons(backend).await;
-    server.create_webhook(&receiver.url("/"), &["interview.*"]).await;
+    server
+        .create_webhook(&receiver.url("/"), &["interview.*"])
+        .await;
     let token = server.key(Role::Daemon, None).await;
     let ids = publish_many(&server, 60).await;
 
@@ -98,7 +122,10 @@ async fn kill_9_mid_stream_loses_nothing(backend: Backend) {
     first.kill().expect("kill -9");
     let _ = first.wait();
     let before = receiver.requests().len();
-    assert!(before < 60, "the first daemon must die mid-stream (it had sent {before})");
+    assert!(
+        before < 60,
+        "the first daemon must die mid-stream (it had sent {before})"
+    );
 
     let mut second = spawn_daemon(&server.server.url(), &token);
     wait_all_received(&receiver, &ids).await;
@@ -111,25 +138,39 @@ async fn kill_9_mid_stream_loses_nothing(backend: Backend) {
 async fn sigterm_finishes_in_flight_deliveries(backend: Backend) {
     let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(1500)))).await;
     let server = server_for_daemons(backend).await;
-    server.create_webhook(&receiver.url("/"), &["interview.*"]).await;
+    server
+        .create_webhook(&receiver.url("/"), &["interview.*"])
+        .await;
     let token = server.key(Role::Daemon, None).await;
     publish_many(&server, 5).await;
     let mut daemon = spawn_daemon(&server.server.url(), &token);
     receiver.wait_for(5, WAIT).await;
-    let status = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().expect("kill -TERM");
+    let status = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill -TERM");
     assert!(status.success());
     let started = Instant::now();
     let exit = loop {
         if let Some(exit) = daemon.try_wait().expect("wait") {
             break exit;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "the daemon did not exit after SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the daemon did not exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(exit.success(), "clean exit");
-    assert!(started.elapsed() >= Duration::from_millis(800), "it waited for the in-flight requests");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "it waited for the in-flight requests"
+    );
     // Every in-flight attempt was reported before the daemon left: all succeeded on their first attempt.
-    let rows = delivery::Entity::find().all(server.server.store.reader()).await.expect("deliveries");
+    let rows = delivery::Entity::find()
+        .all(server.server.store.reader())
+        .await
+        .expect("deliveries");
     assert_eq!(rows.len(), 5);
     for row in rows {
         assert_eq!(row.status, "succeeded", "{row:?}");
@@ -141,7 +182,9 @@ async fn sigterm_finishes_in_flight_deliveries(backend: Backend) {
 async fn server_restarts_and_crashes_lose_nothing(backend: Backend) {
     let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(50)))).await;
     let first = server_for_daemons(backend).await;
-    first.create_webhook(&receiver.url("/"), &["interview.*"]).await;
+    first
+        .create_webhook(&receiver.url("/"), &["interview.*"])
+        .await;
     let token = first.key(Role::Daemon, None).await;
     let mut ids = publish_many(&first, 40).await;
     let url = first.server.url();
@@ -161,7 +204,12 @@ async fn server_restarts_and_crashes_lose_nothing(backend: Backend) {
     .insert(db)
     .await
     .expect("event");
-    let hook_id = delivery::Entity::find().one(db).await.expect("read").expect("a delivery").webhook_id;
+    let hook_id = delivery::Entity::find()
+        .one(db)
+        .await
+        .expect("read")
+        .expect("a delivery")
+        .webhook_id;
     delivery::ActiveModel {
         id: Set("dlv_01JD0000000000000000000000".into()),
         webhook_id: Set(hook_id),
@@ -188,8 +236,14 @@ async fn server_restarts_and_crashes_lose_nothing(backend: Backend) {
     ids.extend(publish_many(&restarted, 5).await);
     wait_all_received(&receiver, &ids).await;
     wait_all_succeeded(&restarted, 46).await;
-    let orphan = restarted.get_delivery("dlv_01JD0000000000000000000000").await;
-    assert_eq!(orphan.status(), DeliveryStatus::Succeeded, "the crashed server's lease expired and was delivered");
+    let orphan = restarted
+        .get_delivery("dlv_01JD0000000000000000000000")
+        .await;
+    assert_eq!(
+        orphan.status(),
+        DeliveryStatus::Succeeded,
+        "the crashed server's lease expired and was delivered"
+    );
     let _ = daemon.kill();
     let _ = daemon.wait();
     restarted.stop().await;

@@ -194,7 +194,13 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
     let port = free_port();
     let mut child = Command::new(BIN)
         .current_dir(dir.path())
-        .args(["serve", "--with-daemon", "--allow-http", "--allow-network", "127.0.0.0/8"])
+        .args([
+            "serve",
+            "--with-daemon",
+            "--allow-http",
+            "--allow-network",
+            "127.0.0.0/8",
+        ])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env_remove("KIT_WEBHOOKS_DATABASE_URL")
         .stdout(Stdio::null())
@@ -203,14 +209,21 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
         .expect("spawn");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "server did not start listening");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start listening"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let keys = std::fs::read_to_string(dir.path().join("kit-webhooks.keys")).expect("key file");
-    let admin = kit_webhooks_server::keys::read_key(&keys, "KIT_WEBHOOKS_ADMIN_KEY").expect("admin key");
-    let publisher = kit_webhooks_server::keys::read_key(&keys, "KIT_WEBHOOKS_PUBLISHER_KEY").expect("publisher key");
+    let admin =
+        kit_webhooks_server::keys::read_key(&keys, "KIT_WEBHOOKS_ADMIN_KEY").expect("admin key");
+    let publisher = kit_webhooks_server::keys::read_key(&keys, "KIT_WEBHOOKS_PUBLISHER_KEY")
+        .expect("publisher key");
     let url = format!("http://127.0.0.1:{port}");
-    let mut webhooks = WebhookServiceClient::connect(url.clone()).await.expect("connect");
+    let mut webhooks = WebhookServiceClient::connect(url.clone())
+        .await
+        .expect("connect");
     webhooks
         .create_webhook(authed(
             &admin,
@@ -237,16 +250,22 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
         .expect("publish");
     let got = receiver.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(got[0].header("kit-event-type"), "application.submitted");
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let exit = child.wait().expect("wait");
-    assert!(exit.success(), "clean exit on SIGTERM with the embedded daemon");
+    assert!(
+        exit.success(),
+        "clean exit on SIGTERM with the embedded daemon"
+    );
 }
 
 fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii"),
+    );
     request
 }
 

@@ -159,7 +159,9 @@ impl TestServer {
         let mut config = self.config.clone();
         config.listen = self.server.addr;
         self.server.shutdown().await.expect("server stops cleanly");
-        let server = kit_webhooks_server::start(config.clone()).await.expect("server restarts");
+        let server = kit_webhooks_server::start(config.clone())
+            .await
+            .expect("server restarts");
         TestServer {
             server,
             config,

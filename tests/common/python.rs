@@ -28,14 +28,22 @@ pub fn python() -> PathBuf {
             .status()
             .is_ok_and(|s| s.success());
     if !ready {
-        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv");
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
         assert!(status.success(), "creating the venv failed");
         let status = Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "-r"])
             .arg(&requirements)
             .status()
             .expect("pip install");
-        assert!(status.success(), "installing {} failed", requirements.display());
+        assert!(
+            status.success(),
+            "installing {} failed",
+            requirements.display()
+        );
     }
     python
 }
