@@ -1,0 +1,229 @@
+//! `DeliveryService` at the protocol level, as any daemon implementation sees it: leases go to one stream at
+//! a time, are bound to their stream, and a report on a lease no longer held changes nothing.
+
+mod common;
+
+use std::{collections::HashSet, time::Duration};
+
+use common::{assert_status, authed, Backend, TestServer};
+use kit_webhooks::proto::{self, delivery_service_client::DeliveryServiceClient, DeliveryStatus};
+use kit_webhooks_server::{api::auth::Role, store::entity::attempt};
+use sea_orm::{EntityTrait, PaginatorTrait};
+use tonic::{Code, Streaming};
+
+on_both_databases!(
+    each_delivery_goes_to_one_stream_and_returns_when_it_ends,
+    reports_need_a_held_lease_and_valid_fields,
+);
+
+async fn server(backend: Backend) -> TestServer {
+    TestServer::start_with(backend, |config| {
+        config.allow_http = true;
+        config.embedded_daemon = None;
+    })
+    .await
+}
+
+async fn open(
+    server: &TestServer,
+    key: &str,
+    max_in_flight: u32,
+) -> Streaming<proto::DeliveryTask> {
+    DeliveryServiceClient::new(server.channel().await)
+        .stream_deliveries(authed(
+            key,
+            proto::StreamDeliveriesRequest {
+                daemon_id: "test".into(),
+                max_in_flight,
+            },
+        ))
+        .await
+        .expect("open stream")
+        .into_inner()
+}
+
+async fn take(stream: &mut Streaming<proto::DeliveryTask>, n: usize) -> Vec<proto::DeliveryTask> {
+    let mut tasks = Vec::new();
+    while tasks.len() < n {
+        let task = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("a task in time")
+            .expect("stream ok")
+            .expect("stream open");
+        tasks.push(task);
+    }
+    tasks
+}
+
+async fn each_delivery_goes_to_one_stream_and_returns_when_it_ends(backend: Backend) {
+    let server = server(backend).await;
+    let daemon = server.key(Role::Daemon, None).await;
+    let (hook, secret) = server
+        .create_webhook("http://127.0.0.1:9/", &["offer.*"])
+        .await;
+    for _ in 0..6 {
+        server.publish("offer.accepted", "{}").await;
+    }
+    let mut a = open(&server, &daemon, 3).await;
+    let mut b = open(&server, &daemon, 3).await;
+    let from_a = take(&mut a, 3).await;
+    let from_b = take(&mut b, 3).await;
+    let ids: HashSet<_> = from_a
+        .iter()
+        .chain(&from_b)
+        .map(|t| t.delivery_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 6, "six deliveries, each leased once");
+    let task = &from_a[0];
+    assert_eq!(task.webhook_id, hook.id);
+    assert_eq!(task.url, "http://127.0.0.1:9/");
+    assert_eq!(task.secrets, vec![secret]);
+    assert_eq!(task.attempt_number, 1);
+    assert!(task.lease_id.starts_with("lse_"));
+    assert_eq!(task.timeout_ms, 15_000);
+    assert_eq!(task.rate_limit_per_second, 100);
+    let body: serde_json::Value = serde_json::from_slice(&task.body).expect("JSON body");
+    assert_eq!(body["id"], task.event_id.as_str());
+    // Full streams get nothing more while their tasks are unreported.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), a.message())
+            .await
+            .is_err()
+    );
+
+    let sending = server.get_delivery(&task.delivery_id).await;
+    assert_eq!(sending.status(), DeliveryStatus::Sending);
+
+    // Stream `a` ends: its three leases come back at once, with no attempt counted, and go to `b`'s successor.
+    drop(a);
+    drop(b);
+    let mut c = open(&server, &daemon, 10).await;
+    let again = take(&mut c, 6).await;
+    let again_ids: HashSet<_> = again.iter().map(|t| t.delivery_id.clone()).collect();
+    assert_eq!(again_ids, ids);
+    assert!(
+        again.iter().all(|t| t.attempt_number == 1),
+        "a released lease is not a failed attempt"
+    );
+    server.stop().await;
+}
+
+async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
+    let server = server(backend).await;
+    let daemon = server.key(Role::Daemon, None).await;
+    server
+        .create_webhook("http://127.0.0.1:9/", &["offer.*"])
+        .await;
+    server.publish("offer.accepted", "{}").await;
+    let mut client = DeliveryServiceClient::new(server.channel().await);
+    let mut stream = open(&server, &daemon, 1).await;
+    let task = take(&mut stream, 1).await.remove(0);
+    let report = proto::ReportDeliveryRequest {
+        delivery_id: task.delivery_id.clone(),
+        lease_id: task.lease_id.clone(),
+        attempt_number: 1,
+        duration_ms: 12,
+        response_status: 200,
+        ..Default::default()
+    };
+    assert_status(
+        client
+            .report_delivery(authed(
+                &daemon,
+                proto::ReportDeliveryRequest {
+                    lease_id: "nope".into(),
+                    ..report.clone()
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+        "lease_id",
+    );
+    assert_status(
+        client
+            .report_delivery(authed(
+                &daemon,
+                proto::ReportDeliveryRequest {
+                    attempt_number: 2,
+                    ..report.clone()
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+        "attempt_number",
+    );
+    assert_status(
+        client
+            .report_delivery(authed(
+                &daemon,
+                proto::ReportDeliveryRequest {
+                    lease_id: "lse_01JD0000000000000000000000".into(),
+                    ..report.clone()
+                },
+            ))
+            .await,
+        Code::FailedPrecondition,
+        "no longer held",
+    );
+    assert_status(
+        client
+            .report_delivery(authed(&server.publisher_key, report.clone()))
+            .await,
+        Code::PermissionDenied,
+        "daemon",
+    );
+
+    // The stream ends before the report: the report is refused and changes nothing.
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_status(
+        client
+            .report_delivery(authed(&daemon, report.clone()))
+            .await,
+        Code::FailedPrecondition,
+        "no longer held",
+    );
+    let delivery = server.get_delivery(&task.delivery_id).await;
+    assert_eq!(delivery.status(), DeliveryStatus::Pending);
+    assert_eq!(delivery.attempt_count, 0);
+    assert_eq!(
+        attempt::Entity::find()
+            .count(server.server.store.reader())
+            .await
+            .expect("count"),
+        0
+    );
+
+    // With the lease held, the report is recorded.
+    let mut stream = open(&server, &daemon, 1).await;
+    let task = take(&mut stream, 1).await.remove(0);
+    client
+        .report_delivery(authed(
+            &daemon,
+            proto::ReportDeliveryRequest {
+                lease_id: task.lease_id.clone(),
+                ..report.clone()
+            },
+        ))
+        .await
+        .expect("report");
+    let delivery = server.get_delivery(&task.delivery_id).await;
+    assert_eq!(delivery.status(), DeliveryStatus::Succeeded);
+    assert_eq!(delivery.attempts.len(), 1);
+    assert_eq!(delivery.attempts[0].duration_ms, 12);
+    // A second report on the same lease is refused: the lease went with the first.
+    assert_status(
+        client
+            .report_delivery(authed(
+                &daemon,
+                proto::ReportDeliveryRequest {
+                    lease_id: task.lease_id.clone(),
+                    ..report
+                },
+            ))
+            .await,
+        Code::FailedPrecondition,
+        "no longer held",
+    );
+    server.stop().await;
+}
