@@ -2,12 +2,16 @@
 //!
 //! - [`proto`]: the generated gRPC contract (`kit.webhooks.v1`), clients and servers alike.
 //! - [`catalogue`]: the fixed catalogue of event types and the subscription rules over it.
+//! - [`duration`]: durations in flags and messages (`5s`, `24h`).
+//! - [`key_file`]: the file of first-start API keys the server writes and the CLI reads.
 //! - [`signature`]: the Standard Webhooks signature scheme, for the daemon that signs and receivers that verify.
 //!
 //! The server, the delivery daemon and the client all depend on this crate, so the contract and the rules
 //! that must agree on both sides of a connection live here exactly once.
 
 pub mod catalogue;
+pub mod duration;
+pub mod key_file;
 pub mod signature;
 
 /// The generated code of `proto/kit/webhooks/v1`.

@@ -89,7 +89,7 @@ impl Config {
         }
         match crate::store::sqlite_path(&self.database_url) {
             Some(db) => db.with_extension("keys"),
-            None => PathBuf::from("kit-webhooks.keys"),
+            None => PathBuf::from(kit_webhooks::key_file::DEFAULT_FILE_NAME),
         }
     }
 }

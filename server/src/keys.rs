@@ -35,12 +35,7 @@ pub async fn bootstrap(store: &Store, path: &Path) -> anyhow::Result<bool> {
     }
     let admin = create(store, Role::Admin, Some(DEFAULT_ACCOUNT)).await?;
     let publisher = create(store, Role::Publisher, None).await?;
-    let text = format!(
-        "# Kit Webhooks API keys, created on the server's first start. Keep this file private.\n\
-         # The admin key manages account `{DEFAULT_ACCOUNT}`'s webhooks; the publisher key publishes events.\n\
-         KIT_WEBHOOKS_ADMIN_KEY={admin}\n\
-         KIT_WEBHOOKS_PUBLISHER_KEY={publisher}\n"
-    );
+    let text = kit_webhooks::key_file::render(DEFAULT_ACCOUNT, &admin, &publisher);
     write_private(path, &text)
         .with_context(|| format!("writing the key file {}", path.display()))?;
     Ok(true)
@@ -57,12 +52,4 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
-}
-
-/// Reads one `NAME=value` entry of a key file.
-pub fn read_key(text: &str, name: &str) -> Option<String> {
-    text.lines()
-        .filter_map(|line| line.split_once('='))
-        .find(|(key, _)| key.trim() == name)
-        .map(|(_, value)| value.trim().to_owned())
 }

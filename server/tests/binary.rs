@@ -217,8 +217,8 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
     }
     let keys = std::fs::read_to_string(dir.path().join("kit-webhooks.keys")).expect("key file");
     let admin =
-        kit_webhooks_server::keys::read_key(&keys, "KIT_WEBHOOKS_ADMIN_KEY").expect("admin key");
-    let publisher = kit_webhooks_server::keys::read_key(&keys, "KIT_WEBHOOKS_PUBLISHER_KEY")
+        kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY).expect("admin key");
+    let publisher = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::PUBLISHER_KEY)
         .expect("publisher key");
     let url = format!("http://127.0.0.1:{port}");
     let mut webhooks = WebhookServiceClient::connect(url.clone())

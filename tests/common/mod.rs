@@ -142,10 +142,13 @@ impl TestServer {
             .expect("server starts");
         let text = std::fs::read_to_string(&key_file).expect("the first start writes the key file");
         TestServer {
-            admin_key: keys::read_key(&text, "KIT_WEBHOOKS_ADMIN_KEY")
+            admin_key: kit_webhooks::key_file::read(&text, kit_webhooks::key_file::ADMIN_KEY)
                 .expect("admin key in key file"),
-            publisher_key: keys::read_key(&text, "KIT_WEBHOOKS_PUBLISHER_KEY")
-                .expect("publisher key in key file"),
+            publisher_key: kit_webhooks::key_file::read(
+                &text,
+                kit_webhooks::key_file::PUBLISHER_KEY,
+            )
+            .expect("publisher key in key file"),
             server,
             config,
             db,

@@ -1,0 +1,392 @@
+//! One function per group of subcommands: call the server through the client library, print the result.
+
+use std::{
+    io::IsTerminal,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::bail;
+use futures::TryStreamExt;
+use kit_webhooks_client::{Client, DeliveryQuery, DeliveryStatus, NewWebhook, WebhookUpdate};
+use serde_json::json;
+
+use super::{
+    connection::{ConnectionArgs, KeyRole},
+    output::{self, Format},
+};
+use crate::{read_data, DeliveriesCommand, EventsCommand, WebhooksCommand};
+
+pub async fn webhooks(
+    connection: &ConnectionArgs,
+    format: Format,
+    command: WebhooksCommand,
+) -> anyhow::Result<()> {
+    let client = connection.client(KeyRole::Admin).await?;
+    let show = |webhook: &kit_webhooks_client::Webhook| match format {
+        Format::Json => output::print_json(&output::webhook_json(webhook)),
+        Format::Table => output::webhook_fields(webhook),
+    };
+    match command {
+        WebhooksCommand::Create {
+            url,
+            description,
+            events,
+            rate_limit,
+        } => {
+            let new = NewWebhook {
+                url,
+                description,
+                events,
+                rate_limit_per_second: rate_limit,
+            };
+            let (webhook, secret) = client.create_webhook(new).await?;
+            match format {
+                Format::Json => output::print_json(
+                    &json!({ "webhook": output::webhook_json(&webhook), "secret": secret }),
+                ),
+                Format::Table => {
+                    output::fields(&[("id", webhook.id.clone()), ("secret", secret)]);
+                    println!("\nGive the secret to the endpoint: it verifies every request's signature with it.");
+                }
+            }
+        }
+        WebhooksCommand::List => {
+            let webhooks: Vec<_> = client.list_webhooks().try_collect().await?;
+            match format {
+                Format::Json => output::print_json(&json!(webhooks
+                    .iter()
+                    .map(output::webhook_json)
+                    .collect::<Vec<_>>())),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = webhooks
+                        .iter()
+                        .map(|w| {
+                            vec![
+                                w.id.clone(),
+                                output::webhook_status(w).into(),
+                                w.url.clone(),
+                                w.events.join(","),
+                                w.failure_count.to_string(),
+                                w.description.clone(),
+                            ]
+                        })
+                        .collect();
+                    output::table(
+                        &["ID", "STATUS", "URL", "EVENTS", "FAILURES", "DESCRIPTION"],
+                        &rows,
+                    );
+                }
+            }
+        }
+        WebhooksCommand::Get { id } => show(&client.get_webhook(&id).await?),
+        WebhooksCommand::Update {
+            id,
+            url,
+            description,
+            events,
+            rate_limit,
+        } => {
+            if url.is_none() && description.is_none() && events.is_none() && rate_limit.is_none() {
+                bail!("nothing to change: give --url, --description, --events or --rate-limit");
+            }
+            let update = WebhookUpdate {
+                url,
+                description,
+                events,
+                rate_limit_per_second: rate_limit,
+            };
+            show(&client.update_webhook(&id, update).await?);
+        }
+        WebhooksCommand::Pause { id } => show(&client.pause_webhook(&id).await?),
+        WebhooksCommand::Resume { id } => show(&client.resume_webhook(&id).await?),
+        WebhooksCommand::Delete { id } => {
+            let deleted = client.delete_webhook(&id).await?;
+            match format {
+                Format::Json => {
+                    output::print_json(&json!({ "id": id, "deliveries_deleted": deleted }))
+                }
+                Format::Table => println!("deleted {id} and its {deleted} deliveries"),
+            }
+        }
+        WebhooksCommand::RotateSecret { id, grace } => {
+            let (webhook, secret) = client.rotate_secret(&id, grace).await?;
+            match format {
+                Format::Json => output::print_json(
+                    &json!({ "webhook": output::webhook_json(&webhook), "secret": secret }),
+                ),
+                Format::Table => {
+                    output::fields(&[
+                        ("id", webhook.id.clone()),
+                        ("new secret", secret),
+                        (
+                            "old secret until",
+                            output::time(&webhook.previous_secret_expires_at),
+                        ),
+                    ]);
+                }
+            }
+        }
+        WebhooksCommand::Secret { id } => {
+            let secret = client.webhook_secret(&id).await?;
+            match format {
+                Format::Json => output::print_json(&json!({ "id": id, "secret": secret })),
+                Format::Table => println!("{secret}"),
+            }
+        }
+        WebhooksCommand::Ping { id } => {
+            let delivery = client.send_test_ping(&id, true).await?;
+            let succeeded = delivery.status() == DeliveryStatus::Succeeded;
+            match format {
+                Format::Json => output::print_json(&output::delivery_json(&delivery)),
+                Format::Table => match delivery.attempts.last() {
+                    Some(attempt) => {
+                        println!("ping {}: {}", delivery.id, output::attempt_summary(attempt))
+                    }
+                    None => println!(
+                        "ping {}: no attempt yet (is a delivery daemon running?)",
+                        delivery.id
+                    ),
+                },
+            }
+            if !succeeded {
+                bail!("the endpoint did not acknowledge the ping with a 2xx");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn deliveries(
+    connection: &ConnectionArgs,
+    format: Format,
+    command: DeliveriesCommand,
+) -> anyhow::Result<()> {
+    let client = connection.client(KeyRole::Admin).await?;
+    match command {
+        DeliveriesCommand::List {
+            webhook,
+            status,
+            event_type,
+        } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some("pending") => Some(DeliveryStatus::Pending),
+                Some("sending") => Some(DeliveryStatus::Sending),
+                Some("succeeded") => Some(DeliveryStatus::Succeeded),
+                Some("failed") => Some(DeliveryStatus::Failed),
+                Some(other) => {
+                    bail!("--status: `{other}` is not one of pending, sending, succeeded, failed")
+                }
+            };
+            let query = DeliveryQuery {
+                webhook_id: webhook,
+                status,
+                event_type,
+            };
+            let deliveries: Vec<_> = client.list_deliveries(query).try_collect().await?;
+            match format {
+                Format::Json => output::print_json(&json!(deliveries
+                    .iter()
+                    .map(output::delivery_json)
+                    .collect::<Vec<_>>())),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = deliveries
+                        .iter()
+                        .map(|d| {
+                            vec![
+                                d.id.clone(),
+                                output::delivery_status(d).into(),
+                                d.event_type.clone(),
+                                d.attempt_count.to_string(),
+                                output::time(&d.created_at),
+                                output::time(&d.next_attempt_at),
+                            ]
+                        })
+                        .collect();
+                    output::table(
+                        &[
+                            "ID",
+                            "STATUS",
+                            "EVENT TYPE",
+                            "ATTEMPTS",
+                            "CREATED",
+                            "NEXT ATTEMPT",
+                        ],
+                        &rows,
+                    );
+                }
+            }
+        }
+        DeliveriesCommand::Show { id } => {
+            let delivery = client.get_delivery(&id).await?;
+            match format {
+                Format::Json => output::print_json(&output::delivery_json(&delivery)),
+                Format::Table => output::delivery_details(&delivery),
+            }
+        }
+        DeliveriesCommand::Retry { id } => {
+            let delivery = client.retry_delivery(&id).await?;
+            match format {
+                Format::Json => output::print_json(&output::delivery_json(&delivery)),
+                Format::Table => println!(
+                    "{} is queued again as attempt {}",
+                    delivery.id,
+                    delivery.attempt_count + 1
+                ),
+            }
+        }
+        DeliveriesCommand::Replay {
+            webhook,
+            since,
+            until,
+        } => {
+            let requeued = with_spinner(
+                "replaying failed deliveries",
+                client.replay_deliveries(&webhook, since, until),
+            )
+            .await?;
+            match format {
+                Format::Json => output::print_json(
+                    &json!({ "webhook_id": webhook, "deliveries_requeued": requeued }),
+                ),
+                Format::Table => println!("re-queued {requeued} failed deliveries of {webhook}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn events(
+    connection: &ConnectionArgs,
+    format: Format,
+    command: EventsCommand,
+) -> anyhow::Result<()> {
+    let client = connection.client(KeyRole::Publisher).await?;
+    match command {
+        EventsCommand::Publish {
+            account,
+            event_type,
+            data,
+            idempotency_key,
+        } => {
+            let data = read_data(&data)?;
+            let reply = client
+                .publish_event(&account, &event_type, &data, idempotency_key.as_deref())
+                .await?;
+            let event = reply.event.unwrap_or_default();
+            match format {
+                Format::Json => output::print_json(
+                    &json!({ "event": output::event_json(&event), "deliveries_queued": reply.deliveries_queued }),
+                ),
+                Format::Table => println!(
+                    "published {} ({}), {} deliveries queued",
+                    event.id, event.r#type, reply.deliveries_queued
+                ),
+            }
+        }
+        EventsCommand::List {
+            event_type,
+            account,
+        } => {
+            let events: Vec<_> = client
+                .list_events(event_type, account)
+                .try_collect()
+                .await?;
+            match format {
+                Format::Json => output::print_json(&json!(events
+                    .iter()
+                    .map(output::event_json)
+                    .collect::<Vec<_>>())),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = events
+                        .iter()
+                        .map(|e| {
+                            vec![
+                                e.id.clone(),
+                                e.account_id.clone(),
+                                e.r#type.clone(),
+                                output::time(&e.created_at),
+                            ]
+                        })
+                        .collect();
+                    output::table(&["ID", "ACCOUNT", "TYPE", "CREATED"], &rows);
+                }
+            }
+        }
+        EventsCommand::Get { id } => {
+            let event = client.get_event(&id).await?;
+            match format {
+                Format::Json => output::print_json(&output::event_json(&event)),
+                Format::Table => {
+                    output::fields(&[
+                        ("id", event.id.clone()),
+                        ("account", event.account_id.clone()),
+                        ("type", event.r#type.clone()),
+                        ("created", output::time(&event.created_at)),
+                        ("idempotency key", event.idempotency_key.clone()),
+                    ]);
+                    let data: serde_json::Value =
+                        serde_json::from_str(&event.data_json).unwrap_or_default();
+                    println!(
+                        "\n{}",
+                        serde_json::to_string_pretty(&data).unwrap_or(event.data_json)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn event_types(connection: &ConnectionArgs, format: Format) -> anyhow::Result<()> {
+    let client: Client = connection.client(KeyRole::Admin).await?;
+    let types = client.event_types().await?;
+    match format {
+        Format::Json => output::print_json(&json!(types
+            .iter()
+            .map(
+                |t| json!({ "name": t.name, "category": t.category, "description": t.description })
+            )
+            .collect::<Vec<_>>())),
+        Format::Table => {
+            let mut category = String::new();
+            for t in &types {
+                if t.category != category {
+                    category = t.category.clone();
+                    println!("{category}.*");
+                }
+                println!("  {:<32} {}", t.name, t.description);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `TIME` of `--since`/`--until`: RFC 3339, or a duration meaning that long ago (`72h`).
+pub fn parse_time(text: &str) -> Result<SystemTime, String> {
+    if let Ok(ago) = kit_webhooks::duration::parse_duration(text) {
+        return Ok(SystemTime::now() - ago);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(SystemTime::from)
+        .map_err(|_| format!("`{text}` is neither an RFC 3339 time (2026-11-20T00:00:00Z) nor a duration ago (72h)"))
+}
+
+/// Runs `work`, showing a spinner on stderr meanwhile when stderr is a terminal.
+async fn with_spinner<T>(label: &str, work: impl std::future::Future<Output = T>) -> T {
+    if !std::io::stderr().is_terminal() {
+        return work.await;
+    }
+    let label = label.to_owned();
+    let spinner = tokio::spawn(async move {
+        let frames = ['|', '/', '-', '\\'];
+        for i in 0.. {
+            eprint!("\r{} {label}…", frames[i % frames.len()]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let result = work.await;
+    spinner.abort();
+    eprint!("\r\x1b[2K");
+    result
+}

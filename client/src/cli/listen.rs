@@ -1,0 +1,114 @@
+//! `kit-webhooks listen`: a local endpoint for trying webhooks out. It checks each request as a customer's
+//! endpoint should (signature and timestamp, with the same `verify` receivers use), answers `204` to valid
+//! requests and `401` to the rest, and prints what arrived.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, service::service_fn, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use kit_webhooks::signature;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use super::output::Format;
+
+/// Request bodies larger than this are refused (the server never sends more than 256 KiB of data).
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub async fn run(address: SocketAddr, secret: String, format: Format) -> anyhow::Result<()> {
+    signature::secret_key(&secret)
+        .map_err(|_| anyhow::anyhow!("--secret must be the webhook's `whsec_…` secret"))?;
+    let listener = TcpListener::bind(address).await?;
+    let address = listener.local_addr()?;
+    eprintln!("listening on http://{address}/ — verifying signatures; Ctrl-C to stop");
+    let secret = Arc::new(secret);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let secret = secret.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let secret = secret.clone();
+                async move { Ok::<_, Infallible>(handle(request, &secret, format).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(request: Request<Incoming>, secret: &str, format: Format) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (id, timestamp, signed) = (
+        header(signature::WEBHOOK_ID),
+        header(signature::WEBHOOK_TIMESTAMP),
+        header(signature::WEBHOOK_SIGNATURE),
+    );
+    let (event_type, delivery, attempt) = (
+        header("kit-event-type"),
+        header("kit-delivery-id"),
+        header("kit-attempt"),
+    );
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+    };
+    let verdict = signature::verify(
+        secret,
+        &id,
+        &timestamp,
+        &signed,
+        &body,
+        signature::unix_now(),
+        signature::DEFAULT_TOLERANCE_SECONDS,
+    );
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    match format {
+        Format::Json => {
+            let line = json!({
+                "verified": verdict.is_ok(),
+                "error": verdict.as_ref().err().map(ToString::to_string),
+                "event_type": event_type,
+                "event_id": id,
+                "delivery_id": delivery,
+                "attempt": attempt,
+                "body": parsed.clone().unwrap_or_else(|| Value::String(String::from_utf8_lossy(&body).into_owned())),
+            });
+            println!("{line}");
+        }
+        Format::Table => {
+            let outcome = match &verdict {
+                Ok(()) => "verified".to_string(),
+                Err(err) => format!("REJECTED ({err})"),
+            };
+            println!("{event_type} {id}  delivery {delivery}  attempt {attempt}  {outcome}");
+            let pretty = parsed
+                .as_ref()
+                .and_then(|v| serde_json::to_string_pretty(v).ok())
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            println!("{pretty}\n");
+        }
+    }
+    match verdict {
+        Ok(()) => reply(StatusCode::NO_CONTENT, ""),
+        Err(err) => reply(StatusCode::UNAUTHORIZED, &err.to_string()),
+    }
+}
+
+fn reply(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text.to_owned())));
+    *response.status_mut() = status;
+    response
+}

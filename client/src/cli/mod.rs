@@ -1,0 +1,11 @@
+//! The `kit-webhooks` command line: every admin action of DESIGN.md §1, publishing events, and `listen`.
+//!
+//! - [`connection`]: which server and which key (flags, environment, or the server's key file).
+//! - [`output`]: tables for people, `--output json` for scripts.
+//! - [`listen`]: a local endpoint that verifies signatures and prints what arrives.
+//! - [`commands`]: one function per subcommand.
+
+pub mod commands;
+pub mod connection;
+pub mod listen;
+pub mod output;

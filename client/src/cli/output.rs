@@ -1,0 +1,231 @@
+//! How results look: aligned tables and key/value blocks for people, JSON for scripts (`--output json`).
+
+use kit_webhooks_client::{Attempt, Delivery, DeliveryStatus, Event, Webhook, WebhookStatus};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// An RFC 3339 time, or "-" for none.
+pub fn time(timestamp: &Option<prost_types::Timestamp>) -> String {
+    timestamp
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn time_json(timestamp: &Option<prost_types::Timestamp>) -> Value {
+    match timestamp {
+        Some(_) => Value::String(time(timestamp)),
+        None => Value::Null,
+    }
+}
+
+pub fn webhook_status(webhook: &Webhook) -> &'static str {
+    match webhook.status() {
+        WebhookStatus::Active => "active",
+        WebhookStatus::Paused => "paused",
+        WebhookStatus::Disabled => "disabled",
+        WebhookStatus::Unspecified => "unknown",
+    }
+}
+
+pub fn delivery_status(delivery: &Delivery) -> &'static str {
+    match delivery.status() {
+        DeliveryStatus::Pending => "pending",
+        DeliveryStatus::Sending => "sending",
+        DeliveryStatus::Succeeded => "succeeded",
+        DeliveryStatus::Failed => "failed",
+        DeliveryStatus::Unspecified => "unknown",
+    }
+}
+
+pub fn webhook_json(webhook: &Webhook) -> Value {
+    json!({
+        "id": webhook.id,
+        "account_id": webhook.account_id,
+        "url": webhook.url,
+        "description": webhook.description,
+        "events": webhook.events,
+        "status": webhook_status(webhook),
+        "failure_count": webhook.failure_count,
+        "disabled_reason": webhook.disabled_reason,
+        "rate_limit_per_second": webhook.rate_limit_per_second,
+        "created_at": time_json(&webhook.created_at),
+        "updated_at": time_json(&webhook.updated_at),
+        "previous_secret_expires_at": time_json(&webhook.previous_secret_expires_at),
+    })
+}
+
+pub fn attempt_json(attempt: &Attempt) -> Value {
+    json!({
+        "number": attempt.number,
+        "started_at": time_json(&attempt.started_at),
+        "duration_ms": attempt.duration_ms,
+        "request_headers": attempt.request_headers,
+        "response_status": attempt.response_status,
+        "response_headers": attempt.response_headers,
+        "response_body": attempt.response_body,
+        "error_kind": attempt.error_kind,
+        "error": attempt.error,
+    })
+}
+
+pub fn delivery_json(delivery: &Delivery) -> Value {
+    json!({
+        "id": delivery.id,
+        "webhook_id": delivery.webhook_id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "status": delivery_status(delivery),
+        "attempt_count": delivery.attempt_count,
+        "next_attempt_at": time_json(&delivery.next_attempt_at),
+        "created_at": time_json(&delivery.created_at),
+        "completed_at": time_json(&delivery.completed_at),
+        "attempts": delivery.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn event_json(event: &Event) -> Value {
+    // The data goes out as JSON when it parses (it always should), else as the text it is.
+    let data = serde_json::from_str::<Value>(&event.data_json)
+        .unwrap_or_else(|_| Value::String(event.data_json.clone()));
+    json!({
+        "id": event.id,
+        "account_id": event.account_id,
+        "type": event.r#type,
+        "data": data,
+        "idempotency_key": event.idempotency_key,
+        "created_at": time_json(&event.created_at),
+    })
+}
+
+/// Prints `rows` under `headers`, each column as wide as its widest cell.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+/// Prints `label: value` lines with the values aligned.
+pub fn fields(pairs: &[(&str, String)]) {
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in pairs {
+        println!("{key:<width$}  {value}");
+    }
+}
+
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+pub fn webhook_fields(webhook: &Webhook) {
+    let mut pairs = vec![
+        ("id", webhook.id.clone()),
+        ("url", webhook.url.clone()),
+        ("description", webhook.description.clone()),
+        ("events", webhook.events.join(", ")),
+        ("status", webhook_status(webhook).to_string()),
+        ("failures", webhook.failure_count.to_string()),
+        ("rate limit", format!("{}/s", webhook.rate_limit_per_second)),
+        ("created", time(&webhook.created_at)),
+        ("updated", time(&webhook.updated_at)),
+    ];
+    if !webhook.disabled_reason.is_empty() {
+        pairs.push(("disabled because", webhook.disabled_reason.clone()));
+    }
+    if webhook.previous_secret_expires_at.is_some() {
+        pairs.push((
+            "old secret until",
+            time(&webhook.previous_secret_expires_at),
+        ));
+    }
+    fields(&pairs);
+}
+
+/// The outcome of one attempt in a few words: `HTTP 204 in 12 ms` or `timeout after 15000 ms: …`.
+pub fn attempt_summary(attempt: &Attempt) -> String {
+    if attempt.response_status != 0 && attempt.error.is_empty() {
+        format!(
+            "HTTP {} in {} ms",
+            attempt.response_status, attempt.duration_ms
+        )
+    } else if attempt.response_status != 0 {
+        format!(
+            "HTTP {} in {} ms ({})",
+            attempt.response_status, attempt.duration_ms, attempt.error
+        )
+    } else {
+        format!(
+            "{} after {} ms: {}",
+            attempt.error_kind, attempt.duration_ms, attempt.error
+        )
+    }
+}
+
+pub fn delivery_details(delivery: &Delivery) {
+    fields(&[
+        ("id", delivery.id.clone()),
+        ("webhook", delivery.webhook_id.clone()),
+        (
+            "event",
+            format!("{} ({})", delivery.event_id, delivery.event_type),
+        ),
+        ("status", delivery_status(delivery).to_string()),
+        ("attempts", delivery.attempt_count.to_string()),
+        ("created", time(&delivery.created_at)),
+        ("next attempt", time(&delivery.next_attempt_at)),
+        ("completed", time(&delivery.completed_at)),
+    ]);
+    for attempt in &delivery.attempts {
+        println!();
+        println!(
+            "attempt {} at {}: {}",
+            attempt.number,
+            time(&attempt.started_at),
+            attempt_summary(attempt)
+        );
+        let mut headers: Vec<_> = attempt.request_headers.iter().collect();
+        headers.sort();
+        println!("  request headers:");
+        for (name, value) in headers {
+            println!("    {name}: {value}");
+        }
+        if attempt.response_status != 0 {
+            let mut headers: Vec<_> = attempt.response_headers.iter().collect();
+            headers.sort();
+            println!("  response headers:");
+            for (name, value) in headers {
+                println!("    {name}: {value}");
+            }
+            let body = if attempt.response_body.is_empty() {
+                "(empty)"
+            } else {
+                attempt.response_body.as_str()
+            };
+            println!("  response body (first 16 KiB): {body}");
+        }
+    }
+}

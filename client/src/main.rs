@@ -1,0 +1,225 @@
+//! `kit-webhooks`: the admin CLI of Kit Webhooks.
+
+mod cli;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+use cli::{connection::ConnectionArgs, output::Format};
+
+#[derive(Parser)]
+#[command(
+    name = "kit-webhooks",
+    version,
+    about = "Manage Kit Webhooks: webhooks, deliveries and events",
+    after_help = "Examples:\n  \
+        kit-webhooks webhooks create --url https://example.com/hooks --events 'application.*,offer.accepted'\n  \
+        kit-webhooks webhooks ping wh_01J…\n  \
+        kit-webhooks deliveries list --webhook wh_01J… --status failed\n  \
+        kit-webhooks listen --port 9000 --secret whsec_…\n\n\
+        The key comes from --token, KIT_WEBHOOKS_TOKEN, or the kit-webhooks.keys file the server wrote."
+)]
+struct Cli {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, short, global = true, value_enum, default_value = "table")]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, inspect and manage webhooks.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+    /// Inspect, retry and replay deliveries.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
+    /// Publish and read events.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// The catalogue of event types, by category.
+    EventTypes,
+    /// Run a local endpoint that verifies signatures and prints each delivery.
+    #[command(
+        after_help = "Example:\n  kit-webhooks listen --port 9000 --secret whsec_…\n\n\
+        Point a webhook at http://127.0.0.1:9000/ (the server needs --allow-http, its daemon\n\
+        --allow-network 127.0.0.0/8). Valid requests get 204, invalid ones 401."
+    )]
+    Listen {
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// The webhook's signing secret (`kit-webhooks webhooks secret ID`).
+        #[arg(long, env = "KIT_WEBHOOKS_SECRET", hide_env_values = true)]
+        secret: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WebhooksCommand {
+    /// Create a webhook; prints its id and signing secret.
+    #[command(
+        after_help = "Example:\n  kit-webhooks webhooks create --url https://example.com/hooks --events 'interview.*,offer.accepted'"
+    )]
+    Create {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Event types and/or `category.*`, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// Requests per second at most [default: the server's, 100].
+        #[arg(long)]
+        rate_limit: Option<u32>,
+    },
+    /// List the account's webhooks.
+    List,
+    /// Show one webhook.
+    Get { id: String },
+    /// Change a webhook's URL, description, events or rate limit (only the flags given).
+    #[command(
+        after_help = "Example:\n  kit-webhooks webhooks update wh_01J… --events 'offer.*' --description 'offers only'"
+    )]
+    Update {
+        id: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        #[arg(long)]
+        rate_limit: Option<u32>,
+    },
+    /// Stop deliveries (events firing meanwhile are not queued).
+    Pause { id: String },
+    /// Re-enable a paused or auto-disabled webhook (resets its failure counter).
+    Resume { id: String },
+    /// Delete a webhook with its whole delivery history.
+    Delete { id: String },
+    /// Generate a new signing secret; the old one keeps signing during --grace.
+    #[command(after_help = "Example:\n  kit-webhooks webhooks rotate-secret wh_01J… --grace 24h")]
+    RotateSecret {
+        id: String,
+        /// How long the old secret stays valid (at most 7d).
+        #[arg(long, default_value = "0s", value_parser = kit_webhooks::duration::parse_duration)]
+        grace: Duration,
+    },
+    /// Print the webhook's current signing secret.
+    Secret { id: String },
+    /// Send a test.ping and wait for the outcome (exit code 1 if the endpoint did not answer 2xx).
+    Ping { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum DeliveriesCommand {
+    /// List a webhook's deliveries, newest first.
+    #[command(
+        after_help = "Example:\n  kit-webhooks deliveries list --webhook wh_01J… --status failed"
+    )]
+    List {
+        #[arg(long)]
+        webhook: String,
+        /// pending, sending, succeeded or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        event_type: Option<String>,
+    },
+    /// Show a delivery with every attempt (request headers, response, timing, error).
+    Show { id: String },
+    /// Send a finished delivery again now.
+    Retry { id: String },
+    /// Re-queue every failed delivery of a webhook whose event was created in a window.
+    #[command(
+        after_help = "Examples:\n  kit-webhooks deliveries replay --webhook wh_01J… --since 72h\n  \
+        kit-webhooks deliveries replay --webhook wh_01J… --since 2026-11-20T00:00:00Z --until 2026-11-23T00:00:00Z\n\n\
+        TIME is RFC 3339, or a duration meaning that long ago (72h, 3d)."
+    )]
+    Replay {
+        #[arg(long)]
+        webhook: String,
+        #[arg(long, value_name = "TIME", value_parser = cli::commands::parse_time)]
+        since: std::time::SystemTime,
+        #[arg(long, value_name = "TIME", value_parser = cli::commands::parse_time)]
+        until: Option<std::time::SystemTime>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EventsCommand {
+    /// Publish an event (needs the publisher key).
+    #[command(
+        after_help = "Examples:\n  kit-webhooks events publish --account default --type application.submitted --data '{\"application_id\": 7}'\n  \
+        kit-webhooks events publish --account default --type offer.accepted --data @offer.json --idempotency-key offer-42"
+    )]
+    Publish {
+        #[arg(long)]
+        account: String,
+        #[arg(long = "type")]
+        event_type: String,
+        /// A JSON object, `@FILE`, or `-` for stdin.
+        #[arg(long)]
+        data: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// List events, newest first.
+    List {
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Show one event.
+    Get { id: String },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli).await {
+        // One line, whatever went wrong.
+        eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    use cli::commands;
+    match cli.command {
+        Command::Webhooks(command) => {
+            commands::webhooks(&cli.connection, cli.output, command).await
+        }
+        Command::Deliveries(command) => {
+            commands::deliveries(&cli.connection, cli.output, command).await
+        }
+        Command::Events(command) => commands::events(&cli.connection, cli.output, command).await,
+        Command::EventTypes => commands::event_types(&cli.connection, cli.output).await,
+        Command::Listen { port, host, secret } => {
+            cli::listen::run(SocketAddr::new(host, port), secret, cli.output).await
+        }
+    }
+}
+
+/// Reads `--data`: inline JSON, `@FILE`, or `-` for stdin.
+pub fn read_data(data: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    if data == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading stdin")?;
+        return Ok(text);
+    }
+    if let Some(path) = data.strip_prefix('@') {
+        let path = PathBuf::from(path);
+        return std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()));
+    }
+    Ok(data.to_owned())
+}
