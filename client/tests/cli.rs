@@ -1,0 +1,527 @@
+//! The `kit-webhooks` binary against a real server, as an admin uses it: no token typed (the key file the
+//! server wrote is found in the working directory), tables and JSON, `listen` verifying real deliveries,
+//! and clear one-line errors.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use common::{Backend, TestServer};
+use kit_webhooks_server::store::entity::{delivery, event};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde_json::Value;
+
+on_both_databases!(
+    quick_start_flow_with_listen,
+    webhook_lifecycle_in_json,
+    replay_requeues_exactly_the_failed_deliveries_in_the_window,
+);
+
+const BIN: &str = env!("CARGO_BIN_EXE_kit-webhooks");
+
+/// Runs the CLI in the key file's directory, pointed at `server`.
+fn cli(server: &TestServer, args: &[&str]) -> Output {
+    let dir = server.key_file.parent().expect("key dir");
+    Command::new(BIN)
+        .current_dir(dir)
+        .env("KIT_WEBHOOKS_SERVER", server.server.url())
+        .env_remove("KIT_WEBHOOKS_TOKEN")
+        .env_remove("KIT_WEBHOOKS_KEY_FILE")
+        .args(args)
+        .output()
+        .expect("run kit-webhooks")
+}
+
+#[track_caller]
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "kit-webhooks failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8")
+}
+
+#[track_caller]
+fn json(output: &Output) -> Value {
+    serde_json::from_str(&ok(output)).expect("JSON output")
+}
+
+/// Asserts a failure with a one-line reason mentioning every `needle`.
+#[track_caller]
+fn fails(output: &Output, needles: &[&str]) {
+    assert!(
+        !output.status.success(),
+        "expected a failure, got: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "`{stderr}` does not mention `{needle}`"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Listener {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Listener {
+    fn start(dir: &Path, port: u16, secret: &str) -> Listener {
+        let mut child = Command::new(BIN)
+            .current_dir(dir)
+            .args([
+                "listen",
+                "--port",
+                &port.to_string(),
+                "--secret",
+                secret,
+                "--output",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start listen");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Listener { child, lines };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("listen never accepted connections");
+    }
+
+    fn next(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("listen printed a request");
+        serde_json::from_str(&line).expect("a JSON line")
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn quick_start_flow_with_listen(backend: Backend) {
+    let server =
+        TestServer::start_with(backend, |config| common::fast_delivery(config, None)).await;
+    let dir = server.key_file.parent().expect("dir").to_owned();
+    let port = free_port();
+    let created = json(&cli(
+        &server,
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            &format!("http://127.0.0.1:{port}/hooks"),
+            "--events",
+            "application.*,offer.accepted",
+            "--output",
+            "json",
+        ],
+    ));
+    let id = created["webhook"]["id"].as_str().expect("id").to_owned();
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    assert_eq!(
+        created["webhook"]["events"],
+        serde_json::json!(["application.*", "offer.accepted"])
+    );
+    let listener = Listener::start(&dir, port, &secret);
+
+    let ping = ok(&cli(&server, &["webhooks", "ping", &id]));
+    assert!(ping.contains("HTTP 204"), "{ping}");
+    let seen = listener.next();
+    assert_eq!(seen["verified"], true);
+    assert_eq!(seen["event_type"], "test.ping");
+
+    std::fs::write(dir.join("data.json"), r#"{"application_id": 7}"#).expect("write data");
+    let published = ok(&cli(
+        &server,
+        &[
+            "events",
+            "publish",
+            "--account",
+            "default",
+            "--type",
+            "application.submitted",
+            "--data",
+            "@data.json",
+        ],
+    ));
+    assert!(published.contains("1 deliveries queued"), "{published}");
+    let seen = listener.next();
+    assert_eq!(seen["verified"], true);
+    assert_eq!(seen["event_type"], "application.submitted");
+    assert_eq!(seen["body"]["data"]["application_id"], 7);
+    let delivery_id = seen["delivery_id"]
+        .as_str()
+        .expect("delivery id")
+        .to_owned();
+
+    let listed = json(&cli(
+        &server,
+        &["deliveries", "list", "--webhook", &id, "--output", "json"],
+    ));
+    assert_eq!(listed.as_array().expect("array").len(), 2);
+    let table = ok(&cli(&server, &["deliveries", "list", "--webhook", &id]));
+    assert!(
+        table.starts_with("ID")
+            && table.contains("test.ping")
+            && table.contains("application.submitted"),
+        "{table}"
+    );
+    let shown = ok(&cli(&server, &["deliveries", "show", &delivery_id]));
+    assert!(
+        shown.contains("attempt 1")
+            && shown.contains("HTTP 204")
+            && shown.contains("webhook-signature"),
+        "{shown}"
+    );
+
+    // A tampered body is refused with 401 and reported as not verified.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let body = r#"{"tampered":true}"#;
+    write!(
+        stream,
+        "POST /hooks HTTP/1.1\r\nhost: x\r\nwebhook-id: evt_1\r\nwebhook-timestamp: {}\r\n\
+         webhook-signature: v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        kit_webhooks::signature::unix_now(),
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    let seen = listener.next();
+    assert_eq!(seen["verified"], false);
+    assert!(seen["error"]
+        .as_str()
+        .expect("why")
+        .contains("no signature matches"));
+    server.stop().await;
+}
+
+async fn webhook_lifecycle_in_json(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let created = json(&cli(
+        &server,
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            "https://hooks.example.com/kit",
+            "--events",
+            "interview.*",
+            "--description",
+            "first",
+            "-o",
+            "json",
+        ],
+    ));
+    let id = created["webhook"]["id"].as_str().expect("id").to_owned();
+    let updated = json(&cli(
+        &server,
+        &[
+            "webhooks",
+            "update",
+            &id,
+            "--events",
+            "offer.*,review.submitted",
+            "-o",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        updated["events"],
+        serde_json::json!(["offer.*", "review.submitted"])
+    );
+    assert_eq!(
+        updated["description"], "first",
+        "only the flags given change"
+    );
+    assert_eq!(
+        json(&cli(&server, &["webhooks", "pause", &id, "-o", "json"]))["status"],
+        "paused"
+    );
+    assert_eq!(
+        json(&cli(&server, &["webhooks", "resume", &id, "-o", "json"]))["status"],
+        "active"
+    );
+    let rotated = json(&cli(
+        &server,
+        &[
+            "webhooks",
+            "rotate-secret",
+            &id,
+            "--grace",
+            "24h",
+            "-o",
+            "json",
+        ],
+    ));
+    assert_ne!(rotated["secret"], created["secret"]);
+    assert!(rotated["webhook"]["previous_secret_expires_at"].is_string());
+    let secret = ok(&cli(&server, &["webhooks", "secret", &id]));
+    assert_eq!(secret.trim(), rotated["secret"].as_str().expect("secret"));
+    let listed = json(&cli(&server, &["webhooks", "list", "-o", "json"]));
+    assert_eq!(listed.as_array().expect("array").len(), 1);
+    let types = ok(&cli(&server, &["event-types"]));
+    assert!(
+        types.contains("interview.*") && types.contains("interview.no_show"),
+        "{types}"
+    );
+    assert!(ok(&cli(&server, &["webhooks", "delete", &id])).contains("deleted"));
+
+    // Bad input: a clear one-line reason and a non-zero exit.
+    fails(
+        &cli(
+            &server,
+            &[
+                "webhooks",
+                "create",
+                "--url",
+                "ftp://example.com",
+                "--events",
+                "offer.*",
+            ],
+        ),
+        &["INVALID_ARGUMENT", "url"],
+    );
+    fails(
+        &cli(
+            &server,
+            &[
+                "webhooks",
+                "create",
+                "--url",
+                "https://example.com",
+                "--events",
+                "offer.nope",
+            ],
+        ),
+        &["events", "offer.nope"],
+    );
+    fails(
+        &cli(&server, &["webhooks", "get", "not-an-id"]),
+        &["INVALID_ARGUMENT", "id"],
+    );
+    fails(
+        &cli(&server, &["webhooks", "get", &id]),
+        &["NOT_FOUND", &id],
+    );
+    fails(
+        &cli(&server, &["webhooks", "update", &id]),
+        &["nothing to change"],
+    );
+    fails(
+        &cli(
+            &server,
+            &["webhooks", "rotate-secret", &id, "--grace", "3y"],
+        ),
+        &["--grace"],
+    );
+    fails(
+        &cli(
+            &server,
+            &[
+                "events",
+                "publish",
+                "--account",
+                "default",
+                "--type",
+                "offer.accepted",
+                "--data",
+                "[1]",
+            ],
+        ),
+        &["data_json", "object"],
+    );
+    fails(
+        &cli(
+            &server,
+            &[
+                "events",
+                "publish",
+                "--account",
+                "default",
+                "--type",
+                "offer.accepted",
+                "--data",
+                "@missing.json",
+            ],
+        ),
+        &["missing.json"],
+    );
+    fails(
+        &cli(&server, &["webhooks", "list", "--token", "kit_wrong"]),
+        &["UNAUTHENTICATED"],
+    );
+    fails(
+        &cli(&server, &["webhooks", "list", "--key-file", "nowhere.keys"]),
+        &["no API key"],
+    );
+    fails(
+        &cli(
+            &server,
+            &["webhooks", "list", "--server", "http://127.0.0.1:1"],
+        ),
+        &["cannot reach the server"],
+    );
+
+    // Every command explains itself.
+    for args in [
+        vec!["--help"],
+        vec!["webhooks", "create", "--help"],
+        vec!["webhooks", "rotate-secret", "--help"],
+        vec!["deliveries", "replay", "--help"],
+        vec!["events", "publish", "--help"],
+        vec!["listen", "--help"],
+    ] {
+        let help = ok(&cli(&server, &args));
+        assert!(
+            help.contains("Usage") && help.contains("Example"),
+            "{args:?}: {help}"
+        );
+    }
+    server.stop().await;
+}
+
+async fn replay_requeues_exactly_the_failed_deliveries_in_the_window(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (hook, _) = server
+        .create_webhook("https://hooks.example.com/kit", &["offer.*"])
+        .await;
+    let (other, _) = server
+        .create_webhook("https://other.example.com/kit", &["offer.*"])
+        .await;
+    for _ in 0..4 {
+        server.publish("offer.accepted", "{}").await;
+    }
+    // Fail every delivery; one event of `hook` is from before the window, one of its deliveries succeeded.
+    let db = server.server.store.writer();
+    let now = kit_webhooks_server::core::time::now_ms();
+    let rows = delivery::Entity::find().all(db).await.expect("deliveries");
+    let mine: Vec<_> = rows
+        .iter()
+        .filter(|d| d.webhook_id == hook.id)
+        .cloned()
+        .collect();
+    for row in &rows {
+        let mut active: delivery::ActiveModel = row.clone().into();
+        active.status = Set(if row.id == mine[1].id {
+            "succeeded"
+        } else {
+            "failed"
+        }
+        .into());
+        active.next_attempt_at = Set(None);
+        active.update(db).await.expect("update");
+    }
+    let mut old: event::ActiveModel = event::Entity::find_by_id(mine[0].event_id.clone())
+        .one(db)
+        .await
+        .expect("read")
+        .expect("event")
+        .into();
+    old.created_at = Set(now - 3 * 3600 * 1000);
+    old.update(db).await.expect("age the event");
+
+    let reply = json(&cli(
+        &server,
+        &[
+            "deliveries",
+            "replay",
+            "--webhook",
+            &hook.id,
+            "--since",
+            "1h",
+            "-o",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        reply["deliveries_requeued"], 2,
+        "four deliveries: one too old, one succeeded, two replayed"
+    );
+    let pending: Vec<String> = delivery::Entity::find()
+        .filter(delivery::Column::Status.eq("pending"))
+        .all(server.server.store.reader())
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(pending.len(), 2);
+    assert!(
+        pending
+            .iter()
+            .all(|id| mine[2..].iter().any(|d| &d.id == id)),
+        "exactly the failed ones in the window"
+    );
+    let again = ok(&cli(
+        &server,
+        &[
+            "deliveries",
+            "replay",
+            "--webhook",
+            &hook.id,
+            "--since",
+            "1h",
+        ],
+    ));
+    assert!(again.contains("re-queued 0"), "nothing twice: {again}");
+    let untouched = server.deliveries(&other.id).await;
+    assert!(
+        untouched
+            .iter()
+            .all(|d| d.status() == kit_webhooks::proto::DeliveryStatus::Failed),
+        "other webhooks untouched"
+    );
+    fails(
+        &cli(
+            &server,
+            &[
+                "deliveries",
+                "replay",
+                "--webhook",
+                &hook.id,
+                "--since",
+                "last tuesday",
+            ],
+        ),
+        &["--since"],
+    );
+    server.stop().await;
+}
