@@ -54,9 +54,10 @@ enum Command {
         /// Address to bind.
         #[arg(long, default_value = "127.0.0.1")]
         host: std::net::IpAddr,
-        /// The webhook's signing secret (`kit-webhooks webhooks secret ID`).
+        /// The webhook's signing secret [default: each delivery's webhook's secret, looked up on the server
+        /// with the admin key].
         #[arg(long, env = "KIT_WEBHOOKS_SECRET", hide_env_values = true)]
-        secret: String,
+        secret: Option<String>,
     },
 }
 
@@ -223,7 +224,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(command) => commands::events(&cli.connection, cli.output, command).await,
         Command::EventTypes => commands::event_types(&cli.connection, cli.output).await,
         Command::Listen { port, host, secret } => {
-            cli::listen::run(SocketAddr::new(host, port), secret, cli.output).await
+            let secrets = match secret {
+                Some(secret) => cli::listen::Secrets::Fixed(secret),
+                None => cli::listen::Secrets::from_server(
+                    cli.connection
+                        .client(cli::connection::KeyRole::Admin)
+                        .await?,
+                ),
+            };
+            cli::listen::run(SocketAddr::new(host, port), secrets, cli.output).await
         }
     }
 }

@@ -19,6 +19,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::Value;
 
 on_both_databases!(
+    readme_quick_start_needs_no_token_and_no_secret,
     quick_start_flow_with_listen,
     webhook_lifecycle_in_json,
     replay_requeues_exactly_the_failed_deliveries_in_the_window,
@@ -85,18 +86,23 @@ struct Listener {
 }
 
 impl Listener {
-    fn start(dir: &Path, port: u16, secret: &str) -> Listener {
+    /// `listen` in `dir`, pointed at `server`, with `--secret` when given.
+    fn start(dir: &Path, server: &TestServer, port: u16, secret: Option<&str>) -> Listener {
+        let mut args = vec![
+            "listen".to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--output".into(),
+            "json".into(),
+        ];
+        if let Some(secret) = secret {
+            args.extend(["--secret".to_string(), secret.to_string()]);
+        }
         let mut child = Command::new(BIN)
             .current_dir(dir)
-            .args([
-                "listen",
-                "--port",
-                &port.to_string(),
-                "--secret",
-                secret,
-                "--output",
-                "json",
-            ])
+            .env("KIT_WEBHOOKS_SERVER", server.server.url())
+            .env_remove("KIT_WEBHOOKS_TOKEN")
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -133,6 +139,43 @@ impl Drop for Listener {
     }
 }
 
+/// The README's quick start: `listen` first, then create a webhook and ping it, nothing typed but commands.
+async fn readme_quick_start_needs_no_token_and_no_secret(backend: Backend) {
+    let server =
+        TestServer::start_with(backend, |config| common::fast_delivery(config, None)).await;
+    let dir = server.key_file.parent().expect("dir").to_owned();
+    let port = free_port();
+    let listener = Listener::start(&dir, &server, port, None);
+    let created = ok(&cli(
+        &server,
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            &format!("http://127.0.0.1:{port}/"),
+            "--events",
+            "application.*",
+        ],
+    ));
+    let id = created
+        .lines()
+        .find_map(|line| line.strip_prefix("id"))
+        .map(|rest| rest.trim().to_owned())
+        .expect("the id is printed");
+    assert!(
+        created.contains("whsec_"),
+        "the secret is printed: {created}"
+    );
+    let ping = cli(&server, &["webhooks", "ping", &id]);
+    let seen = listener.next();
+    assert_eq!(seen["verified"], true, "{seen}");
+    let ping = ok(&ping);
+    assert!(ping.contains("HTTP 204"), "{ping}");
+    assert_eq!(seen["event_type"], "test.ping");
+    assert_eq!(seen["body"]["data"]["webhook_id"], id.as_str());
+    server.stop().await;
+}
+
 async fn quick_start_flow_with_listen(backend: Backend) {
     let server =
         TestServer::start_with(backend, |config| common::fast_delivery(config, None)).await;
@@ -157,7 +200,7 @@ async fn quick_start_flow_with_listen(backend: Backend) {
         created["webhook"]["events"],
         serde_json::json!(["application.*", "offer.accepted"])
     );
-    let listener = Listener::start(&dir, port, &secret);
+    let listener = Listener::start(&dir, &server, port, Some(&secret));
 
     let ping = ok(&cli(&server, &["webhooks", "ping", &id]));
     assert!(ping.contains("HTTP 204"), "{ping}");

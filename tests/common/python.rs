@@ -24,7 +24,7 @@ pub fn python() -> PathBuf {
     let requirements = root().join("tests/python/requirements.txt");
     let ready = python.exists()
         && Command::new(&python)
-            .args(["-c", "import standardwebhooks"])
+            .args(["-c", "import standardwebhooks, grpc_tools"])
             .status()
             .is_ok_and(|s| s.success());
     if !ready {

@@ -49,7 +49,9 @@ impl AppState {
                 .find_delivery(account, delivery_id)
                 .await?
                 .ok_or_else(|| Error::not_found("delivery", delivery_id))?;
-            if !attempts.is_empty() || tokio::time::Instant::now() >= deadline {
+            // The row's count, not the attempts list: the count changes in the same commit as the status,
+            // and the attempts are read after the row, so they include every attempt it counts.
+            if row.attempt_count > 0 || tokio::time::Instant::now() >= deadline {
                 return Ok(convert::delivery(row, attempts));
             }
             let _ = tokio::time::timeout_at(deadline, recorded).await;
