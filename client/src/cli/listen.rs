@@ -28,7 +28,7 @@ pub enum Secrets {
     Fixed(String),
     /// Each delivery's webhook's secret, from the server (cached per webhook).
     Server {
-        client: Client,
+        client: Box<Client>,
         cache: Mutex<HashMap<String, String>>,
     },
 }
@@ -36,7 +36,7 @@ pub enum Secrets {
 impl Secrets {
     pub fn from_server(client: Client) -> Self {
         Secrets::Server {
-            client,
+            client: Box::new(client),
             cache: Mutex::new(HashMap::new()),
         }
     }
