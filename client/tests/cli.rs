@@ -120,6 +120,8 @@ impl Listener {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("listen never accepted connections");
     }
 
