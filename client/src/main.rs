@@ -42,6 +42,13 @@ enum Command {
     Events(EventsCommand),
     /// The catalogue of event types, by category.
     EventTypes,
+    /// Measure end-to-end delivery throughput and latency against the raw ceiling of this machine.
+    #[command(after_help = "Examples:\n  kit-webhooks bench --events 5000 --webhooks 10 --json bench.json\n  \
+        kit-webhooks bench --events 20000 --webhooks 1 --rate 1000\n  \
+        kit-webhooks bench --database-url postgres://postgres@127.0.0.1:5432/bench\n\n\
+        Starts kit-webhooks-server and kit-webhooks-daemon from this binary's directory\n\
+        (cargo build --release --workspace).")]
+    Bench(cli::bench::BenchArgs),
     /// Run a local endpoint that verifies signatures and prints each delivery.
     #[command(
         after_help = "Example:\n  kit-webhooks listen --port 9000 --secret whsec_…\n\n\
@@ -223,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Events(command) => commands::events(&cli.connection, cli.output, command).await,
         Command::EventTypes => commands::event_types(&cli.connection, cli.output).await,
+        Command::Bench(args) => cli::bench::run(args, cli.output == Format::Json).await,
         Command::Listen { port, host, secret } => {
             let secrets = match secret {
                 Some(secret) => cli::listen::Secrets::Fixed(secret),

@@ -8,7 +8,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -23,19 +26,26 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How often expired leases (of servers that died) are swept back into the queue.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(5);
 
-/// The streams open on this server, by lease owner id, each with its wake-up.
+/// One open stream's shared state: its wake-up, and how many of its leases have been reported here.
+#[derive(Default)]
+struct StreamState {
+    wake: Notify,
+    reported: AtomicU64,
+}
+
+/// The streams open on this server, by lease owner id.
 #[derive(Default)]
 pub struct Streams {
-    open: Mutex<HashMap<String, Arc<Notify>>>,
+    open: Mutex<HashMap<String, Arc<StreamState>>>,
 }
 
 impl Streams {
-    fn open(&self, owner: &str) -> Arc<Notify> {
-        let wake = Arc::new(Notify::new());
+    fn open(&self, owner: &str) -> Arc<StreamState> {
+        let state = Arc::new(StreamState::default());
         if let Ok(mut open) = self.open.lock() {
-            open.insert(owner.to_owned(), wake.clone());
+            open.insert(owner.to_owned(), state.clone());
         }
-        wake
+        state
     }
 
     fn close(&self, owner: &str) {
@@ -45,15 +55,12 @@ impl Streams {
     }
 
     /// Tells stream `owner` (if it is open here) that one of its leases was reported.
-    pub fn wake(&self, owner: &str) {
-        let wake = self
-            .open
-            .lock()
-            .ok()
-            .and_then(|open| open.get(owner).cloned());
-        if let Some(wake) = wake {
+    pub fn reported(&self, owner: &str) {
+        let state = self.open.lock().ok().and_then(|open| open.get(owner).cloned());
+        if let Some(state) = state {
+            state.reported.fetch_add(1, Ordering::Relaxed);
             // `notify_one` keeps a permit when the stream is busy, so the wake-up is never lost.
-            wake.notify_one();
+            state.wake.notify_one();
         }
     }
 }
@@ -61,16 +68,17 @@ impl Streams {
 pub type TaskSender = tokio::sync::mpsc::Sender<Result<proto::DeliveryTask, Status>>;
 
 /// Feeds stream `owner` until its daemon goes away or the server shuts down, then releases its leases.
-pub async fn run_stream(
-    state: Arc<AppState>,
-    owner: String,
-    daemon_id: String,
-    max_in_flight: u64,
-    tx: TaskSender,
-) {
-    let wake = state.streams.open(&owner);
+///
+/// The stream's unreported leases are counted in memory (tasks sent minus reports recorded here) rather than
+/// queried on every turn; when the stream looks full and nothing has woken it for a while, the count is
+/// taken from the database instead, which also covers reports that reached another server replica. It claims
+/// in batches: once a quarter of its room is free, or whenever it holds nothing.
+pub async fn run_stream(state: Arc<AppState>, owner: String, daemon_id: String, max_in_flight: u64, tx: TaskSender) {
+    let stream = state.streams.open(&owner);
     tracing::info!(stream = %owner, daemon = %daemon_id, max_in_flight, "delivery stream opened");
     let ttl = state.config.lease_ttl();
+    let batch = (max_in_flight / 4).max(1);
+    let mut sent: u64 = 0;
     let mut renewed = Instant::now();
     loop {
         // Register for wake-ups before looking, so a change during the claim is not missed.
@@ -78,14 +86,20 @@ pub async fn run_stream(
         tokio::pin!(changed);
         changed.as_mut().enable();
 
-        let mut full = false;
-        match feed(&state, &owner, max_in_flight, &tx).await {
-            Ok(Fed::Closed) => break,
-            Ok(Fed::Full) => full = true,
-            Ok(Fed::Sent) => continue,
-            Ok(Fed::Nothing) => {}
-            Err(err) => {
-                tracing::warn!(stream = %owner, error = %err, "claiming deliveries failed; retrying");
+        let held = sent.saturating_sub(stream.reported.load(Ordering::Relaxed));
+        let room = max_in_flight.saturating_sub(held);
+        let mut nothing_due = false;
+        if room >= batch || (held == 0 && room > 0) {
+            match feed(&state, &owner, room, &tx).await {
+                Ok(Some(0)) => nothing_due = true,
+                Ok(Some(n)) => {
+                    sent += n;
+                    continue;
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(stream = %owner, error = %err, "claiming deliveries failed; retrying");
+                }
             }
         }
         if renewed.elapsed() >= ttl / 3 {
@@ -95,15 +109,19 @@ pub async fn run_stream(
             }
             renewed = Instant::now();
         }
-        let sleep = if full {
-            IDLE_POLL
-        } else {
-            until_next_due(&state).await
-        };
+        let sleep = if nothing_due { until_next_due(&state).await } else { IDLE_POLL };
         tokio::select! {
             _ = &mut changed => {}
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(sleep) => {}
+            _ = stream.wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {
+                if !nothing_due {
+                    // Quiet while holding leases: recount them where every replica records reports.
+                    match state.store.count_leases(&owner).await {
+                        Ok(held) => sent = stream.reported.load(Ordering::Relaxed) + held,
+                        Err(err) => tracing::warn!(stream = %owner, error = %err, "counting leases failed"),
+                    }
+                }
+            }
             _ = tx.closed() => break,
             _ = state.shutdown.cancelled() => break,
         }
@@ -121,54 +139,21 @@ pub async fn run_stream(
     }
 }
 
-enum Fed {
-    /// Tasks went out and there may be more.
-    Sent,
-    /// The stream has no room left.
-    Full,
-    /// Nothing is due.
-    Nothing,
-    /// The daemon is gone.
-    Closed,
-}
-
-async fn feed(
-    state: &AppState,
-    owner: &str,
-    max_in_flight: u64,
-    tx: &TaskSender,
-) -> Result<Fed, sea_orm::DbErr> {
-    let held = state.store.count_leases(owner).await?;
-    let room = max_in_flight.saturating_sub(held);
-    if room == 0 {
-        return Ok(Fed::Full);
-    }
+/// Claims up to `room` due deliveries and sends them; `None` when the daemon is gone.
+async fn feed(state: &AppState, owner: &str, room: u64, tx: &TaskSender) -> Result<Option<u64>, sea_orm::DbErr> {
     let now = time::now_ms();
     let expires = now + state.config.lease_ttl().as_millis() as i64;
     let leased = state
         .store
-        .claim_due(
-            owner,
-            room,
-            u64::from(state.config.max_in_flight_per_webhook),
-            now,
-            expires,
-        )
+        .claim_due(owner, room, u64::from(state.config.max_in_flight_per_webhook), now, expires)
         .await?;
-    if leased.is_empty() {
-        return Ok(Fed::Nothing);
-    }
     let timeout_ms = state.config.request_timeout.as_millis() as u32;
     for lease in &leased {
-        if tx
-            .send(Ok(convert::task(lease, timeout_ms, now)))
-            .await
-            .is_err()
-        {
-            return Ok(Fed::Closed);
+        if tx.send(Ok(convert::task(lease, timeout_ms, now))).await.is_err() {
+            return Ok(None);
         }
     }
-    Ok(Fed::Sent)
+    Ok(Some(leased.len() as u64))
 }
 
 /// How long to sleep when nothing is due: until the next scheduled attempt, at most [`IDLE_POLL`].

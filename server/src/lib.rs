@@ -8,6 +8,7 @@ pub mod config;
 pub mod core;
 pub mod dispatch;
 pub mod keys;
+pub mod reports;
 pub mod store;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -97,7 +98,9 @@ pub async fn start_with_signal(
         key
     });
     let embedded_options = config.embedded_daemon.clone();
+    let reports = reports::ReportQueue::spawn(store.clone(), config.retry.clone());
     let state = Arc::new(AppState {
+        reports,
         auth,
         store: store.clone(),
         config,

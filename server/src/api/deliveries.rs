@@ -83,12 +83,11 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
         }
         let mut body = req.response_body;
         body.truncate(MAX_STORED_BODY_BYTES);
-        let now = time::now_ms();
         let report = AttemptReport {
             delivery_id,
             lease_id,
             attempt_number: req.attempt_number,
-            started_at: req.started_at.as_ref().map(time::to_ms).unwrap_or(now),
+            started_at: req.started_at.as_ref().map(time::to_ms).unwrap_or_else(time::now_ms),
             duration_ms: req.duration_ms,
             request_headers: req.request_headers,
             response_status: req.response_status,
@@ -97,13 +96,9 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             error_kind: req.error_kind,
             error: req.error,
         };
-        let recorded = self
-            .state
-            .store
-            .record_attempt(report, &self.state.config.retry, now)
-            .await?;
+        let recorded = self.state.reports.record(report).await?;
         if let Some(owner) = &recorded.lease_owner {
-            self.state.streams.wake(owner);
+            self.state.streams.reported(owner);
         }
         self.state.attempt_recorded.notify_waiters();
         if matches!(recorded.decision.delivery, DeliveryDecision::RetryAt(_)) {

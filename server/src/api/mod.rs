@@ -23,6 +23,8 @@ pub struct AppState {
     pub deliveries_changed: Notify,
     /// Woken whenever an attempt has been recorded.
     pub attempt_recorded: Notify,
+    /// Attempt reports waiting for their group commit.
+    pub reports: crate::reports::ReportQueue,
     /// The daemon streams open on this server.
     pub streams: Streams,
     /// Cancelled when the server shuts down: streams end and release their leases.

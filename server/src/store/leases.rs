@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, Set, Statement, TransactionTrait,
-    Value,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    TransactionTrait, Value,
 };
 
 use super::{
@@ -57,8 +57,6 @@ pub struct AttemptReport {
 /// What recording an attempt did.
 #[derive(Debug)]
 pub struct Recorded {
-    /// The delivery as it now stands.
-    pub delivery: delivery::Model,
     pub decision: Decision,
     /// The stream that held the lease.
     pub lease_owner: Option<String>,
@@ -320,145 +318,197 @@ impl Store {
         }
     }
 
-    /// Records one attempt and applies `policy`, in one transaction. The lease must still be held; it is
-    /// released by the same commit.
-    pub async fn record_attempt(
+    /// Records a group of attempts and applies `policy` to each, in one transaction (group commit: the
+    /// statements are shared by the whole group, so a busy server writes far fewer of them). Each report gets
+    /// its own result: a report whose lease is no longer held (released, expired, or already reported) is
+    /// refused with `FAILED_PRECONDITION` and changes nothing, without failing the others. Leases are
+    /// released by the same commit that records their attempts.
+    pub async fn record_attempts(
         &self,
-        report: AttemptReport,
+        reports: Vec<AttemptReport>,
         policy: &RetryPolicy,
         now: i64,
-    ) -> Result<Recorded, Error> {
+    ) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
+        let postgres = self.backend() == DbBackend::Postgres;
         let txn = self.writer().begin().await?;
-        let held = delivery::Entity::find_by_id(report.delivery_id.clone())
-            .filter(delivery::Column::LeaseId.eq(report.lease_id.as_str()))
-            .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
-            .one(&txn)
-            .await?;
-        let Some(found) = held else {
-            return Err(Error::FailedPrecondition(format!(
-                "lease `{}` on delivery `{}` is no longer held (released or expired); the report was discarded",
-                report.lease_id, report.delivery_id
-            )));
-        };
-        let number = found.attempt_count + 1;
-        if report.attempt_number != number as u32 {
-            return Err(Error::invalid(
-                "attempt_number",
-                format!(
-                    "is {}, but this lease is for attempt {number}",
-                    report.attempt_number
-                ),
-            ));
+        let mut query = delivery::Entity::find()
+            .filter(delivery::Column::Id.is_in(reports.iter().map(|r| r.delivery_id.as_str())))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()));
+        if postgres {
+            // A duplicate report arriving at another replica waits here, then finds the lease gone.
+            query = query.lock_exclusive();
         }
-        let mut hook_query = webhook::Entity::find_by_id(found.webhook_id.clone());
-        if self.backend() == DbBackend::Postgres {
-            // Serialise concurrent reports on one webhook's failure counter.
+        let mut held: HashMap<String, delivery::Model> =
+            query.all(&txn).await?.into_iter().map(|d| (d.id.clone(), d)).collect();
+        let mut hook_query = webhook::Entity::find()
+            .filter(webhook::Column::Id.is_in(held.values().map(|d| d.webhook_id.as_str())))
+            .order_by_asc(webhook::Column::Id);
+        if postgres {
+            // Serialise concurrent groups on a webhook's failure counter; id order avoids deadlocks.
             hook_query = hook_query.lock_exclusive();
         }
-        let hook = hook_query
-            .one(&txn)
+        let mut hooks: HashMap<String, (webhook::Model, bool)> = hook_query
+            .all(&txn)
             .await?
-            .ok_or_else(|| Error::not_found("webhook", &found.webhook_id))?;
+            .into_iter()
+            .map(|w| (w.id.clone(), (w, false)))
+            .collect();
 
-        let retry_after = report
-            .response_headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
-            .map(|(_, value)| value.clone());
-        let outcome = Outcome {
-            attempt_number: report.attempt_number,
-            status: report.response_status,
-            retry_after,
-            is_test_ping: found.event_type == TEST_PING,
-            started_at: report.started_at,
-        };
-        let health = WebhookHealth {
-            failure_count: hook.failure_count.max(0) as u32,
-            failing_since: hook.failing_since,
-        };
-        let decision = policy.decide(&outcome, health, now);
-
-        attempt::ActiveModel {
-            id: Set(id::new(id::Kind::Attempt)),
-            delivery_id: Set(found.id.clone()),
-            number: Set(number),
-            started_at: Set(report.started_at),
-            duration_ms: Set(report.duration_ms.min(i32::MAX as u32) as i32),
-            request_headers: Set(
-                serde_json::to_string(&report.request_headers).unwrap_or_else(|_| "{}".into())
-            ),
-            response_status: Set(report.response_status.min(999) as i32),
-            response_headers: Set(
-                serde_json::to_string(&report.response_headers).unwrap_or_else(|_| "{}".into())
-            ),
-            response_body: Set(report.response_body),
-            error_kind: Set(report.error_kind),
-            error: Set(report.error),
+        let mut results = Vec::with_capacity(reports.len());
+        let mut attempts = Vec::with_capacity(reports.len());
+        let mut succeeded = Vec::new();
+        let mut failed = Vec::new();
+        let mut retries = Vec::new();
+        for report in reports {
+            // Taken out of `held`, so a second report on the same lease in this group is refused too.
+            let found = match held.remove(&report.delivery_id) {
+                Some(found) if found.lease_id.as_deref() == Some(report.lease_id.as_str()) => found,
+                other => {
+                    if let Some(other) = other {
+                        held.insert(other.id.clone(), other);
+                    }
+                    results.push(Err(Error::FailedPrecondition(format!(
+                        "lease `{}` on delivery `{}` is no longer held (released, expired or already reported); \
+                         the report was discarded",
+                        report.lease_id, report.delivery_id
+                    ))));
+                    continue;
+                }
+            };
+            let number = found.attempt_count + 1;
+            if report.attempt_number != number as u32 {
+                results.push(Err(Error::invalid(
+                    "attempt_number",
+                    format!("is {}, but this lease is for attempt {number}", report.attempt_number),
+                )));
+                continue;
+            }
+            let Some((hook, changed)) = hooks.get_mut(&found.webhook_id) else {
+                results.push(Err(Error::not_found("webhook", &found.webhook_id)));
+                continue;
+            };
+            let outcome = Outcome {
+                attempt_number: report.attempt_number,
+                status: report.response_status,
+                retry_after: header(&report.response_headers, "retry-after"),
+                is_test_ping: found.event_type == TEST_PING,
+                started_at: report.started_at,
+            };
+            let health = WebhookHealth {
+                failure_count: hook.failure_count.max(0) as u32,
+                failing_since: hook.failing_since,
+            };
+            let decision = policy.decide(&outcome, health, now);
+            *changed |= apply_to_webhook(hook, &decision.webhook, now);
+            match decision.delivery {
+                DeliveryDecision::Succeeded => succeeded.push(found.id.clone()),
+                DeliveryDecision::Failed => failed.push(found.id.clone()),
+                DeliveryDecision::RetryAt(at) => retries.push((found.id.clone(), at)),
+            }
+            attempts.push(attempt::ActiveModel {
+                id: Set(id::new(id::Kind::Attempt)),
+                delivery_id: Set(found.id.clone()),
+                number: Set(number),
+                started_at: Set(report.started_at),
+                duration_ms: Set(report.duration_ms.min(i32::MAX as u32) as i32),
+                request_headers: Set(serde_json::to_string(&report.request_headers).unwrap_or_else(|_| "{}".into())),
+                response_status: Set(report.response_status.min(999) as i32),
+                response_headers: Set(serde_json::to_string(&report.response_headers).unwrap_or_else(|_| "{}".into())),
+                response_body: Set(report.response_body),
+                error_kind: Set(report.error_kind),
+                error: Set(report.error),
+            });
+            results.push(Ok(Recorded {
+                decision,
+                lease_owner: found.lease_owner,
+            }));
         }
-        .insert(&txn)
-        .await?;
 
-        let lease_owner = found.lease_owner.clone();
-        let mut row = found.into_active_model();
-        row.attempt_count = Set(number);
-        row.lease_id = Set(None);
-        row.lease_owner = Set(None);
-        row.lease_expires_at = Set(None);
-        match decision.delivery {
-            DeliveryDecision::Succeeded | DeliveryDecision::Failed => {
-                let status = if decision.delivery == DeliveryDecision::Succeeded {
-                    DeliveryStatus::Succeeded
-                } else {
-                    DeliveryStatus::Failed
-                };
-                row.status = Set(status.as_str().to_owned());
-                row.next_attempt_at = Set(None);
-                row.completed_at = Set(Some(now));
-            }
-            DeliveryDecision::RetryAt(at) => {
-                row.status = Set(DeliveryStatus::Pending.as_str().to_owned());
-                row.next_attempt_at = Set(Some(at));
-            }
+        for chunk in attempts.chunks(INSERT_CHUNK) {
+            attempt::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
         }
-        let delivery = row.update(&txn).await?;
-
-        let mut hook_row = hook.into_active_model();
-        let changed = match &decision.webhook {
-            WebhookDecision::Unchanged => false,
-            WebhookDecision::Healthy => {
-                hook_row.failure_count = Set(0);
-                hook_row.failing_since = Set(None);
-                true
+        finish(&txn, &succeeded, DeliveryStatus::Succeeded, now).await?;
+        finish(&txn, &failed, DeliveryStatus::Failed, now).await?;
+        for (delivery_id, at) in retries {
+            unlease(delivery::Entity::update_many())
+                .col_expr(delivery::Column::Status, Expr::value(DeliveryStatus::Pending.as_str()))
+                .col_expr(delivery::Column::NextAttemptAt, Expr::value(at))
+                .filter(delivery::Column::Id.eq(delivery_id))
+                .exec(&txn)
+                .await?;
+        }
+        for (hook, changed) in hooks.into_values() {
+            if changed {
+                hook.into_active_model().reset_all().update(&txn).await?;
             }
-            WebhookDecision::Failing {
-                failure_count,
-                failing_since,
-            } => {
-                hook_row.failure_count = Set(*failure_count as i32);
-                hook_row.failing_since = Set(Some(*failing_since));
-                true
-            }
-            WebhookDecision::Disable {
-                failure_count,
-                failing_since,
-                reason,
-            } => {
-                hook_row.failure_count = Set(*failure_count as i32);
-                hook_row.failing_since = Set(Some(*failing_since));
-                hook_row.status = Set(WebhookStatus::Disabled.as_str().to_owned());
-                hook_row.disabled_reason = Set(reason.clone());
-                hook_row.updated_at = Set(now);
-                true
-            }
-        };
-        if changed && hook_row.is_changed() {
-            hook_row.update(&txn).await?;
         }
         txn.commit().await?;
-        Ok(Recorded {
-            delivery,
-            decision,
-            lease_owner,
-        })
+        Ok(results)
     }
+}
+
+/// Rows per multi-row INSERT of attempts: well under SQLite's bound-parameter limit.
+const INSERT_CHUNK: usize = 500;
+
+/// The first value of response header `name` (any case).
+fn header(headers: &HashMap<String, String>, name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.clone())
+}
+
+/// An update that counts the attempt and releases the lease, the part every outcome shares.
+fn unlease(update: sea_orm::UpdateMany<delivery::Entity>) -> sea_orm::UpdateMany<delivery::Entity> {
+    use sea_orm::sea_query::ExprTrait;
+    update
+        .col_expr(delivery::Column::AttemptCount, Expr::col(delivery::Column::AttemptCount).add(1))
+        .col_expr(delivery::Column::LeaseId, Expr::value(Option::<String>::None))
+        .col_expr(delivery::Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(delivery::Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+}
+
+/// Marks `ids` finished (`succeeded` or `failed`) in one statement.
+async fn finish(db: &impl ConnectionTrait, ids: &[String], status: DeliveryStatus, now: i64) -> Result<(), DbErr> {
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        unlease(delivery::Entity::update_many())
+            .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(Option::<i64>::None))
+            .col_expr(delivery::Column::CompletedAt, Expr::value(now))
+            .filter(delivery::Column::Id.is_in(chunk.iter().map(String::as_str)))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Applies the policy's verdict to the webhook row in memory; returns whether it changed.
+fn apply_to_webhook(hook: &mut webhook::Model, decision: &WebhookDecision, now: i64) -> bool {
+    let before = hook.clone();
+    match decision {
+        WebhookDecision::Unchanged => {}
+        WebhookDecision::Healthy => {
+            hook.failure_count = 0;
+            hook.failing_since = None;
+        }
+        WebhookDecision::Failing {
+            failure_count,
+            failing_since,
+        } => {
+            hook.failure_count = *failure_count as i32;
+            hook.failing_since = Some(*failing_since);
+        }
+        WebhookDecision::Disable {
+            failure_count,
+            failing_since,
+            reason,
+        } => {
+            hook.failure_count = *failure_count as i32;
+            hook.failing_since = Some(*failing_since);
+            hook.status = WebhookStatus::Disabled.as_str().to_owned();
+            hook.disabled_reason = reason.clone();
+            hook.updated_at = now;
+        }
+    }
+    *hook != before
 }

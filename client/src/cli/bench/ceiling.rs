@@ -1,0 +1,50 @@
+//! The raw ceiling: the same receivers, hit directly by a plain hyper client with the same concurrency and
+//! body size: what the machine can do with no pipeline at all, measured in the same run as the pipeline.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+
+/// Requests per second over `duration` with `concurrency` requests in flight, spread over `receivers`.
+pub async fn measure(receivers: &[String], concurrency: usize, body_bytes: usize, duration: Duration) -> anyhow::Result<f64> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build(connector);
+    let body = Bytes::from(vec![b'x'; body_bytes]);
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::with_capacity(concurrency);
+    for worker in 0..concurrency {
+        let (client, body, done) = (client.clone(), body.clone(), done.clone());
+        let url = format!("{}/ceiling", receivers[worker % receivers.len()]);
+        workers.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let request = hyper::Request::post(url.as_str())
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))?;
+                let response = client.request(request).await?;
+                response.into_body().collect().await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}

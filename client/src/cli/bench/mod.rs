@@ -1,0 +1,316 @@
+//! `kit-webhooks bench`: how many signed deliveries per second the pipeline sustains, how fast an event
+//! reaches its endpoint, and what that costs, measured against the raw ceiling of the same machine in the
+//! same run, while checking that every delivery arrived with a valid signature.
+//!
+//! By default it starts its own system under test (`kit-webhooks-server` and `kit-webhooks-daemon`, the
+//! binaries beside this one, on a temporary SQLite file or `--database-url`), its own receivers on loopback,
+//! creates `--webhooks` webhooks spread over the receivers, publishes `--events` events, and waits until every
+//! delivery has been received.
+
+mod ceiling;
+mod processes;
+mod receivers;
+
+use std::{
+    io::IsTerminal,
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use kit_webhooks_client::{Client, NewWebhook};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use self::{processes::Usage, receivers::Tally};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Events to publish.
+    #[arg(long, default_value_t = 2000)]
+    pub events: usize,
+    /// Webhooks, all subscribed to every event (the fan-out).
+    #[arg(long, default_value_t = 10)]
+    pub webhooks: usize,
+    /// Receivers on loopback the webhooks are spread over.
+    #[arg(long, default_value_t = 4)]
+    pub receivers: usize,
+    /// How long each receiver takes to answer.
+    #[arg(long, default_value = "0ms", value_parser = kit_webhooks::duration::parse_duration)]
+    pub latency: Duration,
+    /// Size of each event's data.
+    #[arg(long, default_value_t = 1024)]
+    pub payload_bytes: usize,
+    /// Events per second to publish at; 0 for as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
+    /// Publish calls in flight at once (when not rate-limited).
+    #[arg(long, default_value_t = 16)]
+    pub publishers: usize,
+    /// Deliveries in flight in the daemon, and requests in flight in the raw-ceiling run.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u32,
+    /// Database of the started server [default: a temporary SQLite file].
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// How long the raw-ceiling run lasts.
+    #[arg(long, default_value = "3s", value_parser = kit_webhooks::duration::parse_duration)]
+    pub ceiling_duration: Duration,
+    /// Give up waiting for deliveries after this long.
+    #[arg(long, default_value = "300s", value_parser = kit_webhooks::duration::parse_duration)]
+    pub timeout: Duration,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// The figures of one run.
+#[derive(Debug, Serialize)]
+pub struct Figures {
+    pub events: usize,
+    pub webhooks: usize,
+    pub deliveries_expected: usize,
+    pub deliveries_received: usize,
+    pub duplicates: u64,
+    pub bad_signatures: u64,
+    pub payload_bytes: usize,
+    pub concurrency: u32,
+    pub database: String,
+    pub raw_ceiling_per_second: f64,
+    pub deliveries_per_second: f64,
+    pub ratio_to_ceiling: f64,
+    pub publish_calls_per_second: f64,
+    pub latency_ms: Latency,
+    pub attempts_per_delivery: f64,
+    pub elapsed_seconds: f64,
+    pub server: Option<Usage>,
+    pub daemon: Option<Usage>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
+    let figures = measure(&args).await?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json_output {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        print_table(&figures);
+    }
+    if figures.deliveries_received < figures.deliveries_expected || figures.bad_signatures > 0 {
+        bail!(
+            "{} of {} deliveries received, {} with a bad signature",
+            figures.deliveries_received,
+            figures.deliveries_expected,
+            figures.bad_signatures
+        );
+    }
+    Ok(())
+}
+
+pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
+    if args.events == 0 || args.webhooks == 0 || args.receivers == 0 {
+        bail!("--events, --webhooks and --receivers must be at least 1");
+    }
+    let tally = Arc::new(Tally::default());
+    let receivers = receivers::start(args.receivers, args.latency, tally.clone()).await?;
+    progress_note("measuring the raw ceiling");
+    let ceiling = ceiling::measure(&receivers, args.concurrency as usize, args.payload_bytes, args.ceiling_duration).await?;
+
+    // The system under test.
+    let dir = tempfile::tempdir()?;
+    let database_url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let listen = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?.to_string()
+    };
+    let key_file = dir.path().join("bench.keys");
+    let server_bin = processes::sibling("kit-webhooks-server")?;
+    let daemon_bin = processes::sibling("kit-webhooks-daemon")?;
+    let server = processes::start_server(&server_bin, &listen, &database_url, &key_file, args.concurrency.max(16))?;
+    let keys = std::fs::read_to_string(&key_file)?;
+    let admin_key = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY).context("admin key")?;
+    let publisher_key =
+        kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::PUBLISHER_KEY).context("publisher key")?;
+    let daemon_key = processes::create_daemon_key(&server_bin, &database_url)?;
+    let server_url = format!("http://{listen}");
+    let daemon = processes::start_daemon(&daemon_bin, &server_url, &daemon_key, args.concurrency)?;
+
+    let admin = Client::connect(&server_url, &admin_key).await?;
+    for index in 0..args.webhooks {
+        let url = format!("{}/wh/{index}", receivers[index % receivers.len()]);
+        // The bench sends far more than the default 100 requests/s to one endpoint.
+        let webhook = NewWebhook {
+            rate_limit_per_second: Some(100_000),
+            ..NewWebhook::new(url, ["interview.*"]).description(format!("bench {index}"))
+        };
+        let (_, secret) = admin.create_webhook(webhook).await?;
+        tally.secrets.lock().map_err(|_| anyhow::anyhow!("lock"))?.insert(index, secret);
+    }
+
+    let publisher = Client::connect(&server_url, &publisher_key).await?;
+    let data = payload(args.payload_bytes);
+    let expected = args.events * args.webhooks;
+    let published_at = Arc::new(std::sync::Mutex::new(std::collections::HashMap::with_capacity(args.events)));
+    let started = Instant::now();
+    let progress = Progress::start(expected, tally.clone());
+    let slots = Arc::new(Semaphore::new(args.publishers.max(1)));
+    let mut calls = Vec::with_capacity(args.events);
+    for n in 0..args.events {
+        if args.rate > 0 {
+            let due = started + Duration::from_secs_f64(n as f64 / f64::from(args.rate));
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = slots.clone().acquire_owned().await?;
+        let (publisher, data, published_at) = (publisher.clone(), data.clone(), published_at.clone());
+        calls.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let reply = publisher.publish_event("default", "interview.scheduled", &data, None).await;
+            drop(permit);
+            let reply = reply?;
+            if let (Some(event), Ok(mut map)) = (reply.event, published_at.lock()) {
+                map.insert(event.id, sent);
+            }
+            Ok::<_, kit_webhooks_client::Error>(())
+        }));
+    }
+    for call in calls {
+        call.await??;
+    }
+    let publish_seconds = started.elapsed().as_secs_f64();
+
+    let deadline = Instant::now() + args.timeout;
+    while tally.unique() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    progress.stop();
+    let server_usage = processes::usage(server.0.id());
+    let daemon_usage = processes::usage(daemon.0.id());
+    drop(daemon);
+    drop(server);
+
+    let first_seen = tally.first_seen.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
+    let published_at = published_at.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
+    let last = first_seen.values().max().copied().unwrap_or(started);
+    let elapsed = last.duration_since(started).as_secs_f64().max(1e-9);
+    let mut latencies: Vec<f64> = first_seen
+        .iter()
+        .filter_map(|((event, _), at)| published_at.get(event).map(|sent| at.duration_since(*sent).as_secs_f64() * 1000.0))
+        .collect();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let received = first_seen.len();
+    let deliveries_per_second = received as f64 / elapsed;
+    Ok(Figures {
+        events: args.events,
+        webhooks: args.webhooks,
+        deliveries_expected: expected,
+        deliveries_received: received,
+        duplicates: tally.duplicates.load(Ordering::Relaxed),
+        bad_signatures: tally.bad_signatures.load(Ordering::Relaxed),
+        payload_bytes: args.payload_bytes,
+        concurrency: args.concurrency,
+        database: if database_url.starts_with("postgres") { "postgresql" } else { "sqlite" }.into(),
+        raw_ceiling_per_second: ceiling,
+        deliveries_per_second,
+        ratio_to_ceiling: deliveries_per_second / ceiling.max(1e-9),
+        publish_calls_per_second: args.events as f64 / publish_seconds.max(1e-9),
+        latency_ms: Latency {
+            p50: percentile(&latencies, 0.50),
+            p90: percentile(&latencies, 0.90),
+            p99: percentile(&latencies, 0.99),
+            max: latencies.last().copied().unwrap_or(0.0),
+        },
+        attempts_per_delivery: tally.requests.load(Ordering::Relaxed) as f64 / received.max(1) as f64,
+        elapsed_seconds: elapsed,
+        server: server_usage,
+        daemon: daemon_usage,
+    })
+}
+
+/// A JSON object of about `bytes` bytes.
+fn payload(bytes: usize) -> String {
+    let filler = "x".repeat(bytes.saturating_sub(40));
+    format!(r#"{{"candidate_id":9007199254740993,"notes":"{filler}"}}"#)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn print_table(f: &Figures) {
+    let usage = |u: &Option<Usage>| match u {
+        Some(u) => format!("{:.2} s CPU, {:.1} MiB peak RSS", u.cpu_seconds, u.peak_rss_mib),
+        None => "-".into(),
+    };
+    super::output::fields(&[
+        ("database", f.database.clone()),
+        ("events × webhooks", format!("{} × {} = {} deliveries", f.events, f.webhooks, f.deliveries_expected)),
+        ("received", format!("{} ({} duplicates, {} bad signatures)", f.deliveries_received, f.duplicates, f.bad_signatures)),
+        ("raw ceiling", format!("{:.0} requests/s", f.raw_ceiling_per_second)),
+        ("end to end", format!("{:.0} deliveries/s ({:.1} % of the ceiling)", f.deliveries_per_second, f.ratio_to_ceiling * 100.0)),
+        ("publish", format!("{:.0} calls/s", f.publish_calls_per_second)),
+        (
+            "publish → receipt",
+            format!(
+                "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                f.latency_ms.p50, f.latency_ms.p90, f.latency_ms.p99, f.latency_ms.max
+            ),
+        ),
+        ("attempts per delivery", format!("{:.3}", f.attempts_per_delivery)),
+        ("server", usage(&f.server)),
+        ("daemon", usage(&f.daemon)),
+    ]);
+}
+
+fn progress_note(text: &str) {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K{text}…");
+    }
+}
+
+/// A progress bar on stderr (when it is a terminal) while deliveries arrive.
+struct Progress(Option<tokio::task::JoinHandle<()>>);
+
+impl Progress {
+    fn start(expected: usize, tally: Arc<Tally>) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        Progress(Some(tokio::spawn(async move {
+            loop {
+                let done = tally.unique();
+                let width = 30;
+                let filled = (done * width / expected.max(1)).min(width);
+                eprint!(
+                    "\r\x1b[2K[{}{}] {done}/{expected} deliveries",
+                    "#".repeat(filled),
+                    "-".repeat(width - filled)
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })))
+    }
+
+    fn stop(self) {
+        if let Some(task) = self.0 {
+            task.abort();
+            eprint!("\r\x1b[2K");
+        }
+    }
+}

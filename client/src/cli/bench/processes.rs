@@ -1,0 +1,100 @@
+//! The system under test as separate processes (server, daemon), so each one's CPU time and peak memory can
+//! be read from `/proc` while it runs.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+/// CPU seconds (user + system) and peak RSS (MiB) of a running process, where `/proc` tells.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Usage {
+    pub cpu_seconds: f64,
+    pub peak_rss_mib: f64,
+}
+
+pub fn usage(pid: u32) -> Option<Usage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of those.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())?;
+    // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
+    Some(Usage {
+        cpu_seconds: ticks / 100.0,
+        peak_rss_mib: hwm_kib / 1024.0,
+    })
+}
+
+/// A child process that is killed when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The sibling binary `name` of this executable (both live in `target/<profile>/` or the same bin directory).
+pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("executable directory")?.join(name);
+    if !path.exists() {
+        bail!("{} not found; build it first (`cargo build --release --workspace`)", path.display());
+    }
+    Ok(path)
+}
+
+pub fn start_server(bin: &Path, listen: &str, database_url: &str, key_file: &Path, per_webhook: u32) -> anyhow::Result<Process> {
+    let child = Command::new(bin)
+        .args(["serve", "--listen", listen, "--database-url", database_url, "--allow-http"])
+        .arg("--key-file")
+        .arg(key_file)
+        .args(["--max-in-flight-per-webhook", &per_webhook.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let process = Process(child);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(listen).is_err() || !key_file.exists() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the server did not start listening on {listen}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(process)
+}
+
+pub fn create_daemon_key(bin: &Path, database_url: &str) -> anyhow::Result<String> {
+    let output = Command::new(bin)
+        .args(["keys", "create", "--database-url", database_url, "--role", "daemon"])
+        .output()
+        .context("creating a daemon key")?;
+    if !output.status.success() {
+        bail!("keys create failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+pub fn start_daemon(bin: &Path, server: &str, token: &str, max_in_flight: u32) -> anyhow::Result<Process> {
+    let child = Command::new(bin)
+        .args(["--server", server, "--token", token, "--allow-network", "127.0.0.0/8"])
+        .args(["--max-in-flight", &max_in_flight.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(Process(child))
+}
