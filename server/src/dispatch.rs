@@ -143,10 +143,12 @@ pub async fn run_stream(state: Arc<AppState>, owner: String, daemon_id: String, 
 async fn feed(state: &AppState, owner: &str, room: u64, tx: &TaskSender) -> Result<Option<u64>, sea_orm::DbErr> {
     let now = time::now_ms();
     let expires = now + state.config.lease_ttl().as_millis() as i64;
+    let started = Instant::now();
     let leased = state
         .store
         .claim_due(owner, room, u64::from(state.config.max_in_flight_per_webhook), now, expires)
         .await?;
+    tracing::debug!(stream = %owner, room, claimed = leased.len(), took = ?started.elapsed(), "claimed");
     let timeout_ms = state.config.request_timeout.as_millis() as u32;
     for lease in &leased {
         if tx.send(Ok(convert::task(lease, timeout_ms, now))).await.is_err() {

@@ -16,7 +16,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use anyhow::Context;
 use kit_webhooks::proto;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::Config;
 pub use store::Store;
@@ -183,9 +182,11 @@ pub async fn start_with_signal(
     };
     tracing::info!(%addr, "Kit Webhooks server listening");
     let task_store = store.clone();
+    // No Nagle: small stream messages and replies must leave at once, not wait for a delayed ACK (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {
         router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+            .serve_with_incoming_shutdown(incoming, stop)
             .await
             .context("gRPC server failed")?;
         task_store.close().await;

@@ -51,7 +51,10 @@ async fn commit_groups(store: Store, policy: RetryPolicy, mut rx: mpsc::Receiver
             }
         }
         let (reports, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        match store.record_attempts(reports, &policy, time::now_ms()).await {
+        let started = std::time::Instant::now();
+        let recorded = store.record_attempts(reports, &policy, time::now_ms()).await;
+        tracing::debug!(reports = replies.len(), took = ?started.elapsed(), "group committed");
+        match recorded {
             Ok(results) => {
                 for (result, reply) in results.into_iter().zip(replies) {
                     let _ = reply.send(result);

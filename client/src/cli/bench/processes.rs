@@ -60,7 +60,7 @@ pub fn start_server(bin: &Path, listen: &str, database_url: &str, key_file: &Pat
         .arg("--key-file")
         .arg(key_file)
         .args(["--max-in-flight-per-webhook", &per_webhook.to_string()])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -91,10 +91,16 @@ pub fn start_daemon(bin: &Path, server: &str, token: &str, max_in_flight: u32) -
     let child = Command::new(bin)
         .args(["--server", server, "--token", token, "--allow-network", "127.0.0.0/8"])
         .args(["--max-in-flight", &max_in_flight.to_string()])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     Ok(Process(child))
+}
+
+/// The log filter of the processes under test: `KIT_BENCH_LOG` when set (e.g. `debug` to see timings),
+/// else warnings only.
+fn log_filter() -> String {
+    std::env::var("KIT_BENCH_LOG").unwrap_or_else(|_| "warn".into())
 }
