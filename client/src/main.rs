@@ -43,11 +43,13 @@ enum Command {
     /// The catalogue of event types, by category.
     EventTypes,
     /// Measure end-to-end delivery throughput and latency against the raw ceiling of this machine.
-    #[command(after_help = "Examples:\n  kit-webhooks bench --events 5000 --webhooks 10 --json bench.json\n  \
+    #[command(
+        after_help = "Examples:\n  kit-webhooks bench --events 5000 --webhooks 10 --json bench.json\n  \
         kit-webhooks bench --events 20000 --webhooks 1 --rate 1000\n  \
         kit-webhooks bench --database-url postgres://postgres@127.0.0.1:5432/bench\n\n\
         Starts kit-webhooks-server and kit-webhooks-daemon from this binary's directory\n\
-        (cargo build --release --workspace).")]
+        (cargo build --release --workspace)."
+    )]
     Bench(cli::bench::BenchArgs),
     /// Run a local endpoint that verifies signatures and prints each delivery.
     #[command(

@@ -56,7 +56,11 @@ impl Streams {
 
     /// Tells stream `owner` (if it is open here) that one of its leases was reported.
     pub fn reported(&self, owner: &str) {
-        let state = self.open.lock().ok().and_then(|open| open.get(owner).cloned());
+        let state = self
+            .open
+            .lock()
+            .ok()
+            .and_then(|open| open.get(owner).cloned());
         if let Some(state) = state {
             state.reported.fetch_add(1, Ordering::Relaxed);
             // `notify_one` keeps a permit when the stream is busy, so the wake-up is never lost.
@@ -73,7 +77,13 @@ pub type TaskSender = tokio::sync::mpsc::Sender<Result<proto::DeliveryTask, Stat
 /// queried on every turn; when the stream looks full and nothing has woken it for a while, the count is
 /// taken from the database instead, which also covers reports that reached another server replica. It claims
 /// in batches: once a quarter of its room is free, or whenever it holds nothing.
-pub async fn run_stream(state: Arc<AppState>, owner: String, daemon_id: String, max_in_flight: u64, tx: TaskSender) {
+pub async fn run_stream(
+    state: Arc<AppState>,
+    owner: String,
+    daemon_id: String,
+    max_in_flight: u64,
+    tx: TaskSender,
+) {
     let stream = state.streams.open(&owner);
     tracing::info!(stream = %owner, daemon = %daemon_id, max_in_flight, "delivery stream opened");
     let ttl = state.config.lease_ttl();
@@ -109,7 +119,11 @@ pub async fn run_stream(state: Arc<AppState>, owner: String, daemon_id: String, 
             }
             renewed = Instant::now();
         }
-        let sleep = if nothing_due { until_next_due(&state).await } else { IDLE_POLL };
+        let sleep = if nothing_due {
+            until_next_due(&state).await
+        } else {
+            IDLE_POLL
+        };
         tokio::select! {
             _ = &mut changed => {}
             _ = stream.wake.notified() => {}
@@ -140,18 +154,33 @@ pub async fn run_stream(state: Arc<AppState>, owner: String, daemon_id: String, 
 }
 
 /// Claims up to `room` due deliveries and sends them; `None` when the daemon is gone.
-async fn feed(state: &AppState, owner: &str, room: u64, tx: &TaskSender) -> Result<Option<u64>, sea_orm::DbErr> {
+async fn feed(
+    state: &AppState,
+    owner: &str,
+    room: u64,
+    tx: &TaskSender,
+) -> Result<Option<u64>, sea_orm::DbErr> {
     let now = time::now_ms();
     let expires = now + state.config.lease_ttl().as_millis() as i64;
     let started = Instant::now();
     let leased = state
         .store
-        .claim_due(owner, room, u64::from(state.config.max_in_flight_per_webhook), now, expires)
+        .claim_due(
+            owner,
+            room,
+            u64::from(state.config.max_in_flight_per_webhook),
+            now,
+            expires,
+        )
         .await?;
     tracing::debug!(stream = %owner, room, claimed = leased.len(), took = ?started.elapsed(), "claimed");
     let timeout_ms = state.config.request_timeout.as_millis() as u32;
     for lease in &leased {
-        if tx.send(Ok(convert::task(lease, timeout_ms, now))).await.is_err() {
+        if tx
+            .send(Ok(convert::task(lease, timeout_ms, now)))
+            .await
+            .is_err()
+        {
             return Ok(None);
         }
     }

@@ -7,8 +7,8 @@ pub mod api;
 pub mod config;
 pub mod core;
 pub mod dispatch;
+pub mod group_commit;
 pub mod keys;
-pub mod reports;
 pub mod store;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -97,9 +97,27 @@ pub async fn start_with_signal(
         key
     });
     let embedded_options = config.embedded_daemon.clone();
-    let reports = reports::ReportQueue::spawn(store.clone(), config.retry.clone());
+    let reports = {
+        let (store, policy) = (store.clone(), config.retry.clone());
+        group_commit::GroupCommit::spawn("reports", 512, move |reports| {
+            let (store, policy) = (store.clone(), policy.clone());
+            async move {
+                store
+                    .record_attempts(reports, &policy, core::time::now_ms())
+                    .await
+            }
+        })
+    };
+    let publishes = {
+        let store = store.clone();
+        group_commit::GroupCommit::spawn("publishes", 256, move |events| {
+            let store = store.clone();
+            async move { store.publish_events(events).await }
+        })
+    };
     let state = Arc::new(AppState {
         reports,
+        publishes,
         auth,
         store: store.clone(),
         config,

@@ -87,7 +87,11 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             delivery_id,
             lease_id,
             attempt_number: req.attempt_number,
-            started_at: req.started_at.as_ref().map(time::to_ms).unwrap_or_else(time::now_ms),
+            started_at: req
+                .started_at
+                .as_ref()
+                .map(time::to_ms)
+                .unwrap_or_else(time::now_ms),
             duration_ms: req.duration_ms,
             request_headers: req.request_headers,
             response_status: req.response_status,
@@ -96,7 +100,7 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             error_kind: req.error_kind,
             error: req.error,
         };
-        let recorded = self.state.reports.record(report).await?;
+        let recorded = self.state.reports.submit(report).await?;
         if let Some(owner) = &recorded.lease_owner {
             self.state.streams.reported(owner);
         }

@@ -12,7 +12,18 @@ use std::time::Duration;
 use kit_webhooks::proto;
 use tokio::sync::Notify;
 
-use crate::{config::Config, core::Error, dispatch::Streams, store::Store};
+use crate::{
+    config::Config,
+    core::Error,
+    dispatch::Streams,
+    group_commit::GroupCommit,
+    store::{
+        entity::event,
+        events::Published,
+        leases::{AttemptReport, Recorded},
+        Store,
+    },
+};
 
 /// What every service shares.
 pub struct AppState {
@@ -24,7 +35,9 @@ pub struct AppState {
     /// Woken whenever an attempt has been recorded.
     pub attempt_recorded: Notify,
     /// Attempt reports waiting for their group commit.
-    pub reports: crate::reports::ReportQueue,
+    pub reports: GroupCommit<AttemptReport, Recorded>,
+    /// Published events waiting for their group commit.
+    pub publishes: GroupCommit<event::Model, Published>,
     /// The daemon streams open on this server.
     pub streams: Streams,
     /// Cancelled when the server shuts down: streams end and release their leases.

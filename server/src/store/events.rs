@@ -5,11 +5,13 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
+use std::collections::HashMap;
+
 use super::{
     entity::{delivery, event, webhook},
     is_unique_violation, Store,
 };
-use crate::core::{event::DeliveryStatus, id, page::PageRequest, webhook::subscribes};
+use crate::core::{event::DeliveryStatus, id, page::PageRequest, webhook::subscribes, Error};
 
 /// Rows per multi-row INSERT: well under SQLite's bound-parameter limit, large enough to amortise round trips.
 const INSERT_CHUNK: usize = 500;
@@ -45,7 +47,7 @@ impl Store {
     /// Stores `event` and one pending delivery for every active webhook of its account that subscribes to its
     /// type, in one transaction. An idempotency key seen before returns the original event and writes nothing.
     pub async fn publish_event(&self, event: event::Model) -> Result<Published, DbErr> {
-        match self.try_publish(event.clone()).await {
+        match self.publish_group(vec![event.clone()]).await {
             // Another publish with the same key committed between our check and our insert.
             Err(err) if is_unique_violation(&err) && event.idempotency_key.is_some() => {
                 let key = event.idempotency_key.as_deref().unwrap_or_default();
@@ -57,33 +59,122 @@ impl Store {
                     None => Err(err),
                 }
             }
-            other => other,
+            Err(err) => Err(err),
+            Ok(mut published) => published
+                .pop()
+                .ok_or_else(|| DbErr::Custom("nothing published".into())),
         }
     }
 
-    async fn try_publish(&self, event: event::Model) -> Result<Published, DbErr> {
+    /// [`Store::publish_event`] for a group of events in one transaction (group commit). When another
+    /// server replica wins a race on one of the group's idempotency keys, the group is published again one
+    /// event at a time, so each call still gets its own answer.
+    pub async fn publish_events(
+        &self,
+        events: Vec<event::Model>,
+    ) -> Result<Vec<Result<Published, Error>>, DbErr> {
+        match self.publish_group(events.clone()).await {
+            Ok(published) => Ok(published.into_iter().map(Ok).collect()),
+            Err(err) if is_unique_violation(&err) => {
+                let mut results = Vec::with_capacity(events.len());
+                for event in events {
+                    results.push(self.publish_event(event).await.map_err(Error::from));
+                }
+                Ok(results)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The transaction behind publishing: idempotency check, events, fan-out, in a handful of statements
+    /// whatever the group's size.
+    async fn publish_group(&self, events: Vec<event::Model>) -> Result<Vec<Published>, DbErr> {
         let txn = self.writer().begin().await?;
-        if let Some(key) = &event.idempotency_key {
-            if let Some(original) = Self::find_event_by_key(&txn, &event.account_id, key).await? {
-                return Ok(Published {
-                    event: original,
-                    deliveries_queued: 0,
-                });
+        // Events whose key was seen before (in the database, or earlier in this group) come back as they were.
+        let mut originals: HashMap<(String, String), event::Model> = HashMap::new();
+        let keyed: Vec<&event::Model> = events
+            .iter()
+            .filter(|e| e.idempotency_key.is_some())
+            .collect();
+        if !keyed.is_empty() {
+            let found = event::Entity::find()
+                .filter(event::Column::AccountId.is_in(keyed.iter().map(|e| e.account_id.as_str())))
+                .filter(
+                    event::Column::IdempotencyKey
+                        .is_in(keyed.iter().filter_map(|e| e.idempotency_key.as_deref())),
+                )
+                .all(&txn)
+                .await?;
+            for original in found {
+                if let Some(key) = original.idempotency_key.clone() {
+                    originals.insert((original.account_id.clone(), key), original);
+                }
             }
         }
-        let event = event.into_active_model().insert(&txn).await?;
-        let deliveries: Vec<delivery::Model> = Self::active_webhooks_on(&txn, &event.account_id)
-            .await?
-            .iter()
-            .filter(|webhook| subscribes(&webhook.events, &event.r#type))
-            .map(|webhook| new_delivery(&event, webhook))
-            .collect();
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut fresh = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(key) = &event.idempotency_key {
+                let slot = (event.account_id.clone(), key.clone());
+                if let Some(original) = originals.get(&slot) {
+                    outcomes.push(Err(original.clone()));
+                    continue;
+                }
+                originals.insert(slot, event.clone());
+            }
+            outcomes.push(Ok(fresh.len()));
+            fresh.push(event);
+        }
+        for chunk in fresh.chunks(INSERT_CHUNK) {
+            event::Entity::insert_many(
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(IntoActiveModel::into_active_model),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        }
+
+        let mut accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let mut webhooks: HashMap<String, Vec<webhook::Model>> = HashMap::new();
+        if !accounts.is_empty() {
+            for hook in Self::active_webhooks_on(&txn, &accounts).await? {
+                webhooks
+                    .entry(hook.account_id.clone())
+                    .or_default()
+                    .push(hook);
+            }
+        }
+        let mut deliveries = Vec::new();
+        let mut queued = Vec::with_capacity(fresh.len());
+        for event in &fresh {
+            let before = deliveries.len();
+            for hook in webhooks.get(&event.account_id).into_iter().flatten() {
+                if subscribes(&hook.events, &event.r#type) {
+                    deliveries.push(new_delivery(event, hook));
+                }
+            }
+            queued.push((deliveries.len() - before) as u32);
+        }
         insert_deliveries(&txn, &deliveries).await?;
         txn.commit().await?;
-        Ok(Published {
-            event,
-            deliveries_queued: deliveries.len() as u32,
-        })
+
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(index) => Published {
+                    event: fresh[index].clone(),
+                    deliveries_queued: queued[index],
+                },
+                Err(original) => Published {
+                    event: original,
+                    deliveries_queued: 0,
+                },
+            })
+            .collect())
     }
 
     /// Stores a `test.ping` event and its one delivery to `webhook`, whatever the webhook's status.

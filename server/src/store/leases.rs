@@ -338,8 +338,12 @@ impl Store {
             // A duplicate report arriving at another replica waits here, then finds the lease gone.
             query = query.lock_exclusive();
         }
-        let mut held: HashMap<String, delivery::Model> =
-            query.all(&txn).await?.into_iter().map(|d| (d.id.clone(), d)).collect();
+        let mut held: HashMap<String, delivery::Model> = query
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
         let mut hook_query = webhook::Entity::find()
             .filter(webhook::Column::Id.is_in(held.values().map(|d| d.webhook_id.as_str())))
             .order_by_asc(webhook::Column::Id);
@@ -379,7 +383,10 @@ impl Store {
             if report.attempt_number != number as u32 {
                 results.push(Err(Error::invalid(
                     "attempt_number",
-                    format!("is {}, but this lease is for attempt {number}", report.attempt_number),
+                    format!(
+                        "is {}, but this lease is for attempt {number}",
+                        report.attempt_number
+                    ),
                 )));
                 continue;
             }
@@ -411,9 +418,13 @@ impl Store {
                 number: Set(number),
                 started_at: Set(report.started_at),
                 duration_ms: Set(report.duration_ms.min(i32::MAX as u32) as i32),
-                request_headers: Set(serde_json::to_string(&report.request_headers).unwrap_or_else(|_| "{}".into())),
+                request_headers: Set(
+                    serde_json::to_string(&report.request_headers).unwrap_or_else(|_| "{}".into())
+                ),
                 response_status: Set(report.response_status.min(999) as i32),
-                response_headers: Set(serde_json::to_string(&report.response_headers).unwrap_or_else(|_| "{}".into())),
+                response_headers: Set(
+                    serde_json::to_string(&report.response_headers).unwrap_or_else(|_| "{}".into())
+                ),
                 response_body: Set(report.response_body),
                 error_kind: Set(report.error_kind),
                 error: Set(report.error),
@@ -425,13 +436,18 @@ impl Store {
         }
 
         for chunk in attempts.chunks(INSERT_CHUNK) {
-            attempt::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+            attempt::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
         }
         finish(&txn, &succeeded, DeliveryStatus::Succeeded, now).await?;
         finish(&txn, &failed, DeliveryStatus::Failed, now).await?;
         for (delivery_id, at) in retries {
             unlease(delivery::Entity::update_many())
-                .col_expr(delivery::Column::Status, Expr::value(DeliveryStatus::Pending.as_str()))
+                .col_expr(
+                    delivery::Column::Status,
+                    Expr::value(DeliveryStatus::Pending.as_str()),
+                )
                 .col_expr(delivery::Column::NextAttemptAt, Expr::value(at))
                 .filter(delivery::Column::Id.eq(delivery_id))
                 .exec(&txn)
@@ -462,18 +478,38 @@ fn header(headers: &HashMap<String, String>, name: &str) -> Option<String> {
 fn unlease(update: sea_orm::UpdateMany<delivery::Entity>) -> sea_orm::UpdateMany<delivery::Entity> {
     use sea_orm::sea_query::ExprTrait;
     update
-        .col_expr(delivery::Column::AttemptCount, Expr::col(delivery::Column::AttemptCount).add(1))
-        .col_expr(delivery::Column::LeaseId, Expr::value(Option::<String>::None))
-        .col_expr(delivery::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(delivery::Column::LeaseExpiresAt, Expr::value(Option::<i64>::None))
+        .col_expr(
+            delivery::Column::AttemptCount,
+            Expr::col(delivery::Column::AttemptCount).add(1),
+        )
+        .col_expr(
+            delivery::Column::LeaseId,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            delivery::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            delivery::Column::LeaseExpiresAt,
+            Expr::value(Option::<i64>::None),
+        )
 }
 
 /// Marks `ids` finished (`succeeded` or `failed`) in one statement.
-async fn finish(db: &impl ConnectionTrait, ids: &[String], status: DeliveryStatus, now: i64) -> Result<(), DbErr> {
+async fn finish(
+    db: &impl ConnectionTrait,
+    ids: &[String],
+    status: DeliveryStatus,
+    now: i64,
+) -> Result<(), DbErr> {
     for chunk in ids.chunks(INSERT_CHUNK) {
         unlease(delivery::Entity::update_many())
             .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
-            .col_expr(delivery::Column::NextAttemptAt, Expr::value(Option::<i64>::None))
+            .col_expr(
+                delivery::Column::NextAttemptAt,
+                Expr::value(Option::<i64>::None),
+            )
             .col_expr(delivery::Column::CompletedAt, Expr::value(now))
             .filter(delivery::Column::Id.is_in(chunk.iter().map(String::as_str)))
             .exec(db)

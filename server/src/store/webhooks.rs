@@ -110,13 +110,13 @@ impl Store {
         Ok(Some(deliveries.rows_affected))
     }
 
-    /// The account's active webhooks, for fan-out.
+    /// The active webhooks of `accounts`, for fan-out.
     pub async fn active_webhooks_on(
         db: &impl ConnectionTrait,
-        account_id: &str,
+        accounts: &[&str],
     ) -> Result<Vec<webhook::Model>, DbErr> {
         webhook::Entity::find()
-            .filter(webhook::Column::AccountId.eq(account_id))
+            .filter(webhook::Column::AccountId.is_in(accounts.iter().copied()))
             .filter(webhook::Column::Status.eq(crate::core::webhook::Status::Active.as_str()))
             .all(db)
             .await

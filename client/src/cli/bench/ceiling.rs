@@ -17,7 +17,12 @@ use hyper_util::{
 };
 
 /// Requests per second over `duration` with `concurrency` requests in flight, spread over `receivers`.
-pub async fn measure(receivers: &[String], concurrency: usize, body_bytes: usize, duration: Duration) -> anyhow::Result<f64> {
+pub async fn measure(
+    receivers: &[String],
+    concurrency: usize,
+    body_bytes: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())

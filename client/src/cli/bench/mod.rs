@@ -99,7 +99,8 @@ pub struct Latency {
 pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
     let figures = measure(&args).await?;
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if json_output {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -124,7 +125,13 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     let tally = Arc::new(Tally::default());
     let receivers = receivers::start(args.receivers, args.latency, tally.clone()).await?;
     progress_note("measuring the raw ceiling");
-    let ceiling = ceiling::measure(&receivers, args.concurrency as usize, args.payload_bytes, args.ceiling_duration).await?;
+    let ceiling = ceiling::measure(
+        &receivers,
+        args.concurrency as usize,
+        args.payload_bytes,
+        args.ceiling_duration,
+    )
+    .await?;
 
     // The system under test.
     let dir = tempfile::tempdir()?;
@@ -139,11 +146,18 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     let key_file = dir.path().join("bench.keys");
     let server_bin = processes::sibling("kit-webhooks-server")?;
     let daemon_bin = processes::sibling("kit-webhooks-daemon")?;
-    let server = processes::start_server(&server_bin, &listen, &database_url, &key_file, args.concurrency.max(16))?;
+    let server = processes::start_server(
+        &server_bin,
+        &listen,
+        &database_url,
+        &key_file,
+        args.concurrency.max(16),
+    )?;
     let keys = std::fs::read_to_string(&key_file)?;
-    let admin_key = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY).context("admin key")?;
-    let publisher_key =
-        kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::PUBLISHER_KEY).context("publisher key")?;
+    let admin_key = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY)
+        .context("admin key")?;
+    let publisher_key = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::PUBLISHER_KEY)
+        .context("publisher key")?;
     let daemon_key = processes::create_daemon_key(&server_bin, &database_url)?;
     let server_url = format!("http://{listen}");
     let daemon = processes::start_daemon(&daemon_bin, &server_url, &daemon_key, args.concurrency)?;
@@ -157,13 +171,19 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
             ..NewWebhook::new(url, ["interview.*"]).description(format!("bench {index}"))
         };
         let (_, secret) = admin.create_webhook(webhook).await?;
-        tally.secrets.lock().map_err(|_| anyhow::anyhow!("lock"))?.insert(index, secret);
+        tally
+            .secrets
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?
+            .insert(index, secret);
     }
 
     let publisher = Client::connect(&server_url, &publisher_key).await?;
     let data = payload(args.payload_bytes);
     let expected = args.events * args.webhooks;
-    let published_at = Arc::new(std::sync::Mutex::new(std::collections::HashMap::with_capacity(args.events)));
+    let published_at = Arc::new(std::sync::Mutex::new(
+        std::collections::HashMap::with_capacity(args.events),
+    ));
     let started = Instant::now();
     let progress = Progress::start(expected, tally.clone());
     let slots = Arc::new(Semaphore::new(args.publishers.max(1)));
@@ -174,10 +194,13 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
             tokio::time::sleep_until(due.into()).await;
         }
         let permit = slots.clone().acquire_owned().await?;
-        let (publisher, data, published_at) = (publisher.clone(), data.clone(), published_at.clone());
+        let (publisher, data, published_at) =
+            (publisher.clone(), data.clone(), published_at.clone());
         calls.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let reply = publisher.publish_event("default", "interview.scheduled", &data, None).await;
+            let reply = publisher
+                .publish_event("default", "interview.scheduled", &data, None)
+                .await;
             drop(permit);
             let reply = reply?;
             if let (Some(event), Ok(mut map)) = (reply.event, published_at.lock()) {
@@ -201,13 +224,24 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     drop(daemon);
     drop(server);
 
-    let first_seen = tally.first_seen.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
-    let published_at = published_at.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
+    let first_seen = tally
+        .first_seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .clone();
+    let published_at = published_at
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .clone();
     let last = first_seen.values().max().copied().unwrap_or(started);
     let elapsed = last.duration_since(started).as_secs_f64().max(1e-9);
     let mut latencies: Vec<f64> = first_seen
         .iter()
-        .filter_map(|((event, _), at)| published_at.get(event).map(|sent| at.duration_since(*sent).as_secs_f64() * 1000.0))
+        .filter_map(|((event, _), at)| {
+            published_at
+                .get(event)
+                .map(|sent| at.duration_since(*sent).as_secs_f64() * 1000.0)
+        })
         .collect();
     latencies.sort_by(|a, b| a.total_cmp(b));
     let received = first_seen.len();
@@ -221,7 +255,12 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         bad_signatures: tally.bad_signatures.load(Ordering::Relaxed),
         payload_bytes: args.payload_bytes,
         concurrency: args.concurrency,
-        database: if database_url.starts_with("postgres") { "postgresql" } else { "sqlite" }.into(),
+        database: if database_url.starts_with("postgres") {
+            "postgresql"
+        } else {
+            "sqlite"
+        }
+        .into(),
         raw_ceiling_per_second: ceiling,
         deliveries_per_second,
         ratio_to_ceiling: deliveries_per_second / ceiling.max(1e-9),
@@ -232,7 +271,8 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
             p99: percentile(&latencies, 0.99),
             max: latencies.last().copied().unwrap_or(0.0),
         },
-        attempts_per_delivery: tally.requests.load(Ordering::Relaxed) as f64 / received.max(1) as f64,
+        attempts_per_delivery: tally.requests.load(Ordering::Relaxed) as f64
+            / received.max(1) as f64,
         elapsed_seconds: elapsed,
         server: server_usage,
         daemon: daemon_usage,
@@ -255,16 +295,44 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 fn print_table(f: &Figures) {
     let usage = |u: &Option<Usage>| match u {
-        Some(u) => format!("{:.2} s CPU, {:.1} MiB peak RSS", u.cpu_seconds, u.peak_rss_mib),
+        Some(u) => format!(
+            "{:.2} s CPU, {:.1} MiB peak RSS",
+            u.cpu_seconds, u.peak_rss_mib
+        ),
         None => "-".into(),
     };
     super::output::fields(&[
         ("database", f.database.clone()),
-        ("events × webhooks", format!("{} × {} = {} deliveries", f.events, f.webhooks, f.deliveries_expected)),
-        ("received", format!("{} ({} duplicates, {} bad signatures)", f.deliveries_received, f.duplicates, f.bad_signatures)),
-        ("raw ceiling", format!("{:.0} requests/s", f.raw_ceiling_per_second)),
-        ("end to end", format!("{:.0} deliveries/s ({:.1} % of the ceiling)", f.deliveries_per_second, f.ratio_to_ceiling * 100.0)),
-        ("publish", format!("{:.0} calls/s", f.publish_calls_per_second)),
+        (
+            "events × webhooks",
+            format!(
+                "{} × {} = {} deliveries",
+                f.events, f.webhooks, f.deliveries_expected
+            ),
+        ),
+        (
+            "received",
+            format!(
+                "{} ({} duplicates, {} bad signatures)",
+                f.deliveries_received, f.duplicates, f.bad_signatures
+            ),
+        ),
+        (
+            "raw ceiling",
+            format!("{:.0} requests/s", f.raw_ceiling_per_second),
+        ),
+        (
+            "end to end",
+            format!(
+                "{:.0} deliveries/s ({:.1} % of the ceiling)",
+                f.deliveries_per_second,
+                f.ratio_to_ceiling * 100.0
+            ),
+        ),
+        (
+            "publish",
+            format!("{:.0} calls/s", f.publish_calls_per_second),
+        ),
         (
             "publish → receipt",
             format!(
@@ -272,7 +340,10 @@ fn print_table(f: &Figures) {
                 f.latency_ms.p50, f.latency_ms.p90, f.latency_ms.p99, f.latency_ms.max
             ),
         ),
-        ("attempts per delivery", format!("{:.3}", f.attempts_per_delivery)),
+        (
+            "attempts per delivery",
+            format!("{:.3}", f.attempts_per_delivery),
+        ),
         ("server", usage(&f.server)),
         ("daemon", usage(&f.daemon)),
     ]);

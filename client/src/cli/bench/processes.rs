@@ -49,14 +49,30 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.parent().context("executable directory")?.join(name);
     if !path.exists() {
-        bail!("{} not found; build it first (`cargo build --release --workspace`)", path.display());
+        bail!(
+            "{} not found; build it first (`cargo build --release --workspace`)",
+            path.display()
+        );
     }
     Ok(path)
 }
 
-pub fn start_server(bin: &Path, listen: &str, database_url: &str, key_file: &Path, per_webhook: u32) -> anyhow::Result<Process> {
+pub fn start_server(
+    bin: &Path,
+    listen: &str,
+    database_url: &str,
+    key_file: &Path,
+    per_webhook: u32,
+) -> anyhow::Result<Process> {
     let child = Command::new(bin)
-        .args(["serve", "--listen", listen, "--database-url", database_url, "--allow-http"])
+        .args([
+            "serve",
+            "--listen",
+            listen,
+            "--database-url",
+            database_url,
+            "--allow-http",
+        ])
         .arg("--key-file")
         .arg(key_file)
         .args(["--max-in-flight-per-webhook", &per_webhook.to_string()])
@@ -78,18 +94,40 @@ pub fn start_server(bin: &Path, listen: &str, database_url: &str, key_file: &Pat
 
 pub fn create_daemon_key(bin: &Path, database_url: &str) -> anyhow::Result<String> {
     let output = Command::new(bin)
-        .args(["keys", "create", "--database-url", database_url, "--role", "daemon"])
+        .args([
+            "keys",
+            "create",
+            "--database-url",
+            database_url,
+            "--role",
+            "daemon",
+        ])
         .output()
         .context("creating a daemon key")?;
     if !output.status.success() {
-        bail!("keys create failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "keys create failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(String::from_utf8(output.stdout)?.trim().to_owned())
 }
 
-pub fn start_daemon(bin: &Path, server: &str, token: &str, max_in_flight: u32) -> anyhow::Result<Process> {
+pub fn start_daemon(
+    bin: &Path,
+    server: &str,
+    token: &str,
+    max_in_flight: u32,
+) -> anyhow::Result<Process> {
     let child = Command::new(bin)
-        .args(["--server", server, "--token", token, "--allow-network", "127.0.0.0/8"])
+        .args([
+            "--server",
+            server,
+            "--token",
+            token,
+            "--allow-network",
+            "127.0.0.0/8",
+        ])
         .args(["--max-in-flight", &max_in_flight.to_string()])
         .env("RUST_LOG", log_filter())
         .stdout(Stdio::null())

@@ -39,7 +39,11 @@ impl Tally {
 }
 
 /// Starts `count` receivers; returns their base URLs.
-pub async fn start(count: usize, latency: Duration, tally: Arc<Tally>) -> anyhow::Result<Vec<String>> {
+pub async fn start(
+    count: usize,
+    latency: Duration,
+    tally: Arc<Tally>,
+) -> anyhow::Result<Vec<String>> {
     let mut urls = Vec::with_capacity(count);
     for _ in 0..count {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -47,7 +51,9 @@ pub async fn start(count: usize, latency: Duration, tally: Arc<Tally>) -> anyhow
         let tally = tally.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let tally = tally.clone();
                 tokio::spawn(async move {
@@ -65,7 +71,11 @@ pub async fn start(count: usize, latency: Duration, tally: Arc<Tally>) -> anyhow
     Ok(urls)
 }
 
-async fn receive(request: Request<Incoming>, tally: &Tally, latency: Duration) -> Response<Empty<Bytes>> {
+async fn receive(
+    request: Request<Incoming>,
+    tally: &Tally,
+    latency: Duration,
+) -> Response<Empty<Bytes>> {
     let path = request.uri().path().to_owned();
     let header = |name: &str| {
         request
@@ -80,13 +90,26 @@ async fn receive(request: Request<Incoming>, tally: &Tally, latency: Duration) -
         header(signature::WEBHOOK_TIMESTAMP),
         header(signature::WEBHOOK_SIGNATURE),
     );
-    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let now = Instant::now();
     if path == "/ceiling" {
         tally.ceiling_requests.fetch_add(1, Ordering::Relaxed);
-    } else if let Some(index) = path.strip_prefix("/wh/").and_then(|i| i.parse::<usize>().ok()) {
+    } else if let Some(index) = path
+        .strip_prefix("/wh/")
+        .and_then(|i| i.parse::<usize>().ok())
+    {
         tally.requests.fetch_add(1, Ordering::Relaxed);
-        let secret = tally.secrets.lock().ok().and_then(|s| s.get(&index).cloned()).unwrap_or_default();
+        let secret = tally
+            .secrets
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&index).cloned())
+            .unwrap_or_default();
         let verified = signature::verify(
             &secret,
             &id,
