@@ -60,12 +60,7 @@ impl proto::event_service_server::EventService for EventApi {
             idempotency_key,
             created_at: time::now_ms(),
         };
-        let published = self
-            .state
-            .store
-            .publish_event(row)
-            .await
-            .map_err(Error::from)?;
+        let published = self.state.publishes.submit(row).await?;
         if published.deliveries_queued > 0 {
             self.state.deliveries_changed.notify_waiters();
         }
