@@ -98,36 +98,31 @@ pub fn attempt(row: attempt::Model) -> proto::Attempt {
 /// The daemon's task for a leased delivery: the exact body, and every secret valid `now` (the current one
 /// first, then one still in its rotation grace).
 pub fn task(lease: &LeasedDelivery, timeout_ms: u32, now: i64) -> proto::DeliveryTask {
-    let LeasedDelivery {
-        delivery,
-        webhook,
-        event,
-    } = lease;
-    let mut secrets = vec![webhook.secret.clone()];
+    let mut secrets = vec![lease.secret.clone()];
     if let (Some(previous), Some(until)) =
-        (&webhook.previous_secret, webhook.previous_secret_expires_at)
+        (&lease.previous_secret, lease.previous_secret_expires_at)
     {
         if until > now {
             secrets.push(previous.clone());
         }
     }
     proto::DeliveryTask {
-        delivery_id: delivery.id.clone(),
-        attempt_number: (delivery.attempt_count + 1).max(1) as u32,
-        lease_id: delivery.lease_id.clone().unwrap_or_default(),
-        webhook_id: webhook.id.clone(),
-        url: webhook.url.clone(),
+        delivery_id: lease.delivery_id.clone(),
+        attempt_number: (lease.attempt_count + 1).max(1) as u32,
+        lease_id: lease.lease_id.clone(),
+        webhook_id: lease.webhook_id.clone(),
+        url: lease.url.clone(),
         body: envelope(
-            &event.id,
-            &event.r#type,
-            event.created_at,
-            &event.account_id,
-            &event.data_json,
+            &lease.event_id,
+            &lease.event_type,
+            lease.event_created_at,
+            &lease.account_id,
+            &lease.data_json,
         ),
         secrets,
-        event_id: event.id.clone(),
-        event_type: event.r#type.clone(),
+        event_id: lease.event_id.clone(),
+        event_type: lease.event_type.clone(),
         timeout_ms,
-        rate_limit_per_second: webhook.rate_limit_per_second.max(1) as u32,
+        rate_limit_per_second: lease.rate_limit_per_second.max(1) as u32,
     }
 }

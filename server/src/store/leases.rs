@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use super::{
-    entity::{attempt, delivery, event, webhook},
+    entity::{attempt, delivery, webhook},
     Store,
 };
 use crate::core::{
@@ -27,12 +27,23 @@ use crate::core::{
     Error,
 };
 
-/// A leased delivery with everything needed to send it.
+/// A leased delivery with everything needed to send it: read in the same query that finds it due.
 #[derive(Debug, Clone)]
 pub struct LeasedDelivery {
-    pub delivery: delivery::Model,
-    pub webhook: webhook::Model,
-    pub event: event::Model,
+    pub delivery_id: String,
+    pub attempt_count: i32,
+    pub lease_id: String,
+    pub webhook_id: String,
+    pub url: String,
+    pub rate_limit_per_second: i32,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
+    pub event_id: String,
+    pub event_type: String,
+    pub account_id: String,
+    pub data_json: String,
+    pub event_created_at: i64,
 }
 
 /// Candidate rows read per claimed slot: a little slack for webhooks that reach their in-flight cap.
@@ -81,13 +92,10 @@ fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(backend, numbered, values)
 }
 
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
 impl Store {
     /// Leases up to `room` due deliveries to stream `owner`, never letting one webhook hold more than
-    /// `per_webhook_cap` leases. Returns them ready to send.
+    /// `per_webhook_cap` leases. Returns them ready to send: one query finds the due deliveries with their
+    /// webhook, their event and each webhook's leases in flight, and one statement leases them.
     pub async fn claim_due(
         &self,
         owner: &str,
@@ -106,10 +114,16 @@ impl Store {
         // Webhooks already at their cap are skipped in the query itself, so a slow endpoint's backlog cannot
         // fill the candidate window and starve the others.
         let sql = format!(
-            "SELECT d.id, d.webhook_id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+            "SELECT d.id, d.webhook_id, d.attempt_count, d.event_type, COALESCE(s.n, 0) AS in_flight, \
+             w.url, w.rate_limit_per_second, w.secret, w.previous_secret, w.previous_secret_expires_at, \
+             e.id AS event_id, e.account_id, e.data_json, e.created_at AS event_created_at \
+             FROM deliveries d \
+             JOIN webhooks w ON w.id = d.webhook_id \
+             JOIN events e ON e.id = d.event_id \
+             LEFT JOIN (SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? GROUP BY webhook_id) s \
+             ON s.webhook_id = d.webhook_id \
              WHERE d.status = ? AND d.next_attempt_at <= ? AND (w.status = ? OR d.event_type = ?) \
-             AND d.webhook_id NOT IN (SELECT s.webhook_id FROM deliveries s WHERE s.status = ? \
-             GROUP BY s.webhook_id HAVING COUNT(*) >= ?) \
+             AND COALESCE(s.n, 0) < ? \
              ORDER BY d.next_attempt_at LIMIT ?{lock}"
         );
         let rows = txn
@@ -117,44 +131,55 @@ impl Store {
                 backend,
                 &sql,
                 vec![
+                    DeliveryStatus::Sending.as_str().into(),
                     DeliveryStatus::Pending.as_str().into(),
                     now.into(),
                     WebhookStatus::Active.as_str().into(),
                     TEST_PING.into(),
-                    DeliveryStatus::Sending.as_str().into(),
                     (per_webhook_cap as i64).into(),
                     ((room * CANDIDATES_PER_SLOT) as i64).into(),
                 ],
             ))
             .await?;
-        let mut candidates = Vec::with_capacity(rows.len());
-        for row in rows {
-            candidates.push((
-                row.try_get::<String>("", "id")?,
-                row.try_get::<String>("", "webhook_id")?,
-            ));
-        }
-        if candidates.is_empty() {
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
-
-        let mut in_flight = self.leases_per_webhook(&txn, &candidates).await?;
-        let mut chosen = Vec::new();
-        for (delivery_id, webhook_id) in candidates {
-            if chosen.len() as u64 >= room {
+        let lease_id = id::new(id::Kind::Lease);
+        let mut in_flight: HashMap<String, u64> = HashMap::new();
+        let mut leased = Vec::new();
+        for row in rows {
+            if leased.len() as u64 >= room {
                 break;
             }
-            let held = in_flight.entry(webhook_id).or_insert(0);
-            if *held < per_webhook_cap {
-                *held += 1;
-                chosen.push(delivery_id);
+            let webhook_id: String = row.try_get("", "webhook_id")?;
+            let held = match in_flight.get(&webhook_id) {
+                Some(held) => *held,
+                None => row.try_get::<i64>("", "in_flight")?.max(0) as u64,
+            };
+            if held >= per_webhook_cap {
+                continue;
             }
+            in_flight.insert(webhook_id.clone(), held + 1);
+            leased.push(LeasedDelivery {
+                delivery_id: row.try_get("", "id")?,
+                attempt_count: row.try_get("", "attempt_count")?,
+                lease_id: lease_id.clone(),
+                webhook_id,
+                url: row.try_get("", "url")?,
+                rate_limit_per_second: row.try_get("", "rate_limit_per_second")?,
+                secret: row.try_get("", "secret")?,
+                previous_secret: row.try_get("", "previous_secret")?,
+                previous_secret_expires_at: row.try_get("", "previous_secret_expires_at")?,
+                event_id: row.try_get("", "event_id")?,
+                event_type: row.try_get("", "event_type")?,
+                account_id: row.try_get("", "account_id")?,
+                data_json: row.try_get("", "data_json")?,
+                event_created_at: row.try_get("", "event_created_at")?,
+            });
         }
-        if chosen.is_empty() {
+        if leased.is_empty() {
             return Ok(Vec::new());
         }
-
-        let lease_id = id::new(id::Kind::Lease);
         delivery::Entity::update_many()
             .col_expr(
                 delivery::Column::Status,
@@ -166,73 +191,11 @@ impl Store {
                 delivery::Column::LeaseExpiresAt,
                 Expr::value(lease_expires_at),
             )
-            .filter(delivery::Column::Id.is_in(chosen.iter().map(String::as_str)))
+            .filter(delivery::Column::Id.is_in(leased.iter().map(|l| l.delivery_id.as_str())))
             .exec(&txn)
             .await?;
-        let deliveries = delivery::Entity::find()
-            .filter(delivery::Column::Id.is_in(chosen.iter().map(String::as_str)))
-            .all(&txn)
-            .await?;
-        let webhooks: HashMap<String, webhook::Model> = webhook::Entity::find()
-            .filter(webhook::Column::Id.is_in(deliveries.iter().map(|d| d.webhook_id.as_str())))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|w| (w.id.clone(), w))
-            .collect();
-        let events: HashMap<String, event::Model> = event::Entity::find()
-            .filter(event::Column::Id.is_in(deliveries.iter().map(|d| d.event_id.as_str())))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|e| (e.id.clone(), e))
-            .collect();
         txn.commit().await?;
-
-        let mut leased = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            // Both rows exist: deliveries go with their webhook, and events are never deleted.
-            if let (Some(webhook), Some(event)) = (
-                webhooks.get(&delivery.webhook_id),
-                events.get(&delivery.event_id),
-            ) {
-                leased.push(LeasedDelivery {
-                    webhook: webhook.clone(),
-                    event: event.clone(),
-                    delivery,
-                });
-            }
-        }
-        leased.sort_by_key(|l| l.delivery.next_attempt_at);
         Ok(leased)
-    }
-
-    async fn leases_per_webhook(
-        &self,
-        db: &impl ConnectionTrait,
-        candidates: &[(String, String)],
-    ) -> Result<HashMap<String, u64>, DbErr> {
-        let mut webhook_ids: Vec<&str> = candidates.iter().map(|(_, w)| w.as_str()).collect();
-        webhook_ids.sort_unstable();
-        webhook_ids.dedup();
-        let sql = format!(
-            "SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? AND webhook_id IN ({}) \
-             GROUP BY webhook_id",
-            placeholders(webhook_ids.len())
-        );
-        let mut values: Vec<Value> = vec![DeliveryStatus::Sending.as_str().into()];
-        values.extend(webhook_ids.iter().map(|w| Value::from(*w)));
-        let rows = db
-            .query_all_raw(statement(self.backend(), &sql, values))
-            .await?;
-        let mut counts = HashMap::new();
-        for row in rows {
-            counts.insert(
-                row.try_get::<String>("", "webhook_id")?,
-                row.try_get::<i64>("", "n")?.max(0) as u64,
-            );
-        }
-        Ok(counts)
     }
 
     /// Leases held by stream `owner`.
