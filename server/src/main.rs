@@ -36,6 +36,15 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Fill a database with synthetic delivery history, for benchmarks (`kit-webhooks bench --backlog`).
+    #[command(hide = true)]
+    SeedBacklog {
+        #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+        /// Deliveries to add: half succeeded, half pending for a paused webhook.
+        #[arg(long)]
+        deliveries: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,6 +163,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.migrate().await.context("migrating")?;
             store.close().await;
             eprintln!("database is up to date");
+            Ok(())
+        }
+        Command::SeedBacklog {
+            database_url,
+            deliveries,
+        } => {
+            let store = Store::connect(&database_url).await.context("connecting")?;
+            store.migrate().await.context("migrating")?;
+            store.seed_backlog(deliveries).await.context("seeding")?;
+            store.close().await;
             Ok(())
         }
         Command::Keys(KeysCommand::Create {

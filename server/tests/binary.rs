@@ -100,7 +100,9 @@ fn first_serve_writes_a_private_key_file_and_stops_on_sigterm() {
         .expect("spawn");
     let key_file = dir.path().join("kit-webhooks.keys");
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // The key file is written before the port is bound; waiting for both also rules out a stranger that
+    // grabbed the port first.
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || !key_file.exists() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "server did not start listening"

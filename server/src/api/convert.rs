@@ -52,7 +52,7 @@ pub fn event(row: event::Model) -> proto::Event {
 
 pub fn delivery_status(status: DeliveryStatus) -> proto::DeliveryStatus {
     match status {
-        DeliveryStatus::Pending => proto::DeliveryStatus::Pending,
+        DeliveryStatus::Pending | DeliveryStatus::Held => proto::DeliveryStatus::Pending,
         DeliveryStatus::Sending => proto::DeliveryStatus::Sending,
         DeliveryStatus::Succeeded => proto::DeliveryStatus::Succeeded,
         DeliveryStatus::Failed => proto::DeliveryStatus::Failed,

@@ -433,7 +433,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let requeued = self
             .state
             .store
-            .replay_deliveries(&account, &webhook.id, since, until)
+            .replay_deliveries(&account, &webhook, since, until)
             .await
             .map_err(Error::from)?;
         tracing::info!(webhook = %webhook.id, requeued, "failed deliveries replayed");

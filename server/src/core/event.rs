@@ -12,16 +12,32 @@ const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 /// The state of a delivery, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
     Pending,
+    /// Waiting like `Pending`, but its webhook is paused or disabled, so it is not due whatever its time.
+    /// Kept apart from `Pending` so that finding due deliveries never wades through held ones; shown to
+    /// users as PENDING.
+    Held,
     Sending,
     Succeeded,
     Failed,
 }
 
 impl DeliveryStatus {
+    /// The status a waiting delivery takes: held while its webhook is not active, except a test ping,
+    /// which goes out whatever the webhook's status.
+    pub fn waiting(webhook_active: bool, event_type: &str) -> Self {
+        if webhook_active || event_type == kit_webhooks::catalogue::TEST_PING {
+            DeliveryStatus::Pending
+        } else {
+            DeliveryStatus::Held
+        }
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Held => "held",
             DeliveryStatus::Sending => "sending",
             DeliveryStatus::Succeeded => "succeeded",
             DeliveryStatus::Failed => "failed",
@@ -31,6 +47,7 @@ impl DeliveryStatus {
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "pending" => Some(DeliveryStatus::Pending),
+            "held" => Some(DeliveryStatus::Held),
             "sending" => Some(DeliveryStatus::Sending),
             "succeeded" => Some(DeliveryStatus::Succeeded),
             "failed" => Some(DeliveryStatus::Failed),

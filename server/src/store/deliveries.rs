@@ -6,10 +6,12 @@ use sea_orm::{
 };
 
 use super::{
-    entity::{attempt, delivery, event},
+    entity::{attempt, delivery, event, webhook},
     Store,
 };
-use crate::core::{event::DeliveryStatus, page::PageRequest, time, Error};
+use crate::core::{
+    event::DeliveryStatus, page::PageRequest, time, webhook::Status as WebhookStatus, Error,
+};
 
 /// Filters of a delivery list.
 #[derive(Debug, Default)]
@@ -31,7 +33,15 @@ impl Store {
             .filter(delivery::Column::AccountId.eq(account_id))
             .filter(delivery::Column::WebhookId.eq(webhook_id));
         if let Some(status) = filter.status {
-            query = query.filter(delivery::Column::Status.eq(status.as_str()));
+            query = match status {
+                DeliveryStatus::Pending | DeliveryStatus::Held => {
+                    query.filter(delivery::Column::Status.is_in([
+                        DeliveryStatus::Pending.as_str(),
+                        DeliveryStatus::Held.as_str(),
+                    ]))
+                }
+                other => query.filter(delivery::Column::Status.eq(other.as_str())),
+            };
         }
         if let Some(event_type) = filter.event_type {
             query = query.filter(delivery::Column::EventType.eq(event_type));
@@ -90,8 +100,12 @@ impl Store {
                 found.status
             )));
         }
+        let webhook_active = Self::find_webhook_on(&txn, account_id, &found.webhook_id)
+            .await?
+            .is_some_and(|w| w.status == WebhookStatus::Active.as_str());
+        let status = DeliveryStatus::waiting(webhook_active, &found.event_type);
         let mut active = found.into_active_model();
-        active.status = sea_orm::Set(DeliveryStatus::Pending.as_str().to_owned());
+        active.status = sea_orm::Set(status.as_str().to_owned());
         active.next_attempt_at = sea_orm::Set(Some(time::now_ms()));
         active.completed_at = sea_orm::Set(None);
         let updated = active.update(&txn).await?;
@@ -105,10 +119,13 @@ impl Store {
     pub async fn replay_deliveries(
         &self,
         account_id: &str,
-        webhook_id: &str,
+        webhook: &webhook::Model,
         since_ms: i64,
         until_ms: i64,
     ) -> Result<u64, DbErr> {
+        let webhook_id = webhook.id.as_str();
+        // Test pings are never failed-and-replayed (they are tried once), so the webhook decides alone.
+        let status = DeliveryStatus::waiting(webhook.status == WebhookStatus::Active.as_str(), "");
         let events_in_window = event::Entity::find()
             .select_only()
             .column(event::Column::Id)
@@ -117,10 +134,7 @@ impl Store {
             .filter(event::Column::CreatedAt.lt(until_ms))
             .into_query();
         let result = delivery::Entity::update_many()
-            .col_expr(
-                delivery::Column::Status,
-                Expr::value(DeliveryStatus::Pending.as_str()),
-            )
+            .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
             .col_expr(delivery::Column::NextAttemptAt, Expr::value(time::now_ms()))
             .col_expr(
                 delivery::Column::CompletedAt,

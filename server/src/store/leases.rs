@@ -373,7 +373,14 @@ impl Store {
             match decision.delivery {
                 DeliveryDecision::Succeeded => succeeded.push(found.id.clone()),
                 DeliveryDecision::Failed => failed.push(found.id.clone()),
-                DeliveryDecision::RetryAt(at) => retries.push((found.id.clone(), at)),
+                DeliveryDecision::RetryAt(at) => {
+                    let active = hook.status == WebhookStatus::Active.as_str();
+                    retries.push((
+                        found.id.clone(),
+                        at,
+                        DeliveryStatus::waiting(active, &found.event_type),
+                    ));
+                }
             }
             attempts.push(attempt::ActiveModel {
                 id: Set(id::new(id::Kind::Attempt)),
@@ -405,18 +412,18 @@ impl Store {
         }
         finish(&txn, &succeeded, DeliveryStatus::Succeeded, now).await?;
         finish(&txn, &failed, DeliveryStatus::Failed, now).await?;
-        for (delivery_id, at) in retries {
+        for (delivery_id, at, status) in retries {
             unlease(delivery::Entity::update_many())
-                .col_expr(
-                    delivery::Column::Status,
-                    Expr::value(DeliveryStatus::Pending.as_str()),
-                )
+                .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
                 .col_expr(delivery::Column::NextAttemptAt, Expr::value(at))
                 .filter(delivery::Column::Id.eq(delivery_id))
                 .exec(&txn)
                 .await?;
         }
         for (hook, changed) in hooks.into_values() {
+            if changed && hook.status != WebhookStatus::Active.as_str() {
+                Self::set_waiting(&txn, &hook.id, false).await?;
+            }
             if changed {
                 hook.into_active_model().reset_all().update(&txn).await?;
             }

@@ -4,6 +4,7 @@
 //! the writer, and funnelling every write through one connection means write transactions never meet
 //! `SQLITE_BUSY` inside this process. PostgreSQL uses one pool for both.
 
+pub mod backlog;
 pub mod deliveries;
 pub mod entity;
 pub mod events;

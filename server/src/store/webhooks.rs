@@ -1,15 +1,15 @@
 //! Webhook rows: every query is scoped by account, so one account never reads another's webhooks.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
 };
 
 use super::{
     entity::{attempt, delivery, webhook},
     Store,
 };
-use crate::core::page::PageRequest;
+use crate::core::{event::DeliveryStatus, page::PageRequest, webhook::Status as WebhookStatus};
 
 impl Store {
     pub async fn insert_webhook(&self, model: webhook::Model) -> Result<webhook::Model, DbErr> {
@@ -79,6 +79,14 @@ impl Store {
             .reset_all()
             .update(&txn)
             .await?;
+        if before.status != updated.status {
+            Self::set_waiting(
+                &txn,
+                &updated.id,
+                updated.status == WebhookStatus::Active.as_str(),
+            )
+            .await?;
+        }
         txn.commit().await?;
         Ok(Some(updated))
     }
@@ -108,6 +116,28 @@ impl Store {
             .await?;
         txn.commit().await?;
         Ok(Some(deliveries.rows_affected))
+    }
+
+    /// Moves a webhook's waiting deliveries to `pending` (it became active) or `held` (it stopped being
+    /// active), in the caller's transaction. Test pings stay pending: they go out whatever the status.
+    pub async fn set_waiting(
+        db: &impl ConnectionTrait,
+        webhook_id: &str,
+        active: bool,
+    ) -> Result<u64, DbErr> {
+        let (from, to) = if active {
+            (DeliveryStatus::Held, DeliveryStatus::Pending)
+        } else {
+            (DeliveryStatus::Pending, DeliveryStatus::Held)
+        };
+        let result = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(to.as_str()))
+            .filter(delivery::Column::WebhookId.eq(webhook_id))
+            .filter(delivery::Column::Status.eq(from.as_str()))
+            .filter(delivery::Column::EventType.ne(kit_webhooks::catalogue::TEST_PING))
+            .exec(db)
+            .await?;
+        Ok(result.rows_affected)
     }
 
     /// The active webhooks of `accounts`, for fan-out.

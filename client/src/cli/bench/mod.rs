@@ -51,6 +51,9 @@ pub struct BenchArgs {
     /// Deliveries in flight in the daemon, and requests in flight in the raw-ceiling run.
     #[arg(long, default_value_t = 32)]
     pub concurrency: u32,
+    /// Deliveries already in the database before the run (half succeeded, half held for a paused webhook).
+    #[arg(long, default_value_t = 0)]
+    pub backlog: usize,
     /// Database of the started server [default: a temporary SQLite file].
     #[arg(long)]
     pub database_url: Option<String>,
@@ -71,6 +74,7 @@ pub struct Figures {
     pub events: usize,
     pub webhooks: usize,
     pub deliveries_expected: usize,
+    pub backlog: usize,
     pub deliveries_received: usize,
     pub duplicates: u64,
     pub bad_signatures: u64,
@@ -146,6 +150,10 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     let key_file = dir.path().join("bench.keys");
     let server_bin = processes::sibling("kit-webhooks-server")?;
     let daemon_bin = processes::sibling("kit-webhooks-daemon")?;
+    if args.backlog > 0 {
+        progress_note("seeding the backlog");
+        processes::seed_backlog(&server_bin, &database_url, args.backlog)?;
+    }
     let server = processes::start_server(
         &server_bin,
         &listen,
@@ -250,6 +258,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         events: args.events,
         webhooks: args.webhooks,
         deliveries_expected: expected,
+        backlog: args.backlog,
         deliveries_received: received,
         duplicates: tally.duplicates.load(Ordering::Relaxed),
         bad_signatures: tally.bad_signatures.load(Ordering::Relaxed),
@@ -302,7 +311,10 @@ fn print_table(f: &Figures) {
         None => "-".into(),
     };
     super::output::fields(&[
-        ("database", f.database.clone()),
+        (
+            "database",
+            format!("{} ({} deliveries of history)", f.database, f.backlog),
+        ),
         (
             "events × webhooks",
             format!(

@@ -92,6 +92,24 @@ pub fn start_server(
     Ok(process)
 }
 
+/// Runs the server's hidden `seed-backlog` command on the database before the server starts.
+pub fn seed_backlog(bin: &Path, database_url: &str, deliveries: usize) -> anyhow::Result<()> {
+    let status = Command::new(bin)
+        .args([
+            "seed-backlog",
+            "--database-url",
+            database_url,
+            "--deliveries",
+            &deliveries.to_string(),
+        ])
+        .status()
+        .context("seeding the backlog")?;
+    if !status.success() {
+        bail!("seed-backlog failed");
+    }
+    Ok(())
+}
+
 pub fn create_daemon_key(bin: &Path, database_url: &str) -> anyhow::Result<String> {
     let output = Command::new(bin)
         .args([

@@ -1,0 +1,90 @@
+//! Synthetic history for benchmarks: a database that already holds many deliveries, as a long-running
+//! deployment's does, to show that leasing stays index-backed however much history there is.
+
+use sea_orm::{DbErr, EntityTrait, IntoActiveModel, TransactionTrait};
+
+use super::{
+    entity::{delivery, event, webhook},
+    events::insert_deliveries,
+    Store,
+};
+use crate::core::{event::DeliveryStatus, id, secret, time, webhook as rules};
+
+/// Rows per transaction while seeding.
+const BATCH: usize = 5_000;
+
+impl Store {
+    /// Adds `deliveries` deliveries to account `backlog`: half `succeeded`, half `pending` for a paused webhook
+    /// (so they are never due). One event per delivery.
+    pub async fn seed_backlog(&self, deliveries: usize) -> Result<(), DbErr> {
+        let now = time::now_ms();
+        let mut hooks = Vec::new();
+        for status in [rules::Status::Active, rules::Status::Paused] {
+            let hook = webhook::Model {
+                id: id::new(id::Kind::Webhook),
+                account_id: "backlog".into(),
+                url: "https://backlog.invalid/".into(),
+                description: "benchmark history".into(),
+                events: rules::encode_events(&["interview.*".to_string()]),
+                status: status.as_str().into(),
+                failure_count: 0,
+                failing_since: None,
+                disabled_reason: String::new(),
+                rate_limit_per_second: 100,
+                secret: secret::new_signing_secret(),
+                previous_secret: None,
+                previous_secret_expires_at: None,
+                created_at: now,
+                updated_at: now,
+            };
+            webhook::Entity::insert(hook.clone().into_active_model())
+                .exec_without_returning(self.writer())
+                .await?;
+            hooks.push(hook);
+        }
+        let mut done = 0;
+        while done < deliveries {
+            let n = BATCH.min(deliveries - done);
+            let txn = self.writer().begin().await?;
+            let events: Vec<event::Model> = (0..n)
+                .map(|_| event::Model {
+                    id: id::new(id::Kind::Event),
+                    account_id: "backlog".into(),
+                    r#type: "interview.scheduled".into(),
+                    data_json: "{}".into(),
+                    idempotency_key: None,
+                    created_at: now,
+                })
+                .collect();
+            for chunk in events.chunks(500) {
+                event::Entity::insert_many(
+                    chunk
+                        .iter()
+                        .cloned()
+                        .map(IntoActiveModel::into_active_model),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+            }
+            let rows: Vec<delivery::Model> = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let succeeded = (done + i) % 2 == 0;
+                    let mut row = super::events::new_delivery(e, &hooks[usize::from(!succeeded)]);
+                    if succeeded {
+                        row.status = DeliveryStatus::Succeeded.as_str().into();
+                        row.attempt_count = 1;
+                        row.next_attempt_at = None;
+                        row.completed_at = Some(now);
+                    }
+                    row
+                })
+                .collect();
+            insert_deliveries(&txn, &rows).await?;
+            txn.commit().await?;
+            done += n;
+        }
+        Ok(())
+    }
+}
