@@ -14,7 +14,7 @@ use crate::core::{event::DeliveryStatus, id, secret, time, webhook as rules};
 const BATCH: usize = 5_000;
 
 impl Store {
-    /// Adds `deliveries` deliveries to account `backlog`: half `succeeded`, half `pending` for a paused webhook
+    /// Adds `deliveries` deliveries to account `backlog`: half `succeeded`, half waiting (`held`) for a paused webhook
     /// (so they are never due). One event per delivery.
     pub async fn seed_backlog(&self, deliveries: usize) -> Result<(), DbErr> {
         let now = time::now_ms();
@@ -72,6 +72,10 @@ impl Store {
                 .map(|(i, e)| {
                     let succeeded = (done + i) % 2 == 0;
                     let mut row = super::events::new_delivery(e, &hooks[usize::from(!succeeded)]);
+                    if !succeeded {
+                        // What pausing the webhook did to its waiting deliveries.
+                        row.status = DeliveryStatus::Held.as_str().into();
+                    }
                     if succeeded {
                         row.status = DeliveryStatus::Succeeded.as_str().into();
                         row.attempt_count = 1;
