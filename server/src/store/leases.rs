@@ -22,7 +22,10 @@ use super::{
 use crate::core::{
     event::DeliveryStatus,
     id,
-    policy::{Decision, DeliveryDecision, Outcome, RetryPolicy, WebhookDecision, WebhookHealth},
+    policy::{
+        is_success, Decision, DeliveryDecision, Outcome, RetryPolicy, WebhookDecision,
+        WebhookHealth,
+    },
     webhook::Status as WebhookStatus,
     Error,
 };
@@ -298,8 +301,9 @@ impl Store {
             .filter(delivery::Column::Id.is_in(reports.iter().map(|r| r.delivery_id.as_str())))
             .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()));
         if postgres {
-            // A duplicate report arriving at another replica waits here, then finds the lease gone.
-            query = query.lock_exclusive();
+            // A duplicate report arriving at another replica waits here, then finds the lease gone. Rows are
+            // locked in id order, as webhooks are below, so concurrent groups cannot deadlock.
+            query = query.order_by_asc(delivery::Column::Id).lock_exclusive();
         }
         let mut held: HashMap<String, delivery::Model> = query
             .all(&txn)
@@ -307,16 +311,24 @@ impl Store {
             .into_iter()
             .map(|d| (d.id.clone(), d))
             .collect();
-        let mut hook_query = webhook::Entity::find()
-            .filter(webhook::Column::Id.is_in(held.values().map(|d| d.webhook_id.as_str())))
-            .order_by_asc(webhook::Column::Id);
-        if postgres {
-            // Serialise concurrent groups on a webhook's failure counter; id order avoids deadlocks.
-            hook_query = hook_query.lock_exclusive();
+        let hook_ids: Vec<String> = held.values().map(|d| d.webhook_id.clone()).collect();
+        let hook_query = || {
+            webhook::Entity::find()
+                .filter(webhook::Column::Id.is_in(hook_ids.iter().map(String::as_str)))
+                .order_by_asc(webhook::Column::Id)
+        };
+        let mut found_hooks = hook_query().all(&txn).await?;
+        // A group that will change a webhook's failure bookkeeping (a failed attempt, or a success ending a
+        // run of failures) must serialise with other groups on that row; the common case, healthy webhooks
+        // answering 2xx, writes no webhook row and takes no lock. Id order avoids deadlocks.
+        let writes_webhooks = reports.iter().any(|r| !is_success(r.response_status))
+            || found_hooks
+                .iter()
+                .any(|h| h.failure_count != 0 || h.failing_since.is_some());
+        if postgres && writes_webhooks {
+            found_hooks = hook_query().lock_exclusive().all(&txn).await?;
         }
-        let mut hooks: HashMap<String, (webhook::Model, bool)> = hook_query
-            .all(&txn)
-            .await?
+        let mut hooks: HashMap<String, (webhook::Model, bool)> = found_hooks
             .into_iter()
             .map(|w| (w.id.clone(), (w, false)))
             .collect();
