@@ -1,0 +1,48 @@
+//! A small run of `kit-webhooks bench`, so the harness keeps working: it starts the real server and daemon
+//! binaries (built beside it by `cargo test --workspace`), delivers every event to its receivers with valid
+//! signatures, and writes its figures as JSON. Benchmarks proper are not part of the suite.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
+
+use common::{Backend, TestDatabase};
+use serde_json::Value;
+
+on_both_databases!(bench_smoke_run_delivers_everything);
+
+async fn bench_smoke_run_delivers_everything(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("bench.json");
+    let url = db.url.clone();
+    let json_path = json.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kit-webhooks"))
+            .args(["bench", "--events", "200", "--webhooks", "3", "--receivers", "2", "--concurrency", "16"])
+            .args(["--publishers", "8", "--ceiling-duration", "200ms", "--timeout", "60s"])
+            .args(["--backlog", "1000", "--database-url", &url])
+            .arg("--json")
+            .arg(&json_path)
+            .output()
+            .expect("run kit-webhooks bench")
+    })
+    .await
+    .expect("join");
+    assert!(output.status.success(), "bench failed: {}", String::from_utf8_lossy(&output.stderr));
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("end to end") && table.contains("raw ceiling"), "{table}");
+    let figures: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON file")).expect("JSON");
+    assert_eq!(figures["deliveries_expected"], 600);
+    assert_eq!(figures["deliveries_received"], 600);
+    assert_eq!(figures["bad_signatures"], 0);
+    assert_eq!(figures["backlog"], 1000);
+    for field in ["raw_ceiling_per_second", "deliveries_per_second", "ratio_to_ceiling", "publish_calls_per_second"] {
+        assert!(figures[field].as_f64().expect(field) > 0.0, "{field}: {figures}");
+    }
+    assert!(figures["latency_ms"]["p99"].as_f64().expect("p99") >= figures["latency_ms"]["p50"].as_f64().expect("p50"));
+    assert!(figures["server"]["peak_rss_mib"].as_f64().expect("server RSS") > 0.0);
+    assert!(figures["daemon"]["cpu_seconds"].as_f64().is_some());
+    db.drop_database().await;
+}
