@@ -7,10 +7,13 @@ mod common;
 
 use std::process::Command;
 
-use common::{Backend, TestDatabase};
+use common::{Backend, TestDatabase, TestServer};
 use serde_json::Value;
 
-on_both_databases!(bench_smoke_run_delivers_everything);
+on_both_databases!(
+    bench_smoke_run_delivers_everything,
+    bench_targets_a_running_deployment
+);
 
 async fn bench_smoke_run_delivers_everything(backend: Backend) {
     let db = TestDatabase::new(backend).await;
@@ -20,8 +23,25 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
     let json_path = json.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_kit-webhooks"))
-            .args(["bench", "--events", "200", "--webhooks", "3", "--receivers", "2", "--concurrency", "16"])
-            .args(["--publishers", "8", "--ceiling-duration", "200ms", "--timeout", "60s"])
+            .args([
+                "bench",
+                "--events",
+                "200",
+                "--webhooks",
+                "3",
+                "--receivers",
+                "2",
+                "--concurrency",
+                "16",
+            ])
+            .args([
+                "--publishers",
+                "8",
+                "--ceiling-duration",
+                "200ms",
+                "--timeout",
+                "60s",
+            ])
             .args(["--backlog", "1000", "--database-url", &url])
             .arg("--json")
             .arg(&json_path)
@@ -30,19 +50,87 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
     })
     .await
     .expect("join");
-    assert!(output.status.success(), "bench failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let table = String::from_utf8_lossy(&output.stdout);
-    assert!(table.contains("end to end") && table.contains("raw ceiling"), "{table}");
-    let figures: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON file")).expect("JSON");
+    assert!(
+        table.contains("end to end") && table.contains("raw ceiling"),
+        "{table}"
+    );
+    let figures: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON file")).expect("JSON");
     assert_eq!(figures["deliveries_expected"], 600);
     assert_eq!(figures["deliveries_received"], 600);
     assert_eq!(figures["bad_signatures"], 0);
     assert_eq!(figures["backlog"], 1000);
-    for field in ["raw_ceiling_per_second", "deliveries_per_second", "ratio_to_ceiling", "publish_calls_per_second"] {
-        assert!(figures[field].as_f64().expect(field) > 0.0, "{field}: {figures}");
+    for field in [
+        "raw_ceiling_per_second",
+        "deliveries_per_second",
+        "ratio_to_ceiling",
+        "publish_calls_per_second",
+    ] {
+        assert!(
+            figures[field].as_f64().expect(field) > 0.0,
+            "{field}: {figures}"
+        );
     }
-    assert!(figures["latency_ms"]["p99"].as_f64().expect("p99") >= figures["latency_ms"]["p50"].as_f64().expect("p50"));
-    assert!(figures["server"]["peak_rss_mib"].as_f64().expect("server RSS") > 0.0);
+    assert!(
+        figures["latency_ms"]["p99"].as_f64().expect("p99")
+            >= figures["latency_ms"]["p50"].as_f64().expect("p50")
+    );
+    assert!(
+        figures["server"]["peak_rss_mib"]
+            .as_f64()
+            .expect("server RSS")
+            > 0.0
+    );
     assert!(figures["daemon"]["cpu_seconds"].as_f64().is_some());
     db.drop_database().await;
+}
+
+/// `--target`: an SRE benchmarks their own deployment (here a server with its embedded daemon).
+async fn bench_targets_a_running_deployment(backend: Backend) {
+    let server =
+        TestServer::start_with(backend, |config| common::fast_delivery(config, None)).await;
+    let (url, admin, publisher) = (
+        server.server.url(),
+        server.admin_key.clone(),
+        server.publisher_key.clone(),
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kit-webhooks"))
+            .args([
+                "bench",
+                "--events",
+                "100",
+                "--webhooks",
+                "2",
+                "--concurrency",
+                "8",
+                "--ceiling-duration",
+                "200ms",
+            ])
+            .args(["--timeout", "60s", "--output", "json", "--target", &url])
+            .args(["--admin-key", &admin, "--publisher-key", &publisher])
+            .output()
+            .expect("run kit-webhooks bench")
+    })
+    .await
+    .expect("join");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figures: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(figures["deliveries_received"], 200);
+    assert_eq!(figures["bad_signatures"], 0);
+    assert!(
+        figures["server"].is_null(),
+        "a deployment's processes are not measured"
+    );
+    server.stop().await;
 }

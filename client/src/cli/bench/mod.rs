@@ -54,6 +54,16 @@ pub struct BenchArgs {
     /// Deliveries already in the database before the run (half succeeded, half held for a paused webhook).
     #[arg(long, default_value_t = 0)]
     pub backlog: usize,
+    /// Benchmark an existing deployment at this URL instead of starting one. Its daemons must reach this
+    /// machine's loopback (`--allow-http`, `--allow-network 127.0.0.0/8`).
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// With --target: an admin key of the account the bench creates its webhooks in.
+    #[arg(long, env = "KIT_BENCH_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// With --target: a publisher key.
+    #[arg(long, env = "KIT_BENCH_PUBLISHER_KEY", hide_env_values = true)]
+    pub publisher_key: Option<String>,
     /// Database of the started server [default: a temporary SQLite file].
     #[arg(long)]
     pub database_url: Option<String>,
@@ -139,36 +149,18 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
 
     // The system under test.
     let dir = tempfile::tempdir()?;
-    let database_url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let listen = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-        probe.local_addr()?.to_string()
+    let system = match &args.target {
+        Some(server_url) => Target::existing(server_url, args)?,
+        None => Target::start(args, dir.path())?,
     };
-    let key_file = dir.path().join("bench.keys");
-    let server_bin = processes::sibling("kit-webhooks-server")?;
-    let daemon_bin = processes::sibling("kit-webhooks-daemon")?;
-    if args.backlog > 0 {
-        progress_note("seeding the backlog");
-        processes::seed_backlog(&server_bin, &database_url, args.backlog)?;
-    }
-    let server = processes::start_server(
-        &server_bin,
-        &listen,
-        &database_url,
-        &key_file,
-        args.concurrency.max(16),
-    )?;
-    let keys = std::fs::read_to_string(&key_file)?;
-    let admin_key = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY)
-        .context("admin key")?;
-    let publisher_key = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::PUBLISHER_KEY)
-        .context("publisher key")?;
-    let daemon_key = processes::create_daemon_key(&server_bin, &database_url)?;
-    let server_url = format!("http://{listen}");
-    let daemon = processes::start_daemon(&daemon_bin, &server_url, &daemon_key, args.concurrency)?;
+    let Target {
+        server_url,
+        admin_key,
+        publisher_key,
+        ref server,
+        ref daemon,
+        ref database,
+    } = system;
 
     let admin = Client::connect(&server_url, &admin_key).await?;
     for index in 0..args.webhooks {
@@ -227,10 +219,8 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     progress.stop();
-    let server_usage = processes::usage(server.0.id());
-    let daemon_usage = processes::usage(daemon.0.id());
-    drop(daemon);
-    drop(server);
+    let server_usage = server.as_ref().and_then(|p| processes::usage(p.0.id()));
+    let daemon_usage = daemon.as_ref().and_then(|p| processes::usage(p.0.id()));
 
     let first_seen = tally
         .first_seen
@@ -264,12 +254,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         bad_signatures: tally.bad_signatures.load(Ordering::Relaxed),
         payload_bytes: args.payload_bytes,
         concurrency: args.concurrency,
-        database: if database_url.starts_with("postgres") {
-            "postgresql"
-        } else {
-            "sqlite"
-        }
-        .into(),
+        database: database.clone(),
         raw_ceiling_per_second: ceiling,
         deliveries_per_second,
         ratio_to_ceiling: deliveries_per_second / ceiling.max(1e-9),
@@ -286,6 +271,89 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         server: server_usage,
         daemon: daemon_usage,
     })
+}
+
+/// The system under test: started here (server and daemon processes), or an existing deployment.
+struct Target {
+    server_url: String,
+    admin_key: String,
+    publisher_key: String,
+    server: Option<processes::Process>,
+    daemon: Option<processes::Process>,
+    database: String,
+}
+
+impl Target {
+    /// `kit-webhooks-server` and `kit-webhooks-daemon`, the binaries beside this one, on `--database-url` or a
+    /// SQLite file in `dir`.
+    fn start(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Target> {
+        let database_url = args
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
+        let listen = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?.to_string()
+        };
+        let key_file = dir.join("bench.keys");
+        let server_bin = processes::sibling("kit-webhooks-server")?;
+        let daemon_bin = processes::sibling("kit-webhooks-daemon")?;
+        if args.backlog > 0 {
+            progress_note("seeding the backlog");
+            processes::seed_backlog(&server_bin, &database_url, args.backlog)?;
+        }
+        let server = processes::start_server(
+            &server_bin,
+            &listen,
+            &database_url,
+            &key_file,
+            args.concurrency.max(16),
+        )?;
+        let keys = std::fs::read_to_string(&key_file)?;
+        let admin_key = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY)
+            .context("admin key")?;
+        let publisher_key =
+            kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::PUBLISHER_KEY)
+                .context("publisher key")?;
+        let daemon_key = processes::create_daemon_key(&server_bin, &database_url)?;
+        let server_url = format!("http://{listen}");
+        let daemon =
+            processes::start_daemon(&daemon_bin, &server_url, &daemon_key, args.concurrency)?;
+        Ok(Target {
+            server_url,
+            admin_key,
+            publisher_key,
+            server: Some(server),
+            daemon: Some(daemon),
+            database: if database_url.starts_with("postgres") {
+                "postgresql"
+            } else {
+                "sqlite"
+            }
+            .into(),
+        })
+    }
+
+    /// A running deployment (`--target`): its daemons must be able to reach this machine's loopback
+    /// receivers, and its CPU and memory are not measured.
+    fn existing(server_url: &str, args: &BenchArgs) -> anyhow::Result<Target> {
+        if args.backlog > 0 || args.database_url.is_some() {
+            bail!(
+                "--backlog and --database-url apply to a server the bench starts, not to --target"
+            );
+        }
+        let (Some(admin_key), Some(publisher_key)) = (&args.admin_key, &args.publisher_key) else {
+            bail!("--target needs --admin-key and --publisher-key");
+        };
+        Ok(Target {
+            server_url: server_url.to_owned(),
+            admin_key: admin_key.clone(),
+            publisher_key: publisher_key.clone(),
+            server: None,
+            daemon: None,
+            database: "deployment".into(),
+        })
+    }
 }
 
 /// A JSON object of about `bytes` bytes.
