@@ -211,6 +211,45 @@ async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
     assert_eq!(delivery.status(), DeliveryStatus::Succeeded);
     assert_eq!(delivery.attempts.len(), 1);
     assert_eq!(delivery.attempts[0].duration_ms, 12);
+    // The batch form answers each report on its own.
+    server.publish("offer.accepted", "{}").await;
+    let task = take(&mut stream, 1).await.remove(0);
+    let batch = client
+        .report_deliveries(authed(
+            &daemon,
+            proto::ReportDeliveriesRequest {
+                reports: vec![
+                    proto::ReportDeliveryRequest {
+                        delivery_id: task.delivery_id.clone(),
+                        lease_id: task.lease_id.clone(),
+                        ..report.clone()
+                    },
+                    proto::ReportDeliveryRequest {
+                        lease_id: "lse_01JD0000000000000000000000".into(),
+                        ..report.clone()
+                    },
+                    proto::ReportDeliveryRequest {
+                        delivery_id: "bogus".into(),
+                        ..report.clone()
+                    },
+                ],
+            },
+        ))
+        .await
+        .expect("report batch")
+        .into_inner()
+        .results;
+    let codes: Vec<Code> = batch.iter().map(|r| Code::from(r.code)).collect();
+    assert_eq!(
+        codes,
+        [Code::Ok, Code::FailedPrecondition, Code::InvalidArgument]
+    );
+    assert!(batch[2].message.contains("delivery_id"));
+    assert_eq!(
+        server.get_delivery(&task.delivery_id).await.status(),
+        DeliveryStatus::Succeeded
+    );
+
     // A second report on the same lease is refused: the lease went with the first.
     assert_status(
         client

@@ -126,6 +126,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
         config,
         sender: Arc::new(sender),
         limits: Arc::new(EndpointLimits::default()),
+        reporter: Reporter::spawn(client.clone()),
         client,
         stop: stop.clone(),
         in_flight: TaskTracker::new(),
@@ -166,6 +167,7 @@ struct Worker {
     sender: Arc<Sender>,
     limits: Arc<EndpointLimits>,
     client: Client,
+    reporter: Reporter,
     stop: CancellationToken,
     in_flight: TaskTracker,
 }
@@ -250,7 +252,7 @@ impl Worker {
     fn start(&self, task: proto::DeliveryTask) {
         let sender = self.sender.clone();
         let limits = self.limits.clone();
-        let client = self.client.clone();
+        let reporter = self.reporter.clone();
         self.in_flight.spawn(async move {
             limits
                 .until_ready(&task.webhook_id, task.rate_limit_per_second)
@@ -263,21 +265,79 @@ impl Worker {
                 error = %report.error,
                 "attempt made"
             );
-            deliver_report(client, report).await;
+            reporter.report(report).await;
         });
     }
 }
 
-/// Reports one attempt, retrying while the server is unreachable. A lease that is no longer held means the
-/// delivery went back to the queue; it will be sent again, so the report is dropped.
-async fn deliver_report(mut client: Client, report: proto::ReportDeliveryRequest) {
+/// The most reports sent in one `ReportDeliveries` call.
+const MAX_REPORTS_PER_CALL: usize = 500;
+
+type Queued = (
+    proto::ReportDeliveryRequest,
+    tokio::sync::oneshot::Sender<()>,
+);
+
+/// Sends attempt reports to the server in batches: whatever queued up while the previous call was out goes in
+/// the next `ReportDeliveries` call, so a busy daemon makes one call per batch and an idle one reports at once.
+#[derive(Clone)]
+struct Reporter {
+    tx: tokio::sync::mpsc::Sender<Queued>,
+}
+
+impl Reporter {
+    fn spawn(client: Client) -> Reporter {
+        let (tx, rx) = tokio::sync::mpsc::channel(4 * MAX_REPORTS_PER_CALL);
+        tokio::spawn(send_batches(client, rx));
+        Reporter { tx }
+    }
+
+    /// Queues `report` and waits until the server has answered for it (or the daemon gave up on it).
+    async fn report(&self, report: proto::ReportDeliveryRequest) {
+        let (done, answered) = tokio::sync::oneshot::channel();
+        if self.tx.send((report, done)).await.is_ok() {
+            let _ = answered.await;
+        }
+    }
+}
+
+async fn send_batches(mut client: Client, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_REPORTS_PER_CALL {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (reports, waiting): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        deliver_reports(&mut client, reports).await;
+        for done in waiting {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Reports a batch, retrying while the server is unreachable. A report whose lease is no longer held means
+/// the delivery went back to the queue; it will be sent again, so that report is dropped.
+async fn deliver_reports(client: &mut Client, reports: Vec<proto::ReportDeliveryRequest>) {
     let deadline = tokio::time::Instant::now() + REPORT_PATIENCE;
     let mut backoff = FIRST_BACKOFF;
+    let request = proto::ReportDeliveriesRequest { reports };
     loop {
-        match client.report_delivery(report.clone()).await {
-            Ok(_) => return,
-            Err(status) if status.code() == Code::FailedPrecondition => {
-                tracing::info!(delivery = %report.delivery_id, reason = %status.message(), "report not accepted");
+        match client.report_deliveries(request.clone()).await {
+            Ok(response) => {
+                for (report, result) in request.reports.iter().zip(response.into_inner().results) {
+                    match Code::from(result.code) {
+                        Code::Ok => {}
+                        Code::FailedPrecondition => {
+                            tracing::info!(delivery = %report.delivery_id, reason = %result.message, "report not accepted")
+                        }
+                        code => tracing::error!(
+                            delivery = %report.delivery_id, ?code, error = %result.message, "report rejected"
+                        ),
+                    }
+                }
                 return;
             }
             Err(status)
@@ -287,14 +347,14 @@ async fn deliver_report(mut client: Client, report: proto::ReportDeliveryRequest
                 ) =>
             {
                 if tokio::time::Instant::now() >= deadline {
-                    tracing::error!(delivery = %report.delivery_id, error = %status.message(), "giving up on a report");
+                    tracing::error!(reports = request.reports.len(), error = %status.message(), "giving up on reports");
                     return;
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(status) => {
-                tracing::error!(delivery = %report.delivery_id, code = ?status.code(), error = %status.message(), "report rejected");
+                tracing::error!(reports = request.reports.len(), code = ?status.code(), error = %status.message(), "reports rejected");
                 return;
             }
         }

@@ -24,6 +24,8 @@ pub const MAX_STORED_BODY_BYTES: usize = 16 * 1024;
 /// `max_in_flight` when the daemon asks for 0, and the most it may ask for.
 const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
 const MAX_MAX_IN_FLIGHT: u32 = 10_000;
+/// The most reports one `ReportDeliveries` call may carry.
+const MAX_REPORTS_PER_CALL: usize = 1000;
 
 pub struct DeliveryApi {
     state: Arc<AppState>,
@@ -75,11 +77,53 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
         request: Request<proto::ReportDeliveryRequest>,
     ) -> Result<Response<proto::ReportDeliveryResponse>, Status> {
         self.state.auth.require(&request, &[Role::Daemon]).await?;
-        let req = request.into_inner();
+        self.record(request.into_inner()).await?;
+        Ok(Response::new(proto::ReportDeliveryResponse {}))
+    }
+
+    async fn report_deliveries(
+        &self,
+        request: Request<proto::ReportDeliveriesRequest>,
+    ) -> Result<Response<proto::ReportDeliveriesResponse>, Status> {
+        self.state.auth.require(&request, &[Role::Daemon]).await?;
+        let reports = request.into_inner().reports;
+        if reports.len() > MAX_REPORTS_PER_CALL {
+            return Err(Error::invalid(
+                "reports",
+                format!(
+                    "{} reports; at most {MAX_REPORTS_PER_CALL} per call",
+                    reports.len()
+                ),
+            )
+            .into());
+        }
+        // All at once: they join the same group commits.
+        let outcomes =
+            futures::future::join_all(reports.into_iter().map(|report| self.record(report))).await;
+        let results = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(()) => proto::ReportResult::default(),
+                Err(err) => {
+                    let status = Status::from(err);
+                    proto::ReportResult {
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::ReportDeliveriesResponse { results }))
+    }
+}
+
+impl DeliveryApi {
+    /// Validates one report, records it (group commit) and wakes whoever waits on it.
+    async fn record(&self, req: proto::ReportDeliveryRequest) -> Result<(), Error> {
         let delivery_id = id::parse("delivery_id", Kind::Delivery, &req.delivery_id)?.to_owned();
         let lease_id = id::parse("lease_id", Kind::Lease, &req.lease_id)?.to_owned();
         if req.attempt_number == 0 {
-            return Err(Error::invalid("attempt_number", "must be 1 or more").into());
+            return Err(Error::invalid("attempt_number", "must be 1 or more"));
         }
         let mut body = req.response_body;
         body.truncate(MAX_STORED_BODY_BYTES);
@@ -109,6 +153,6 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             // Idle streams recompute when the next attempt falls due.
             self.state.deliveries_changed.notify_waiters();
         }
-        Ok(Response::new(proto::ReportDeliveryResponse {}))
+        Ok(())
     }
 }
