@@ -120,6 +120,39 @@ pub fn verify(
     }
 }
 
+/// The three signature headers of a received request, copied out of whatever HTTP library the receiver uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignedHeaders {
+    pub id: String,
+    pub timestamp: String,
+    pub signature: String,
+}
+
+impl SignedHeaders {
+    /// Reads the headers with `header`, a lookup by (lower-case) name; a missing header reads as empty.
+    pub fn read<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Self {
+        let get = |name| header(name).unwrap_or_default().to_owned();
+        SignedHeaders {
+            id: get(WEBHOOK_ID),
+            timestamp: get(WEBHOOK_TIMESTAMP),
+            signature: get(WEBHOOK_SIGNATURE),
+        }
+    }
+
+    /// [`verify`] against `secret`, now, with the default 5-minute tolerance.
+    pub fn verify(&self, secret: &str, body: &[u8]) -> Result<(), SignatureError> {
+        verify(
+            secret,
+            &self.id,
+            &self.timestamp,
+            &self.signature,
+            body,
+            unix_now(),
+            DEFAULT_TOLERANCE_SECONDS,
+        )
+    }
+}
+
 /// The current Unix time in seconds, for [`verify`].
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

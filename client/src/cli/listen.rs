@@ -105,11 +105,9 @@ async fn handle(
             .unwrap_or_default()
             .to_owned()
     };
-    let (id, timestamp, signed) = (
-        header(signature::WEBHOOK_ID),
-        header(signature::WEBHOOK_TIMESTAMP),
-        header(signature::WEBHOOK_SIGNATURE),
-    );
+    let signed = signature::SignedHeaders::read(|name| {
+        request.headers().get(name).and_then(|v| v.to_str().ok())
+    });
     let (event_type, delivery, attempt) = (
         header("kit-event-type"),
         header("kit-delivery-id"),
@@ -123,16 +121,7 @@ async fn handle(
         Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
     };
     let verdict = match secrets.for_delivery(&delivery).await {
-        Ok(secret) => signature::verify(
-            &secret,
-            &id,
-            &timestamp,
-            &signed,
-            &body,
-            signature::unix_now(),
-            signature::DEFAULT_TOLERANCE_SECONDS,
-        )
-        .map_err(|e| e.to_string()),
+        Ok(secret) => signed.verify(&secret, &body).map_err(|e| e.to_string()),
         Err(why) => Err(why),
     };
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
@@ -142,7 +131,7 @@ async fn handle(
                 "verified": verdict.is_ok(),
                 "error": verdict.as_ref().err(),
                 "event_type": event_type,
-                "event_id": id,
+                "event_id": signed.id,
                 "delivery_id": delivery,
                 "attempt": attempt,
                 "body": parsed.clone().unwrap_or_else(|| Value::String(String::from_utf8_lossy(&body).into_owned())),
@@ -154,7 +143,10 @@ async fn handle(
                 Ok(()) => "verified".to_string(),
                 Err(err) => format!("REJECTED ({err})"),
             };
-            println!("{event_type} {id}  delivery {delivery}  attempt {attempt}  {outcome}");
+            println!(
+                "{event_type} {}  delivery {delivery}  attempt {attempt}  {outcome}",
+                signed.id
+            );
             let pretty = parsed
                 .as_ref()
                 .and_then(|v| serde_json::to_string_pretty(v).ok())

@@ -77,19 +77,9 @@ async fn receive(
     latency: Duration,
 ) -> Response<Empty<Bytes>> {
     let path = request.uri().path().to_owned();
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (id, timestamp, signed) = (
-        header(signature::WEBHOOK_ID),
-        header(signature::WEBHOOK_TIMESTAMP),
-        header(signature::WEBHOOK_SIGNATURE),
-    );
+    let signed = signature::SignedHeaders::read(|name| {
+        request.headers().get(name).and_then(|v| v.to_str().ok())
+    });
     let body = request
         .into_body()
         .collect()
@@ -110,20 +100,12 @@ async fn receive(
             .ok()
             .and_then(|s| s.get(&index).cloned())
             .unwrap_or_default();
-        let verified = signature::verify(
-            &secret,
-            &id,
-            &timestamp,
-            &signed,
-            &body,
-            signature::unix_now(),
-            signature::DEFAULT_TOLERANCE_SECONDS,
-        );
+        let verified = signed.verify(&secret, &body);
         if verified.is_err() {
             tally.bad_signatures.fetch_add(1, Ordering::Relaxed);
         }
         if let Ok(mut seen) = tally.first_seen.lock() {
-            if seen.insert((id, index), now).is_some() {
+            if seen.insert((signed.id, index), now).is_some() {
                 tally.duplicates.fetch_add(1, Ordering::Relaxed);
             }
         }
