@@ -246,6 +246,12 @@ async fn quick_start_flow_with_listen(backend: Backend) {
             && table.contains("application.submitted"),
         "{table}"
     );
+    // The receiver answered before the daemon's report is committed: wait for the attempt to be on record.
+    server
+        .wait_delivery(&delivery_id, Duration::from_secs(20), |d| {
+            d.attempt_count == 1
+        })
+        .await;
     let shown = ok(&cli(&server, &["deliveries", "show", &delivery_id]));
     assert!(
         shown.contains("attempt 1")
