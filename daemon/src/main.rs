@@ -54,33 +54,12 @@ async fn main() {
     };
     let stop = daemon.stop_token();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        kit_webhooks::shutdown_signal().await;
         tracing::info!("stopping: finishing in-flight deliveries");
         stop.cancel();
     });
     if let Err(err) = daemon.wait().await {
         eprintln!("error: {err:#}");
         std::process::exit(1);
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => futures::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = futures::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }

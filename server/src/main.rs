@@ -155,7 +155,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 embedded_daemon: args.with_daemon.then_some(args.daemon),
                 ..Config::default()
             };
-            let server = kit_webhooks_server::start_with_signal(config, shutdown_signal()).await?;
+            let server = kit_webhooks_server::start_with_signal(config, async {
+                kit_webhooks::shutdown_signal().await;
+                tracing::info!("shutting down");
+            })
+            .await?;
             server.wait().await
         }
         Command::Migrate { database_url } => {
@@ -189,27 +193,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => futures::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = futures::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
 }

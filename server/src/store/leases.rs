@@ -237,22 +237,10 @@ impl Store {
     }
 
     async fn return_leases(&self, which: sea_orm::sea_query::SimpleExpr) -> Result<u64, DbErr> {
-        let result = delivery::Entity::update_many()
+        let result = clear_lease(delivery::Entity::update_many())
             .col_expr(
                 delivery::Column::Status,
                 Expr::value(DeliveryStatus::Pending.as_str()),
-            )
-            .col_expr(
-                delivery::Column::LeaseId,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                delivery::Column::LeaseOwner,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                delivery::Column::LeaseExpiresAt,
-                Expr::value(Option::<i64>::None),
             )
             .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
             .filter(which)
@@ -456,14 +444,11 @@ fn header(headers: &HashMap<String, String>, name: &str) -> Option<String> {
         .map(|(_, value)| value.clone())
 }
 
-/// An update that counts the attempt and releases the lease, the part every outcome shares.
-fn unlease(update: sea_orm::UpdateMany<delivery::Entity>) -> sea_orm::UpdateMany<delivery::Entity> {
-    use sea_orm::sea_query::ExprTrait;
+/// An update that releases the lease: no lease id, owner or expiry.
+fn clear_lease(
+    update: sea_orm::UpdateMany<delivery::Entity>,
+) -> sea_orm::UpdateMany<delivery::Entity> {
     update
-        .col_expr(
-            delivery::Column::AttemptCount,
-            Expr::col(delivery::Column::AttemptCount).add(1),
-        )
         .col_expr(
             delivery::Column::LeaseId,
             Expr::value(Option::<String>::None),
@@ -476,6 +461,15 @@ fn unlease(update: sea_orm::UpdateMany<delivery::Entity>) -> sea_orm::UpdateMany
             delivery::Column::LeaseExpiresAt,
             Expr::value(Option::<i64>::None),
         )
+}
+
+/// An update that counts the attempt and releases the lease, the part every reported outcome shares.
+fn unlease(update: sea_orm::UpdateMany<delivery::Entity>) -> sea_orm::UpdateMany<delivery::Entity> {
+    use sea_orm::sea_query::ExprTrait;
+    clear_lease(update).col_expr(
+        delivery::Column::AttemptCount,
+        Expr::col(delivery::Column::AttemptCount).add(1),
+    )
 }
 
 /// Marks `ids` finished (`succeeded` or `failed`) in one statement.
