@@ -24,25 +24,33 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/kit_webhooks_descriptor.bin"));
 }
 
-/// Completes when the process is asked to stop (SIGINT or SIGTERM): the graceful-shutdown trigger of every
-/// Kit Webhooks binary.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that completes when the process is asked to stop (SIGINT or SIGTERM): the graceful-shutdown
+/// trigger of every Kit Webhooks binary. The handlers are installed when this is called, not when the future
+/// is first polled, so a signal that arrives while the process is still starting is not lost (nor does it
+/// kill the process the default way). Call it from within the tokio runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let terminate = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |stream: Option<tokio::signal::unix::Signal>| async move {
+                match stream {
+                    Some(mut stream) => {
+                        stream.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(terminate) => {}
+                _ = wait(interrupt) => {}
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -37,6 +37,8 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Installed before anything starts, so an early SIGTERM still means a clean stop.
+    let signal = kit_webhooks::shutdown_signal();
     let config = Config {
         server: cli.server,
         token: cli.token,
@@ -54,7 +56,7 @@ async fn main() {
     };
     let stop = daemon.stop_token();
     tokio::spawn(async move {
-        kit_webhooks::shutdown_signal().await;
+        signal.await;
         tracing::info!("stopping: finishing in-flight deliveries");
         stop.cancel();
     });

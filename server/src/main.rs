@@ -155,8 +155,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 embedded_daemon: args.with_daemon.then_some(args.daemon),
                 ..Config::default()
             };
-            let server = kit_webhooks_server::start_with_signal(config, async {
-                kit_webhooks::shutdown_signal().await;
+            // Installed before anything starts, so an early SIGTERM still means a clean stop.
+            let signal = kit_webhooks::shutdown_signal();
+            let server = kit_webhooks_server::start_with_signal(config, async move {
+                signal.await;
                 tracing::info!("shutting down");
             })
             .await?;
