@@ -10,10 +10,11 @@ use std::{
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kit_webhooks::signature;
 use kit_webhooks_server::{
-    core::{id, policy::RetryPolicy, secret, time, webhook},
+    core::{id, policy::RetryPolicy, secret, time},
     store::{
-        entity::{event, webhook as webhook_row},
+        entity::event,
         leases::{AttemptReport, LeasedDelivery},
+        webhooks::new_webhook,
         Store,
     },
 };
@@ -36,25 +37,14 @@ async fn fixture() -> Fixture {
     .expect("connect");
     store.migrate().await.expect("migrate");
     for _ in 0..WEBHOOKS {
-        let now = time::now_ms();
         store
-            .insert_webhook(webhook_row::Model {
-                id: id::new(id::Kind::Webhook),
-                account_id: "bench".into(),
-                url: "https://hooks.example.com/".into(),
-                description: String::new(),
-                events: webhook::encode_events(&["interview.*".to_string()]),
-                status: "active".into(),
-                failure_count: 0,
-                failing_since: None,
-                disabled_reason: String::new(),
-                rate_limit_per_second: 100,
-                secret: secret::new_signing_secret(),
-                previous_secret: None,
-                previous_secret_expires_at: None,
-                created_at: now,
-                updated_at: now,
-            })
+            .insert_webhook(new_webhook(
+                "bench",
+                "https://hooks.example.com/",
+                "",
+                &["interview.*".to_string()],
+                100,
+            ))
             .await
             .expect("webhook");
     }

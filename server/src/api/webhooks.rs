@@ -16,7 +16,7 @@ use crate::{
         webhook::{self, Status as WebhookStatus},
         Error,
     },
-    store::{deliveries::DeliveryFilter, entity},
+    store::{deliveries::DeliveryFilter, entity, webhooks::new_webhook},
 };
 
 pub struct WebhookApi {
@@ -74,24 +74,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let description = webhook::validate_description(&req.description)?;
         let events = webhook::validate_events(&req.events)?;
         let rate = webhook::validate_rate_limit(req.rate_limit_per_second)?;
-        let now = time::now_ms();
-        let row = entity::webhook::Model {
-            id: id::new(Kind::Webhook),
-            account_id: account,
-            url,
-            description,
-            events: webhook::encode_events(&events),
-            status: WebhookStatus::Active.as_str().to_owned(),
-            failure_count: 0,
-            failing_since: None,
-            disabled_reason: String::new(),
-            rate_limit_per_second: rate as i32,
-            secret: secret::new_signing_secret(),
-            previous_secret: None,
-            previous_secret_expires_at: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let row = new_webhook(&account, &url, &description, &events, rate);
         let row = self
             .state
             .store

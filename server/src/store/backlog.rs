@@ -6,9 +6,10 @@ use sea_orm::{DbErr, EntityTrait, IntoActiveModel, TransactionTrait};
 use super::{
     entity::{delivery, event, webhook},
     events::insert_deliveries,
+    webhooks::new_webhook,
     Store,
 };
-use crate::core::{event::DeliveryStatus, id, secret, time, webhook as rules};
+use crate::core::{event::DeliveryStatus, id, time, webhook as rules};
 
 /// Rows per transaction while seeding.
 const BATCH: usize = 5_000;
@@ -19,24 +20,16 @@ impl Store {
     pub async fn seed_backlog(&self, deliveries: usize) -> Result<(), DbErr> {
         let now = time::now_ms();
         let mut hooks = Vec::new();
+        let events = ["interview.*".to_string()];
         for status in [rules::Status::Active, rules::Status::Paused] {
-            let hook = webhook::Model {
-                id: id::new(id::Kind::Webhook),
-                account_id: "backlog".into(),
-                url: "https://backlog.invalid/".into(),
-                description: "benchmark history".into(),
-                events: rules::encode_events(&["interview.*".to_string()]),
-                status: status.as_str().into(),
-                failure_count: 0,
-                failing_since: None,
-                disabled_reason: String::new(),
-                rate_limit_per_second: 100,
-                secret: secret::new_signing_secret(),
-                previous_secret: None,
-                previous_secret_expires_at: None,
-                created_at: now,
-                updated_at: now,
-            };
+            let mut hook = new_webhook(
+                "backlog",
+                "https://backlog.invalid/",
+                "benchmark history",
+                &events,
+                100,
+            );
+            hook.status = status.as_str().into();
             webhook::Entity::insert(hook.clone().into_active_model())
                 .exec_without_returning(self.writer())
                 .await?;

@@ -11,6 +11,35 @@ use super::{
 };
 use crate::core::{event::DeliveryStatus, page::PageRequest, webhook::Status as WebhookStatus};
 
+/// A new `active` webhook row with a fresh signing secret, created now: the one place that says what a new
+/// webhook starts as (the API, the benchmark history and the criterion fixtures all make them here).
+pub fn new_webhook(
+    account_id: &str,
+    url: &str,
+    description: &str,
+    events: &[String],
+    rate_limit_per_second: u32,
+) -> webhook::Model {
+    let now = crate::core::time::now_ms();
+    webhook::Model {
+        id: crate::core::id::new(crate::core::id::Kind::Webhook),
+        account_id: account_id.to_owned(),
+        url: url.to_owned(),
+        description: description.to_owned(),
+        events: crate::core::webhook::encode_events(events),
+        status: WebhookStatus::Active.as_str().to_owned(),
+        failure_count: 0,
+        failing_since: None,
+        disabled_reason: String::new(),
+        rate_limit_per_second: rate_limit_per_second.min(i32::MAX as u32) as i32,
+        secret: crate::core::secret::new_signing_secret(),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 impl Store {
     pub async fn insert_webhook(&self, model: webhook::Model) -> Result<webhook::Model, DbErr> {
         model.into_active_model().insert(self.writer()).await
