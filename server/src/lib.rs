@@ -132,6 +132,7 @@ pub async fn start_with_signal(
         tracing::warn!(leases = expired, "returned expired leases to the queue");
     }
     tokio::spawn(dispatch::sweep_expired_leases(state.clone()));
+    tokio::spawn(store.clone().checkpoint_wal(state.shutdown.clone()));
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
