@@ -19,7 +19,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use kit_webhooks::proto::{self, delivery_service_client::DeliveryServiceClient};
-use tokio::task::JoinHandle;
+use tokio::{sync::Semaphore, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{
     metadata::MetadataValue,
@@ -36,13 +36,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a report is retried while the server is unreachable; past this its lease has lapsed anyway.
 const REPORT_PATIENCE: Duration = Duration::from_secs(120);
 
+const DEFAULT_PREFETCH: u32 = 512;
+
 /// How a daemon delivers, whichever process it runs in (flags of `kit-webhooks-daemon` and of the server's
 /// `serve --with-daemon`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Deliveries in flight at once, across all endpoints.
+    /// HTTP requests in flight at once, across all endpoints.
     #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: u32,
+    /// Leased deliveries held ready beyond those being sent, so a free request slot never waits for the
+    /// server's next claim and report commits (the stream asks for `max-in-flight + prefetch` leases).
+    #[arg(long, env = "KIT_WEBHOOKS_PREFETCH", default_value_t = DEFAULT_PREFETCH)]
+    pub prefetch: u32,
     /// Also deliver to addresses in this network (CIDR, e.g. 127.0.0.0/8); repeatable. By default only
     /// globally routable addresses are reached.
     #[arg(long = "allow-network", value_name = "CIDR")]
@@ -56,6 +62,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             max_in_flight: 256,
+            prefetch: DEFAULT_PREFETCH,
             allow_networks: Vec::new(),
             ca_file: None,
         }
@@ -122,6 +129,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
         .context("the token must be printable ASCII")?;
     let client = DeliveryServiceClient::with_interceptor(channel, Auth(token));
     let stop = CancellationToken::new();
+    let requests = Arc::new(Semaphore::new(config.options.max_in_flight.max(1) as usize));
     let worker = Worker {
         config,
         sender: Arc::new(sender),
@@ -130,6 +138,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
         client,
         stop: stop.clone(),
         in_flight: TaskTracker::new(),
+        requests,
     };
     let task = tokio::spawn(worker.run());
     Ok(Daemon { stop, task })
@@ -170,15 +179,18 @@ struct Worker {
     reporter: Reporter,
     stop: CancellationToken,
     in_flight: TaskTracker,
+    /// One permit per HTTP request allowed in flight (`--max-in-flight`).
+    requests: Arc<Semaphore>,
 }
 
 impl Worker {
     async fn run(self) -> anyhow::Result<()> {
         let mut backoff = FIRST_BACKOFF;
         while !self.stop.is_cancelled() {
+            let options = &self.config.options;
             let request = proto::StreamDeliveriesRequest {
                 daemon_id: self.config.daemon_id.clone(),
-                max_in_flight: self.config.options.max_in_flight,
+                max_in_flight: options.max_in_flight.saturating_add(options.prefetch),
             };
             let mut client = self.client.clone();
             let opened = tokio::select! {
@@ -248,16 +260,23 @@ impl Worker {
         self.in_flight.wait().await;
     }
 
-    /// Sends one task on its own tokio task, so a slow or rate-limited endpoint holds up nothing else.
+    /// Sends one task on its own tokio task, so a slow or rate-limited endpoint holds up nothing else. A
+    /// task takes a request slot only once its endpoint's rate limit lets it go, and gives it back as soon
+    /// as the response is in, before its report is committed.
     fn start(&self, task: proto::DeliveryTask) {
         let sender = self.sender.clone();
         let limits = self.limits.clone();
         let reporter = self.reporter.clone();
+        let requests = self.requests.clone();
         self.in_flight.spawn(async move {
             limits
                 .until_ready(&task.webhook_id, task.rate_limit_per_second)
                 .await;
-            let report = sender.send(&task).await;
+            let report = {
+                // The semaphore is never closed, so this cannot fail; if it did, sending anyway is harmless.
+                let _slot = requests.acquire().await;
+                sender.send(&task).await
+            };
             tracing::debug!(
                 delivery = %task.delivery_id,
                 attempt = task.attempt_number,

@@ -19,7 +19,7 @@ use kit_webhooks::proto;
 use tokio::{sync::Notify, time::Instant};
 use tonic::Status;
 
-use crate::{api::convert, api::AppState, core::time};
+use crate::{api::convert, api::AppState, core::time, store::leases::Claim};
 
 /// The longest an idle stream sleeps before looking for due deliveries again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -153,28 +153,25 @@ pub async fn run_stream(
     }
 }
 
-/// Claims up to `room` due deliveries and sends them; `None` when the daemon is gone.
+/// Claims up to `room` due deliveries (through the writer, in its next cycle) and sends them; `None` when
+/// the daemon is gone.
 async fn feed(
     state: &AppState,
     owner: &str,
     room: u64,
     tx: &TaskSender,
-) -> Result<Option<u64>, sea_orm::DbErr> {
-    let now = time::now_ms();
-    let expires = now + state.config.lease_ttl().as_millis() as i64;
+) -> Result<Option<u64>, crate::core::Error> {
     let started = Instant::now();
     let leased = state
-        .store
-        .claim_due(
-            owner,
+        .writer
+        .claim(Claim {
+            owner: owner.to_owned(),
             room,
-            u64::from(state.config.max_in_flight_per_webhook),
-            now,
-            expires,
-        )
+        })
         .await?;
     tracing::debug!(stream = %owner, room, claimed = leased.len(), took = ?started.elapsed(), "claimed");
     let timeout_ms = state.config.request_timeout.as_millis() as u32;
+    let now = time::now_ms();
     for lease in &leased {
         if tx
             .send(Ok(convert::task(lease, timeout_ms, now)))

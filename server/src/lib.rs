@@ -1,15 +1,15 @@
 //! The Kit Webhooks control plane: a tonic gRPC server over SeaORM storage.
 //!
 //! Layout (svix-server's shape): [`api`] is the gRPC layer, [`core`] the domain rules, [`store`] the database,
-//! [`dispatch`] the worker that feeds daemon streams. [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the `kit-webhooks-server` command.
+//! [`dispatch`] the worker that feeds daemon streams, [`writer`] the one committer of the delivery path's writes. [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the `kit-webhooks-server` command.
 
 pub mod api;
 pub mod config;
 pub mod core;
 pub mod dispatch;
-pub mod group_commit;
 pub mod keys;
 pub mod store;
+pub mod writer;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -97,27 +97,16 @@ pub async fn start_with_signal(
         key
     });
     let embedded_options = config.embedded_daemon.clone();
-    let reports = {
-        let (store, policy) = (store.clone(), config.retry.clone());
-        group_commit::GroupCommit::spawn("reports", 512, move |reports| {
-            let (store, policy) = (store.clone(), policy.clone());
-            async move {
-                store
-                    .record_attempts(reports, &policy, core::time::now_ms())
-                    .await
-            }
-        })
-    };
-    let publishes = {
-        let store = store.clone();
-        group_commit::GroupCommit::spawn("publishes", 256, move |events| {
-            let store = store.clone();
-            async move { store.publish_events(events).await }
-        })
-    };
+    let writer = writer::Writer::spawn(
+        store.clone(),
+        store::writes::WriteRules {
+            retry: config.retry.clone(),
+            per_webhook_cap: u64::from(config.max_in_flight_per_webhook),
+            lease_ttl_ms: config.lease_ttl().as_millis() as i64,
+        },
+    );
     let state = Arc::new(AppState {
-        reports,
-        publishes,
+        writer,
         auth,
         store: store.clone(),
         config,

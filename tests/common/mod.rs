@@ -245,6 +245,7 @@ pub fn fast_delivery(config: &mut Config, ca_file: Option<std::path::PathBuf>) {
         max_in_flight: 64,
         allow_networks: vec!["127.0.0.0/8".parse().expect("cidr")],
         ca_file,
+        ..Default::default()
     });
 }
 

@@ -23,7 +23,7 @@ use crate::{
 pub const MAX_STORED_BODY_BYTES: usize = 16 * 1024;
 /// `max_in_flight` when the daemon asks for 0, and the most it may ask for.
 const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
-const MAX_MAX_IN_FLIGHT: u32 = 10_000;
+const MAX_MAX_IN_FLIGHT: u32 = 100_000;
 /// The most reports one `ReportDeliveries` call may carry.
 const MAX_REPORTS_PER_CALL: usize = 1000;
 
@@ -144,7 +144,7 @@ impl DeliveryApi {
             error_kind: req.error_kind,
             error: req.error,
         };
-        let recorded = self.state.reports.submit(report).await?;
+        let recorded = self.state.writer.report(report).await?;
         if let Some(owner) = &recorded.lease_owner {
             self.state.streams.reported(owner);
         }

@@ -60,7 +60,7 @@ impl proto::event_service_server::EventService for EventApi {
             idempotency_key,
             created_at: time::now_ms(),
         };
-        let published = self.state.publishes.submit(row).await?;
+        let published = self.state.writer.publish(row).await?;
         if published.deliveries_queued > 0 {
             self.state.deliveries_changed.notify_waiters();
         }

@@ -12,18 +12,7 @@ use std::time::Duration;
 use kit_webhooks::proto;
 use tokio::sync::Notify;
 
-use crate::{
-    config::Config,
-    core::Error,
-    dispatch::Streams,
-    group_commit::GroupCommit,
-    store::{
-        entity::event,
-        events::Published,
-        leases::{AttemptReport, Recorded},
-        Store,
-    },
-};
+use crate::{config::Config, core::Error, dispatch::Streams, store::Store, writer::Writer};
 
 /// What every service shares.
 pub struct AppState {
@@ -34,10 +23,8 @@ pub struct AppState {
     pub deliveries_changed: Notify,
     /// Woken whenever an attempt has been recorded.
     pub attempt_recorded: Notify,
-    /// Attempt reports waiting for their group commit.
-    pub reports: GroupCommit<AttemptReport, Recorded>,
-    /// Published events waiting for their group commit.
-    pub publishes: GroupCommit<event::Model, Published>,
+    /// Commits publishes, attempt reports and lease claims, many to a transaction.
+    pub writer: Writer,
     /// The daemon streams open on this server.
     pub streams: Streams,
     /// Cancelled when the server shuts down: streams end and release their leases.

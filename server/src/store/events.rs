@@ -1,8 +1,8 @@
 //! Event rows, and publishing: the event and its fan-out of deliveries committed in one transaction.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use std::collections::HashMap;
@@ -86,95 +86,12 @@ impl Store {
         }
     }
 
-    /// The transaction behind publishing: idempotency check, events, fan-out, in a handful of statements
-    /// whatever the group's size.
+    /// [`publish_in`] in a transaction of its own.
     async fn publish_group(&self, events: Vec<event::Model>) -> Result<Vec<Published>, DbErr> {
         let txn = self.writer().begin().await?;
-        // Events whose key was seen before (in the database, or earlier in this group) come back as they were.
-        let mut originals: HashMap<(String, String), event::Model> = HashMap::new();
-        let keyed: Vec<&event::Model> = events
-            .iter()
-            .filter(|e| e.idempotency_key.is_some())
-            .collect();
-        if !keyed.is_empty() {
-            let found = event::Entity::find()
-                .filter(event::Column::AccountId.is_in(keyed.iter().map(|e| e.account_id.as_str())))
-                .filter(
-                    event::Column::IdempotencyKey
-                        .is_in(keyed.iter().filter_map(|e| e.idempotency_key.as_deref())),
-                )
-                .all(&txn)
-                .await?;
-            for original in found {
-                if let Some(key) = original.idempotency_key.clone() {
-                    originals.insert((original.account_id.clone(), key), original);
-                }
-            }
-        }
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut fresh = Vec::with_capacity(events.len());
-        for event in events {
-            if let Some(key) = &event.idempotency_key {
-                let slot = (event.account_id.clone(), key.clone());
-                if let Some(original) = originals.get(&slot) {
-                    outcomes.push(Err(original.clone()));
-                    continue;
-                }
-                originals.insert(slot, event.clone());
-            }
-            outcomes.push(Ok(fresh.len()));
-            fresh.push(event);
-        }
-        for chunk in fresh.chunks(INSERT_CHUNK) {
-            event::Entity::insert_many(
-                chunk
-                    .iter()
-                    .cloned()
-                    .map(IntoActiveModel::into_active_model),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-        }
-
-        let mut accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
-        accounts.sort_unstable();
-        accounts.dedup();
-        let mut webhooks: HashMap<String, Vec<webhook::Model>> = HashMap::new();
-        if !accounts.is_empty() {
-            for hook in Self::active_webhooks_on(&txn, &accounts).await? {
-                webhooks
-                    .entry(hook.account_id.clone())
-                    .or_default()
-                    .push(hook);
-            }
-        }
-        let mut deliveries = Vec::new();
-        let mut queued = Vec::with_capacity(fresh.len());
-        for event in &fresh {
-            let before = deliveries.len();
-            for hook in webhooks.get(&event.account_id).into_iter().flatten() {
-                if subscribes(&hook.events, &event.r#type) {
-                    deliveries.push(new_delivery(event, hook));
-                }
-            }
-            queued.push((deliveries.len() - before) as u32);
-        }
-        insert_deliveries(&txn, &deliveries).await?;
+        let published = publish_in(&txn, &events).await?;
         txn.commit().await?;
-
-        Ok(outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Ok(index) => Published {
-                    event: fresh[index].clone(),
-                    deliveries_queued: queued[index],
-                },
-                Err(original) => Published {
-                    event: original,
-                    deliveries_queued: 0,
-                },
-            })
-            .collect())
+        Ok(published)
     }
 
     /// Stores a `test.ping` event and its one delivery to `webhook`, whatever the webhook's status.
@@ -257,4 +174,96 @@ pub async fn insert_deliveries(
         .await?;
     }
     Ok(())
+}
+
+/// The transaction behind publishing (idempotency check, events, fan-out) inside a transaction the caller
+/// commits: a handful of statements whatever the group's size.
+pub async fn publish_in(
+    txn: &DatabaseTransaction,
+    events: &[event::Model],
+) -> Result<Vec<Published>, DbErr> {
+    // Events whose key was seen before (in the database, or earlier in this group) come back as they were.
+    let mut originals: HashMap<(String, String), event::Model> = HashMap::new();
+    let keyed: Vec<&event::Model> = events
+        .iter()
+        .filter(|e| e.idempotency_key.is_some())
+        .collect();
+    if !keyed.is_empty() {
+        let found = event::Entity::find()
+            .filter(event::Column::AccountId.is_in(keyed.iter().map(|e| e.account_id.as_str())))
+            .filter(
+                event::Column::IdempotencyKey
+                    .is_in(keyed.iter().filter_map(|e| e.idempotency_key.as_deref())),
+            )
+            .all(txn)
+            .await?;
+        for original in found {
+            if let Some(key) = original.idempotency_key.clone() {
+                originals.insert((original.account_id.clone(), key), original);
+            }
+        }
+    }
+    let mut outcomes = Vec::with_capacity(events.len());
+    let mut fresh = Vec::with_capacity(events.len());
+    for event in events {
+        if let Some(key) = &event.idempotency_key {
+            let slot = (event.account_id.clone(), key.clone());
+            if let Some(original) = originals.get(&slot) {
+                outcomes.push(Err(original.clone()));
+                continue;
+            }
+            originals.insert(slot, event.clone());
+        }
+        outcomes.push(Ok(fresh.len()));
+        fresh.push(event.clone());
+    }
+    for chunk in fresh.chunks(INSERT_CHUNK) {
+        event::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+
+    let mut accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    let mut webhooks: HashMap<String, Vec<webhook::Model>> = HashMap::new();
+    if !accounts.is_empty() {
+        for hook in Store::active_webhooks_on(txn, &accounts).await? {
+            webhooks
+                .entry(hook.account_id.clone())
+                .or_default()
+                .push(hook);
+        }
+    }
+    let mut deliveries = Vec::new();
+    let mut queued = Vec::with_capacity(fresh.len());
+    for event in &fresh {
+        let before = deliveries.len();
+        for hook in webhooks.get(&event.account_id).into_iter().flatten() {
+            if subscribes(&hook.events, &event.r#type) {
+                deliveries.push(new_delivery(event, hook));
+            }
+        }
+        queued.push((deliveries.len() - before) as u32);
+    }
+    insert_deliveries(txn, &deliveries).await?;
+
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(index) => Published {
+                event: fresh[index].clone(),
+                deliveries_queued: queued[index],
+            },
+            Err(original) => Published {
+                event: original,
+                deliveries_queued: 0,
+            },
+        })
+        .collect())
 }

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 
 use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
-    TransactionTrait, Value,
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement, TransactionTrait, Value,
 };
 
 use super::{
@@ -107,96 +107,12 @@ impl Store {
         now: i64,
         lease_expires_at: i64,
     ) -> Result<Vec<LeasedDelivery>, DbErr> {
-        let backend = self.backend();
         let txn = self.writer().begin().await?;
-        let lock = if backend == DbBackend::Postgres {
-            " FOR UPDATE OF d SKIP LOCKED"
-        } else {
-            ""
+        let claim = Claim {
+            owner: owner.to_owned(),
+            room,
         };
-        // Webhooks already at their cap are skipped in the query itself, so a slow endpoint's backlog cannot
-        // fill the candidate window and starve the others.
-        let sql = format!(
-            "SELECT d.id, d.webhook_id, d.attempt_count, d.event_type, COALESCE(s.n, 0) AS in_flight, \
-             w.url, w.rate_limit_per_second, w.secret, w.previous_secret, w.previous_secret_expires_at, \
-             e.id AS event_id, e.account_id, e.data_json, e.created_at AS event_created_at \
-             FROM deliveries d \
-             JOIN webhooks w ON w.id = d.webhook_id \
-             JOIN events e ON e.id = d.event_id \
-             LEFT JOIN (SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? GROUP BY webhook_id) s \
-             ON s.webhook_id = d.webhook_id \
-             WHERE d.status = ? AND d.next_attempt_at <= ? AND (w.status = ? OR d.event_type = ?) \
-             AND COALESCE(s.n, 0) < ? \
-             ORDER BY d.next_attempt_at LIMIT ?{lock}"
-        );
-        let rows = txn
-            .query_all_raw(statement(
-                backend,
-                &sql,
-                vec![
-                    DeliveryStatus::Sending.as_str().into(),
-                    DeliveryStatus::Pending.as_str().into(),
-                    now.into(),
-                    WebhookStatus::Active.as_str().into(),
-                    TEST_PING.into(),
-                    (per_webhook_cap as i64).into(),
-                    ((room * CANDIDATES_PER_SLOT) as i64).into(),
-                ],
-            ))
-            .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let lease_id = id::new(id::Kind::Lease);
-        let mut in_flight: HashMap<String, u64> = HashMap::new();
-        let mut leased = Vec::new();
-        for row in rows {
-            if leased.len() as u64 >= room {
-                break;
-            }
-            let webhook_id: String = row.try_get("", "webhook_id")?;
-            let held = match in_flight.get(&webhook_id) {
-                Some(held) => *held,
-                None => row.try_get::<i64>("", "in_flight")?.max(0) as u64,
-            };
-            if held >= per_webhook_cap {
-                continue;
-            }
-            in_flight.insert(webhook_id.clone(), held + 1);
-            leased.push(LeasedDelivery {
-                delivery_id: row.try_get("", "id")?,
-                attempt_count: row.try_get("", "attempt_count")?,
-                lease_id: lease_id.clone(),
-                webhook_id,
-                url: row.try_get("", "url")?,
-                rate_limit_per_second: row.try_get("", "rate_limit_per_second")?,
-                secret: row.try_get("", "secret")?,
-                previous_secret: row.try_get("", "previous_secret")?,
-                previous_secret_expires_at: row.try_get("", "previous_secret_expires_at")?,
-                event_id: row.try_get("", "event_id")?,
-                event_type: row.try_get("", "event_type")?,
-                account_id: row.try_get("", "account_id")?,
-                data_json: row.try_get("", "data_json")?,
-                event_created_at: row.try_get("", "event_created_at")?,
-            });
-        }
-        if leased.is_empty() {
-            return Ok(Vec::new());
-        }
-        delivery::Entity::update_many()
-            .col_expr(
-                delivery::Column::Status,
-                Expr::value(DeliveryStatus::Sending.as_str()),
-            )
-            .col_expr(delivery::Column::LeaseId, Expr::value(lease_id.as_str()))
-            .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
-            .col_expr(
-                delivery::Column::LeaseExpiresAt,
-                Expr::value(lease_expires_at),
-            )
-            .filter(delivery::Column::Id.is_in(leased.iter().map(|l| l.delivery_id.as_str())))
-            .exec(&txn)
-            .await?;
+        let leased = claim_in(&txn, &claim, per_webhook_cap, now, lease_expires_at).await?;
         txn.commit().await?;
         Ok(leased)
     }
@@ -283,154 +199,165 @@ impl Store {
         policy: &RetryPolicy,
         now: i64,
     ) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
-        let postgres = self.backend() == DbBackend::Postgres;
         let txn = self.writer().begin().await?;
-        let mut query = delivery::Entity::find()
-            .filter(delivery::Column::Id.is_in(reports.iter().map(|r| r.delivery_id.as_str())))
-            .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()));
-        if postgres {
-            // A duplicate report arriving at another replica waits here, then finds the lease gone. Rows are
-            // locked in id order, as webhooks are below, so concurrent groups cannot deadlock.
-            query = query.order_by_asc(delivery::Column::Id).lock_exclusive();
-        }
-        let mut held: HashMap<String, delivery::Model> = query
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|d| (d.id.clone(), d))
-            .collect();
-        let hook_ids: Vec<String> = held.values().map(|d| d.webhook_id.clone()).collect();
-        let hook_query = || {
-            webhook::Entity::find()
-                .filter(webhook::Column::Id.is_in(hook_ids.iter().map(String::as_str)))
-                .order_by_asc(webhook::Column::Id)
-        };
-        let mut found_hooks = hook_query().all(&txn).await?;
-        // A group that will change a webhook's failure bookkeeping (a failed attempt, or a success ending a
-        // run of failures) must serialise with other groups on that row; the common case, healthy webhooks
-        // answering 2xx, writes no webhook row and takes no lock. Id order avoids deadlocks.
-        let writes_webhooks = reports.iter().any(|r| !is_success(r.response_status))
-            || found_hooks
-                .iter()
-                .any(|h| h.failure_count != 0 || h.failing_since.is_some());
-        if postgres && writes_webhooks {
-            found_hooks = hook_query().lock_exclusive().all(&txn).await?;
-        }
-        let mut hooks: HashMap<String, (webhook::Model, bool)> = found_hooks
-            .into_iter()
-            .map(|w| (w.id.clone(), (w, false)))
-            .collect();
+        let recorded = record_in(&txn, &reports, policy, now).await?;
+        txn.commit().await?;
+        Ok(recorded)
+    }
+}
 
-        let mut results = Vec::with_capacity(reports.len());
-        let mut attempts = Vec::with_capacity(reports.len());
-        let mut succeeded = Vec::new();
-        let mut failed = Vec::new();
-        let mut retries = Vec::new();
-        for report in reports {
-            // Taken out of `held`, so a second report on the same lease in this group is refused too.
-            let found = match held.remove(&report.delivery_id) {
-                Some(found) if found.lease_id.as_deref() == Some(report.lease_id.as_str()) => found,
-                other => {
-                    if let Some(other) = other {
-                        held.insert(other.id.clone(), other);
-                    }
-                    results.push(Err(Error::FailedPrecondition(format!(
+/// [`Store::record_attempts`] inside a transaction the caller commits.
+pub async fn record_in(
+    txn: &DatabaseTransaction,
+    reports: &[AttemptReport],
+    policy: &RetryPolicy,
+    now: i64,
+) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
+    let postgres = txn.get_database_backend() == DbBackend::Postgres;
+    let mut query = delivery::Entity::find()
+        .filter(delivery::Column::Id.is_in(reports.iter().map(|r| r.delivery_id.as_str())))
+        .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()));
+    if postgres {
+        // A duplicate report arriving at another replica waits here, then finds the lease gone. Rows are
+        // locked in id order, as webhooks are below, so concurrent groups cannot deadlock.
+        query = query.order_by_asc(delivery::Column::Id).lock_exclusive();
+    }
+    let mut held: HashMap<String, delivery::Model> = query
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|d| (d.id.clone(), d))
+        .collect();
+    let hook_ids: Vec<String> = held.values().map(|d| d.webhook_id.clone()).collect();
+    let hook_query = || {
+        webhook::Entity::find()
+            .filter(webhook::Column::Id.is_in(hook_ids.iter().map(String::as_str)))
+            .order_by_asc(webhook::Column::Id)
+    };
+    let mut found_hooks = hook_query().all(txn).await?;
+    // A group that will change a webhook's failure bookkeeping (a failed attempt, or a success ending a
+    // run of failures) must serialise with other groups on that row; the common case, healthy webhooks
+    // answering 2xx, writes no webhook row and takes no lock. Id order avoids deadlocks.
+    let writes_webhooks = reports.iter().any(|r| !is_success(r.response_status))
+        || found_hooks
+            .iter()
+            .any(|h| h.failure_count != 0 || h.failing_since.is_some());
+    if postgres && writes_webhooks {
+        found_hooks = hook_query().lock_exclusive().all(txn).await?;
+    }
+    let mut hooks: HashMap<String, (webhook::Model, bool)> = found_hooks
+        .into_iter()
+        .map(|w| (w.id.clone(), (w, false)))
+        .collect();
+
+    let mut results = Vec::with_capacity(reports.len());
+    let mut attempts = Vec::with_capacity(reports.len());
+    let mut succeeded = Vec::new();
+    let mut failed = Vec::new();
+    let mut retries = Vec::new();
+    for report in reports {
+        // Taken out of `held`, so a second report on the same lease in this group is refused too.
+        let found = match held.remove(&report.delivery_id) {
+            Some(found) if found.lease_id.as_deref() == Some(report.lease_id.as_str()) => found,
+            other => {
+                if let Some(other) = other {
+                    held.insert(other.id.clone(), other);
+                }
+                results.push(Err(Error::FailedPrecondition(format!(
                         "lease `{}` on delivery `{}` is no longer held (released, expired or already reported); \
                          the report was discarded",
                         report.lease_id, report.delivery_id
                     ))));
-                    continue;
-                }
-            };
-            let number = found.attempt_count + 1;
-            if report.attempt_number != number as u32 {
-                results.push(Err(Error::invalid(
-                    "attempt_number",
-                    format!(
-                        "is {}, but this lease is for attempt {number}",
-                        report.attempt_number
-                    ),
-                )));
                 continue;
             }
-            let Some((hook, changed)) = hooks.get_mut(&found.webhook_id) else {
-                results.push(Err(Error::not_found("webhook", &found.webhook_id)));
-                continue;
-            };
-            let outcome = Outcome {
-                attempt_number: report.attempt_number,
-                status: report.response_status,
-                retry_after: header(&report.response_headers, "retry-after"),
-                is_test_ping: found.event_type == TEST_PING,
-                started_at: report.started_at,
-            };
-            let health = WebhookHealth {
-                failure_count: hook.failure_count.max(0) as u32,
-                failing_since: hook.failing_since,
-            };
-            let decision = policy.decide(&outcome, health, now);
-            *changed |= apply_to_webhook(hook, &decision.webhook, now);
-            match decision.delivery {
-                DeliveryDecision::Succeeded => succeeded.push(found.id.clone()),
-                DeliveryDecision::Failed => failed.push(found.id.clone()),
-                DeliveryDecision::RetryAt(at) => {
-                    let active = hook.status == WebhookStatus::Active.as_str();
-                    retries.push((
-                        found.id.clone(),
-                        at,
-                        DeliveryStatus::waiting(active, &found.event_type),
-                    ));
-                }
-            }
-            attempts.push(attempt::ActiveModel {
-                id: Set(id::new(id::Kind::Attempt)),
-                delivery_id: Set(found.id.clone()),
-                number: Set(number),
-                started_at: Set(report.started_at),
-                duration_ms: Set(report.duration_ms.min(i32::MAX as u32) as i32),
-                request_headers: Set(
-                    serde_json::to_string(&report.request_headers).unwrap_or_else(|_| "{}".into())
+        };
+        let number = found.attempt_count + 1;
+        if report.attempt_number != number as u32 {
+            results.push(Err(Error::invalid(
+                "attempt_number",
+                format!(
+                    "is {}, but this lease is for attempt {number}",
+                    report.attempt_number
                 ),
-                response_status: Set(report.response_status.min(999) as i32),
-                response_headers: Set(
-                    serde_json::to_string(&report.response_headers).unwrap_or_else(|_| "{}".into())
-                ),
-                response_body: Set(report.response_body),
-                error_kind: Set(report.error_kind),
-                error: Set(report.error),
-            });
-            results.push(Ok(Recorded {
-                decision,
-                lease_owner: found.lease_owner,
-            }));
+            )));
+            continue;
         }
-
-        for chunk in attempts.chunks(INSERT_CHUNK) {
-            attempt::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        finish(&txn, &succeeded, DeliveryStatus::Succeeded, now).await?;
-        finish(&txn, &failed, DeliveryStatus::Failed, now).await?;
-        for (delivery_id, at, status) in retries {
-            unlease(delivery::Entity::update_many())
-                .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
-                .col_expr(delivery::Column::NextAttemptAt, Expr::value(at))
-                .filter(delivery::Column::Id.eq(delivery_id))
-                .exec(&txn)
-                .await?;
-        }
-        for (hook, changed) in hooks.into_values() {
-            if changed && hook.status != WebhookStatus::Active.as_str() {
-                Self::set_waiting(&txn, &hook.id, false).await?;
-            }
-            if changed {
-                hook.into_active_model().reset_all().update(&txn).await?;
+        let Some((hook, changed)) = hooks.get_mut(&found.webhook_id) else {
+            results.push(Err(Error::not_found("webhook", &found.webhook_id)));
+            continue;
+        };
+        let outcome = Outcome {
+            attempt_number: report.attempt_number,
+            status: report.response_status,
+            retry_after: header(&report.response_headers, "retry-after"),
+            is_test_ping: found.event_type == TEST_PING,
+            started_at: report.started_at,
+        };
+        let health = WebhookHealth {
+            failure_count: hook.failure_count.max(0) as u32,
+            failing_since: hook.failing_since,
+        };
+        let decision = policy.decide(&outcome, health, now);
+        *changed |= apply_to_webhook(hook, &decision.webhook, now);
+        match decision.delivery {
+            DeliveryDecision::Succeeded => succeeded.push(found.id.clone()),
+            DeliveryDecision::Failed => failed.push(found.id.clone()),
+            DeliveryDecision::RetryAt(at) => {
+                let active = hook.status == WebhookStatus::Active.as_str();
+                retries.push((
+                    found.id.clone(),
+                    at,
+                    DeliveryStatus::waiting(active, &found.event_type),
+                ));
             }
         }
-        txn.commit().await?;
-        Ok(results)
+        attempts.push(attempt::ActiveModel {
+            id: Set(id::new(id::Kind::Attempt)),
+            delivery_id: Set(found.id.clone()),
+            number: Set(number),
+            started_at: Set(report.started_at),
+            duration_ms: Set(report.duration_ms.min(i32::MAX as u32) as i32),
+            request_headers: Set(
+                serde_json::to_string(&report.request_headers).unwrap_or_else(|_| "{}".into())
+            ),
+            response_status: Set(report.response_status.min(999) as i32),
+            response_headers: Set(
+                serde_json::to_string(&report.response_headers).unwrap_or_else(|_| "{}".into())
+            ),
+            response_body: Set(report.response_body.clone()),
+            error_kind: Set(report.error_kind.clone()),
+            error: Set(report.error.clone()),
+        });
+        results.push(Ok(Recorded {
+            decision,
+            lease_owner: found.lease_owner,
+        }));
     }
+
+    for chunk in attempts.chunks(INSERT_CHUNK) {
+        attempt::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    finish(txn, &succeeded, DeliveryStatus::Succeeded, now).await?;
+    finish(txn, &failed, DeliveryStatus::Failed, now).await?;
+    for (delivery_id, at, status) in retries {
+        unlease(delivery::Entity::update_many())
+            .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(at))
+            .filter(delivery::Column::Id.eq(delivery_id))
+            .exec(txn)
+            .await?;
+    }
+    for (hook, changed) in hooks.into_values() {
+        if changed && hook.status != WebhookStatus::Active.as_str() {
+            Store::set_waiting(txn, &hook.id, false).await?;
+        }
+        if changed {
+            hook.into_active_model().reset_all().update(txn).await?;
+        }
+    }
+    Ok(results)
 }
 
 /// Rows per multi-row INSERT of attempts: well under SQLite's bound-parameter limit.
@@ -523,4 +450,143 @@ fn apply_to_webhook(hook: &mut webhook::Model, decision: &WebhookDecision, now: 
         }
     }
     *hook != before
+}
+
+/// A stream's request for up to `room` more leases.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub owner: String,
+    pub room: u64,
+}
+
+/// [`Store::claim_due`] inside a transaction the caller commits.
+///
+/// Two queries: the leases each webhook holds (few rows, from the status index), then the due deliveries in
+/// `next_attempt_at` order, limited *before* joining their webhook and event, so the database reads only the
+/// head of the due range whatever its size or its statistics (PostgreSQL otherwise may sort the whole
+/// due range, event bodies included). Webhooks at their cap are left out of the second query, so a slow
+/// endpoint's backlog cannot fill the window and starve the others.
+pub async fn claim_in(
+    db: &DatabaseTransaction,
+    claim: &Claim,
+    per_webhook_cap: u64,
+    now: i64,
+    lease_expires_at: i64,
+) -> Result<Vec<LeasedDelivery>, DbErr> {
+    let backend = db.get_database_backend();
+    let (owner, room) = (claim.owner.as_str(), claim.room);
+    let mut in_flight: HashMap<String, u64> = HashMap::new();
+    for row in db
+        .query_all_raw(statement(
+            backend,
+            "SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? GROUP BY webhook_id",
+            vec![DeliveryStatus::Sending.as_str().into()],
+        ))
+        .await?
+    {
+        let n: i64 = row.try_get("", "n")?;
+        in_flight.insert(row.try_get("", "webhook_id")?, n.max(0) as u64);
+    }
+    let capped: Vec<&String> = in_flight
+        .iter()
+        .filter(|(_, n)| **n >= per_webhook_cap)
+        .map(|(id, _)| id)
+        .collect();
+    let mut values: Vec<Value> = vec![DeliveryStatus::Pending.as_str().into(), now.into()];
+    let skip_capped = if capped.is_empty() {
+        String::new()
+    } else {
+        values.extend(capped.iter().map(|id| Value::from(id.as_str())));
+        format!(
+            " AND webhook_id NOT IN ({})",
+            vec!["?"; capped.len()].join(", ")
+        )
+    };
+    values.push(((room * CANDIDATES_PER_SLOT) as i64).into());
+    let lock = if backend == DbBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT d.id, d.webhook_id, d.attempt_count, d.event_type, d.next_attempt_at, \
+         w.status AS webhook_status, w.url, w.rate_limit_per_second, w.secret, w.previous_secret, w.previous_secret_expires_at, \
+         e.id AS event_id, e.account_id, e.data_json, e.created_at AS event_created_at \
+         FROM (SELECT id FROM deliveries WHERE status = ? AND next_attempt_at <= ?{skip_capped} \
+               ORDER BY next_attempt_at LIMIT ?{lock}) due \
+         JOIN deliveries d ON d.id = due.id \
+         JOIN webhooks w ON w.id = d.webhook_id \
+         JOIN events e ON e.id = d.event_id \
+         ORDER BY d.next_attempt_at"
+    );
+    let rows = db.query_all_raw(statement(backend, &sql, values)).await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lease_id = id::new(id::Kind::Lease);
+    let mut leased = Vec::new();
+    let mut to_hold = Vec::new();
+    for row in rows {
+        if leased.len() as u64 >= room {
+            break;
+        }
+        let webhook_id: String = row.try_get("", "webhook_id")?;
+        let event_type: String = row.try_get("", "event_type")?;
+        let webhook_status: String = row.try_get("", "webhook_status")?;
+        if webhook_status != WebhookStatus::Active.as_str() && event_type != TEST_PING {
+            // Left pending by a race with a pause (a lease released, a fan-out read just before the pause
+            // committed): held now, so it neither goes out nor sits at the head of the due range.
+            to_hold.push(row.try_get::<String>("", "id")?);
+            continue;
+        }
+        let held = in_flight.entry(webhook_id.clone()).or_insert(0);
+        if *held >= per_webhook_cap {
+            continue;
+        }
+        *held += 1;
+        leased.push(LeasedDelivery {
+            delivery_id: row.try_get("", "id")?,
+            attempt_count: row.try_get("", "attempt_count")?,
+            lease_id: lease_id.clone(),
+            webhook_id,
+            url: row.try_get("", "url")?,
+            rate_limit_per_second: row.try_get("", "rate_limit_per_second")?,
+            secret: row.try_get("", "secret")?,
+            previous_secret: row.try_get("", "previous_secret")?,
+            previous_secret_expires_at: row.try_get("", "previous_secret_expires_at")?,
+            event_id: row.try_get("", "event_id")?,
+            event_type,
+            account_id: row.try_get("", "account_id")?,
+            data_json: row.try_get("", "data_json")?,
+            event_created_at: row.try_get("", "event_created_at")?,
+        });
+    }
+    if !to_hold.is_empty() {
+        delivery::Entity::update_many()
+            .col_expr(
+                delivery::Column::Status,
+                Expr::value(DeliveryStatus::Held.as_str()),
+            )
+            .filter(delivery::Column::Id.is_in(to_hold.iter().map(String::as_str)))
+            .exec(db)
+            .await?;
+    }
+    if leased.is_empty() {
+        return Ok(Vec::new());
+    }
+    delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::Status,
+            Expr::value(DeliveryStatus::Sending.as_str()),
+        )
+        .col_expr(delivery::Column::LeaseId, Expr::value(lease_id.as_str()))
+        .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
+        .col_expr(
+            delivery::Column::LeaseExpiresAt,
+            Expr::value(lease_expires_at),
+        )
+        .filter(delivery::Column::Id.is_in(leased.iter().map(|l| l.delivery_id.as_str())))
+        .exec(db)
+        .await?;
+    Ok(leased)
 }

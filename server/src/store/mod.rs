@@ -15,6 +15,7 @@ pub mod events;
 pub mod keys;
 pub mod leases;
 pub mod webhooks;
+pub mod writes;
 
 use std::time::Duration;
 

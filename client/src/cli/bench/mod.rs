@@ -51,6 +51,9 @@ pub struct BenchArgs {
     /// Deliveries in flight in the daemon, and requests in flight in the raw-ceiling run.
     #[arg(long, default_value_t = 32)]
     pub concurrency: u32,
+    /// Leases the started daemon holds ready beyond --concurrency (its --prefetch).
+    #[arg(long, default_value_t = 512)]
+    pub prefetch: u32,
     /// Deliveries already in the database before the run (half succeeded, half held for a paused webhook).
     #[arg(long, default_value_t = 0)]
     pub backlog: usize,
@@ -90,6 +93,7 @@ pub struct Figures {
     pub bad_signatures: u64,
     pub payload_bytes: usize,
     pub concurrency: u32,
+    pub prefetch: u32,
     pub database: String,
     pub raw_ceiling_per_second: f64,
     pub deliveries_per_second: f64,
@@ -254,6 +258,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         bad_signatures: tally.bad_signatures.load(Ordering::Relaxed),
         payload_bytes: args.payload_bytes,
         concurrency: args.concurrency,
+        prefetch: args.prefetch,
         database: database.clone(),
         raw_ceiling_per_second: ceiling,
         deliveries_per_second,
@@ -307,7 +312,8 @@ impl Target {
             &listen,
             &database_url,
             &key_file,
-            args.concurrency.max(16),
+            // One webhook may use the daemon's whole window (the fan-out 1 runs need it).
+            (args.concurrency + args.prefetch).max(16),
         )?;
         let keys = std::fs::read_to_string(&key_file)?;
         let admin_key = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY)
@@ -317,8 +323,13 @@ impl Target {
                 .context("publisher key")?;
         let daemon_key = processes::create_daemon_key(&server_bin, &database_url)?;
         let server_url = format!("http://{listen}");
-        let daemon =
-            processes::start_daemon(&daemon_bin, &server_url, &daemon_key, args.concurrency)?;
+        let daemon = processes::start_daemon(
+            &daemon_bin,
+            &server_url,
+            &daemon_key,
+            args.concurrency,
+            args.prefetch,
+        )?;
         Ok(Target {
             server_url,
             admin_key,

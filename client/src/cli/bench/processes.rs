@@ -136,6 +136,7 @@ pub fn start_daemon(
     server: &str,
     token: &str,
     max_in_flight: u32,
+    prefetch: u32,
 ) -> anyhow::Result<Process> {
     let child = Command::new(bin)
         .args([
@@ -147,6 +148,7 @@ pub fn start_daemon(
             "127.0.0.0/8",
         ])
         .args(["--max-in-flight", &max_in_flight.to_string()])
+        .args(["--prefetch", &prefetch.to_string()])
         .env("RUST_LOG", log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

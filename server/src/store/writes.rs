@@ -1,0 +1,141 @@
+//! One transaction for everything the delivery path writes in a cycle: published events and their fan-out,
+//! attempt reports, and lease claims (see `crate::writer`, which gathers them).
+//!
+//! Sharing the transaction is what makes the pipeline fast: a cycle costs one commit (one fsync on
+//! PostgreSQL) however many publishes, reports and claims it carries, and the order inside it, publishes,
+//! then reports, then claims, lets a claim lease deliveries published in the same cycle and use the room
+//! that reports in the same cycle freed.
+
+use sea_orm::{DbErr, TransactionTrait};
+
+use super::{
+    entity::event,
+    events::{publish_in, Published},
+    leases::{claim_in, record_in, AttemptReport, Claim, LeasedDelivery, Recorded},
+    Store,
+};
+use crate::core::{policy::RetryPolicy, Error};
+
+/// The writes of one cycle.
+#[derive(Debug, Default)]
+pub struct Writes {
+    pub events: Vec<event::Model>,
+    pub reports: Vec<AttemptReport>,
+    pub claims: Vec<Claim>,
+}
+
+/// What each write of a cycle did, in the order of [`Writes`].
+#[derive(Debug)]
+pub struct Written {
+    pub published: Vec<Result<Published, Error>>,
+    pub recorded: Vec<Result<Recorded, Error>>,
+    pub claimed: Vec<Result<Vec<LeasedDelivery>, Error>>,
+}
+
+/// The rules a cycle applies.
+#[derive(Debug, Clone)]
+pub struct WriteRules {
+    pub retry: RetryPolicy,
+    /// The most leases one webhook may hold.
+    pub per_webhook_cap: u64,
+    /// How long a new lease lasts, in milliseconds.
+    pub lease_ttl_ms: i64,
+}
+
+impl Store {
+    /// Commits `writes` in one transaction. If that fails (a lost race on an idempotency key with another
+    /// replica, a deadlock, the database gone), each kind of write is tried again in transactions of its
+    /// own, so one failing write does not fail the others; each write gets its own result.
+    pub async fn commit_writes(&self, writes: Writes, rules: &WriteRules, now: i64) -> Written {
+        match self.commit_together(&writes, rules, now).await {
+            Ok(written) => written,
+            Err(err) => {
+                tracing::info!(error = %err, "combined commit failed; committing each kind on its own");
+                self.commit_apart(writes, rules, now).await
+            }
+        }
+    }
+
+    async fn commit_together(
+        &self,
+        writes: &Writes,
+        rules: &WriteRules,
+        now: i64,
+    ) -> Result<Written, DbErr> {
+        let txn = self.writer().begin().await?;
+        let published = if writes.events.is_empty() {
+            Vec::new()
+        } else {
+            publish_in(&txn, &writes.events).await?
+        };
+        let recorded = if writes.reports.is_empty() {
+            Vec::new()
+        } else {
+            record_in(&txn, &writes.reports, &rules.retry, now).await?
+        };
+        let mut claimed = Vec::with_capacity(writes.claims.len());
+        for claim in &writes.claims {
+            let leased = claim_in(
+                &txn,
+                claim,
+                rules.per_webhook_cap,
+                now,
+                now + rules.lease_ttl_ms,
+            )
+            .await?;
+            claimed.push(Ok(leased));
+        }
+        txn.commit().await?;
+        Ok(Written {
+            published: published.into_iter().map(Ok).collect(),
+            recorded,
+            claimed,
+        })
+    }
+
+    /// Each kind of write in its own transaction(s); a kind that fails gets its error on each of its writes.
+    async fn commit_apart(&self, writes: Writes, rules: &WriteRules, now: i64) -> Written {
+        let n = writes.events.len();
+        let published = if n == 0 {
+            Vec::new()
+        } else {
+            self.publish_events(writes.events)
+                .await
+                .unwrap_or_else(|err| failed(err, n))
+        };
+        let n = writes.reports.len();
+        let recorded = if n == 0 {
+            Vec::new()
+        } else {
+            self.record_attempts(writes.reports, &rules.retry, now)
+                .await
+                .unwrap_or_else(|err| failed(err, n))
+        };
+        let mut claimed = Vec::with_capacity(writes.claims.len());
+        for claim in writes.claims {
+            let leased = self
+                .claim_due(
+                    &claim.owner,
+                    claim.room,
+                    rules.per_webhook_cap,
+                    now,
+                    now + rules.lease_ttl_ms,
+                )
+                .await
+                .map_err(Error::from);
+            claimed.push(leased);
+        }
+        Written {
+            published,
+            recorded,
+            claimed,
+        }
+    }
+}
+
+/// `n` copies of the error of a write that failed as a whole.
+fn failed<T>(err: DbErr, n: usize) -> Vec<Result<T, Error>> {
+    (0..n)
+        .map(|_| Err(Error::Storage(DbErr::Custom(err.to_string()))))
+        .collect()
+}
