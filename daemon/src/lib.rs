@@ -1,10 +1,10 @@
 //! The Kit Webhooks delivery daemon. It owns no state: it opens `StreamDeliveries` on a server, sends each
 //! leased task (waiting for its endpoint's rate limit, signing, connecting only to vetted addresses) and
-//! reports every attempt with `ReportDelivery`.
+//! reports every attempt (in batches, with `ReportDeliveries`).
 //!
 //! - [`address`]: which IP addresses deliveries may reach (the SSRF rule).
 //! - [`connector`]: connects to vetted addresses only.
-//! - [`limiter`]: per-endpoint rate limits.
+//! - [`limiter`]: per-endpoint rate limits and per-host request caps.
 //! - [`sender`]: signs and sends one task, and describes the outcome.
 //!
 //! [`spawn`] runs a daemon in this process (the server's `--with-daemon` uses it too); `main.rs` wraps it in
@@ -37,6 +37,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const REPORT_PATIENCE: Duration = Duration::from_secs(120);
 
 const DEFAULT_PREFETCH: u32 = 512;
+const DEFAULT_MAX_CONNECTIONS_PER_HOST: u32 = 256;
 
 /// How a daemon delivers, whichever process it runs in (flags of `kit-webhooks-daemon` and of the server's
 /// `serve --with-daemon`).
@@ -49,6 +50,10 @@ pub struct Options {
     /// server's next claim and report commits (the stream asks for `max-in-flight + prefetch` leases).
     #[arg(long, env = "KIT_WEBHOOKS_PREFETCH", default_value_t = DEFAULT_PREFETCH)]
     pub prefetch: u32,
+    /// HTTP requests outstanding at once to one host (scheme, host and port); the rest wait their turn.
+    /// Each outstanding HTTP/1.1 request holds a connection, so this bounds sockets and memory per host.
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_CONNECTIONS_PER_HOST", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_HOST)]
+    pub max_connections_per_host: u32,
     /// Also deliver to addresses in this network (CIDR, e.g. 127.0.0.0/8); repeatable. By default only
     /// globally routable addresses are reached.
     #[arg(long = "allow-network", value_name = "CIDR")]
@@ -63,6 +68,7 @@ impl Default for Options {
         Options {
             max_in_flight: 256,
             prefetch: DEFAULT_PREFETCH,
+            max_connections_per_host: DEFAULT_MAX_CONNECTIONS_PER_HOST,
             allow_networks: Vec::new(),
             ca_file: None,
         }
@@ -130,10 +136,11 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
     let client = DeliveryServiceClient::with_interceptor(channel, Auth(token));
     let stop = CancellationToken::new();
     let requests = Arc::new(Semaphore::new(config.options.max_in_flight.max(1) as usize));
+    let limits = Arc::new(EndpointLimits::new(config.options.max_connections_per_host));
     let worker = Worker {
         config,
         sender: Arc::new(sender),
-        limits: Arc::new(EndpointLimits::default()),
+        limits,
         reporter: Reporter::spawn(client.clone()),
         client,
         stop: stop.clone(),
@@ -273,6 +280,8 @@ impl Worker {
                 .until_ready(&task.webhook_id, task.rate_limit_per_second)
                 .await;
             let report = {
+                // Host first: a task waiting on a busy host must not sit on one of the daemon's slots.
+                let _host = limits.host_slot(&task.url).await;
                 // The semaphore is never closed, so this cannot fail; if it did, sending anyway is harmless.
                 let _slot = requests.acquire().await;
                 sender.send(&task).await

@@ -16,6 +16,9 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
+/// The longest one raw-ceiling request may take (well past any `--latency`).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Requests per second over `duration` with `concurrency` requests in flight, spread over `receivers`.
 pub async fn measure(
     receivers: &[String],
@@ -41,8 +44,20 @@ pub async fn measure(
                 let request = hyper::Request::post(url.as_str())
                     .header("content-type", "application/json")
                     .body(Full::new(body.clone()))?;
-                let response = client.request(request).await?;
-                response.into_body().collect().await?;
+                // A receiver that cannot accept (out of file descriptors) must fail the run, not hang it.
+                let exchange = async {
+                    let response = client.request(request).await?;
+                    response.into_body().collect().await?;
+                    Ok::<_, anyhow::Error>(())
+                };
+                tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "a raw-ceiling request got no answer within {REQUEST_TIMEOUT:?} \
+                             (too many connections for the open-file limit?)"
+                        )
+                    })??;
                 done.fetch_add(1, Ordering::Relaxed);
             }
             Ok::<_, anyhow::Error>(())
