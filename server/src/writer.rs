@@ -6,7 +6,10 @@
 //! once. A caller still returns only after its own write is committed (or refused), so nothing is
 //! acknowledged before it is durable, and a lease is never handed out before it is on record.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use sea_orm::DbBackend;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::{
     core::{time, Error},
@@ -25,6 +28,9 @@ const MAX_EVENTS: usize = 256;
 const MAX_REPORTS: usize = 1024;
 const MAX_CLAIMS: usize = 64;
 const QUEUE: usize = 8192;
+/// Committers on PostgreSQL. Cycles in parallel do not deadlock: reports lock their deliveries and webhooks
+/// in id order, and claims skip locked rows instead of waiting for them.
+const POSTGRES_COMMITTERS: usize = 3;
 
 type Queued<I, O> = (I, oneshot::Sender<Result<O, Error>>);
 
@@ -42,20 +48,25 @@ struct Queues {
 }
 
 impl Writer {
-    /// Starts the committing task; it ends when every `Writer` handle is dropped.
+    /// Starts the committing tasks: one on SQLite (it has one writer connection anyway), a few on
+    /// PostgreSQL, where one cycle can be built and sent while another waits for its commit. They end when
+    /// every `Writer` handle is dropped.
     pub fn spawn(store: Store, rules: WriteRules) -> Writer {
         let (events, events_rx) = mpsc::channel(QUEUE);
         let (reports, reports_rx) = mpsc::channel(QUEUE);
         let (claims, claims_rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(
-            store,
-            rules,
-            Queues {
-                events: events_rx,
-                reports: reports_rx,
-                claims: claims_rx,
-            },
-        ));
+        let queues = Arc::new(Mutex::new(Queues {
+            events: events_rx,
+            reports: reports_rx,
+            claims: claims_rx,
+        }));
+        let committers = match store.backend() {
+            DbBackend::Postgres => POSTGRES_COMMITTERS,
+            _ => 1,
+        };
+        for _ in 0..committers {
+            tokio::spawn(run(store.clone(), rules.clone(), queues.clone()));
+        }
         Writer {
             events,
             reports,
@@ -86,21 +97,26 @@ async fn submit<I, O>(queue: &mpsc::Sender<Queued<I, O>>, item: I) -> Result<O, 
     done.await.map_err(|_| stopped())?
 }
 
-async fn run(store: Store, rules: WriteRules, mut queues: Queues) {
+async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>) {
     loop {
         let mut events = Vec::new();
         let mut reports = Vec::new();
         let mut claims = Vec::new();
-        // Wait for the first write of any kind, then take whatever else has queued up.
-        tokio::select! {
-            Some(item) = queues.events.recv() => events.push(item),
-            Some(item) = queues.reports.recv() => reports.push(item),
-            Some(item) = queues.claims.recv() => claims.push(item),
-            else => return,
+        {
+            // One committer at a time gathers a cycle: wait for the first write of any kind, then take
+            // whatever else has queued up.
+            let mut queues = queues.lock().await;
+            let queues = &mut *queues;
+            tokio::select! {
+                Some(item) = queues.events.recv() => events.push(item),
+                Some(item) = queues.reports.recv() => reports.push(item),
+                Some(item) = queues.claims.recv() => claims.push(item),
+                else => return,
+            }
+            drain(&mut queues.events, &mut events, MAX_EVENTS);
+            drain(&mut queues.reports, &mut reports, MAX_REPORTS);
+            drain(&mut queues.claims, &mut claims, MAX_CLAIMS);
         }
-        drain(&mut queues.events, &mut events, MAX_EVENTS);
-        drain(&mut queues.reports, &mut reports, MAX_REPORTS);
-        drain(&mut queues.claims, &mut claims, MAX_CLAIMS);
 
         let (events, event_replies): (Vec<_>, Vec<_>) = events.into_iter().unzip();
         let (reports, report_replies): (Vec<_>, Vec<_>) = reports.into_iter().unzip();
