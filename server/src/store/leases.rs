@@ -49,9 +49,6 @@ pub struct LeasedDelivery {
     pub event_created_at: i64,
 }
 
-/// Candidate rows read per claimed slot: a little slack for webhooks that reach their in-flight cap.
-const CANDIDATES_PER_SLOT: u64 = 2;
-
 /// A daemon's report of one attempt.
 #[derive(Debug, Clone)]
 pub struct AttemptReport {
@@ -502,7 +499,9 @@ pub async fn claim_in(
             vec!["?"; capped.len()].join(", ")
         )
     };
-    values.push(((room * CANDIDATES_PER_SLOT) as i64).into());
+    // No slack beyond `room`: capped webhooks are already left out, and a webhook reaching its cap within
+    // this claim only leaves a few slots for the next one.
+    values.push((room as i64).into());
     let lock = if backend == DbBackend::Postgres {
         " FOR UPDATE SKIP LOCKED"
     } else {

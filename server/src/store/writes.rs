@@ -62,17 +62,20 @@ impl Store {
         rules: &WriteRules,
         now: i64,
     ) -> Result<Written, DbErr> {
+        let started = std::time::Instant::now();
         let txn = self.writer().begin().await?;
         let published = if writes.events.is_empty() {
             Vec::new()
         } else {
             publish_in(&txn, &writes.events).await?
         };
+        let published_at = started.elapsed();
         let recorded = if writes.reports.is_empty() {
             Vec::new()
         } else {
             record_in(&txn, &writes.reports, &rules.retry, now).await?
         };
+        let recorded_at = started.elapsed();
         let mut claimed = Vec::with_capacity(writes.claims.len());
         for claim in &writes.claims {
             let leased = claim_in(
@@ -85,7 +88,16 @@ impl Store {
             .await?;
             claimed.push(Ok(leased));
         }
+        let claimed_at = started.elapsed();
         txn.commit().await?;
+        // Where a cycle's time goes (`KIT_BENCH_LOG=kit_webhooks_server=debug`).
+        tracing::debug!(
+            ?published_at,
+            ?recorded_at,
+            ?claimed_at,
+            committed_at = ?started.elapsed(),
+            "cycle phases"
+        );
         Ok(Written {
             published: published.into_iter().map(Ok).collect(),
             recorded,
