@@ -37,6 +37,9 @@ on_both_databases!(
     unroutable_addresses_are_refused,
     a_slow_endpoint_does_not_delay_another,
     retry_delivery_sends_again_as_the_next_attempt,
+    the_daemon_sends_no_more_at_once_than_its_request_slots,
+    a_host_gets_no_more_requests_at_once_than_its_cap,
+    a_pending_delivery_of_a_paused_webhook_is_held_not_sent,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -708,5 +711,155 @@ async fn retry_delivery_sends_again_as_the_next_attempt(backend: Backend) {
         .await;
     assert_eq!(delivery.attempts.len(), 2);
     assert_eq!(count.load(Ordering::SeqCst), 2);
+    server.stop().await;
+}
+
+/// A server whose embedded daemon sends at most `max_in_flight` requests at once (and `per_host` to one host),
+/// holding `prefetch` more leases ready.
+async fn start_with_slots(
+    backend: Backend,
+    max_in_flight: u32,
+    prefetch: u32,
+    per_host: u32,
+) -> TestServer {
+    TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.request_timeout = Duration::from_secs(5);
+        config.max_in_flight_per_webhook = 100;
+        if let Some(daemon) = config.embedded_daemon.as_mut() {
+            daemon.max_in_flight = max_in_flight;
+            daemon.prefetch = prefetch;
+            daemon.max_connections_per_host = per_host;
+        }
+    })
+    .await
+}
+
+async fn the_daemon_sends_no_more_at_once_than_its_request_slots(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(150)))).await;
+    // Leases are prefetched well beyond the three request slots.
+    let server = start_with_slots(backend, 3, 20, 64).await;
+    server
+        .create_webhook(&receiver.url("/"), &["application.*"])
+        .await;
+    for _ in 0..15 {
+        server.publish("application.submitted", "{}").await;
+    }
+    receiver.wait_for(15, WAIT).await;
+    assert_eq!(
+        receiver.busiest(),
+        3,
+        "three requests at once: the slots are used, and never exceeded"
+    );
+    server.stop().await;
+}
+
+async fn a_host_gets_no_more_requests_at_once_than_its_cap(backend: Backend) {
+    let slow = Receiver::http(always(Reply::ok().delay(Duration::from_millis(150)))).await;
+    let other = Receiver::http(always(Reply::ok())).await;
+    let server = start_with_slots(backend, 64, 64, 2).await;
+    // Two webhooks on the same host share its cap.
+    server
+        .create_webhook(&slow.url("/a"), &["interview.*"])
+        .await;
+    server
+        .create_webhook(&slow.url("/b"), &["interview.*"])
+        .await;
+    server.create_webhook(&other.url("/"), &["offer.*"]).await;
+    for _ in 0..8 {
+        server.publish("interview.scheduled", "{}").await;
+    }
+    slow.wait_for(2, WAIT).await;
+    // Another host is not held up by the capped one.
+    let published = Instant::now();
+    server.publish("offer.accepted", "{}").await;
+    other.wait_for(1, WAIT).await;
+    assert!(
+        published.elapsed() < Duration::from_millis(1000),
+        "the other host waited {:?}",
+        published.elapsed()
+    );
+    slow.wait_for(16, WAIT).await;
+    assert_eq!(slow.busiest(), 2, "two requests at once to the capped host");
+    server.stop().await;
+}
+
+async fn a_pending_delivery_of_a_paused_webhook_is_held_not_sent(backend: Backend) {
+    use kit_webhooks_server::store::{entity::event, events};
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+
+    let receiver = Receiver::http(always(Reply::ok())).await;
+    let server = start(backend, None).await;
+    let (hook, _) = server
+        .create_webhook(&receiver.url("/"), &["application.*"])
+        .await;
+    let mut client = server.webhooks().await;
+    client
+        .pause_webhook(authed(
+            &server.admin_key,
+            proto::PauseWebhookRequest {
+                id: hook.id.clone(),
+            },
+        ))
+        .await
+        .expect("pause");
+    // What a race with the pause can leave behind (a fan-out that read the webhook as active just before the
+    // pause committed): a pending delivery of a paused webhook, written straight to the database.
+    let store = &server.server.store;
+    let row = kit_webhooks_server::store::entity::webhook::Entity::find_by_id(hook.id.clone())
+        .one(store.writer())
+        .await
+        .expect("read webhook")
+        .expect("webhook row");
+    let now = kit_webhooks_server::core::time::now_ms();
+    let event = event::Model {
+        id: "evt_race".into(),
+        account_id: "default".into(),
+        r#type: "application.submitted".into(),
+        data_json: "{}".into(),
+        idempotency_key: None,
+        created_at: now,
+    };
+    event
+        .clone()
+        .into_active_model()
+        .insert(store.writer())
+        .await
+        .expect("insert event");
+    let delivery = events::new_delivery(&event, &row);
+    events::insert_deliveries(store.writer(), std::slice::from_ref(&delivery))
+        .await
+        .expect("insert delivery");
+    // The stream notices it on its next poll at the latest.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let found =
+            kit_webhooks_server::store::entity::delivery::Entity::find_by_id(delivery.id.clone())
+                .one(store.writer())
+                .await
+                .expect("read delivery")
+                .expect("delivery row");
+        if found.status == "held" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} after {WAIT:?}",
+            found.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(receiver.requests().is_empty(), "nothing sent while paused");
+    client
+        .resume_webhook(authed(
+            &server.admin_key,
+            proto::ResumeWebhookRequest {
+                id: hook.id.clone(),
+            },
+        ))
+        .await
+        .expect("resume");
+    let received = receiver.wait_for(1, WAIT).await;
+    assert_eq!(received[0].header("webhook-id"), "evt_race");
     server.stop().await;
 }

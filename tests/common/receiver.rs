@@ -9,7 +9,10 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -127,7 +130,32 @@ pub struct Receiver {
     pub base: String,
     seen: Arc<Mutex<Vec<Received>>>,
     arrived: Arc<Notify>,
+    concurrency: Arc<Concurrency>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests being answered at once: now, and the most seen.
+#[derive(Default)]
+struct Concurrency {
+    open: AtomicUsize,
+    busiest: AtomicUsize,
+}
+
+/// Counts one request as open until dropped.
+struct Open<'a>(&'a Concurrency);
+
+impl<'a> Open<'a> {
+    fn new(concurrency: &'a Concurrency) -> Self {
+        let now = concurrency.open.fetch_add(1, Ordering::SeqCst) + 1;
+        concurrency.busiest.fetch_max(now, Ordering::SeqCst);
+        Open(concurrency)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Receiver {
@@ -157,23 +185,31 @@ impl Receiver {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let arrived = Arc::new(Notify::new());
         let base = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
-        let (task_seen, task_arrived) = (seen.clone(), arrived.clone());
+        let concurrency = Arc::new(Concurrency::default());
+        let (task_seen, task_arrived, task_concurrency) =
+            (seen.clone(), arrived.clone(), concurrency.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (seen, arrived, script, tls) = (
+                let (seen, arrived, concurrency, script, tls) = (
                     task_seen.clone(),
                     task_arrived.clone(),
+                    task_concurrency.clone(),
                     script.clone(),
                     tls.clone(),
                 );
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let (seen, arrived, script) =
-                            (seen.clone(), arrived.clone(), script.clone());
+                        let (seen, arrived, concurrency, script) = (
+                            seen.clone(),
+                            arrived.clone(),
+                            concurrency.clone(),
+                            script.clone(),
+                        );
                         async move {
+                            let _open = Open::new(&concurrency);
                             Ok::<_, Infallible>(answer(request, &seen, &arrived, &script).await)
                         }
                     });
@@ -201,6 +237,7 @@ impl Receiver {
             base,
             seen,
             arrived,
+            concurrency,
             task,
         }
     }
@@ -208,6 +245,11 @@ impl Receiver {
     /// A URL on this receiver.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The most requests this receiver was answering at once.
+    pub fn busiest(&self) -> usize {
+        self.concurrency.busiest.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Received> {
