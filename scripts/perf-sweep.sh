@@ -44,7 +44,12 @@ run sqlite-latency-1000 --events 10000 --webhooks 1 --rate 1000 --concurrency 32
 fresh_pg
 run postgres-latency-1000 --events 10000 --webhooks 1 --rate 1000 --concurrency 32 --database-url "$pg_bench"
 
-# Memory: 10,000 deliveries in flight to slow receivers.
-run sqlite-inflight-10000 --events 1000 --webhooks 10 --concurrency 10000 --latency 3s --publishers 64
+# Memory: 10,000 deliveries in flight to slow receivers (no ceiling run: its 10,000 connections would need
+# 20,000 file descriptors in the bench process). First with the daemon's default cap of 256 requests at once
+# per host, then with no effective cap, one connection per delivery.
+run sqlite-inflight-10000 --events 1000 --webhooks 10 --concurrency 10000 --latency 3s --publishers 64 \
+    --ceiling-duration 0s
+run sqlite-inflight-10000-uncapped --events 1000 --webhooks 10 --concurrency 10000 --latency 3s \
+    --publishers 64 --ceiling-duration 0s --max-connections-per-host 10000
 
 python3 scripts/plot-perf.py "$out"

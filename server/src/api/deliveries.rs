@@ -97,7 +97,7 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             )
             .into());
         }
-        // All at once: they join the same group commits.
+        // All at once: they join the same writer cycles.
         let outcomes =
             futures::future::join_all(reports.into_iter().map(|report| self.record(report))).await;
         let results = outcomes
@@ -118,7 +118,7 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
 }
 
 impl DeliveryApi {
-    /// Validates one report, records it (group commit) and wakes whoever waits on it.
+    /// Validates one report, records it (through the writer) and wakes whoever waits on it.
     async fn record(&self, req: proto::ReportDeliveryRequest) -> Result<(), Error> {
         let delivery_id = id::parse("delivery_id", Kind::Delivery, &req.delivery_id)?.to_owned();
         let lease_id = id::parse("lease_id", Kind::Lease, &req.lease_id)?.to_owned();

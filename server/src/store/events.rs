@@ -66,7 +66,7 @@ impl Store {
         }
     }
 
-    /// [`Store::publish_event`] for a group of events in one transaction (group commit). When another
+    /// [`Store::publish_event`] for a group of events in one transaction. When another
     /// server replica wins a race on one of the group's idempotency keys, the group is published again one
     /// event at a time, so each call still gets its own answer.
     pub async fn publish_events(

@@ -2,9 +2,13 @@
 //!
 //! A delivery is due when it is `pending`, its `next_attempt_at` has passed and its webhook is `active` (a
 //! `test.ping` goes out whatever the status). Claiming marks it `sending` with a lease id, the owning stream and
-//! an expiry, in one transaction: PostgreSQL replicas skip each other's locked rows (`FOR UPDATE SKIP LOCKED`),
-//! and SQLite's single writer connection serialises claims. The expiry is only the backstop for a server that
-//! died: a live stream renews its leases, and a stream that ends releases them at once.
+//! an expiry, in the writer's transaction (`crate::writer`): PostgreSQL replicas and committers skip each
+//! other's locked rows (`FOR UPDATE SKIP LOCKED`), and SQLite's single writer connection serialises claims.
+//! The expiry is only the backstop for a server that died: a live stream renews its leases, and a stream that
+//! ends releases them at once.
+//!
+//! Each operation here has an `_in` form that runs inside a transaction the caller commits (the writer's
+//! cycle) and a `Store` method that runs it in a transaction of its own.
 
 use std::collections::HashMap;
 
@@ -185,7 +189,7 @@ impl Store {
         }
     }
 
-    /// Records a group of attempts and applies `policy` to each, in one transaction (group commit: the
+    /// Records a group of attempts and applies `policy` to each, in one transaction (the
     /// statements are shared by the whole group, so a busy server writes far fewer of them). Each report gets
     /// its own result: a report whose lease is no longer held (released, expired, or already reported) is
     /// refused with `FAILED_PRECONDITION` and changes nothing, without failing the others. Leases are
