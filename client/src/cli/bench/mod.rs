@@ -54,6 +54,9 @@ pub struct BenchArgs {
     /// Leases the started daemon holds ready beyond --concurrency (its --prefetch).
     #[arg(long, default_value_t = 512)]
     pub prefetch: u32,
+    /// Requests the started daemon sends at once to one host (its --max-connections-per-host).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_host: u32,
     /// Deliveries already in the database before the run (half succeeded, half held for a paused webhook).
     #[arg(long, default_value_t = 0)]
     pub backlog: usize,
@@ -94,6 +97,7 @@ pub struct Figures {
     pub payload_bytes: usize,
     pub concurrency: u32,
     pub prefetch: u32,
+    pub max_connections_per_host: u32,
     pub database: String,
     pub raw_ceiling_per_second: f64,
     pub deliveries_per_second: f64,
@@ -265,6 +269,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         payload_bytes: args.payload_bytes,
         concurrency: args.concurrency,
         prefetch: args.prefetch,
+        max_connections_per_host: args.max_connections_per_host,
         database: database.clone(),
         raw_ceiling_per_second: ceiling,
         deliveries_per_second,
@@ -339,6 +344,7 @@ impl Target {
             &daemon_key,
             args.concurrency,
             args.prefetch,
+            args.max_connections_per_host,
         )?;
         Ok(Target {
             server_url,

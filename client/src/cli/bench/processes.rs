@@ -137,6 +137,7 @@ pub fn start_daemon(
     token: &str,
     max_in_flight: u32,
     prefetch: u32,
+    max_connections_per_host: u32,
 ) -> anyhow::Result<Process> {
     let child = Command::new(bin)
         .args([
@@ -149,6 +150,10 @@ pub fn start_daemon(
         ])
         .args(["--max-in-flight", &max_in_flight.to_string()])
         .args(["--prefetch", &prefetch.to_string()])
+        .args([
+            "--max-connections-per-host",
+            &max_connections_per_host.to_string(),
+        ])
         .env("RUST_LOG", log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
