@@ -4,7 +4,8 @@
 #
 #   scripts/perf-sweep.sh            # SQLite and PostgreSQL (postgres://postgres@127.0.0.1:5432)
 #
-# Needs a release build (`cargo build --release --workspace`) and, for the plots, Python with matplotlib.
+# Needs a release build (`cargo build --release --workspace`) and, for the plots, Python with matplotlib
+# (`PYTHON=path/to/python` to choose one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=target/release/kit-webhooks
@@ -52,4 +53,4 @@ run sqlite-inflight-10000 --events 1000 --webhooks 10 --concurrency 10000 --late
 run sqlite-inflight-10000-uncapped --events 1000 --webhooks 10 --concurrency 10000 --latency 3s \
     --publishers 64 --ceiling-duration 0s --max-connections-per-host 10000
 
-python3 scripts/plot-perf.py "$out"
+"${PYTHON:-python3}" scripts/plot-perf.py "$out"
