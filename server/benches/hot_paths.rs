@@ -114,7 +114,8 @@ fn leases(c: &mut Criterion) {
                     .store
                     .claim_due("dst_bench", GROUP as u64, 1_000, now + 1, now + 60_000)
                     .await
-                    .expect("claim");
+                    .expect("claim")
+                    .leased;
                 timed += started.elapsed();
                 fixture
                     .store
@@ -135,7 +136,8 @@ fn leases(c: &mut Criterion) {
                     .store
                     .claim_due("dst_bench", GROUP as u64, 1_000, now + 1, now + 60_000)
                     .await
-                    .expect("claim");
+                    .expect("claim")
+                    .leased;
                 let started = Instant::now();
                 fixture
                     .store

@@ -90,6 +90,10 @@ pub async fn run_stream(
     let batch = (max_in_flight / 4).max(1);
     let mut sent: u64 = 0;
     let mut renewed = Instant::now();
+    // Whether a claim may find anything. False once a claim found the due range empty, until something new
+    // may have arrived (a publish, a release, a retry falling due): the stream's own reports free room but
+    // bring no new deliveries, and claiming on each of them would be a write cycle for nothing.
+    let mut maybe_due = true;
     loop {
         // Register for wake-ups before looking, so a change during the claim is not missed.
         let changed = state.deliveries_changed.notified();
@@ -98,13 +102,14 @@ pub async fn run_stream(
 
         let held = sent.saturating_sub(stream.reported.load(Ordering::Relaxed));
         let room = max_in_flight.saturating_sub(held);
-        let mut nothing_due = false;
-        if room >= batch || (held == 0 && room > 0) {
+        if maybe_due && (room >= batch || (held == 0 && room > 0)) {
             match feed(&state, &owner, room, &tx).await {
-                Ok(Some(0)) => nothing_due = true,
-                Ok(Some(n)) => {
+                Ok(Some((n, more_due))) => {
                     sent += n;
-                    continue;
+                    maybe_due = more_due;
+                    if n > 0 && more_due {
+                        continue;
+                    }
                 }
                 Ok(None) => break,
                 Err(err) => {
@@ -119,16 +124,18 @@ pub async fn run_stream(
             }
             renewed = Instant::now();
         }
-        let sleep = if nothing_due {
-            until_next_due(&state).await
-        } else {
+        let sleep = if maybe_due {
             IDLE_POLL
+        } else {
+            until_next_due(&state).await
         };
         tokio::select! {
-            _ = &mut changed => {}
+            _ = &mut changed => maybe_due = true,
             _ = stream.wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {
-                if !nothing_due {
+                maybe_due = true;
+                let held = sent.saturating_sub(stream.reported.load(Ordering::Relaxed));
+                if held > 0 {
                     // Quiet while holding leases: recount them where every replica records reports.
                     match state.store.count_leases(&owner).await {
                         Ok(held) => sent = stream.reported.load(Ordering::Relaxed) + held,
@@ -153,26 +160,27 @@ pub async fn run_stream(
     }
 }
 
-/// Claims up to `room` due deliveries (through the writer, in its next cycle) and sends them; `None` when
-/// the daemon is gone.
+/// Claims up to `room` due deliveries (through the writer, in its next cycle) and sends them. Returns how many
+/// were sent and whether more may be due ([`crate::store::leases::Claimed::more_due`]); `None` when the
+/// daemon is gone.
 async fn feed(
     state: &AppState,
     owner: &str,
     room: u64,
     tx: &TaskSender,
-) -> Result<Option<u64>, crate::core::Error> {
+) -> Result<Option<(u64, bool)>, crate::core::Error> {
     let started = Instant::now();
-    let leased = state
+    let claimed = state
         .writer
         .claim(Claim {
             owner: owner.to_owned(),
             room,
         })
         .await?;
-    tracing::debug!(stream = %owner, room, claimed = leased.len(), took = ?started.elapsed(), "claimed");
+    tracing::debug!(stream = %owner, room, claimed = claimed.leased.len(), more_due = claimed.more_due, took = ?started.elapsed(), "claimed");
     let timeout_ms = state.config.request_timeout.as_millis() as u32;
     let now = time::now_ms();
-    for lease in &leased {
+    for lease in &claimed.leased {
         if tx
             .send(Ok(convert::task(lease, timeout_ms, now)))
             .await
@@ -181,7 +189,7 @@ async fn feed(
             return Ok(None);
         }
     }
-    Ok(Some(leased.len() as u64))
+    Ok(Some((claimed.leased.len() as u64, claimed.more_due)))
 }
 
 /// How long to sleep when nothing is due: until the next scheduled attempt, at most [`IDLE_POLL`].

@@ -16,7 +16,7 @@ use crate::{
     store::{
         entity::event,
         events::Published,
-        leases::{AttemptReport, Claim, LeasedDelivery, Recorded},
+        leases::{AttemptReport, Claim, Claimed, Recorded},
         writes::{WriteRules, Writes},
         Store,
     },
@@ -38,13 +38,13 @@ type Queued<I, O> = (I, oneshot::Sender<Result<O, Error>>);
 pub struct Writer {
     events: mpsc::Sender<Queued<event::Model, Published>>,
     reports: mpsc::Sender<Queued<AttemptReport, Recorded>>,
-    claims: mpsc::Sender<Queued<Claim, Vec<LeasedDelivery>>>,
+    claims: mpsc::Sender<Queued<Claim, Claimed>>,
 }
 
 struct Queues {
     events: mpsc::Receiver<Queued<event::Model, Published>>,
     reports: mpsc::Receiver<Queued<AttemptReport, Recorded>>,
-    claims: mpsc::Receiver<Queued<Claim, Vec<LeasedDelivery>>>,
+    claims: mpsc::Receiver<Queued<Claim, Claimed>>,
 }
 
 impl Writer {
@@ -85,7 +85,7 @@ impl Writer {
     }
 
     /// Leases up to `claim.room` due deliveries to the claiming stream; returns them once committed.
-    pub async fn claim(&self, claim: Claim) -> Result<Vec<LeasedDelivery>, Error> {
+    pub async fn claim(&self, claim: Claim) -> Result<Claimed, Error> {
         submit(&self.claims, claim).await
     }
 }
@@ -132,7 +132,7 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>) {
             events = event_replies.len(),
             reports = report_replies.len(),
             claims = claim_replies.len(),
-            leased = written.claimed.iter().map(|c| c.as_ref().map_or(0, Vec::len)).sum::<usize>(),
+            leased = written.claimed.iter().map(|c| c.as_ref().map_or(0, |c| c.leased.len())).sum::<usize>(),
             took = ?started.elapsed(),
             "committed"
         );

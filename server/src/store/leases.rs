@@ -107,15 +107,15 @@ impl Store {
         per_webhook_cap: u64,
         now: i64,
         lease_expires_at: i64,
-    ) -> Result<Vec<LeasedDelivery>, DbErr> {
+    ) -> Result<Claimed, DbErr> {
         let txn = self.writer().begin().await?;
         let claim = Claim {
             owner: owner.to_owned(),
             room,
         };
-        let leased = claim_in(&txn, &claim, per_webhook_cap, now, lease_expires_at).await?;
+        let claimed = claim_in(&txn, &claim, per_webhook_cap, now, lease_expires_at).await?;
         txn.commit().await?;
-        Ok(leased)
+        Ok(claimed)
     }
 
     /// Leases held by stream `owner`.
@@ -453,6 +453,16 @@ fn apply_to_webhook(hook: &mut webhook::Model, decision: &WebhookDecision, now: 
     *hook != before
 }
 
+/// What a claim leased.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub leased: Vec<LeasedDelivery>,
+    /// Whether due deliveries may remain that this claim did not lease: it filled its room, or webhooks at
+    /// their cap held some back (a report will free room for them). When false the due range held nothing
+    /// more, so only something new (a publish, a retry falling due, a release) can give the stream work.
+    pub more_due: bool,
+}
+
 /// A stream's request for up to `room` more leases.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -473,7 +483,7 @@ pub async fn claim_in(
     per_webhook_cap: u64,
     now: i64,
     lease_expires_at: i64,
-) -> Result<Vec<LeasedDelivery>, DbErr> {
+) -> Result<Claimed, DbErr> {
     let backend = db.get_database_backend();
     let (owner, room) = (claim.owner.as_str(), claim.room);
     let mut in_flight: HashMap<String, u64> = HashMap::new();
@@ -523,8 +533,13 @@ pub async fn claim_in(
          ORDER BY d.next_attempt_at"
     );
     let rows = db.query_all_raw(statement(backend, &sql, values)).await?;
+    // A full window of candidates may have more behind it; capped webhooks have some held back.
+    let mut more_due = rows.len() as u64 >= room || !capped.is_empty();
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claimed {
+            leased: Vec::new(),
+            more_due,
+        });
     }
     let lease_id = id::new(id::Kind::Lease);
     let mut leased = Vec::new();
@@ -544,6 +559,7 @@ pub async fn claim_in(
         }
         let held = in_flight.entry(webhook_id.clone()).or_insert(0);
         if *held >= per_webhook_cap {
+            more_due = true;
             continue;
         }
         *held += 1;
@@ -575,7 +591,7 @@ pub async fn claim_in(
             .await?;
     }
     if leased.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claimed { leased, more_due });
     }
     delivery::Entity::update_many()
         .col_expr(
@@ -591,5 +607,5 @@ pub async fn claim_in(
         .filter(delivery::Column::Id.is_in(leased.iter().map(|l| l.delivery_id.as_str())))
         .exec(db)
         .await?;
-    Ok(leased)
+    Ok(Claimed { leased, more_due })
 }

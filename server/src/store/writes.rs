@@ -11,7 +11,7 @@ use sea_orm::{DbErr, TransactionTrait};
 use super::{
     entity::event,
     events::{publish_in, Published},
-    leases::{claim_in, record_in, AttemptReport, Claim, LeasedDelivery, Recorded},
+    leases::{claim_in, record_in, AttemptReport, Claim, Claimed, Recorded},
     Store,
 };
 use crate::core::{policy::RetryPolicy, Error};
@@ -29,7 +29,7 @@ pub struct Writes {
 pub struct Written {
     pub published: Vec<Result<Published, Error>>,
     pub recorded: Vec<Result<Recorded, Error>>,
-    pub claimed: Vec<Result<Vec<LeasedDelivery>, Error>>,
+    pub claimed: Vec<Result<Claimed, Error>>,
 }
 
 /// The rules a cycle applies.
