@@ -1,9 +1,10 @@
 //! The dispatcher: keeps every open daemon stream supplied with leased deliveries.
 //!
-//! Each stream runs one loop: claim as many due deliveries as it has room for (`max_in_flight` minus its
-//! unreported leases), send them, then sleep until something may have changed: an event published or a
-//! delivery re-queued (`AppState::deliveries_changed`), one of its own leases reported (its wake-up), the
-//! next scheduled retry falling due, or at most a second. When the stream ends, for whatever reason, its
+//! Each stream runs one loop: claim (through the writer, `crate::writer`) as many due deliveries as it has room
+//! for (`max_in_flight` minus its unreported leases), send them, then sleep until something may have changed:
+//! an event published or a delivery re-queued (`AppState::deliveries_changed`), one of its own leases reported
+//! (its wake-up: more room, which is worth a claim only if the last claim left deliveries due), the next
+//! scheduled retry falling due, or at most a second. When the stream ends, for whatever reason, its
 //! unreported leases go back to `pending` at once.
 
 use std::{
