@@ -284,11 +284,11 @@ impl Worker {
                 let _host = limits.host_slot(&task.url).await;
                 // The semaphore is never closed, so this cannot fail; if it did, sending anyway is harmless.
                 let _slot = requests.acquire().await;
-                sender.send(&task).await
+                sender.send(task).await
             };
             tracing::debug!(
-                delivery = %task.delivery_id,
-                attempt = task.attempt_number,
+                delivery = %report.delivery_id,
+                attempt = report.attempt_number,
                 status = report.response_status,
                 error = %report.error,
                 "attempt made"

@@ -65,7 +65,7 @@ impl Sender {
     }
 
     /// Makes the task's one HTTP request and reports how it went. Never fails: every failure is an attempt.
-    pub async fn send(&self, task: &proto::DeliveryTask) -> proto::ReportDeliveryRequest {
+    pub async fn send(&self, mut task: proto::DeliveryTask) -> proto::ReportDeliveryRequest {
         let started = std::time::SystemTime::now();
         let clock = std::time::Instant::now();
         let timestamp = signature::unix_now();
@@ -100,10 +100,12 @@ impl Sender {
             request = request.header(*name, value.as_str());
         }
         report.request_headers = headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.clone()))
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
             .collect();
-        let request = match request.body(Full::new(Bytes::copy_from_slice(&task.body))) {
+        // The body moves into the request: no copy of the payload per delivery.
+        let body = Bytes::from(std::mem::take(&mut task.body));
+        let request = match request.body(Full::new(body)) {
             Ok(request) => request,
             Err(err) => {
                 fail(
