@@ -6,7 +6,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
-mod m0002_drop_lease_owner_index;
+mod m0002_drop_unused_delivery_indexes;
 
 pub struct Migrator;
 
@@ -15,7 +15,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m0001_initial::Migration),
-            Box::new(m0002_drop_lease_owner_index::Migration),
+            Box::new(m0002_drop_unused_delivery_indexes::Migration),
         ]
     }
 }
