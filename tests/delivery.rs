@@ -313,18 +313,7 @@ async fn a_failing_endpoint_is_auto_disabled_and_resume_releases_its_deliveries(
     );
 
     healthy.store(true, Ordering::SeqCst);
-    let resumed = server
-        .webhooks()
-        .await
-        .resume_webhook(authed(
-            &server.admin_key,
-            proto::ResumeWebhookRequest {
-                id: hook.id.clone(),
-            },
-        ))
-        .await
-        .expect("resume")
-        .into_inner();
+    let resumed = server.resume(&hook.id).await;
     assert_eq!(resumed.status(), WebhookStatus::Active);
     assert_eq!(resumed.failure_count, 0);
     assert_eq!(resumed.disabled_reason, "");
@@ -491,16 +480,7 @@ async fn pause_holds_queued_deliveries_until_resume(backend: Backend) {
     for _ in 0..3 {
         server.publish("application.submitted", "{}").await;
     }
-    let mut client = server.webhooks().await;
-    client
-        .pause_webhook(authed(
-            &server.admin_key,
-            proto::PauseWebhookRequest {
-                id: hook.id.clone(),
-            },
-        ))
-        .await
-        .expect("pause");
+    server.pause(&hook.id).await;
     let while_paused = server.publish("application.submitted", "{}").await;
     assert_eq!(
         while_paused.deliveries_queued, 0,
@@ -522,15 +502,7 @@ async fn pause_holds_queued_deliveries_until_resume(backend: Backend) {
     .expect("daemon");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(receiver.requests().is_empty(), "held while paused");
-    client
-        .resume_webhook(authed(
-            &server.admin_key,
-            proto::ResumeWebhookRequest {
-                id: hook.id.clone(),
-            },
-        ))
-        .await
-        .expect("resume");
+    server.resume(&hook.id).await;
     receiver.wait_for(3, WAIT).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
@@ -549,15 +521,7 @@ async fn test_ping_waits_for_its_outcome(backend: Backend) {
         .create_webhook(&receiver.url("/"), &["offer.*"])
         .await;
     let mut client = server.webhooks().await;
-    client
-        .pause_webhook(authed(
-            &server.admin_key,
-            proto::PauseWebhookRequest {
-                id: hook.id.clone(),
-            },
-        ))
-        .await
-        .expect("pause");
+    server.pause(&hook.id).await;
     let delivery = client
         .send_test_ping(authed(
             &server.admin_key,
@@ -785,7 +749,7 @@ async fn a_host_gets_no_more_requests_at_once_than_its_cap(backend: Backend) {
 }
 
 async fn a_pending_delivery_of_a_paused_webhook_is_held_not_sent(backend: Backend) {
-    use kit_webhooks_server::store::{entity::event, events};
+    use kit_webhooks_server::store::events;
     use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
 
     let receiver = Receiver::http(always(Reply::ok())).await;
@@ -793,16 +757,7 @@ async fn a_pending_delivery_of_a_paused_webhook_is_held_not_sent(backend: Backen
     let (hook, _) = server
         .create_webhook(&receiver.url("/"), &["application.*"])
         .await;
-    let mut client = server.webhooks().await;
-    client
-        .pause_webhook(authed(
-            &server.admin_key,
-            proto::PauseWebhookRequest {
-                id: hook.id.clone(),
-            },
-        ))
-        .await
-        .expect("pause");
+    server.pause(&hook.id).await;
     // What a race with the pause can leave behind (a fan-out that read the webhook as active just before the
     // pause committed): a pending delivery of a paused webhook, written straight to the database.
     let store = &server.server.store;
@@ -811,15 +766,7 @@ async fn a_pending_delivery_of_a_paused_webhook_is_held_not_sent(backend: Backen
         .await
         .expect("read webhook")
         .expect("webhook row");
-    let now = kit_webhooks_server::core::time::now_ms();
-    let event = event::Model {
-        id: "evt_race".into(),
-        account_id: "default".into(),
-        r#type: "application.submitted".into(),
-        data_json: "{}".into(),
-        idempotency_key: None,
-        created_at: now,
-    };
+    let event = events::new_event("default", "application.submitted", "{}", None);
     event
         .clone()
         .into_active_model()
@@ -850,16 +797,8 @@ async fn a_pending_delivery_of_a_paused_webhook_is_held_not_sent(backend: Backen
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(receiver.requests().is_empty(), "nothing sent while paused");
-    client
-        .resume_webhook(authed(
-            &server.admin_key,
-            proto::ResumeWebhookRequest {
-                id: hook.id.clone(),
-            },
-        ))
-        .await
-        .expect("resume");
+    server.resume(&hook.id).await;
     let received = receiver.wait_for(1, WAIT).await;
-    assert_eq!(received[0].header("webhook-id"), "evt_race");
+    assert_eq!(received[0].header("webhook-id"), event.id);
     server.stop().await;
 }

@@ -11,6 +11,7 @@ use kit_webhooks_server::{
     core::{policy::DeliveryDecision, time},
     store::{
         entity::delivery,
+        events::new_event,
         leases::{AttemptReport, Claim},
         writes::{WriteRules, Writes},
     },
@@ -81,14 +82,8 @@ async fn one_cycle_publishes_records_and_leases(backend: Backend) {
 
     // One cycle: a new event, the report of the first delivery, and a claim that leases the new event's
     // delivery, published earlier in the same transaction.
-    let event = kit_webhooks_server::store::entity::event::Model {
-        id: "evt_cycle".into(),
-        account_id: "default".into(),
-        r#type: "application.submitted".into(),
-        data_json: "{}".into(),
-        idempotency_key: None,
-        created_at: now,
-    };
+    let event = new_event("default", "application.submitted", "{}", None);
+    let event_id = event.id.clone();
     let written = store
         .commit_writes(
             Writes {
@@ -116,7 +111,7 @@ async fn one_cycle_publishes_records_and_leases(backend: Backend) {
         1,
         "the new event's delivery is leased"
     );
-    assert_eq!(claimed.leased[0].event_id, "evt_cycle");
+    assert_eq!(claimed.leased[0].event_id, event_id);
     assert!(!claimed.more_due, "nothing else is due");
     assert_eq!(status_of(&server, &first[0].delivery_id).await, "succeeded");
     assert_eq!(

@@ -10,9 +10,10 @@ use std::{
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kit_webhooks::signature;
 use kit_webhooks_server::{
-    core::{id, policy::RetryPolicy, secret, time},
+    core::{policy::RetryPolicy, secret, time},
     store::{
         entity::event,
+        events::new_event,
         leases::{AttemptReport, LeasedDelivery},
         webhooks::new_webhook,
         Store,
@@ -52,14 +53,12 @@ async fn fixture() -> Fixture {
 }
 
 fn event() -> event::Model {
-    event::Model {
-        id: id::new(id::Kind::Event),
-        account_id: "bench".into(),
-        r#type: "interview.scheduled".into(),
-        data_json: format!(r#"{{"notes":"{}"}}"#, "x".repeat(1000)),
-        idempotency_key: None,
-        created_at: time::now_ms(),
-    }
+    new_event(
+        "bench",
+        "interview.scheduled",
+        format!(r#"{{"notes":"{}"}}"#, "x".repeat(1000)),
+        None,
+    )
 }
 
 fn signing(c: &mut Criterion) {

@@ -296,6 +296,32 @@ impl TestServer {
             .into_inner()
     }
 
+    /// Pauses webhook `id` as its admin and returns it as it now stands.
+    pub async fn pause(&self, id: &str) -> kit_webhooks::proto::Webhook {
+        self.webhooks()
+            .await
+            .pause_webhook(authed(
+                &self.admin_key,
+                kit_webhooks::proto::PauseWebhookRequest { id: id.into() },
+            ))
+            .await
+            .expect("pause")
+            .into_inner()
+    }
+
+    /// Resumes webhook `id` as its admin and returns it as it now stands.
+    pub async fn resume(&self, id: &str) -> kit_webhooks::proto::Webhook {
+        self.webhooks()
+            .await
+            .resume_webhook(authed(
+                &self.admin_key,
+                kit_webhooks::proto::ResumeWebhookRequest { id: id.into() },
+            ))
+            .await
+            .expect("resume")
+            .into_inner()
+    }
+
     pub async fn get_webhook(&self, id: &str) -> kit_webhooks::proto::Webhook {
         self.webhooks()
             .await

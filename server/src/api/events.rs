@@ -14,9 +14,9 @@ use crate::{
         event,
         id::{self, Kind},
         page::PageRequest,
-        time, Error,
+        Error,
     },
-    store::entity,
+    store::events::new_event,
 };
 
 pub struct EventApi {
@@ -52,14 +52,7 @@ impl proto::event_service_server::EventService for EventApi {
         let event_type = event::validate_type("type", &req.r#type)?;
         let data_json = event::validate_data(&req.data_json, self.state.config.max_payload_bytes)?;
         let idempotency_key = event::validate_idempotency_key(&req.idempotency_key)?;
-        let row = entity::event::Model {
-            id: id::new(Kind::Event),
-            account_id,
-            r#type: event_type.to_owned(),
-            data_json,
-            idempotency_key,
-            created_at: time::now_ms(),
-        };
+        let row = new_event(account_id, event_type, data_json, idempotency_key);
         let published = self.state.writer.publish(row).await?;
         if published.deliveries_queued > 0 {
             self.state.deliveries_changed.notify_waiters();

@@ -16,7 +16,7 @@ use crate::{
         webhook::{self, Status as WebhookStatus},
         Error,
     },
-    store::{deliveries::DeliveryFilter, entity, webhooks::new_webhook},
+    store::{deliveries::DeliveryFilter, entity, events::new_event, webhooks::new_webhook},
 };
 
 pub struct WebhookApi {
@@ -292,14 +292,12 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             "webhook_id": webhook.id,
             "message": "This is a test ping from Kit Webhooks.",
         });
-        let event = entity::event::Model {
-            id: id::new(Kind::Event),
-            account_id: account.clone(),
-            r#type: catalogue::TEST_PING.to_owned(),
-            data_json: data.to_string(),
-            idempotency_key: None,
-            created_at: time::now_ms(),
-        };
+        let event = new_event(
+            account.clone(),
+            catalogue::TEST_PING,
+            data.to_string(),
+            None,
+        );
         let delivery = self
             .state
             .store

@@ -24,6 +24,23 @@ pub struct Published {
     pub deliveries_queued: u32,
 }
 
+/// A new event row, created now, with a fresh id.
+pub fn new_event(
+    account_id: impl Into<String>,
+    event_type: &str,
+    data_json: impl Into<String>,
+    idempotency_key: Option<String>,
+) -> event::Model {
+    event::Model {
+        id: id::new(id::Kind::Event),
+        account_id: account_id.into(),
+        r#type: event_type.to_owned(),
+        data_json: data_json.into(),
+        idempotency_key,
+        created_at: crate::core::time::now_ms(),
+    }
+}
+
 /// A new `pending` delivery of `event` to `webhook`, due at once.
 pub fn new_delivery(event: &event::Model, webhook: &webhook::Model) -> delivery::Model {
     delivery::Model {
