@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, Statement, TransactionTrait, Value,
+    DbBackend, DbErr, DerivePartialModel, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
 };
 
 use super::{
@@ -67,6 +67,19 @@ pub struct AttemptReport {
     pub response_body: String,
     pub error_kind: String,
     pub error: String,
+}
+
+/// What recording a report needs of its `sending` delivery (only these columns are read: a busy cycle reads
+/// one per report).
+#[derive(Debug, DerivePartialModel)]
+#[sea_orm(entity = "delivery::Entity")]
+struct HeldLease {
+    id: String,
+    webhook_id: String,
+    event_type: String,
+    attempt_count: i32,
+    lease_id: Option<String>,
+    lease_owner: Option<String>,
 }
 
 /// What recording an attempt did.
@@ -223,7 +236,8 @@ pub async fn record_in(
         // locked in id order, as webhooks are below, so concurrent groups cannot deadlock.
         query = query.order_by_asc(delivery::Column::Id).lock_exclusive();
     }
-    let mut held: HashMap<String, delivery::Model> = query
+    let mut held: HashMap<String, HeldLease> = query
+        .into_partial_model::<HeldLease>()
         .all(txn)
         .await?
         .into_iter()
