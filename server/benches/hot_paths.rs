@@ -14,8 +14,9 @@ use kit_webhooks_server::{
     store::{
         entity::event,
         events::new_event,
-        leases::{AttemptReport, LeasedDelivery},
+        leases::{AttemptReport, Claim, LeasedDelivery},
         webhooks::new_webhook,
+        writes::{WriteRules, Writes},
         Store,
     },
 };
@@ -173,14 +174,80 @@ fn report(delivery_id: &str, lease_id: &str) -> AttemptReport {
         attempt_number: 1,
         started_at: time::now_ms(),
         duration_ms: 3,
-        request_headers: HashMap::from([("webhook-id".to_string(), "evt_1".to_string())]),
+        // What the daemon sends and a hyper receiver answers.
+        request_headers: HashMap::from(
+            [
+                ("content-type", "application/json"),
+                ("user-agent", "KitWebhooks/0.1.0"),
+                ("webhook-id", "evt_01KB0000000000000000000000"),
+                ("webhook-timestamp", "1764216000"),
+                (
+                    "webhook-signature",
+                    "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+                ),
+                ("kit-event-type", "interview.scheduled"),
+                ("kit-delivery-id", delivery_id),
+                ("kit-attempt", "1"),
+            ]
+            .map(|(name, value)| (name.to_string(), value.to_string())),
+        ),
         response_status: 200,
-        response_headers: HashMap::new(),
+        response_headers: HashMap::from([
+            ("content-length".to_string(), "0".to_string()),
+            (
+                "date".to_string(),
+                "Thu, 27 Nov 2026 04:00:00 GMT".to_string(),
+            ),
+        ]),
         response_body: String::new(),
         error_kind: String::new(),
         error: String::new(),
     }
 }
 
-criterion_group!(benches, signing, fan_out, leases);
+/// One writer cycle as a busy server runs them (`KIT_BENCH_LOG=kit_webhooks_server=debug` shows the real
+/// ones): the fan-out of [`CYCLE_EVENTS`] events, the reports of the deliveries the previous cycle leased,
+/// and one claim leasing what is due, all in one transaction.
+fn writer_cycle(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let fixture = rt.block_on(fixture());
+    let rules = &WriteRules {
+        retry: RetryPolicy::default(),
+        per_webhook_cap: 1_000,
+        lease_ttl_ms: 60_000,
+    };
+    let fixture = &fixture;
+    let mut group = c.benchmark_group("writer");
+    group.throughput(Throughput::Elements((CYCLE_EVENTS * WEBHOOKS) as u64));
+    group.bench_function("cycle: publish 9 × 10, record 90, lease 90", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let mut leased: Vec<LeasedDelivery> = Vec::new();
+            let started = Instant::now();
+            for _ in 0..iters {
+                let writes = Writes {
+                    events: (0..CYCLE_EVENTS).map(|_| event()).collect(),
+                    reports: reports(&leased),
+                    claims: vec![Claim {
+                        owner: "dst_bench".into(),
+                        room: (CYCLE_EVENTS * WEBHOOKS) as u64,
+                    }],
+                };
+                let mut written = fixture
+                    .store
+                    .commit_writes(writes, rules, time::now_ms())
+                    .await;
+                leased = match written.claimed.pop() {
+                    Some(Ok(claimed)) => claimed.leased,
+                    other => panic!("claim failed: {other:?}"),
+                };
+            }
+            started.elapsed()
+        })
+    });
+    group.finish();
+}
+
+const CYCLE_EVENTS: usize = 9;
+
+criterion_group!(benches, signing, fan_out, leases, writer_cycle);
 criterion_main!(benches);
