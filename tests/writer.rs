@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use common::{Backend, TestServer};
 use kit_webhooks_server::{
@@ -47,9 +47,9 @@ fn ok_report(delivery_id: &str, lease_id: &str) -> AttemptReport {
         attempt_number: 1,
         started_at: time::now_ms(),
         duration_ms: 3,
-        request_headers: HashMap::new(),
+        request_headers: BTreeMap::new(),
         response_status: 200,
-        response_headers: HashMap::new(),
+        response_headers: BTreeMap::new(),
         response_body: String::new(),
         error_kind: String::new(),
         error: String::new(),

@@ -4,7 +4,7 @@
 //! The HTTP client is hyper 1.x with hyper-rustls: HTTP/1.1 and HTTP/2, pooled keep-alive connections,
 //! redirects never followed, and at most [`MAX_STORED_BODY_BYTES`] of a response body read.
 
-use std::{collections::HashMap, error::Error as _, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, error::Error as _, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -181,8 +181,8 @@ async fn read_limited(mut body: hyper::body::Incoming, limit: usize) -> Vec<u8> 
     out
 }
 
-fn header_map(headers: &http::HeaderMap) -> HashMap<String, String> {
-    let mut map: HashMap<String, String> = HashMap::new();
+fn header_map(headers: &http::HeaderMap) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         map.entry(name.as_str().to_owned())

@@ -3,7 +3,7 @@
 //! and recording a group of attempt reports. Run with `cargo bench -p kit-webhooks-server`.
 
 use std::{
-    collections::HashMap,
+    collections::BTreeMap,
     time::{Duration, Instant},
 };
 
@@ -175,7 +175,7 @@ fn report(delivery_id: &str, lease_id: &str) -> AttemptReport {
         started_at: time::now_ms(),
         duration_ms: 3,
         // What the daemon sends and a hyper receiver answers.
-        request_headers: HashMap::from(
+        request_headers: BTreeMap::from(
             [
                 ("content-type", "application/json"),
                 ("user-agent", "KitWebhooks/0.1.0"),
@@ -192,7 +192,7 @@ fn report(delivery_id: &str, lease_id: &str) -> AttemptReport {
             .map(|(name, value)| (name.to_string(), value.to_string())),
         ),
         response_status: 200,
-        response_headers: HashMap::from([
+        response_headers: BTreeMap::from([
             ("content-length".to_string(), "0".to_string()),
             (
                 "date".to_string(),

@@ -181,9 +181,20 @@ async fn feed(
     tracing::debug!(stream = %owner, room, claimed = claimed.leased.len(), more_due = claimed.more_due, took = ?started.elapsed(), "claimed");
     let timeout_ms = state.config.request_timeout.as_millis() as u32;
     let now = time::now_ms();
+    // The deliveries of one event fell due together and sit side by side in a claim; they send the same
+    // body, so it is built once per event, not once per webhook.
+    let mut last: Option<(&str, Vec<u8>)> = None;
     for lease in &claimed.leased {
+        let body = match &last {
+            Some((event_id, body)) if *event_id == lease.event_id => body.clone(),
+            _ => {
+                let body = convert::body(lease);
+                last = Some((&lease.event_id, body.clone()));
+                body
+            }
+        };
         if tx
-            .send(Ok(convert::task(lease, timeout_ms, now)))
+            .send(Ok(convert::task(lease, body, timeout_ms, now)))
             .await
             .is_err()
         {

@@ -1,6 +1,6 @@
 //! Rows to protobuf messages: the one place that decides how stored values look on the wire.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use kit_webhooks::proto;
 
@@ -77,7 +77,7 @@ pub fn delivery(row: delivery::Model, attempts: Vec<attempt::Model>) -> proto::D
     }
 }
 
-fn headers(stored: &str) -> HashMap<String, String> {
+fn headers(stored: &str) -> BTreeMap<String, String> {
     serde_json::from_str(stored).unwrap_or_default()
 }
 
@@ -97,7 +97,24 @@ pub fn attempt(row: attempt::Model) -> proto::Attempt {
 
 /// The daemon's task for a leased delivery: the exact body, and every secret valid `now` (the current one
 /// first, then one still in its rotation grace).
-pub fn task(lease: &LeasedDelivery, timeout_ms: u32, now: i64) -> proto::DeliveryTask {
+/// The request body of `lease`'s event ([`envelope`]).
+pub fn body(lease: &LeasedDelivery) -> Vec<u8> {
+    envelope(
+        &lease.event_id,
+        &lease.event_type,
+        lease.event_created_at,
+        &lease.account_id,
+        &lease.data_json,
+    )
+}
+
+/// The task that sends `lease`, with its event's `body`.
+pub fn task(
+    lease: &LeasedDelivery,
+    body: Vec<u8>,
+    timeout_ms: u32,
+    now: i64,
+) -> proto::DeliveryTask {
     let mut secrets = vec![lease.secret.clone()];
     if let (Some(previous), Some(until)) =
         (&lease.previous_secret, lease.previous_secret_expires_at)
@@ -112,13 +129,7 @@ pub fn task(lease: &LeasedDelivery, timeout_ms: u32, now: i64) -> proto::Deliver
         lease_id: lease.lease_id.clone(),
         webhook_id: lease.webhook_id.clone(),
         url: lease.url.clone(),
-        body: envelope(
-            &lease.event_id,
-            &lease.event_type,
-            lease.event_created_at,
-            &lease.account_id,
-            &lease.data_json,
-        ),
+        body,
         secrets,
         event_id: lease.event_id.clone(),
         event_type: lease.event_type.clone(),

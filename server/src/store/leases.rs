@@ -10,7 +10,7 @@
 //! Each operation here has an `_in` form that runs inside a transaction the caller commits (the writer's
 //! cycle) and a `Store` method that runs it in a transaction of its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
@@ -61,9 +61,9 @@ pub struct AttemptReport {
     pub attempt_number: u32,
     pub started_at: i64,
     pub duration_ms: u32,
-    pub request_headers: HashMap<String, String>,
+    pub request_headers: BTreeMap<String, String>,
     pub response_status: u32,
-    pub response_headers: HashMap<String, String>,
+    pub response_headers: BTreeMap<String, String>,
     pub response_body: String,
     pub error_kind: String,
     pub error: String,
@@ -379,7 +379,7 @@ pub async fn record_in(
 const INSERT_CHUNK: usize = 500;
 
 /// The first value of response header `name` (any case).
-fn header(headers: &HashMap<String, String>, name: &str) -> Option<String> {
+fn header(headers: &BTreeMap<String, String>, name: &str) -> Option<String> {
     headers
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
