@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, HashMap};
 use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    DbBackend, DbErr, DerivePartialModel, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
+    DbBackend, DbErr, DerivePartialModel, EntityTrait, FromQueryResult, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
 };
 
 use super::{
-    entity::{attempt, delivery, webhook},
+    entity::{attempt, delivery, event, webhook},
     Store,
 };
 use crate::core::{
@@ -111,8 +111,7 @@ fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
 
 impl Store {
     /// Leases up to `room` due deliveries to stream `owner`, never letting one webhook hold more than
-    /// `per_webhook_cap` leases. Returns them ready to send: one query finds the due deliveries with their
-    /// webhook, their event and each webhook's leases in flight, and one statement leases them.
+    /// `per_webhook_cap` leases. Returns them ready to send, with their webhook and event ([`claim_in`]).
     pub async fn claim_due(
         &self,
         owner: &str,
@@ -467,6 +466,24 @@ fn apply_to_webhook(hook: &mut webhook::Model, decision: &WebhookDecision, now: 
     *hook != before
 }
 
+/// A due delivery as a claim first reads it: its webhook and event are read once each, afterwards.
+#[derive(Debug, FromQueryResult)]
+struct DueDelivery {
+    id: String,
+    webhook_id: String,
+    event_id: String,
+    event_type: String,
+    attempt_count: i32,
+}
+
+/// `ids` without repeats.
+fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// What a claim leased.
 #[derive(Debug, Default)]
 pub struct Claimed {
@@ -486,11 +503,11 @@ pub struct Claim {
 
 /// [`Store::claim_due`] inside a transaction the caller commits.
 ///
-/// Two queries: the leases each webhook holds (few rows, from the status index), then the due deliveries in
-/// `next_attempt_at` order, limited *before* joining their webhook and event, so the database reads only the
-/// head of the due range whatever its size or its statistics (PostgreSQL otherwise may sort the whole
-/// due range, event bodies included). Webhooks at their cap are left out of the second query, so a slow
-/// endpoint's backlog cannot fill the window and starve the others.
+/// First the leases each webhook holds (few rows, from the status index), then the head of the due range in
+/// `next_attempt_at` order, only the delivery columns, limited in the index (so the database reads only what
+/// it leases, whatever the range's size or its statistics: a join first had PostgreSQL sort the whole due
+/// range, event bodies included), then each of their webhooks and events once. Webhooks at their cap are left
+/// out of the due query, so a slow endpoint's backlog cannot fill the window and starve the others.
 pub async fn claim_in(
     db: &DatabaseTransaction,
     claim: &Claim,
@@ -536,62 +553,77 @@ pub async fn claim_in(
         ""
     };
     let sql = format!(
-        "SELECT d.id, d.webhook_id, d.attempt_count, d.event_type, d.next_attempt_at, \
-         w.status AS webhook_status, w.url, w.rate_limit_per_second, w.secret, w.previous_secret, w.previous_secret_expires_at, \
-         e.id AS event_id, e.account_id, e.data_json, e.created_at AS event_created_at \
-         FROM (SELECT id FROM deliveries WHERE status = ? AND next_attempt_at <= ?{skip_capped} \
-               ORDER BY next_attempt_at LIMIT ?{lock}) due \
-         JOIN deliveries d ON d.id = due.id \
-         JOIN webhooks w ON w.id = d.webhook_id \
-         JOIN events e ON e.id = d.event_id \
-         ORDER BY d.next_attempt_at"
+        "SELECT id, webhook_id, event_id, event_type, attempt_count FROM deliveries \
+         WHERE status = ? AND next_attempt_at <= ?{skip_capped} ORDER BY next_attempt_at LIMIT ?{lock}"
     );
-    let rows = db.query_all_raw(statement(backend, &sql, values)).await?;
+    let due = DueDelivery::find_by_statement(statement(backend, &sql, values))
+        .all(db)
+        .await?;
     // A full window of candidates may have more behind it; capped webhooks have some held back.
-    let mut more_due = rows.len() as u64 >= room || !capped.is_empty();
-    if rows.is_empty() {
+    let mut more_due = due.len() as u64 >= room || !capped.is_empty();
+    if due.is_empty() {
         return Ok(Claimed {
             leased: Vec::new(),
             more_due,
         });
     }
+    // Each webhook and each event once, however many of its deliveries fell due: an event fans out to
+    // every webhook, and its body would otherwise be read, copied and decoded once per delivery.
+    let webhooks: HashMap<String, webhook::Model> = webhook::Entity::find()
+        .filter(webhook::Column::Id.is_in(distinct(due.iter().map(|d| d.webhook_id.as_str()))))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|w| (w.id.clone(), w))
+        .collect();
+    let events: HashMap<String, event::Model> = event::Entity::find()
+        .filter(event::Column::Id.is_in(distinct(due.iter().map(|d| d.event_id.as_str()))))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|e| (e.id.clone(), e))
+        .collect();
     let lease_id = id::new(id::Kind::Lease);
     let mut leased = Vec::new();
     let mut to_hold = Vec::new();
-    for row in rows {
+    for delivery in due {
         if leased.len() as u64 >= room {
             break;
         }
-        let webhook_id: String = row.try_get("", "webhook_id")?;
-        let event_type: String = row.try_get("", "event_type")?;
-        let webhook_status: String = row.try_get("", "webhook_status")?;
-        if webhook_status != WebhookStatus::Active.as_str() && event_type != TEST_PING {
+        let (Some(hook), Some(event)) = (
+            webhooks.get(&delivery.webhook_id),
+            events.get(&delivery.event_id),
+        ) else {
+            // Deleted with its webhook in the meantime (PostgreSQL's snapshot of this read is newer).
+            continue;
+        };
+        if hook.status != WebhookStatus::Active.as_str() && delivery.event_type != TEST_PING {
             // Left pending by a race with a pause (a lease released, a fan-out read just before the pause
             // committed): held now, so it neither goes out nor sits at the head of the due range.
-            to_hold.push(row.try_get::<String>("", "id")?);
+            to_hold.push(delivery.id);
             continue;
         }
-        let held = in_flight.entry(webhook_id.clone()).or_insert(0);
+        let held = in_flight.entry(delivery.webhook_id.clone()).or_insert(0);
         if *held >= per_webhook_cap {
             more_due = true;
             continue;
         }
         *held += 1;
         leased.push(LeasedDelivery {
-            delivery_id: row.try_get("", "id")?,
-            attempt_count: row.try_get("", "attempt_count")?,
+            delivery_id: delivery.id,
+            attempt_count: delivery.attempt_count,
             lease_id: lease_id.clone(),
-            webhook_id,
-            url: row.try_get("", "url")?,
-            rate_limit_per_second: row.try_get("", "rate_limit_per_second")?,
-            secret: row.try_get("", "secret")?,
-            previous_secret: row.try_get("", "previous_secret")?,
-            previous_secret_expires_at: row.try_get("", "previous_secret_expires_at")?,
-            event_id: row.try_get("", "event_id")?,
-            event_type,
-            account_id: row.try_get("", "account_id")?,
-            data_json: row.try_get("", "data_json")?,
-            event_created_at: row.try_get("", "event_created_at")?,
+            webhook_id: delivery.webhook_id,
+            url: hook.url.clone(),
+            rate_limit_per_second: hook.rate_limit_per_second,
+            secret: hook.secret.clone(),
+            previous_secret: hook.previous_secret.clone(),
+            previous_secret_expires_at: hook.previous_secret_expires_at,
+            event_id: delivery.event_id,
+            event_type: delivery.event_type,
+            account_id: event.account_id.clone(),
+            data_json: event.data_json.clone(),
+            event_created_at: event.created_at,
         });
     }
     if !to_hold.is_empty() {
