@@ -104,8 +104,7 @@ pub async fn start_with_signal(
             per_webhook_cap: u64::from(config.max_in_flight_per_webhook),
             lease_ttl_ms: config.lease_ttl().as_millis() as i64,
         },
-    )
-    .context("starting the writer")?;
+    );
     let state = Arc::new(AppState {
         writer,
         auth,

@@ -48,11 +48,10 @@ struct Queues {
 }
 
 impl Writer {
-    /// Starts the committers; they end when every `Writer` handle is dropped. SQLite gets one, on a thread
-    /// of its own: its cycles are the pipeline's serial path, and on the shared runtime each of its
-    /// statements' wake-ups would queue behind gRPC work. PostgreSQL gets a few tasks, so one cycle can be
-    /// built and sent while another waits for its commit.
-    pub fn spawn(store: Store, rules: WriteRules) -> std::io::Result<Writer> {
+    /// Starts the committing tasks: one on SQLite (it has one writer connection anyway), a few on
+    /// PostgreSQL, where one cycle can be built and sent while another waits for its commit. They end when
+    /// every `Writer` handle is dropped.
+    pub fn spawn(store: Store, rules: WriteRules) -> Writer {
         let (events, events_rx) = mpsc::channel(QUEUE);
         let (reports, reports_rx) = mpsc::channel(QUEUE);
         let (claims, claims_rx) = mpsc::channel(QUEUE);
@@ -61,25 +60,18 @@ impl Writer {
             reports: reports_rx,
             claims: claims_rx,
         }));
-        if store.backend() == DbBackend::Postgres {
-            for _ in 0..POSTGRES_COMMITTERS {
-                tokio::spawn(run(store.clone(), rules.clone(), queues.clone()));
-            }
-        } else {
-            // SQLite needs no I/O driver: its connection is a worker thread behind channels.
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()?;
-            let committer = run(store, rules, queues);
-            std::thread::Builder::new()
-                .name("kit-writer".into())
-                .spawn(move || runtime.block_on(committer))?;
+        let committers = match store.backend() {
+            DbBackend::Postgres => POSTGRES_COMMITTERS,
+            _ => 1,
+        };
+        for _ in 0..committers {
+            tokio::spawn(run(store.clone(), rules.clone(), queues.clone()));
         }
-        Ok(Writer {
+        Writer {
             events,
             reports,
             claims,
-        })
+        }
     }
 
     /// Stores `event` and its fan-out; returns once committed.
