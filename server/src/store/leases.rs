@@ -22,7 +22,7 @@ use sea_orm::{
 };
 
 use super::{
-    entity::{attempt, delivery, event, webhook},
+    entity::{attempt, delivery, webhook},
     Store,
 };
 use crate::core::{
@@ -110,34 +110,70 @@ fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(backend, numbered, values)
 }
 
-/// The rows of `select` (whose columns are `columns`, in order) as values of `T`, deserialized from one JSON
-/// array that the database builds. SQLite's driver hands every result row from its worker thread to the
-/// async side on its own, and under load each hand-off cost ~3 µs, about as much as reading the row; one
-/// aggregated row costs one. The writer reads a row per report and per lease this way.
+/// The rows of `SELECT {columns} {from}` as values of `T` (a struct whose fields are `columns`, in order),
+/// deserialized from one JSON array that the database builds ([`select_json`]).
 async fn select_rows<T: DeserializeOwned>(
     db: &impl ConnectionTrait,
     columns: &[&str],
-    select: &str,
+    from: &str,
     values: Vec<Value>,
 ) -> Result<Vec<T>, DbErr> {
+    let [json] = select_json(db, [(columns, from)], values).await?;
+    decode_rows(&json, from)
+}
+
+/// One statement returning, for each `(columns, from)` of `sets`, the rows of `SELECT {columns} {from}` as
+/// one JSON array of arrays; `values` bind the sets' placeholders in order. SQLite's driver hands every
+/// result row from its worker thread to the async side on its own, and under load each hand-off cost ~3 µs,
+/// about as much as reading the row; one aggregated row costs one. The writer reads a row per report and
+/// per lease this way, and a claim reads its webhooks and events in one statement.
+async fn select_json<const N: usize>(
+    db: &impl ConnectionTrait,
+    sets: [(&[&str], &str); N],
+    values: Vec<Value>,
+) -> Result<[String; N], DbErr> {
     let backend = db.get_database_backend();
-    let columns = columns.join(", ");
-    let sql = if backend == DbBackend::Postgres {
-        // An aggregate takes its input in the subquery's order, and `FOR UPDATE` may sit in the subquery.
-        format!("SELECT CAST(json_agg(json_build_array({columns})) AS TEXT) AS rows FROM ({select}) AS t")
-    } else {
-        format!("SELECT json_group_array(json_array({columns})) AS rows FROM ({select})")
-    };
-    let json: Option<String> = match db.query_one_raw(statement(backend, &sql, values)).await? {
-        Some(row) => row.try_get("", "rows")?,
-        None => None,
-    };
-    match json {
-        // PostgreSQL aggregates no rows to NULL.
-        None => Ok(Vec::new()),
-        Some(json) => serde_json::from_str(&json)
-            .map_err(|err| DbErr::Custom(format!("decoding the rows of `{select}`: {err}"))),
+    let aggregates: Vec<String> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, (columns, from))| {
+            let columns = columns.join(", ");
+            if backend == DbBackend::Postgres {
+                // An aggregate takes its input in the subquery's order; `FOR UPDATE` may sit in the subquery.
+                format!(
+                    "(SELECT CAST(json_agg(json_build_array({columns})) AS TEXT) \
+                     FROM (SELECT {columns} {from}) AS t) AS rows{i}"
+                )
+            } else {
+                format!(
+                    "(SELECT json_group_array(json_array({columns})) \
+                     FROM (SELECT {columns} {from})) AS rows{i}"
+                )
+            }
+        })
+        .collect();
+    let sql = format!("SELECT {}", aggregates.join(", "));
+    let row = db.query_one_raw(statement(backend, &sql, values)).await?;
+    let mut sets = [(); N].map(|_| String::from("[]"));
+    if let Some(row) = row {
+        for (i, json) in sets.iter_mut().enumerate() {
+            // PostgreSQL aggregates no rows to NULL.
+            if let Some(found) = row.try_get::<Option<String>>("", &format!("rows{i}"))? {
+                *json = found;
+            }
+        }
     }
+    Ok(sets)
+}
+
+fn decode_rows<T: DeserializeOwned>(json: &str, from: &str) -> Result<Vec<T>, DbErr> {
+    serde_json::from_str(json)
+        .map_err(|err| DbErr::Custom(format!("decoding the rows `{from}`: {err}")))
+}
+
+/// `n` comma-separated placeholders.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 impl Store {
@@ -264,15 +300,11 @@ pub async fn record_in(
         .iter()
         .map(|r| Value::from(r.delivery_id.as_str()))
         .collect();
-    let mut select = format!(
-        "SELECT id, status, webhook_id, event_type, attempt_count, lease_id, lease_owner FROM deliveries \
-         WHERE id IN ({})",
-        vec!["?"; ids.len()].join(", ")
-    );
+    let mut from = format!("FROM deliveries WHERE id IN ({})", placeholders(ids.len()));
     if postgres {
         // A duplicate report arriving at another replica waits here, then finds the lease gone. Rows are
         // locked in id order, as webhooks are below, so concurrent groups cannot deadlock.
-        select.push_str(" ORDER BY id FOR UPDATE");
+        from.push_str(" ORDER BY id FOR UPDATE");
     }
     let columns = [
         "id",
@@ -283,13 +315,12 @@ pub async fn record_in(
         "lease_id",
         "lease_owner",
     ];
-    let mut held: HashMap<String, HeldLease> =
-        select_rows::<HeldLease>(txn, &columns, &select, ids)
-            .await?
-            .into_iter()
-            .filter(|d| d.status == DeliveryStatus::Sending.as_str())
-            .map(|d| (d.id.clone(), d))
-            .collect();
+    let mut held: HashMap<String, HeldLease> = select_rows::<HeldLease>(txn, &columns, &from, ids)
+        .await?
+        .into_iter()
+        .filter(|d| d.status == DeliveryStatus::Sending.as_str())
+        .map(|d| (d.id.clone(), d))
+        .collect();
     let hook_ids: Vec<String> = held.values().map(|d| d.webhook_id.clone()).collect();
     let hook_query = || {
         webhook::Entity::find()
@@ -525,6 +556,43 @@ struct DueDelivery {
     attempt_count: i32,
 }
 
+/// What sending needs of a webhook, read once per claim for all its due deliveries.
+#[derive(Debug, Deserialize)]
+struct SendingWebhook {
+    id: String,
+    status: String,
+    url: String,
+    rate_limit_per_second: i32,
+    secret: String,
+    previous_secret: Option<String>,
+    previous_secret_expires_at: Option<i64>,
+}
+
+impl SendingWebhook {
+    const COLUMNS: [&str; 7] = [
+        "id",
+        "status",
+        "url",
+        "rate_limit_per_second",
+        "secret",
+        "previous_secret",
+        "previous_secret_expires_at",
+    ];
+}
+
+/// What sending needs of an event, read once per claim for all its due deliveries.
+#[derive(Debug, Deserialize)]
+struct SendingEvent {
+    id: String,
+    account_id: String,
+    data_json: String,
+    created_at: i64,
+}
+
+impl SendingEvent {
+    const COLUMNS: [&str; 4] = ["id", "account_id", "data_json", "created_at"];
+}
+
 /// `ids` without repeats.
 fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut ids: Vec<&str> = ids.collect();
@@ -601,9 +669,9 @@ pub async fn claim_in(
     } else {
         ""
     };
-    let select = format!(
-        "SELECT id, webhook_id, event_id, event_type, attempt_count FROM deliveries \
-         WHERE status = ? AND next_attempt_at <= ?{skip_capped} ORDER BY next_attempt_at LIMIT ?{lock}"
+    let from = format!(
+        "FROM deliveries WHERE status = ? AND next_attempt_at <= ?{skip_capped} \
+         ORDER BY next_attempt_at LIMIT ?{lock}"
     );
     let columns = [
         "id",
@@ -612,7 +680,7 @@ pub async fn claim_in(
         "event_type",
         "attempt_count",
     ];
-    let due: Vec<DueDelivery> = select_rows(db, &columns, &select, values).await?;
+    let due: Vec<DueDelivery> = select_rows(db, &columns, &from, values).await?;
     // A full window of candidates may have more behind it; capped webhooks have some held back.
     let mut more_due = due.len() as u64 >= room || !capped.is_empty();
     if due.is_empty() {
@@ -623,17 +691,36 @@ pub async fn claim_in(
     }
     // Each webhook and each event once, however many of its deliveries fell due: an event fans out to
     // every webhook, and its body would otherwise be read, copied and decoded once per delivery.
-    let webhooks: HashMap<String, webhook::Model> = webhook::Entity::find()
-        .filter(webhook::Column::Id.is_in(distinct(due.iter().map(|d| d.webhook_id.as_str()))))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|w| (w.id.clone(), w))
+    let hook_ids = distinct(due.iter().map(|d| d.webhook_id.as_str()));
+    let event_ids = distinct(due.iter().map(|d| d.event_id.as_str()));
+    let hooks_from = format!(
+        "FROM webhooks WHERE id IN ({})",
+        placeholders(hook_ids.len())
+    );
+    let events_from = format!(
+        "FROM events WHERE id IN ({})",
+        placeholders(event_ids.len())
+    );
+    let ids = hook_ids
+        .iter()
+        .chain(&event_ids)
+        .map(|id| Value::from(*id))
         .collect();
-    let events: HashMap<String, event::Model> = event::Entity::find()
-        .filter(event::Column::Id.is_in(distinct(due.iter().map(|d| d.event_id.as_str()))))
-        .all(db)
-        .await?
+    let [hooks, events] = select_json(
+        db,
+        [
+            (&SendingWebhook::COLUMNS, &hooks_from),
+            (&SendingEvent::COLUMNS, &events_from),
+        ],
+        ids,
+    )
+    .await?;
+    let webhooks: HashMap<String, SendingWebhook> =
+        decode_rows::<SendingWebhook>(&hooks, &hooks_from)?
+            .into_iter()
+            .map(|w| (w.id.clone(), w))
+            .collect();
+    let events: HashMap<String, SendingEvent> = decode_rows::<SendingEvent>(&events, &events_from)?
         .into_iter()
         .map(|e| (e.id.clone(), e))
         .collect();
