@@ -137,16 +137,21 @@ async fn select_json<const N: usize>(
         .iter()
         .enumerate()
         .map(|(i, (columns, from))| {
-            let columns = columns.join(", ");
+            // A column may be `expression AS name`; the aggregate refers to it by name.
+            let names: Vec<&str> = columns
+                .iter()
+                .map(|c| c.rsplit(" AS ").next().unwrap_or(c))
+                .collect();
+            let (columns, names) = (columns.join(", "), names.join(", "));
             if backend == DbBackend::Postgres {
                 // An aggregate takes its input in the subquery's order; `FOR UPDATE` may sit in the subquery.
                 format!(
-                    "(SELECT CAST(json_agg(json_build_array({columns})) AS TEXT) \
+                    "(SELECT CAST(json_agg(json_build_array({names})) AS TEXT) \
                      FROM (SELECT {columns} {from}) AS t) AS rows{i}"
                 )
             } else {
                 format!(
-                    "(SELECT json_group_array(json_array({columns})) \
+                    "(SELECT json_group_array(json_array({names})) \
                      FROM (SELECT {columns} {from})) AS rows{i}"
                 )
             }
@@ -556,6 +561,16 @@ struct DueDelivery {
     attempt_count: i32,
 }
 
+impl DueDelivery {
+    const COLUMNS: [&str; 5] = [
+        "id",
+        "webhook_id",
+        "event_id",
+        "event_type",
+        "attempt_count",
+    ];
+}
+
 /// What sending needs of a webhook, read once per claim for all its due deliveries.
 #[derive(Debug, Deserialize)]
 struct SendingWebhook {
@@ -620,11 +635,12 @@ pub struct Claim {
 
 /// [`Store::claim_due`] inside a transaction the caller commits.
 ///
-/// First the leases each webhook holds (few rows, from the status index), then the head of the due range in
-/// `next_attempt_at` order, only the delivery columns, limited in the index (so the database reads only what
-/// it leases, whatever the range's size or its statistics: a join first had PostgreSQL sort the whole due
-/// range, event bodies included), then each of their webhooks and events once. Webhooks at their cap are left
-/// out of the due query, so a slow endpoint's backlog cannot fill the window and starve the others.
+/// Two reads and a write. The first read returns the leases each webhook holds (few rows, from the status
+/// index) and the head of the due range in `next_attempt_at` order: only the delivery columns, limited in the
+/// index, so the database reads only what it leases whatever the range's size or its statistics (a join
+/// first had PostgreSQL sort the whole due range, event bodies included). Webhooks at their cap are left out
+/// of it, so a slow endpoint's backlog cannot fill the window and starve the others. The second read returns
+/// each of their webhooks and events once; then one statement leases them.
 pub async fn claim_in(
     db: &DatabaseTransaction,
     claim: &Claim,
@@ -634,55 +650,47 @@ pub async fn claim_in(
 ) -> Result<Claimed, DbErr> {
     let backend = db.get_database_backend();
     let (owner, room) = (claim.owner.as_str(), claim.room);
-    let mut in_flight: HashMap<String, u64> = HashMap::new();
-    for row in db
-        .query_all_raw(statement(
-            backend,
-            "SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? GROUP BY webhook_id",
-            vec![DeliveryStatus::Sending.as_str().into()],
-        ))
-        .await?
-    {
-        let n: i64 = row.try_get("", "n")?;
-        in_flight.insert(row.try_get("", "webhook_id")?, n.max(0) as u64);
-    }
-    let capped: Vec<&String> = in_flight
-        .iter()
-        .filter(|(_, n)| **n >= per_webhook_cap)
-        .map(|(id, _)| id)
-        .collect();
-    let mut values: Vec<Value> = vec![DeliveryStatus::Pending.as_str().into(), now.into()];
-    let skip_capped = if capped.is_empty() {
-        String::new()
-    } else {
-        values.extend(capped.iter().map(|id| Value::from(id.as_str())));
-        format!(
-            " AND webhook_id NOT IN ({})",
-            vec!["?"; capped.len()].join(", ")
-        )
-    };
-    // No slack beyond `room`: capped webhooks are already left out, and a webhook reaching its cap within
-    // this claim only leaves a few slots for the next one.
-    values.push((room as i64).into());
+    // One statement: the leases each webhook holds, and the head of the due range without the webhooks
+    // already at their cap (the same count, in SQL).
+    let sending = DeliveryStatus::Sending.as_str();
+    let counts_from = "FROM deliveries WHERE status = ? GROUP BY webhook_id";
     let lock = if backend == DbBackend::Postgres {
         " FOR UPDATE SKIP LOCKED"
     } else {
         ""
     };
-    let from = format!(
-        "FROM deliveries WHERE status = ? AND next_attempt_at <= ?{skip_capped} \
+    let due_from = format!(
+        "FROM deliveries WHERE status = ? AND next_attempt_at <= ? AND webhook_id NOT IN \
+         (SELECT webhook_id FROM deliveries WHERE status = ? GROUP BY webhook_id HAVING COUNT(*) >= ?) \
          ORDER BY next_attempt_at LIMIT ?{lock}"
     );
-    let columns = [
-        "id",
-        "webhook_id",
-        "event_id",
-        "event_type",
-        "attempt_count",
+    // No slack beyond `room`: capped webhooks are left out, and a webhook reaching its cap within this
+    // claim only leaves a few slots for the next one.
+    let values = vec![
+        sending.into(),
+        DeliveryStatus::Pending.as_str().into(),
+        now.into(),
+        sending.into(),
+        (per_webhook_cap.min(i64::MAX as u64) as i64).into(),
+        (room as i64).into(),
     ];
-    let due: Vec<DueDelivery> = select_rows(db, &columns, &from, values).await?;
+    let [counts, due] = select_json(
+        db,
+        [
+            (&["webhook_id", "COUNT(*) AS n"], counts_from),
+            (&DueDelivery::COLUMNS, &due_from),
+        ],
+        values,
+    )
+    .await?;
+    let mut in_flight: HashMap<String, u64> = decode_rows::<(String, i64)>(&counts, counts_from)?
+        .into_iter()
+        .map(|(webhook_id, n)| (webhook_id, n.max(0) as u64))
+        .collect();
+    let capped = in_flight.values().any(|n| *n >= per_webhook_cap);
+    let due: Vec<DueDelivery> = decode_rows(&due, &due_from)?;
     // A full window of candidates may have more behind it; capped webhooks have some held back.
-    let mut more_due = due.len() as u64 >= room || !capped.is_empty();
+    let mut more_due = due.len() as u64 >= room || capped;
     if due.is_empty() {
         return Ok(Claimed {
             leased: Vec::new(),
