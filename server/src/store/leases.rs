@@ -118,17 +118,19 @@ async fn select_rows<T: DeserializeOwned>(
     from: &str,
     values: Vec<Value>,
 ) -> Result<Vec<T>, DbErr> {
-    let [json] = select_json(db, [(columns, from)], values).await?;
+    let [json] = select_json(db, "", [(columns, from)], values).await?;
     decode_rows(&json, from)
 }
 
 /// One statement returning, for each `(columns, from)` of `sets`, the rows of `SELECT {columns} {from}` as
-/// one JSON array of arrays; `values` bind the sets' placeholders in order. SQLite's driver hands every
+/// one JSON array of arrays, after the common table expressions in `with` (empty, or `WITH … ` that the sets
+/// may read); `values` bind the placeholders in the order they appear. SQLite's driver hands every
 /// result row from its worker thread to the async side on its own, and under load each hand-off cost ~3 µs,
 /// about as much as reading the row; one aggregated row costs one. The writer reads a row per report and
-/// per lease this way, and a claim reads its webhooks and events in one statement.
+/// per lease this way, and a claim reads everything it needs in one statement.
 async fn select_json<const N: usize>(
     db: &impl ConnectionTrait,
+    with: &str,
     sets: [(&[&str], &str); N],
     values: Vec<Value>,
 ) -> Result<[String; N], DbErr> {
@@ -157,7 +159,7 @@ async fn select_json<const N: usize>(
             }
         })
         .collect();
-    let sql = format!("SELECT {}", aggregates.join(", "));
+    let sql = format!("{with}SELECT {}", aggregates.join(", "));
     let row = db.query_one_raw(statement(backend, &sql, values)).await?;
     let mut sets = [(); N].map(|_| String::from("[]"));
     if let Some(row) = row {
@@ -608,14 +610,6 @@ impl SendingEvent {
     const COLUMNS: [&str; 4] = ["id", "account_id", "data_json", "created_at"];
 }
 
-/// `ids` without repeats.
-fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut ids: Vec<&str> = ids.collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
 /// What a claim leased.
 #[derive(Debug, Default)]
 pub struct Claimed {
@@ -635,12 +629,12 @@ pub struct Claim {
 
 /// [`Store::claim_due`] inside a transaction the caller commits.
 ///
-/// Two reads and a write. The first read returns the leases each webhook holds (few rows, from the status
-/// index) and the head of the due range in `next_attempt_at` order: only the delivery columns, limited in the
-/// index, so the database reads only what it leases whatever the range's size or its statistics (a join
-/// first had PostgreSQL sort the whole due range, event bodies included). Webhooks at their cap are left out
-/// of it, so a slow endpoint's backlog cannot fill the window and starve the others. The second read returns
-/// each of their webhooks and events once; then one statement leases them.
+/// One read and a write. The read returns the leases each webhook holds (few rows, from the status index),
+/// the head of the due range in `next_attempt_at` order (only the delivery columns, limited in the index, so
+/// the database reads only what it leases whatever the range's size or its statistics: a join first had
+/// PostgreSQL sort the whole due range, event bodies included), and each of those deliveries' webhooks and
+/// events once. Webhooks at their cap are left out of the due range, so a slow endpoint's backlog cannot fill
+/// the window and starve the others. Then one statement leases them.
 pub async fn claim_in(
     db: &DatabaseTransaction,
     claim: &Claim,
@@ -650,35 +644,45 @@ pub async fn claim_in(
 ) -> Result<Claimed, DbErr> {
     let backend = db.get_database_backend();
     let (owner, room) = (claim.owner.as_str(), claim.room);
-    // One statement: the leases each webhook holds, and the head of the due range without the webhooks
-    // already at their cap (the same count, in SQL).
+    // One statement reads everything: the head of the due range (without the webhooks already at their cap)
+    // into `due`, materialised so that every set below sees the same rows (and, on PostgreSQL, the rows this
+    // claim locked); the leases each webhook holds; and each due delivery's webhook and event, once each
+    // however many of its deliveries fell due (an event's body would otherwise be read once per webhook).
     let sending = DeliveryStatus::Sending.as_str();
-    let counts_from = "FROM deliveries WHERE status = ? GROUP BY webhook_id";
     let lock = if backend == DbBackend::Postgres {
         " FOR UPDATE SKIP LOCKED"
     } else {
         ""
     };
-    let due_from = format!(
-        "FROM deliveries WHERE status = ? AND next_attempt_at <= ? AND webhook_id NOT IN \
+    let with = format!(
+        "WITH due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
+         WHERE status = ? AND next_attempt_at <= ? AND webhook_id NOT IN \
          (SELECT webhook_id FROM deliveries WHERE status = ? GROUP BY webhook_id HAVING COUNT(*) >= ?) \
-         ORDER BY next_attempt_at LIMIT ?{lock}"
+         ORDER BY next_attempt_at LIMIT ?{lock}) ",
+        DueDelivery::COLUMNS.join(", ")
     );
     // No slack beyond `room`: capped webhooks are left out, and a webhook reaching its cap within this
     // claim only leaves a few slots for the next one.
     let values = vec![
-        sending.into(),
         DeliveryStatus::Pending.as_str().into(),
         now.into(),
         sending.into(),
         (per_webhook_cap.min(i64::MAX as u64) as i64).into(),
         (room as i64).into(),
+        sending.into(),
     ];
-    let [counts, due] = select_json(
+    let counts_from = "FROM deliveries WHERE status = ? GROUP BY webhook_id";
+    let due_from = "FROM due ORDER BY next_attempt_at";
+    let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM due)";
+    let events_from = "FROM events WHERE id IN (SELECT event_id FROM due)";
+    let [counts, due, hooks, events] = select_json(
         db,
+        &with,
         [
             (&["webhook_id", "COUNT(*) AS n"], counts_from),
-            (&DueDelivery::COLUMNS, &due_from),
+            (&DueDelivery::COLUMNS, due_from),
+            (&SendingWebhook::COLUMNS, hooks_from),
+            (&SendingEvent::COLUMNS, events_from),
         ],
         values,
     )
@@ -688,7 +692,7 @@ pub async fn claim_in(
         .map(|(webhook_id, n)| (webhook_id, n.max(0) as u64))
         .collect();
     let capped = in_flight.values().any(|n| *n >= per_webhook_cap);
-    let due: Vec<DueDelivery> = decode_rows(&due, &due_from)?;
+    let due: Vec<DueDelivery> = decode_rows(&due, due_from)?;
     // A full window of candidates may have more behind it; capped webhooks have some held back.
     let mut more_due = due.len() as u64 >= room || capped;
     if due.is_empty() {
@@ -697,38 +701,12 @@ pub async fn claim_in(
             more_due,
         });
     }
-    // Each webhook and each event once, however many of its deliveries fell due: an event fans out to
-    // every webhook, and its body would otherwise be read, copied and decoded once per delivery.
-    let hook_ids = distinct(due.iter().map(|d| d.webhook_id.as_str()));
-    let event_ids = distinct(due.iter().map(|d| d.event_id.as_str()));
-    let hooks_from = format!(
-        "FROM webhooks WHERE id IN ({})",
-        placeholders(hook_ids.len())
-    );
-    let events_from = format!(
-        "FROM events WHERE id IN ({})",
-        placeholders(event_ids.len())
-    );
-    let ids = hook_ids
-        .iter()
-        .chain(&event_ids)
-        .map(|id| Value::from(*id))
-        .collect();
-    let [hooks, events] = select_json(
-        db,
-        [
-            (&SendingWebhook::COLUMNS, &hooks_from),
-            (&SendingEvent::COLUMNS, &events_from),
-        ],
-        ids,
-    )
-    .await?;
     let webhooks: HashMap<String, SendingWebhook> =
-        decode_rows::<SendingWebhook>(&hooks, &hooks_from)?
+        decode_rows::<SendingWebhook>(&hooks, hooks_from)?
             .into_iter()
             .map(|w| (w.id.clone(), w))
             .collect();
-    let events: HashMap<String, SendingEvent> = decode_rows::<SendingEvent>(&events, &events_from)?
+    let events: HashMap<String, SendingEvent> = decode_rows::<SendingEvent>(&events, events_from)?
         .into_iter()
         .map(|e| (e.id.clone(), e))
         .collect();
