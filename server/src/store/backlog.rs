@@ -6,6 +6,7 @@ use sea_orm::{DbErr, EntityTrait, IntoActiveModel, TransactionTrait};
 use super::{
     entity::{delivery, event, webhook},
     events::insert_deliveries,
+    insert_rows,
     webhooks::new_webhook,
     Store,
 };
@@ -49,16 +50,14 @@ impl Store {
                     created_at: now,
                 })
                 .collect();
-            for chunk in events.chunks(500) {
-                event::Entity::insert_many(
-                    chunk
-                        .iter()
-                        .cloned()
-                        .map(IntoActiveModel::into_active_model),
-                )
-                .exec_without_returning(&txn)
-                .await?;
-            }
+            insert_rows(
+                &txn,
+                events
+                    .iter()
+                    .cloned()
+                    .map(IntoActiveModel::into_active_model),
+            )
+            .await?;
             let rows: Vec<delivery::Model> = events
                 .iter()
                 .enumerate()

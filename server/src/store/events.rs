@@ -9,12 +9,9 @@ use std::collections::HashMap;
 
 use super::{
     entity::{delivery, event, webhook},
-    is_unique_violation, Store,
+    insert_rows, is_unique_violation, Store,
 };
 use crate::core::{event::DeliveryStatus, id, page::PageRequest, webhook::subscribes, Error};
-
-/// Rows per multi-row INSERT: well under SQLite's bound-parameter limit, large enough to amortise round trips.
-const INSERT_CHUNK: usize = 500;
 
 /// What publishing an event did.
 #[derive(Debug)]
@@ -180,17 +177,14 @@ pub async fn insert_deliveries(
     db: &impl ConnectionTrait,
     deliveries: &[delivery::Model],
 ) -> Result<(), DbErr> {
-    for chunk in deliveries.chunks(INSERT_CHUNK) {
-        delivery::Entity::insert_many(
-            chunk
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .exec_without_returning(db)
-        .await?;
-    }
-    Ok(())
+    insert_rows(
+        db,
+        deliveries
+            .iter()
+            .cloned()
+            .map(IntoActiveModel::into_active_model),
+    )
+    .await
 }
 
 /// The transaction behind publishing (idempotency check, events, fan-out) inside a transaction the caller
@@ -234,16 +228,14 @@ pub async fn publish_in(
         outcomes.push(Ok(fresh.len()));
         fresh.push(event.clone());
     }
-    for chunk in fresh.chunks(INSERT_CHUNK) {
-        event::Entity::insert_many(
-            chunk
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    }
+    insert_rows(
+        txn,
+        fresh
+            .iter()
+            .cloned()
+            .map(IntoActiveModel::into_active_model),
+    )
+    .await?;
 
     let mut accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
     accounts.sort_unstable();

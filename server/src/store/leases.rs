@@ -23,7 +23,7 @@ use sea_orm::{
 
 use super::{
     entity::{attempt, delivery, webhook},
-    Store,
+    insert_rows, Store, ROWS_PER_STATEMENT,
 };
 use crate::core::{
     event::DeliveryStatus,
@@ -434,11 +434,7 @@ pub async fn record_in(
         }));
     }
 
-    for chunk in attempts.chunks(INSERT_CHUNK) {
-        attempt::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(txn)
-            .await?;
-    }
+    insert_rows(txn, attempts).await?;
     finish(txn, &succeeded, DeliveryStatus::Succeeded, now).await?;
     finish(txn, &failed, DeliveryStatus::Failed, now).await?;
     for (delivery_id, at, status) in retries {
@@ -459,9 +455,6 @@ pub async fn record_in(
     }
     Ok(results)
 }
-
-/// Rows per multi-row INSERT of attempts: well under SQLite's bound-parameter limit.
-const INSERT_CHUNK: usize = 500;
 
 /// The first value of response header `name` (any case).
 fn header(headers: &BTreeMap<String, String>, name: &str) -> Option<String> {
@@ -506,7 +499,7 @@ async fn finish(
     status: DeliveryStatus,
     now: i64,
 ) -> Result<(), DbErr> {
-    for chunk in ids.chunks(INSERT_CHUNK) {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         unlease(delivery::Entity::update_many())
             .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
             .col_expr(

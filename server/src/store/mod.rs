@@ -22,7 +22,8 @@ use std::time::Duration;
 use kit_webhooks_migrations::{Migrator, MigratorTrait};
 use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
+    DbErr, EntityTrait,
 };
 
 /// PostgreSQL connections per server by default.
@@ -163,6 +164,28 @@ fn sqlite_options(url: &str, connections: u32, cache_kib: u32) -> ConnectOptions
                 .pragma("temp_store", "memory")
         });
     options
+}
+
+/// Rows per multi-row statement (the rows of an INSERT, the ids of an `IN` list): well under SQLite's
+/// bound-parameter limit, large enough to amortise round trips.
+pub const ROWS_PER_STATEMENT: usize = 500;
+
+/// Inserts `rows` in multi-row INSERTs of at most [`ROWS_PER_STATEMENT`] rows each.
+pub async fn insert_rows<A>(
+    db: &impl ConnectionTrait,
+    rows: impl IntoIterator<Item = A>,
+) -> Result<(), DbErr>
+where
+    A: ActiveModelTrait,
+{
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        A::Entity::insert_many(chunk)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Whether `err` is a unique-constraint violation (a lost race on an idempotency key, say).
