@@ -83,6 +83,18 @@ struct HeldLease {
     lease_owner: Option<String>,
 }
 
+impl HeldLease {
+    const COLUMNS: [&str; 7] = [
+        "id",
+        "status",
+        "webhook_id",
+        "event_type",
+        "attempt_count",
+        "lease_id",
+        "lease_owner",
+    ];
+}
+
 /// What recording an attempt did.
 #[derive(Debug)]
 pub struct Recorded {
@@ -139,21 +151,16 @@ async fn select_json<const N: usize>(
         .iter()
         .enumerate()
         .map(|(i, (columns, from))| {
-            // A column may be `expression AS name`; the aggregate refers to it by name.
-            let names: Vec<&str> = columns
-                .iter()
-                .map(|c| c.rsplit(" AS ").next().unwrap_or(c))
-                .collect();
-            let (columns, names) = (columns.join(", "), names.join(", "));
+            let columns = columns.join(", ");
             if backend == DbBackend::Postgres {
                 // An aggregate takes its input in the subquery's order; `FOR UPDATE` may sit in the subquery.
                 format!(
-                    "(SELECT CAST(json_agg(json_build_array({names})) AS TEXT) \
+                    "(SELECT CAST(json_agg(json_build_array({columns})) AS TEXT) \
                      FROM (SELECT {columns} {from}) AS t) AS rows{i}"
                 )
             } else {
                 format!(
-                    "(SELECT json_group_array(json_array({names})) \
+                    "(SELECT json_group_array(json_array({columns})) \
                      FROM (SELECT {columns} {from})) AS rows{i}"
                 )
             }
@@ -313,21 +320,13 @@ pub async fn record_in(
         // locked in id order, as webhooks are below, so concurrent groups cannot deadlock.
         from.push_str(" ORDER BY id FOR UPDATE");
     }
-    let columns = [
-        "id",
-        "status",
-        "webhook_id",
-        "event_type",
-        "attempt_count",
-        "lease_id",
-        "lease_owner",
-    ];
-    let mut held: HashMap<String, HeldLease> = select_rows::<HeldLease>(txn, &columns, &from, ids)
-        .await?
-        .into_iter()
-        .filter(|d| d.status == DeliveryStatus::Sending.as_str())
-        .map(|d| (d.id.clone(), d))
-        .collect();
+    let mut held: HashMap<String, HeldLease> =
+        select_rows::<HeldLease>(txn, &HeldLease::COLUMNS, &from, ids)
+            .await?
+            .into_iter()
+            .filter(|d| d.status == DeliveryStatus::Sending.as_str())
+            .map(|d| (d.id.clone(), d))
+            .collect();
     let hook_ids: Vec<String> = held.values().map(|d| d.webhook_id.clone()).collect();
     let hook_query = || {
         webhook::Entity::find()
@@ -637,34 +636,35 @@ pub async fn claim_in(
 ) -> Result<Claimed, DbErr> {
     let backend = db.get_database_backend();
     let (owner, room) = (claim.owner.as_str(), claim.room);
-    // One statement reads everything: the head of the due range (without the webhooks already at their cap)
-    // into `due`, materialised so that every set below sees the same rows (and, on PostgreSQL, the rows this
-    // claim locked); the leases each webhook holds; and each due delivery's webhook and event, once each
-    // however many of its deliveries fell due (an event's body would otherwise be read once per webhook).
-    let sending = DeliveryStatus::Sending.as_str();
+    // One statement reads everything: the leases each webhook holds (`held`, counted once for both their
+    // uses); the head of the due range without the webhooks already at their cap (`due`), materialised so
+    // that every set below sees the same rows (and, on PostgreSQL, the rows this claim locked); and each due
+    // delivery's webhook and event, once each however many of its deliveries fell due (an event's body would
+    // otherwise be read once per webhook).
     let lock = if backend == DbBackend::Postgres {
         " FOR UPDATE SKIP LOCKED"
     } else {
         ""
     };
     let with = format!(
-        "WITH due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
-         WHERE status = ? AND next_attempt_at <= ? AND webhook_id NOT IN \
-         (SELECT webhook_id FROM deliveries WHERE status = ? GROUP BY webhook_id HAVING COUNT(*) >= ?) \
+        "WITH held AS MATERIALIZED \
+         (SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? GROUP BY webhook_id), \
+         due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
+         WHERE status = ? AND next_attempt_at <= ? \
+         AND webhook_id NOT IN (SELECT webhook_id FROM held WHERE n >= ?) \
          ORDER BY next_attempt_at LIMIT ?{lock}) ",
         DueDelivery::COLUMNS.join(", ")
     );
     // No slack beyond `room`: capped webhooks are left out, and a webhook reaching its cap within this
     // claim only leaves a few slots for the next one.
     let values = vec![
+        DeliveryStatus::Sending.as_str().into(),
         DeliveryStatus::Pending.as_str().into(),
         now.into(),
-        sending.into(),
         (per_webhook_cap.min(i64::MAX as u64) as i64).into(),
         (room as i64).into(),
-        sending.into(),
     ];
-    let counts_from = "FROM deliveries WHERE status = ? GROUP BY webhook_id";
+    let counts_from = "FROM held";
     let due_from = "FROM due ORDER BY next_attempt_at";
     let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM due)";
     let events_from = "FROM events WHERE id IN (SELECT event_id FROM due)";
@@ -672,7 +672,7 @@ pub async fn claim_in(
         db,
         &with,
         [
-            (&["webhook_id", "COUNT(*) AS n"], counts_from),
+            (&["webhook_id", "n"], counts_from),
             (&DueDelivery::COLUMNS, due_from),
             (&SendingWebhook::COLUMNS, hooks_from),
             (&SendingEvent::COLUMNS, events_from),
