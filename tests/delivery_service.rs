@@ -16,14 +16,6 @@ on_both_databases!(
     reports_need_a_held_lease_and_valid_fields,
 );
 
-async fn server(backend: Backend) -> TestServer {
-    TestServer::start_with(backend, |config| {
-        config.allow_http = true;
-        config.embedded_daemon = None;
-    })
-    .await
-}
-
 async fn open(
     server: &TestServer,
     key: &str,
@@ -56,7 +48,7 @@ async fn take(stream: &mut Streaming<proto::DeliveryTask>, n: usize) -> Vec<prot
 }
 
 async fn each_delivery_goes_to_one_stream_and_returns_when_it_ends(backend: Backend) {
-    let server = server(backend).await;
+    let server = TestServer::start_without_daemon(backend).await;
     let daemon = server.key(Role::Daemon, None).await;
     let (hook, secret) = server
         .create_webhook("http://127.0.0.1:9/", &["offer.*"])
@@ -109,7 +101,7 @@ async fn each_delivery_goes_to_one_stream_and_returns_when_it_ends(backend: Back
 }
 
 async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
-    let server = server(backend).await;
+    let server = TestServer::start_without_daemon(backend).await;
     let daemon = server.key(Role::Daemon, None).await;
     server
         .create_webhook("http://127.0.0.1:9/", &["offer.*"])

@@ -12,7 +12,7 @@ use kit_webhooks_server::{
     store::{
         entity::delivery,
         events::new_event,
-        leases::{AttemptReport, Claim},
+        leases::{AttemptReport, Claim, LeasedDelivery},
         writes::{WriteRules, Writes},
     },
 };
@@ -22,14 +22,6 @@ on_both_databases!(
     one_cycle_publishes_records_and_leases,
     a_failing_publish_does_not_fail_the_reports_of_its_cycle,
 );
-
-async fn server(backend: Backend) -> TestServer {
-    TestServer::start_with(backend, |config| {
-        config.allow_http = true;
-        config.embedded_daemon = None;
-    })
-    .await
-}
 
 fn rules(server: &TestServer) -> WriteRules {
     WriteRules {
@@ -65,20 +57,28 @@ async fn status_of(server: &TestServer, delivery_id: &str) -> String {
         .status
 }
 
-async fn one_cycle_publishes_records_and_leases(backend: Backend) {
-    let server = server(backend).await;
+/// Creates a webhook, publishes one event to it and leases its delivery to stream `dst_test`.
+async fn lease_one(server: &TestServer) -> LeasedDelivery {
     server
         .create_webhook("http://127.0.0.1:9/", &["application.*"])
         .await;
     server.publish("application.submitted", "{}").await;
-    let store = &server.server.store;
     let now = time::now_ms();
-    let first = store
+    let mut leased = server
+        .server
+        .store
         .claim_due("dst_test", 10, 100, now, now + 60_000)
         .await
         .expect("claim")
         .leased;
-    assert_eq!(first.len(), 1);
+    assert_eq!(leased.len(), 1);
+    leased.remove(0)
+}
+
+async fn one_cycle_publishes_records_and_leases(backend: Backend) {
+    let server = TestServer::start_without_daemon(backend).await;
+    let first = lease_one(&server).await;
+    let store = &server.server.store;
 
     // One cycle: a new event, the report of the first delivery, and a claim that leases the new event's
     // delivery, published earlier in the same transaction.
@@ -88,7 +88,7 @@ async fn one_cycle_publishes_records_and_leases(backend: Backend) {
         .commit_writes(
             Writes {
                 events: vec![event],
-                reports: vec![ok_report(&first[0].delivery_id, &first[0].lease_id)],
+                reports: vec![ok_report(&first.delivery_id, &first.lease_id)],
                 claims: vec![Claim {
                     owner: "dst_test".into(),
                     room: 10,
@@ -113,7 +113,7 @@ async fn one_cycle_publishes_records_and_leases(backend: Backend) {
     );
     assert_eq!(claimed.leased[0].event_id, event_id);
     assert!(!claimed.more_due, "nothing else is due");
-    assert_eq!(status_of(&server, &first[0].delivery_id).await, "succeeded");
+    assert_eq!(status_of(&server, &first.delivery_id).await, "succeeded");
     assert_eq!(
         status_of(&server, &claimed.leased[0].delivery_id).await,
         "sending"
@@ -122,28 +122,13 @@ async fn one_cycle_publishes_records_and_leases(backend: Backend) {
 }
 
 async fn a_failing_publish_does_not_fail_the_reports_of_its_cycle(backend: Backend) {
-    let server = server(backend).await;
-    server
-        .create_webhook("http://127.0.0.1:9/", &["application.*"])
-        .await;
-    let event_id = server
-        .publish("application.submitted", "{}")
-        .await
-        .event
-        .expect("event")
-        .id;
+    let server = TestServer::start_without_daemon(backend).await;
+    let leased = lease_one(&server).await;
     let store = &server.server.store;
-    let now = time::now_ms();
-    let leased = store
-        .claim_due("dst_test", 10, 100, now, now + 60_000)
-        .await
-        .expect("claim")
-        .leased;
-    assert_eq!(leased.len(), 1);
 
     // The same event id again: its insert fails, and with it the combined transaction.
     let duplicate = store
-        .find_event(None, &event_id)
+        .find_event(None, &leased.event_id)
         .await
         .expect("read event")
         .expect("event row");
@@ -151,7 +136,7 @@ async fn a_failing_publish_does_not_fail_the_reports_of_its_cycle(backend: Backe
         .commit_writes(
             Writes {
                 events: vec![duplicate],
-                reports: vec![ok_report(&leased[0].delivery_id, &leased[0].lease_id)],
+                reports: vec![ok_report(&leased.delivery_id, &leased.lease_id)],
                 claims: Vec::new(),
             },
             &rules(&server),
@@ -169,9 +154,6 @@ async fn a_failing_publish_does_not_fail_the_reports_of_its_cycle(backend: Backe
         recorded.decision.delivery,
         DeliveryDecision::Succeeded
     ));
-    assert_eq!(
-        status_of(&server, &leased[0].delivery_id).await,
-        "succeeded"
-    );
+    assert_eq!(status_of(&server, &leased.delivery_id).await, "succeeded");
     server.stop().await;
 }

@@ -123,6 +123,16 @@ impl TestServer {
         Self::start_with(backend, |_| {}).await
     }
 
+    /// Starts a server without an embedded daemon (the test plays the daemon, or stores directly), allowed
+    /// to deliver over plain HTTP.
+    pub async fn start_without_daemon(backend: Backend) -> TestServer {
+        Self::start_with(backend, |config| {
+            config.allow_http = true;
+            config.embedded_daemon = None;
+        })
+        .await
+    }
+
     /// Starts a server, letting the test adjust its configuration first.
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let db = TestDatabase::new(backend).await;
