@@ -1,6 +1,7 @@
 //! The writer's cycle at the storage level, on SQLite and PostgreSQL: writes of different kinds share one
 //! transaction, and when that transaction fails, each kind is committed on its own, so a failing write does
-//! not take the others down with it.
+//! not take the others down with it. A cycle's new deliveries are handed to the claims of the same cycle,
+//! and a standing claim waits for the next publish.
 
 mod common;
 
@@ -15,12 +16,15 @@ use kit_webhooks_server::{
         leases::{AttemptReport, Claim, LeasedDelivery},
         writes::{WriteRules, Writes},
     },
+    writer::Writer,
 };
 use sea_orm::EntityTrait;
 
 on_both_databases!(
     one_cycle_publishes_records_and_leases,
     a_failing_publish_does_not_fail_the_reports_of_its_cycle,
+    a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle,
+    a_standing_claim_waits_for_the_next_publish,
 );
 
 fn rules(server: &TestServer) -> WriteRules {
@@ -29,6 +33,10 @@ fn rules(server: &TestServer) -> WriteRules {
         per_webhook_cap: 100,
         lease_ttl_ms: 60_000,
     }
+}
+
+fn claim(room: u64) -> Claim {
+    Claim::new("dst_test", room)
 }
 
 /// A `200 OK` report of the first attempt on `lease`.
@@ -55,6 +63,16 @@ async fn status_of(server: &TestServer, delivery_id: &str) -> String {
         .expect("read delivery")
         .expect("delivery row")
         .status
+}
+
+/// The delivery rows of event `event_id`.
+async fn deliveries_of(server: &TestServer, event_id: &str) -> Vec<delivery::Model> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    delivery::Entity::find()
+        .filter(delivery::Column::EventId.eq(event_id))
+        .all(server.server.store.writer())
+        .await
+        .expect("read deliveries")
 }
 
 /// Creates a webhook, publishes one event to it and leases its delivery to stream `dst_test`.
@@ -89,10 +107,7 @@ async fn one_cycle_publishes_records_and_leases(backend: Backend) {
             Writes {
                 events: vec![event],
                 reports: vec![ok_report(&first.delivery_id, &first.lease_id)],
-                claims: vec![Claim {
-                    owner: "dst_test".into(),
-                    room: 10,
-                }],
+                claims: vec![claim(10)],
             },
             &rules(&server),
             time::now_ms(),
@@ -155,5 +170,144 @@ async fn a_failing_publish_does_not_fail_the_reports_of_its_cycle(backend: Backe
         DeliveryDecision::Succeeded
     ));
     assert_eq!(status_of(&server, &leased.delivery_id).await, "succeeded");
+    server.stop().await;
+}
+
+async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(backend: Backend) {
+    let server = TestServer::start_without_daemon(backend).await;
+    server
+        .create_webhook("http://127.0.0.1:9/", &["application.*"])
+        .await;
+    // An older delivery, due and pending (no stream was claiming when it was published).
+    let older = server
+        .publish("application.submitted", "{}")
+        .await
+        .event
+        .expect("event");
+    let store = &server.server.store;
+
+    // Room for two, and two new events: the older delivery goes first, then the first new one is handed
+    // over as it is stored; the second does not fit and stays pending.
+    let (second, third) = (
+        new_event("default", "application.submitted", "{}", None),
+        new_event("default", "application.submitted", "{}", None),
+    );
+    let written = store
+        .commit_writes(
+            Writes {
+                events: vec![second.clone(), third.clone()],
+                reports: Vec::new(),
+                claims: vec![claim(2)],
+            },
+            &rules(&server),
+            time::now_ms(),
+        )
+        .await;
+    let claimed = written.claimed[0].as_ref().expect("claimed");
+    let leased: Vec<&str> = claimed.leased.iter().map(|l| l.event_id.as_str()).collect();
+    assert_eq!(leased, [older.id.as_str(), second.id.as_str()]);
+    assert!(claimed.more_due, "a new delivery was left pending");
+    let published: Vec<(u32, u32)> = written
+        .published
+        .iter()
+        .map(|p| {
+            let p = p.as_ref().expect("published");
+            (p.deliveries_queued, p.deliveries_pending)
+        })
+        .collect();
+    assert_eq!(published, [(1, 0), (1, 1)]);
+
+    // What the claim got is what the rows say: leased to the stream under the lease it was given.
+    let handed = &deliveries_of(&server, &second.id).await[0];
+    assert_eq!(handed.status, "sending");
+    assert_eq!(handed.lease_owner.as_deref(), Some("dst_test"));
+    assert_eq!(
+        handed.lease_id.as_deref(),
+        Some(claimed.leased[1].lease_id.as_str())
+    );
+    assert_eq!(handed.id, claimed.leased[1].delivery_id);
+    assert_eq!(deliveries_of(&server, &third.id).await[0].status, "pending");
+
+    // The webhook's cap counts handed-over deliveries too: at 2 leases and a cap of 2, a new event's
+    // delivery stays pending however much room the claim has.
+    let fourth = new_event("default", "application.submitted", "{}", None);
+    let capped = WriteRules {
+        per_webhook_cap: 2,
+        ..rules(&server)
+    };
+    let written = store
+        .commit_writes(
+            Writes {
+                events: vec![fourth.clone()],
+                reports: Vec::new(),
+                claims: vec![claim(10)],
+            },
+            &capped,
+            time::now_ms(),
+        )
+        .await;
+    let claimed = written.claimed[0].as_ref().expect("claimed");
+    assert!(claimed.leased.is_empty(), "the webhook is at its cap");
+    assert!(claimed.more_due);
+    assert_eq!(
+        deliveries_of(&server, &fourth.id).await[0].status,
+        "pending"
+    );
+    server.stop().await;
+}
+
+async fn a_standing_claim_waits_for_the_next_publish(backend: Backend) {
+    let server = TestServer::start_without_daemon(backend).await;
+    server
+        .create_webhook("http://127.0.0.1:9/", &["application.*"])
+        .await;
+    let writer = Writer::spawn(server.server.store.clone(), rules(&server));
+    let quiet = std::time::Duration::from_millis(300);
+
+    // Nothing is due: the claim is parked, not answered.
+    let mut standing = writer.standing_claim(claim(10)).await;
+    assert!(
+        tokio::time::timeout(quiet, standing.answer())
+            .await
+            .is_err(),
+        "a claim that finds nothing due waits"
+    );
+
+    // The next publish hands it its delivery, in the publishing cycle: nothing is left pending.
+    let event = new_event("default", "application.submitted", "{}", None);
+    let published = writer.publish(event.clone()).await.expect("published");
+    assert_eq!(
+        (published.deliveries_queued, published.deliveries_pending),
+        (1, 0)
+    );
+    let claimed = tokio::time::timeout(quiet, standing.answer())
+        .await
+        .expect("answered by the publish")
+        .expect("claimed");
+    assert_eq!(claimed.leased.len(), 1);
+    assert_eq!(claimed.leased[0].event_id, event.id);
+    assert_eq!(
+        status_of(&server, &claimed.leased[0].delivery_id).await,
+        "sending"
+    );
+
+    // A parked claim taken back gets nothing, and the next publish leaves its delivery pending.
+    let parked = writer.park_claim(claim(10));
+    assert!(parked.withdraw().await.is_none(), "it was still parked");
+    let published = writer
+        .publish(new_event("default", "application.submitted", "{}", None))
+        .await
+        .expect("published");
+    assert_eq!(published.deliveries_pending, 1);
+
+    // A standing claim that finds something due is answered at once.
+    let standing = writer.standing_claim(claim(10)).await;
+    let answer = standing.withdraw().await;
+    let leased = answer.map(|a| a.expect("claimed").leased.len());
+    assert_eq!(
+        leased,
+        Some(1),
+        "the pending delivery, leased by the claim's cycle"
+    );
     server.stop().await;
 }

@@ -227,10 +227,7 @@ fn writer_cycle(c: &mut Criterion) {
                 let writes = Writes {
                     events: (0..CYCLE_EVENTS).map(|_| event()).collect(),
                     reports: reports(&leased),
-                    claims: vec![Claim {
-                        owner: "dst_bench".into(),
-                        room: (CYCLE_EVENTS * WEBHOOKS) as u64,
-                    }],
+                    claims: vec![Claim::new("dst_bench", (CYCLE_EVENTS * WEBHOOKS) as u64)],
                 };
                 let mut written = fixture
                     .store

@@ -1,11 +1,12 @@
 //! The dispatcher: keeps every open daemon stream supplied with leased deliveries.
 //!
 //! Each stream runs one loop: claim (through the writer, `crate::writer`) as many due deliveries as it has room
-//! for (`max_in_flight` minus its unreported leases), send them, then sleep until something may have changed:
-//! an event published or a delivery re-queued (`AppState::deliveries_changed`), one of its own leases reported
-//! (its wake-up: more room, which is worth a claim only if the last claim left deliveries due), the next
-//! scheduled retry falling due, or at most a second. When the stream ends, for whatever reason, its
-//! unreported leases go back to `pending` at once.
+//! for (`max_in_flight` minus its unreported leases), send them, then wait until something may have changed:
+//! its claim answered (a claim that found nothing due waits in the writer for the next publish, which leases
+//! its new deliveries to it as it stores them), deliveries left pending or re-queued
+//! (`AppState::deliveries_changed`), one of its own leases reported (more room), the next scheduled retry
+//! falling due, or at most a second. When the stream ends, for whatever reason, its unreported leases go back
+//! to `pending` at once.
 
 use std::{
     collections::HashMap,
@@ -20,7 +21,13 @@ use kit_webhooks::proto;
 use tokio::{sync::Notify, time::Instant};
 use tonic::Status;
 
-use crate::{api::convert, api::AppState, core::time, store::leases::Claim};
+use crate::{
+    api::convert,
+    api::AppState,
+    core::time,
+    store::leases::{Claim, Claimed},
+    writer::StandingClaim,
+};
 
 /// The longest an idle stream sleeps before looking for due deliveries again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -77,7 +84,9 @@ pub type TaskSender = tokio::sync::mpsc::Sender<Result<proto::DeliveryTask, Stat
 /// The stream's unreported leases are counted in memory (tasks sent minus reports recorded here) rather than
 /// queried on every turn; when the stream looks full and nothing has woken it for a while, the count is
 /// taken from the database instead, which also covers reports that reached another server replica. It claims
-/// in batches: once a quarter of its room is free, or whenever it holds nothing.
+/// in batches: once a quarter of its room is free, or whenever it holds nothing. While it has room it always
+/// has a claim out: one that reads the due range when something may be due, otherwise one parked in the
+/// writer for the next publish to fill ([`StandingClaim`]).
 pub async fn run_stream(
     state: Arc<AppState>,
     owner: String,
@@ -91,32 +100,30 @@ pub async fn run_stream(
     let batch = (max_in_flight / 4).max(1);
     let mut sent: u64 = 0;
     let mut renewed = Instant::now();
-    // Whether a claim may find anything. False once a claim found the due range empty, until something new
-    // may have arrived (a publish, a release, a retry falling due): the stream's own reports free room but
-    // bring no new deliveries, and claiming on each of them would be a write cycle for nothing.
+    // Whether a claim may find anything due. False once a claim found the due range empty, until something
+    // new may have arrived (a publish that left deliveries pending, a release, a retry falling due): then the
+    // stream's claim is parked without a read, since a read would find nothing.
     let mut maybe_due = true;
+    // Set after a claim that leased nothing (its webhooks at their cap) or failed: wait to be woken first.
+    let mut hold_off = false;
+    // The stream's claim while one is out: queued, in a cycle, or parked.
+    let mut claim: Option<StandingClaim> = None;
+    // Set when the stream slept its full time without being woken.
+    let mut quiet = false;
+    // Registered before the reads that set `maybe_due` to false, and renewed only once it fires, so that
+    // nothing notified since the last read goes unseen while a claim is parked.
+    let mut changed = Box::pin(state.deliveries_changed.notified());
+    changed.as_mut().enable();
     loop {
-        // Register for wake-ups before looking, so a change during the claim is not missed.
-        let changed = state.deliveries_changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-
         let held = sent.saturating_sub(stream.reported.load(Ordering::Relaxed));
         let room = max_in_flight.saturating_sub(held);
-        if maybe_due && (room >= batch || (held == 0 && room > 0)) {
-            match feed(&state, &owner, room, &tx).await {
-                Ok(Some((n, more_due))) => {
-                    sent += n;
-                    maybe_due = more_due;
-                    if n > 0 && more_due {
-                        continue;
-                    }
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::warn!(stream = %owner, error = %err, "claiming deliveries failed; retrying");
-                }
-            }
+        if claim.is_none() && !hold_off && (room >= batch || (held == 0 && room > 0)) {
+            let request = Claim::new(owner.as_str(), room);
+            claim = Some(if maybe_due {
+                state.writer.standing_claim(request).await
+            } else {
+                state.writer.park_claim(request)
+            });
         }
         if renewed.elapsed() >= ttl / 3 {
             let expires = time::now_ms() + ttl.as_millis() as i64;
@@ -130,23 +137,71 @@ pub async fn run_stream(
         } else {
             until_next_due(&state).await
         };
-        tokio::select! {
-            _ = &mut changed => maybe_due = true,
-            _ = stream.wake.notified() => {}
-            _ = tokio::time::sleep(sleep) => {
-                maybe_due = true;
-                let held = sent.saturating_sub(stream.reported.load(Ordering::Relaxed));
-                if held > 0 {
-                    // Quiet while holding leases: recount them where every replica records reports.
-                    match state.store.count_leases(&owner).await {
-                        Ok(held) => sent = stream.reported.load(Ordering::Relaxed) + held,
-                        Err(err) => tracing::warn!(stream = %owner, error = %err, "counting leases failed"),
-                    }
-                }
-            }
+        // `biased`: a notification is seen before an answer that arrived with it, so that a claim is never
+        // parked without a read after something was notified.
+        let answer = tokio::select! {
+            biased;
             _ = tx.closed() => break,
             _ = state.shutdown.cancelled() => break,
+            _ = &mut changed => {
+                changed = Box::pin(state.deliveries_changed.notified());
+                changed.as_mut().enable();
+                None
+            }
+            answer = answer_of(&mut claim) => {
+                claim = None;
+                Some(answer)
+            }
+            _ = stream.wake.notified() => {
+                hold_off = false;
+                continue;
+            }
+            _ = tokio::time::sleep(sleep) => {
+                quiet = true;
+                None
+            }
+        };
+        // No answer: something may have fallen due that a parked claim would not see. Take the claim back
+        // (or its answer, if a cycle has it already) and claim again with a read.
+        let recheck = answer.is_none();
+        let answer = match (answer, claim.take()) {
+            (None, Some(standing)) => standing.withdraw().await,
+            (answer, _) => answer,
+        };
+        match answer {
+            None => {}
+            Some(Ok(claimed)) => {
+                let more_due = claimed.more_due;
+                let Some(n) = send(&state, &owner, claimed, &tx).await else {
+                    break;
+                };
+                sent += n;
+                maybe_due = more_due;
+                hold_off = n == 0;
+            }
+            Some(Err(err)) => {
+                tracing::warn!(stream = %owner, error = %err, "claiming deliveries failed; retrying");
+                maybe_due = true;
+                hold_off = true;
+            }
         }
+        if recheck {
+            maybe_due = true;
+            hold_off = false;
+        }
+        let held = sent.saturating_sub(stream.reported.load(Ordering::Relaxed));
+        if std::mem::take(&mut quiet) && held > 0 {
+            // Quiet while holding leases: recount them where every replica records reports (now that no
+            // claim of this stream is out, so that none is counted twice).
+            match state.store.count_leases(&owner).await {
+                Ok(held) => sent = stream.reported.load(Ordering::Relaxed) + held,
+                Err(err) => tracing::warn!(stream = %owner, error = %err, "counting leases failed"),
+            }
+        }
+    }
+    if let Some(standing) = claim.take() {
+        // Whatever a cycle leased to it is released below with the rest.
+        let _ = standing.withdraw().await;
     }
     state.streams.close(&owner);
     match state.store.release_leases(&owner).await {
@@ -161,24 +216,17 @@ pub async fn run_stream(
     }
 }
 
-/// Claims up to `room` due deliveries (through the writer, in its next cycle) and sends them. Returns how many
-/// were sent and whether more may be due ([`crate::store::leases::Claimed::more_due`]); `None` when the
-/// daemon is gone.
-async fn feed(
-    state: &AppState,
-    owner: &str,
-    room: u64,
-    tx: &TaskSender,
-) -> Result<Option<(u64, bool)>, crate::core::Error> {
-    let started = Instant::now();
-    let claimed = state
-        .writer
-        .claim(Claim {
-            owner: owner.to_owned(),
-            room,
-        })
-        .await?;
-    tracing::debug!(stream = %owner, room, claimed = claimed.leased.len(), more_due = claimed.more_due, took = ?started.elapsed(), "claimed");
+/// The answer to `claim`, once it has one; never, while there is none.
+async fn answer_of(claim: &mut Option<StandingClaim>) -> Result<Claimed, crate::core::Error> {
+    match claim {
+        Some(claim) => claim.answer().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends what a claim leased. Returns how many; `None` when the daemon is gone.
+async fn send(state: &AppState, owner: &str, claimed: Claimed, tx: &TaskSender) -> Option<u64> {
+    tracing::debug!(stream = %owner, leased = claimed.leased.len(), more_due = claimed.more_due, "claimed");
     let timeout_ms = state.config.request_timeout.as_millis() as u32;
     let now = time::now_ms();
     // The deliveries of one event fell due together and sit side by side in a claim; they send the same
@@ -198,10 +246,10 @@ async fn feed(
             .await
             .is_err()
         {
-            return Ok(None);
+            return None;
         }
     }
-    Ok(Some((claimed.leased.len() as u64, claimed.more_due)))
+    Some(claimed.leased.len() as u64)
 }
 
 /// How long to sleep when nothing is due: until the next scheduled attempt, at most [`IDLE_POLL`].

@@ -5,8 +5,16 @@
 //! Under load a cycle carries many writes for the price of one commit; when idle, a write is committed at
 //! once. A caller still returns only after its own write is committed (or refused), so nothing is
 //! acknowledged before it is durable, and a lease is never handed out before it is on record.
+//!
+//! A stream with room and nothing due leaves a [`StandingClaim`]: it waits here, parked, until a cycle that
+//! publishes takes it, and that cycle leases its new deliveries to the stream as it stores them
+//! (`crate::store::hand_off`). An event then reaches its stream with the commit that stores it, not a claim
+//! cycle later.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 
 use sea_orm::DbBackend;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -34,17 +42,27 @@ const POSTGRES_COMMITTERS: usize = 3;
 
 type Queued<I, O> = (I, oneshot::Sender<Result<O, Error>>);
 
+/// A claim as queued: `standing` when it may be parked (with the flag its stream sets to withdraw it).
+struct ClaimRequest {
+    claim: Claim,
+    standing: Option<Arc<AtomicBool>>,
+}
+
+/// Standing claims waiting for a publish.
+type Parked = Arc<std::sync::Mutex<Vec<Queued<ClaimRequest, Claimed>>>>;
+
 #[derive(Clone)]
 pub struct Writer {
     events: mpsc::Sender<Queued<event::Model, Published>>,
     reports: mpsc::Sender<Queued<AttemptReport, Recorded>>,
-    claims: mpsc::Sender<Queued<Claim, Claimed>>,
+    claims: mpsc::Sender<Queued<ClaimRequest, Claimed>>,
+    parked: Parked,
 }
 
 struct Queues {
     events: mpsc::Receiver<Queued<event::Model, Published>>,
     reports: mpsc::Receiver<Queued<AttemptReport, Recorded>>,
-    claims: mpsc::Receiver<Queued<Claim, Claimed>>,
+    claims: mpsc::Receiver<Queued<ClaimRequest, Claimed>>,
 }
 
 impl Writer {
@@ -64,13 +82,20 @@ impl Writer {
             DbBackend::Postgres => POSTGRES_COMMITTERS,
             _ => 1,
         };
+        let parked = Parked::default();
         for _ in 0..committers {
-            tokio::spawn(run(store.clone(), rules.clone(), queues.clone()));
+            tokio::spawn(run(
+                store.clone(),
+                rules.clone(),
+                queues.clone(),
+                parked.clone(),
+            ));
         }
         Writer {
             events,
             reports,
             claims,
+            parked,
         }
     }
 
@@ -86,18 +111,106 @@ impl Writer {
 
     /// Leases up to `claim.room` due deliveries to the claiming stream; returns them once committed.
     pub async fn claim(&self, claim: Claim) -> Result<Claimed, Error> {
-        submit(&self.claims, claim).await
+        let request = ClaimRequest {
+            claim,
+            standing: None,
+        };
+        submit(&self.claims, request).await
+    }
+
+    /// Like [`Writer::claim`], but a claim that finds nothing due is not answered: it waits, parked, for
+    /// the next cycle that publishes, which hands it the new deliveries.
+    pub async fn standing_claim(&self, claim: Claim) -> StandingClaim {
+        let (request, standing) = self.standing(claim);
+        // If the writer has stopped, the claim's answer says so.
+        let _ = self.claims.send(request).await;
+        standing
+    }
+
+    /// Parks a standing claim for stream `claim.owner` without a cycle: for a stream whose last claim was just
+    /// answered and found nothing else due, with nothing notified since (see `crate::dispatch`), so that a
+    /// claim would find nothing either.
+    pub fn park_claim(&self, claim: Claim) -> StandingClaim {
+        let ((request, reply), standing) = self.standing(claim);
+        park(&self.parked, request, reply);
+        standing
+    }
+
+    fn standing(&self, claim: Claim) -> (Queued<ClaimRequest, Claimed>, StandingClaim) {
+        let (reply, answer) = oneshot::channel();
+        let withdrawn = Arc::new(AtomicBool::new(false));
+        let request = ClaimRequest {
+            claim,
+            standing: Some(withdrawn.clone()),
+        };
+        let standing = StandingClaim {
+            answer,
+            withdrawn,
+            parked: self.parked.clone(),
+        };
+        ((request, reply), standing)
     }
 }
 
+/// A stream's claim that may be waiting for a publish ([`Writer::standing_claim`]).
+pub struct StandingClaim {
+    answer: oneshot::Receiver<Result<Claimed, Error>>,
+    withdrawn: Arc<AtomicBool>,
+    parked: Parked,
+}
+
+impl StandingClaim {
+    /// The claim's answer, once a cycle has given it one. Cancel-safe: it can be awaited again.
+    pub async fn answer(&mut self) -> Result<Claimed, Error> {
+        (&mut self.answer).await.map_err(|_| stopped())?
+    }
+
+    /// Takes the claim back: `None` if it was still parked; otherwise a cycle has it (or answered it), and
+    /// this waits for that answer, so that what the cycle leased is not lost on the way.
+    pub async fn withdraw(mut self) -> Option<Result<Claimed, Error>> {
+        // The flag first: a cycle about to park the claim again checks it under the lock taken below.
+        self.withdrawn.store(true, Ordering::SeqCst);
+        if let Ok(mut parked) = self.parked.lock() {
+            let mine = parked.iter().position(|(request, _)| {
+                request
+                    .standing
+                    .as_ref()
+                    .is_some_and(|flag| Arc::ptr_eq(flag, &self.withdrawn))
+            });
+            if let Some(at) = mine {
+                parked.swap_remove(at);
+                return None;
+            }
+        }
+        Some(self.answer().await)
+    }
+}
+
+/// Parks a standing claim, unless its stream has withdrawn it meanwhile: then it gets its (empty) answer.
+fn park(parked: &Parked, request: ClaimRequest, reply: oneshot::Sender<Result<Claimed, Error>>) {
+    let withdrawn = request
+        .standing
+        .as_ref()
+        .is_none_or(|flag| flag.load(Ordering::SeqCst));
+    match parked.lock() {
+        Ok(mut parked) if !withdrawn => parked.push((request, reply)),
+        _ => {
+            let _ = reply.send(Ok(Claimed::default()));
+        }
+    }
+}
+
+fn stopped() -> Error {
+    Error::Storage(sea_orm::DbErr::Custom("the server is shutting down".into()))
+}
+
 async fn submit<I, O>(queue: &mpsc::Sender<Queued<I, O>>, item: I) -> Result<O, Error> {
-    let stopped = || Error::Storage(sea_orm::DbErr::Custom("the server is shutting down".into()));
     let (reply, done) = oneshot::channel();
     queue.send((item, reply)).await.map_err(|_| stopped())?;
     done.await.map_err(|_| stopped())?
 }
 
-async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>) {
+async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked: Parked) {
     loop {
         let mut events = Vec::new();
         let mut reports = Vec::new();
@@ -117,10 +230,22 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>) {
             drain(&mut queues.reports, &mut reports, MAX_REPORTS);
             drain(&mut queues.claims, &mut claims, MAX_CLAIMS);
         }
+        if !events.is_empty() {
+            // The streams waiting for work get this cycle's new deliveries; the due range is not read for
+            // them again (it was empty when they parked; anything since was notified to their streams,
+            // which take their claims back and read it).
+            if let Ok(mut parked) = parked.lock() {
+                for (mut request, reply) in parked.drain(..) {
+                    request.claim.new_only = true;
+                    claims.push((request, reply));
+                }
+            }
+        }
 
         let (events, event_replies): (Vec<_>, Vec<_>) = events.into_iter().unzip();
         let (reports, report_replies): (Vec<_>, Vec<_>) = reports.into_iter().unzip();
-        let (claims, claim_replies): (Vec<_>, Vec<_>) = claims.into_iter().unzip();
+        let (requests, claim_replies): (Vec<_>, Vec<_>) = claims.into_iter().unzip();
+        let claims = requests.iter().map(|r| r.claim.clone()).collect();
         let started = std::time::Instant::now();
         let writes = Writes {
             events,
@@ -138,7 +263,7 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>) {
         );
         answer(event_replies, written.published);
         answer(report_replies, written.recorded);
-        answer(claim_replies, written.claimed);
+        answer_claims(&parked, requests, claim_replies, written.claimed);
     }
 }
 
@@ -147,6 +272,27 @@ fn drain<T>(queue: &mut mpsc::Receiver<T>, into: &mut Vec<T>, max: usize) {
         match queue.try_recv() {
             Ok(item) => into.push(item),
             Err(_) => break,
+        }
+    }
+}
+
+/// Answers each claim, except a standing claim that found nothing: it is parked until a publish.
+fn answer_claims(
+    parked: &Parked,
+    requests: Vec<ClaimRequest>,
+    replies: Vec<oneshot::Sender<Result<Claimed, Error>>>,
+    results: Vec<Result<Claimed, Error>>,
+) {
+    for ((request, reply), result) in requests.into_iter().zip(replies).zip(results) {
+        match result {
+            Ok(claimed)
+                if request.standing.is_some() && claimed.leased.is_empty() && !claimed.more_due =>
+            {
+                park(parked, request, reply)
+            }
+            result => {
+                let _ = reply.send(result);
+            }
         }
     }
 }

@@ -54,7 +54,8 @@ impl proto::event_service_server::EventService for EventApi {
         let idempotency_key = event::validate_idempotency_key(&req.idempotency_key)?;
         let row = new_event(account_id, event_type, data_json, idempotency_key);
         let published = self.state.writer.publish(row).await?;
-        if published.deliveries_queued > 0 {
+        // Deliveries handed to a waiting stream in the publishing cycle are on their way already.
+        if published.deliveries_pending > 0 {
             self.state.deliveries_changed.notify_waiters();
         }
         Ok(Response::new(proto::PublishEventResponse {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use super::{
     entity::{delivery, event, webhook},
+    hand_off::HandOff,
     insert_rows, is_unique_violation, Store,
 };
 use crate::core::{event::DeliveryStatus, id, page::PageRequest, webhook::subscribes, Error};
@@ -19,6 +20,20 @@ pub struct Published {
     pub event: event::Model,
     /// Deliveries queued; 0 when the idempotency key had been seen.
     pub deliveries_queued: u32,
+    /// Of those, the ones left `pending` for a claim to find: the others were handed to streams claiming in
+    /// the same cycle ([`HandOff`]).
+    pub deliveries_pending: u32,
+}
+
+impl Published {
+    /// The answer to a publish whose idempotency key had been seen: the original event, nothing queued.
+    fn original(event: event::Model) -> Self {
+        Published {
+            event,
+            deliveries_queued: 0,
+            deliveries_pending: 0,
+        }
+    }
 }
 
 /// A new event row, created now, with a fresh id.
@@ -66,10 +81,7 @@ impl Store {
             Err(err) if is_unique_violation(&err) && event.idempotency_key.is_some() => {
                 let key = event.idempotency_key.as_deref().unwrap_or_default();
                 match Self::find_event_by_key(self.writer(), &event.account_id, key).await? {
-                    Some(original) => Ok(Published {
-                        event: original,
-                        deliveries_queued: 0,
-                    }),
+                    Some(original) => Ok(Published::original(original)),
                     None => Err(err),
                 }
             }
@@ -103,7 +115,7 @@ impl Store {
     /// [`publish_in`] in a transaction of its own.
     async fn publish_group(&self, events: Vec<event::Model>) -> Result<Vec<Published>, DbErr> {
         let txn = self.writer().begin().await?;
-        let published = publish_in(&txn, &events).await?;
+        let published = publish_in(&txn, &events, None).await?;
         txn.commit().await?;
         Ok(published)
     }
@@ -188,10 +200,12 @@ pub async fn insert_deliveries(
 }
 
 /// The transaction behind publishing (idempotency check, events, fan-out) inside a transaction the caller
-/// commits: a handful of statements whatever the group's size.
+/// commits: a handful of statements whatever the group's size. With a `hand_off`, new deliveries are
+/// offered to the streams claiming in the same cycle before they are inserted.
 pub async fn publish_in(
     txn: &DatabaseTransaction,
     events: &[event::Model],
+    mut hand_off: Option<&mut HandOff>,
 ) -> Result<Vec<Published>, DbErr> {
     // Events whose key was seen before (in the database, or earlier in this group) come back as they were.
     let mut originals: HashMap<(String, String), event::Model> = HashMap::new();
@@ -249,16 +263,28 @@ pub async fn publish_in(
                 .push(hook);
         }
     }
+    if let Some(hand_off) = hand_off.as_deref_mut() {
+        if !webhooks.is_empty() {
+            hand_off.prepare(txn).await?;
+        }
+    }
     let mut deliveries = Vec::new();
+    // Per fresh event: deliveries queued, and of those left pending.
     let mut queued = Vec::with_capacity(fresh.len());
     for event in &fresh {
-        let before = deliveries.len();
+        let (mut count, mut pending) = (0, 0);
         for hook in webhooks.get(&event.account_id).into_iter().flatten() {
             if subscribes(&hook.events, &event.r#type) {
-                deliveries.push(new_delivery(event, hook));
+                let mut delivery = new_delivery(event, hook);
+                let handed = hand_off
+                    .as_deref_mut()
+                    .is_some_and(|hand_off| hand_off.offer(&mut delivery, hook, event));
+                count += 1;
+                pending += u32::from(!handed);
+                deliveries.push(delivery);
             }
         }
-        queued.push((deliveries.len() - before) as u32);
+        queued.push((count, pending));
     }
     insert_deliveries(txn, &deliveries).await?;
 
@@ -267,12 +293,10 @@ pub async fn publish_in(
         .map(|outcome| match outcome {
             Ok(index) => Published {
                 event: fresh[index].clone(),
-                deliveries_queued: queued[index],
+                deliveries_queued: queued[index].0,
+                deliveries_pending: queued[index].1,
             },
-            Err(original) => Published {
-                event: original,
-                deliveries_queued: 0,
-            },
+            Err(original) => Published::original(original),
         })
         .collect())
 }

@@ -22,7 +22,7 @@ use sea_orm::{
 };
 
 use super::{
-    entity::{attempt, delivery, webhook},
+    entity::{attempt, delivery, event, webhook},
     insert_rows, Store, ROWS_PER_STATEMENT,
 };
 use crate::core::{
@@ -53,6 +53,33 @@ pub struct LeasedDelivery {
     pub account_id: String,
     pub data_json: String,
     pub event_created_at: i64,
+}
+
+impl LeasedDelivery {
+    /// `delivery`, leased under `lease_id`, with what sending it needs of its webhook and event.
+    pub(super) fn new(
+        delivery: DueDelivery,
+        lease_id: &str,
+        hook: &SendingWebhook,
+        event: &SendingEvent,
+    ) -> Self {
+        LeasedDelivery {
+            delivery_id: delivery.id,
+            attempt_count: delivery.attempt_count,
+            lease_id: lease_id.to_owned(),
+            webhook_id: delivery.webhook_id,
+            url: hook.url.clone(),
+            rate_limit_per_second: hook.rate_limit_per_second,
+            secret: hook.secret.clone(),
+            previous_secret: hook.previous_secret.clone(),
+            previous_secret_expires_at: hook.previous_secret_expires_at,
+            event_id: delivery.event_id,
+            event_type: delivery.event_type,
+            account_id: event.account_id.clone(),
+            data_json: event.data_json.clone(),
+            event_created_at: event.created_at,
+        }
+    }
 }
 
 /// A daemon's report of one attempt.
@@ -202,11 +229,8 @@ impl Store {
         lease_expires_at: i64,
     ) -> Result<Claimed, DbErr> {
         let txn = self.writer().begin().await?;
-        let claim = Claim {
-            owner: owner.to_owned(),
-            room,
-        };
-        let claimed = claim_in(&txn, &claim, per_webhook_cap, now, lease_expires_at).await?;
+        let claim = Claim::new(owner, room);
+        let (claimed, _) = claim_in(&txn, &claim, per_webhook_cap, now, lease_expires_at).await?;
         txn.commit().await?;
         Ok(claimed)
     }
@@ -547,12 +571,24 @@ fn apply_to_webhook(hook: &mut webhook::Model, decision: &WebhookDecision, now: 
 /// A due delivery as a claim first reads it ([`select_rows`]); its webhook and event are read once each,
 /// afterwards.
 #[derive(Debug, Deserialize)]
-struct DueDelivery {
+pub(super) struct DueDelivery {
     id: String,
     webhook_id: String,
     event_id: String,
     event_type: String,
     attempt_count: i32,
+}
+
+impl From<&delivery::Model> for DueDelivery {
+    fn from(delivery: &delivery::Model) -> Self {
+        DueDelivery {
+            id: delivery.id.clone(),
+            webhook_id: delivery.webhook_id.clone(),
+            event_id: delivery.event_id.clone(),
+            event_type: delivery.event_type.clone(),
+            attempt_count: delivery.attempt_count,
+        }
+    }
 }
 
 impl DueDelivery {
@@ -567,7 +603,7 @@ impl DueDelivery {
 
 /// What sending needs of a webhook, read once per claim for all its due deliveries.
 #[derive(Debug, Deserialize)]
-struct SendingWebhook {
+pub(super) struct SendingWebhook {
     id: String,
     status: String,
     url: String,
@@ -575,6 +611,20 @@ struct SendingWebhook {
     secret: String,
     previous_secret: Option<String>,
     previous_secret_expires_at: Option<i64>,
+}
+
+impl From<&webhook::Model> for SendingWebhook {
+    fn from(hook: &webhook::Model) -> Self {
+        SendingWebhook {
+            id: hook.id.clone(),
+            status: hook.status.clone(),
+            url: hook.url.clone(),
+            rate_limit_per_second: hook.rate_limit_per_second,
+            secret: hook.secret.clone(),
+            previous_secret: hook.previous_secret.clone(),
+            previous_secret_expires_at: hook.previous_secret_expires_at,
+        }
+    }
 }
 
 impl SendingWebhook {
@@ -591,11 +641,22 @@ impl SendingWebhook {
 
 /// What sending needs of an event, read once per claim for all its due deliveries.
 #[derive(Debug, Deserialize)]
-struct SendingEvent {
-    id: String,
+pub(super) struct SendingEvent {
+    pub(super) id: String,
     account_id: String,
     data_json: String,
     created_at: i64,
+}
+
+impl From<&event::Model> for SendingEvent {
+    fn from(event: &event::Model) -> Self {
+        SendingEvent {
+            id: event.id.clone(),
+            account_id: event.account_id.clone(),
+            data_json: event.data_json.clone(),
+            created_at: event.created_at,
+        }
+    }
 }
 
 impl SendingEvent {
@@ -617,9 +678,49 @@ pub struct Claimed {
 pub struct Claim {
     pub owner: String,
     pub room: u64,
+    /// For the cycle's new deliveries only ([`HandOff`](super::hand_off::HandOff)): the due range is not read.
+    /// Set for a stream's parked claim, whose last read found nothing due, with nothing notified since.
+    pub new_only: bool,
 }
 
-/// [`Store::claim_due`] inside a transaction the caller commits.
+impl Claim {
+    /// A claim for up to `room` due deliveries.
+    pub fn new(owner: impl Into<String>, room: u64) -> Self {
+        Claim {
+            owner: owner.into(),
+            room,
+            new_only: false,
+        }
+    }
+}
+
+/// The leases each webhook holds (`status` bound to `sending`), as the CTE `held` that claims read for the
+/// per-webhook cap: its columns, and the set read from it.
+const HELD_LEASES: &str =
+    "held AS MATERIALIZED (SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? GROUP BY webhook_id)";
+const HELD_COLUMNS: [&str; 2] = ["webhook_id", "n"];
+const HELD_FROM: &str = "FROM held";
+
+/// The leases each webhook holds ([`HELD_LEASES`] on its own).
+pub(super) async fn held_leases(db: &impl ConnectionTrait) -> Result<InFlight, DbErr> {
+    let with = format!("WITH {HELD_LEASES} ");
+    let sending = DeliveryStatus::Sending.as_str().into();
+    let [held] = select_json(db, &with, [(&HELD_COLUMNS, HELD_FROM)], vec![sending]).await?;
+    decode_held(&held)
+}
+
+fn decode_held(json: &str) -> Result<InFlight, DbErr> {
+    Ok(decode_rows::<(String, i64)>(json, HELD_FROM)?
+        .into_iter()
+        .map(|(webhook_id, n)| (webhook_id, n.max(0) as u64))
+        .collect())
+}
+
+/// Leases each webhook holds, by webhook id: what a claim counted, plus what it leased.
+pub type InFlight = HashMap<String, u64>;
+
+/// [`Store::claim_due`] inside a transaction the caller commits; also returns the lease counts it went by
+/// (for [`HandOff`]).
 ///
 /// One read and a write. The read returns the leases each webhook holds (few rows, from the status index),
 /// the head of the due range in `next_attempt_at` order (only the delivery columns, limited in the index, so
@@ -633,7 +734,7 @@ pub async fn claim_in(
     per_webhook_cap: u64,
     now: i64,
     lease_expires_at: i64,
-) -> Result<Claimed, DbErr> {
+) -> Result<(Claimed, InFlight), DbErr> {
     let backend = db.get_database_backend();
     let (owner, room) = (claim.owner.as_str(), claim.room);
     // One statement reads everything: the leases each webhook holds (`held`, counted once for both their
@@ -647,8 +748,7 @@ pub async fn claim_in(
         ""
     };
     let with = format!(
-        "WITH held AS MATERIALIZED \
-         (SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? GROUP BY webhook_id), \
+        "WITH {HELD_LEASES}, \
          due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
          WHERE status = ? AND next_attempt_at <= ? \
          AND webhook_id NOT IN (SELECT webhook_id FROM held WHERE n >= ?) \
@@ -664,7 +764,6 @@ pub async fn claim_in(
         (per_webhook_cap.min(i64::MAX as u64) as i64).into(),
         (room as i64).into(),
     ];
-    let counts_from = "FROM held";
     let due_from = "FROM due ORDER BY next_attempt_at";
     let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM due)";
     let events_from = "FROM events WHERE id IN (SELECT event_id FROM due)";
@@ -672,7 +771,7 @@ pub async fn claim_in(
         db,
         &with,
         [
-            (&["webhook_id", "n"], counts_from),
+            (&HELD_COLUMNS, HELD_FROM),
             (&DueDelivery::COLUMNS, due_from),
             (&SendingWebhook::COLUMNS, hooks_from),
             (&SendingEvent::COLUMNS, events_from),
@@ -680,19 +779,17 @@ pub async fn claim_in(
         values,
     )
     .await?;
-    let mut in_flight: HashMap<String, u64> = decode_rows::<(String, i64)>(&counts, counts_from)?
-        .into_iter()
-        .map(|(webhook_id, n)| (webhook_id, n.max(0) as u64))
-        .collect();
+    let mut in_flight = decode_held(&counts)?;
     let capped = in_flight.values().any(|n| *n >= per_webhook_cap);
     let due: Vec<DueDelivery> = decode_rows(&due, due_from)?;
     // A full window of candidates may have more behind it; capped webhooks have some held back.
     let mut more_due = due.len() as u64 >= room || capped;
     if due.is_empty() {
-        return Ok(Claimed {
+        let claimed = Claimed {
             leased: Vec::new(),
             more_due,
-        });
+        };
+        return Ok((claimed, in_flight));
     }
     let webhooks: HashMap<String, SendingWebhook> =
         decode_rows::<SendingWebhook>(&hooks, hooks_from)?
@@ -729,22 +826,7 @@ pub async fn claim_in(
             continue;
         }
         *held += 1;
-        leased.push(LeasedDelivery {
-            delivery_id: delivery.id,
-            attempt_count: delivery.attempt_count,
-            lease_id: lease_id.clone(),
-            webhook_id: delivery.webhook_id,
-            url: hook.url.clone(),
-            rate_limit_per_second: hook.rate_limit_per_second,
-            secret: hook.secret.clone(),
-            previous_secret: hook.previous_secret.clone(),
-            previous_secret_expires_at: hook.previous_secret_expires_at,
-            event_id: delivery.event_id,
-            event_type: delivery.event_type,
-            account_id: event.account_id.clone(),
-            data_json: event.data_json.clone(),
-            event_created_at: event.created_at,
-        });
+        leased.push(LeasedDelivery::new(delivery, &lease_id, hook, event));
     }
     if !to_hold.is_empty() {
         delivery::Entity::update_many()
@@ -757,7 +839,7 @@ pub async fn claim_in(
             .await?;
     }
     if leased.is_empty() {
-        return Ok(Claimed { leased, more_due });
+        return Ok((Claimed { leased, more_due }, in_flight));
     }
     delivery::Entity::update_many()
         .col_expr(
@@ -773,5 +855,5 @@ pub async fn claim_in(
         .filter(delivery::Column::Id.is_in(leased.iter().map(|l| l.delivery_id.as_str())))
         .exec(db)
         .await?;
-    Ok(Claimed { leased, more_due })
+    Ok((Claimed { leased, more_due }, in_flight))
 }

@@ -2,15 +2,17 @@
 //! attempt reports, and lease claims (see `crate::writer`, which gathers them).
 //!
 //! Sharing the transaction is what makes the pipeline fast: a cycle costs one commit (one fsync on
-//! PostgreSQL) however many publishes, reports and claims it carries, and the order inside it, publishes,
-//! then reports, then claims, lets a claim lease deliveries published in the same cycle and use the room
-//! that reports in the same cycle freed.
+//! PostgreSQL) however many publishes, reports and claims it carries, and the order inside it, reports, then
+//! claims, then publishes, lets a claim use the room that reports in the same cycle freed, lease the older
+//! due deliveries first, and fill what room is left with the deliveries published in the same cycle, which
+//! are inserted already leased ([`HandOff`]).
 
 use sea_orm::{DbErr, TransactionTrait};
 
 use super::{
     entity::event,
     events::{publish_in, Published},
+    hand_off::HandOff,
     leases::{claim_in, record_in, AttemptReport, Claim, Claimed, Recorded},
     Store,
 };
@@ -64,21 +66,22 @@ impl Store {
     ) -> Result<Written, DbErr> {
         let started = std::time::Instant::now();
         let txn = self.writer().begin().await?;
-        let published = if writes.events.is_empty() {
-            Vec::new()
-        } else {
-            publish_in(&txn, &writes.events).await?
-        };
-        let published_at = started.elapsed();
         let recorded = if writes.reports.is_empty() {
             Vec::new()
         } else {
             record_in(&txn, &writes.reports, &rules.retry, now).await?
         };
         let recorded_at = started.elapsed();
+        let mut hand_off = HandOff::new(rules.per_webhook_cap, now + rules.lease_ttl_ms);
         let mut claimed = Vec::with_capacity(writes.claims.len());
         for claim in &writes.claims {
-            let leased = claim_in(
+            if claim.new_only {
+                let nothing = Claimed::default();
+                hand_off.open(claim, &nothing, None);
+                claimed.push(nothing);
+                continue;
+            }
+            let (leased, in_flight) = claim_in(
                 &txn,
                 claim,
                 rules.per_webhook_cap,
@@ -86,22 +89,30 @@ impl Store {
                 now + rules.lease_ttl_ms,
             )
             .await?;
-            claimed.push(Ok(leased));
+            hand_off.open(claim, &leased, Some(in_flight));
+            claimed.push(leased);
         }
         let claimed_at = started.elapsed();
+        let published = if writes.events.is_empty() {
+            Vec::new()
+        } else {
+            publish_in(&txn, &writes.events, Some(&mut hand_off)).await?
+        };
+        hand_off.finish(&mut claimed);
+        let published_at = started.elapsed();
         txn.commit().await?;
         // Where a cycle's time goes (`KIT_BENCH_LOG=kit_webhooks_server=debug`).
         tracing::debug!(
-            ?published_at,
             ?recorded_at,
             ?claimed_at,
+            ?published_at,
             committed_at = ?started.elapsed(),
             "cycle phases"
         );
         Ok(Written {
             published: published.into_iter().map(Ok).collect(),
             recorded,
-            claimed,
+            claimed: claimed.into_iter().map(Ok).collect(),
         })
     }
 

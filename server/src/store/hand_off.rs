@@ -1,0 +1,144 @@
+//! The hand-off: a cycle's new deliveries leased straight to the streams claiming in the same cycle.
+//!
+//! A writer cycle runs its claims before its publishes. Whatever room the claims have left once they have
+//! leased the due range (older deliveries go first) is filled with the deliveries the cycle's publishes fan
+//! out: those are inserted already `sending`, under the claiming stream's lease, instead of `pending` to be
+//! read back and leased by a later claim. A delivery handed off is written once on its way out, not twice,
+//! and it leaves with the commit that stores it, not a claim cycle later. The per-webhook cap applies as in a
+//! claim; what does not fit stays `pending` for the next one.
+//!
+//! A parked claim (`Claim::new_only`, see `crate::writer`) does not read the due range: its stream's last
+//! read found it empty. If no claim of the cycle read the lease counts, they are read once here.
+
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, DbErr};
+
+use super::{
+    entity::{delivery, event, webhook},
+    leases::{
+        held_leases, Claim, Claimed, DueDelivery, InFlight, LeasedDelivery, SendingEvent,
+        SendingWebhook,
+    },
+};
+use crate::core::{event::DeliveryStatus, id};
+
+/// The room a cycle's claims have left, and the deliveries handed to them.
+pub struct HandOff {
+    claims: Vec<OpenClaim>,
+    /// The leases each webhook holds: from the cycle's last claim that read them, or read here.
+    in_flight: Option<InFlight>,
+    per_webhook_cap: u64,
+    lease_expires_at: i64,
+    /// The claim the next delivery goes to first, so that streams share a publish.
+    next: usize,
+    webhooks: HashMap<String, SendingWebhook>,
+    event: Option<SendingEvent>,
+    /// Whether a new delivery was left `pending`.
+    left_pending: bool,
+}
+
+struct OpenClaim {
+    owner: String,
+    room: u64,
+    lease_id: String,
+    leased: Vec<LeasedDelivery>,
+}
+
+impl HandOff {
+    pub fn new(per_webhook_cap: u64, lease_expires_at: i64) -> Self {
+        HandOff {
+            claims: Vec::new(),
+            in_flight: None,
+            per_webhook_cap,
+            lease_expires_at,
+            next: 0,
+            webhooks: HashMap::new(),
+            event: None,
+            left_pending: false,
+        }
+    }
+
+    /// Adds `claim`, which has just leased `claimed`, going by the lease counts `in_flight` if it read them.
+    /// Claims of one cycle run one after another in its transaction, so the last one's counts include the
+    /// others' leases.
+    pub fn open(&mut self, claim: &Claim, claimed: &Claimed, in_flight: Option<InFlight>) {
+        self.claims.push(OpenClaim {
+            owner: claim.owner.clone(),
+            room: claim.room.saturating_sub(claimed.leased.len() as u64),
+            lease_id: id::new(id::Kind::Lease),
+            leased: Vec::new(),
+        });
+        if in_flight.is_some() {
+            self.in_flight = in_flight;
+        }
+    }
+
+    /// Reads the lease counts if a delivery may be handed off and no claim of the cycle read them.
+    pub async fn prepare(&mut self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+        if self.in_flight.is_none() && self.claims.iter().any(|c| c.room > 0) {
+            self.in_flight = Some(held_leases(db).await?);
+        }
+        Ok(())
+    }
+
+    /// Leases the new `delivery` of `event` to `hook` to a claim with room, if its webhook is under its cap:
+    /// the row is then inserted `sending`, and this returns true. Otherwise it stays `pending`.
+    pub fn offer(
+        &mut self,
+        delivery: &mut delivery::Model,
+        hook: &webhook::Model,
+        event: &event::Model,
+    ) -> bool {
+        let Some(at) = (0..self.claims.len())
+            .map(|i| (self.next + i) % self.claims.len())
+            .find(|&i| self.claims[i].room > 0)
+        else {
+            self.left_pending = true;
+            return false;
+        };
+        // Not prepared: treated as at the cap.
+        let Some(in_flight) = self.in_flight.as_mut() else {
+            self.left_pending = true;
+            return false;
+        };
+        let held = in_flight.entry(hook.id.clone()).or_insert(0);
+        if *held >= self.per_webhook_cap {
+            self.left_pending = true;
+            return false;
+        }
+        *held += 1;
+        self.next = (at + 1) % self.claims.len();
+        // The deliveries of one event are offered one after another: its sending form is made once.
+        if self.event.as_ref().is_some_and(|e| e.id != event.id) {
+            self.event = None;
+        }
+        let sending_event = self.event.get_or_insert_with(|| SendingEvent::from(event));
+        let sending_hook = self
+            .webhooks
+            .entry(hook.id.clone())
+            .or_insert_with(|| SendingWebhook::from(hook));
+        let claim = &mut self.claims[at];
+        claim.room -= 1;
+        delivery.status = DeliveryStatus::Sending.as_str().to_owned();
+        delivery.lease_id = Some(claim.lease_id.clone());
+        delivery.lease_owner = Some(claim.owner.clone());
+        delivery.lease_expires_at = Some(self.lease_expires_at);
+        claim.leased.push(LeasedDelivery::new(
+            DueDelivery::from(&*delivery),
+            &claim.lease_id,
+            sending_hook,
+            sending_event,
+        ));
+        true
+    }
+
+    /// Adds what was handed off to each claim's leases, in the order the claims were opened. When a new
+    /// delivery was left `pending`, every claim may have more due.
+    pub fn finish(self, claimed: &mut [Claimed]) {
+        for (claimed, handed) in claimed.iter_mut().zip(self.claims) {
+            claimed.leased.extend(handed.leased);
+            claimed.more_due |= self.left_pending;
+        }
+    }
+}
