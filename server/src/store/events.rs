@@ -2,17 +2,27 @@
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
 };
 
 use std::collections::HashMap;
 
 use super::{
+    batch::Batch,
     entity::{delivery, event, webhook},
     hand_off::HandOff,
-    insert_rows, is_unique_violation, Store,
+    insert_rows, is_unique_violation,
+    json_rows::{decode_rows, placeholders, select_json},
+    leases::{decode_held, HELD_COLUMNS, HELD_FROM, HELD_LEASES},
+    Store,
 };
-use crate::core::{event::DeliveryStatus, id, page::PageRequest, webhook::subscribes, Error};
+use crate::core::{
+    event::DeliveryStatus,
+    id,
+    page::PageRequest,
+    webhook::{subscribes, Status as WebhookStatus},
+    Error,
+};
 
 /// What publishing an event did.
 #[derive(Debug)]
@@ -242,30 +252,17 @@ pub async fn publish_in(
         outcomes.push(Ok(fresh.len()));
         fresh.push(event.clone());
     }
-    insert_rows(
-        txn,
-        fresh
-            .iter()
-            .cloned()
-            .map(IntoActiveModel::into_active_model),
-    )
-    .await?;
 
     let mut accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
     accounts.sort_unstable();
     accounts.dedup();
     let mut webhooks: HashMap<String, Vec<webhook::Model>> = HashMap::new();
     if !accounts.is_empty() {
-        for hook in Store::active_webhooks_on(txn, &accounts).await? {
+        for hook in read_fan_out(txn, &accounts, hand_off.as_deref_mut()).await? {
             webhooks
                 .entry(hook.account_id.clone())
                 .or_default()
                 .push(hook);
-        }
-    }
-    if let Some(hand_off) = hand_off.as_deref_mut() {
-        if !webhooks.is_empty() {
-            hand_off.prepare(txn).await?;
         }
     }
     let mut deliveries = Vec::new();
@@ -286,7 +283,21 @@ pub async fn publish_in(
         }
         queued.push((count, pending));
     }
-    insert_deliveries(txn, &deliveries).await?;
+    // The events and their deliveries in one batch.
+    let mut batch = Batch::new(txn.get_database_backend());
+    batch.insert_rows(
+        fresh
+            .iter()
+            .cloned()
+            .map(IntoActiveModel::into_active_model),
+    );
+    batch.insert_rows(
+        deliveries
+            .iter()
+            .cloned()
+            .map(IntoActiveModel::into_active_model),
+    );
+    batch.run(txn).await?;
 
     Ok(outcomes
         .into_iter()
@@ -299,4 +310,40 @@ pub async fn publish_in(
             Err(original) => Published::original(original),
         })
         .collect())
+}
+
+/// The active webhooks of `accounts`, and, when `hand_off` wants them, the leases each webhook holds: one read.
+async fn read_fan_out(
+    txn: &DatabaseTransaction,
+    accounts: &[&str],
+    hand_off: Option<&mut HandOff>,
+) -> Result<Vec<webhook::Model>, DbErr> {
+    let columns = webhook::columns();
+    let from = format!(
+        "FROM webhooks WHERE account_id IN ({}) AND status = ?",
+        placeholders(accounts.len())
+    );
+    let mut values: Vec<Value> = accounts.iter().map(|a| Value::from(*a)).collect();
+    values.push(WebhookStatus::Active.as_str().into());
+    let hooks = match hand_off {
+        Some(hand_off) if hand_off.wants_counts() => {
+            // The CTE's placeholder comes first.
+            values.insert(0, DeliveryStatus::Sending.as_str().into());
+            let with = format!("WITH {HELD_LEASES} ");
+            let [hooks, held] = select_json(
+                txn,
+                &with,
+                [(&columns, &from), (&HELD_COLUMNS, HELD_FROM)],
+                values,
+            )
+            .await?;
+            hand_off.counted(decode_held(&held)?);
+            hooks
+        }
+        _ => {
+            let [hooks] = select_json(txn, "", [(&columns, &from)], values).await?;
+            hooks
+        }
+    };
+    decode_rows(&hooks, &from)
 }

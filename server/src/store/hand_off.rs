@@ -8,18 +8,14 @@
 //! claim; what does not fit stays `pending` for the next one.
 //!
 //! A parked claim (`Claim::new_only`, see `crate::writer`) does not read the due range: its stream's last
-//! read found it empty. If no claim of the cycle read the lease counts, they are read once here.
+//! read found it empty. If no claim of the cycle read the lease counts, the fan-out reads them with the
+//! webhooks (`crate::store::events::publish_in`).
 
 use std::collections::HashMap;
 
-use sea_orm::{ConnectionTrait, DbErr};
-
 use super::{
     entity::{delivery, event, webhook},
-    leases::{
-        held_leases, Claim, Claimed, DueDelivery, InFlight, LeasedDelivery, SendingEvent,
-        SendingWebhook,
-    },
+    leases::{Claim, Claimed, DueDelivery, InFlight, LeasedDelivery, SendingEvent, SendingWebhook},
 };
 use crate::core::{event::DeliveryStatus, id};
 
@@ -74,12 +70,14 @@ impl HandOff {
         }
     }
 
-    /// Reads the lease counts if a delivery may be handed off and no claim of the cycle read them.
-    pub async fn prepare(&mut self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
-        if self.in_flight.is_none() && self.claims.iter().any(|c| c.room > 0) {
-            self.in_flight = Some(held_leases(db).await?);
-        }
-        Ok(())
+    /// Whether the cycle's fan-out should read the lease counts: a claim has room, and none read them.
+    pub fn wants_counts(&self) -> bool {
+        self.in_flight.is_none() && self.claims.iter().any(|c| c.room > 0)
+    }
+
+    /// The lease counts, read with the fan-out.
+    pub fn counted(&mut self, in_flight: InFlight) {
+        self.in_flight = Some(in_flight);
     }
 
     /// Leases the new `delivery` of `event` to `hook` to a claim with room, if its webhook is under its cap:

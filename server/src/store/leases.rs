@@ -12,18 +12,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::{de::DeserializeOwned, Deserialize};
+use serde::Deserialize;
 
 use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction,
     DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, Statement, TransactionTrait, Value,
+    QuerySelect, Set, TransactionTrait, Value,
 };
 
 use super::{
+    batch::Batch,
     entity::{attempt, delivery, event, webhook},
-    insert_rows, Store, ROWS_PER_STATEMENT,
+    json_rows::{decode_rows, placeholders, select_json, statement},
+    Store, ROWS_PER_STATEMENT,
 };
 use crate::core::{
     event::DeliveryStatus,
@@ -98,7 +100,7 @@ pub struct AttemptReport {
     pub error: String,
 }
 
-/// What recording a report needs of its delivery, read as one row per report ([`select_rows`]).
+/// What recording a report needs of its delivery, read with its webhook in one statement ([`select_json`]).
 #[derive(Debug, Deserialize)]
 struct HeldLease {
     id: String,
@@ -128,93 +130,6 @@ pub struct Recorded {
     pub decision: Decision,
     /// The stream that held the lease.
     pub lease_owner: Option<String>,
-}
-
-/// `?` placeholders in `sql` renumbered as `$1, $2, …` for PostgreSQL.
-fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    if backend != DbBackend::Postgres {
-        return Statement::from_sql_and_values(backend, sql, values);
-    }
-    let mut numbered = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            numbered.push('$');
-            numbered.push_str(&n.to_string());
-        } else {
-            numbered.push(c);
-        }
-    }
-    Statement::from_sql_and_values(backend, numbered, values)
-}
-
-/// The rows of `SELECT {columns} {from}` as values of `T` (a struct whose fields are `columns`, in order),
-/// deserialized from one JSON array that the database builds ([`select_json`]).
-async fn select_rows<T: DeserializeOwned>(
-    db: &impl ConnectionTrait,
-    columns: &[&str],
-    from: &str,
-    values: Vec<Value>,
-) -> Result<Vec<T>, DbErr> {
-    let [json] = select_json(db, "", [(columns, from)], values).await?;
-    decode_rows(&json, from)
-}
-
-/// One statement returning, for each `(columns, from)` of `sets`, the rows of `SELECT {columns} {from}` as
-/// one JSON array of arrays, after the common table expressions in `with` (empty, or `WITH … ` that the sets
-/// may read); `values` bind the placeholders in the order they appear. SQLite's driver hands every
-/// result row from its worker thread to the async side on its own, and under load each hand-off cost ~3 µs,
-/// about as much as reading the row; one aggregated row costs one. The writer reads a row per report and
-/// per lease this way, and a claim reads everything it needs in one statement.
-async fn select_json<const N: usize>(
-    db: &impl ConnectionTrait,
-    with: &str,
-    sets: [(&[&str], &str); N],
-    values: Vec<Value>,
-) -> Result<[String; N], DbErr> {
-    let backend = db.get_database_backend();
-    let aggregates: Vec<String> = sets
-        .iter()
-        .enumerate()
-        .map(|(i, (columns, from))| {
-            let columns = columns.join(", ");
-            if backend == DbBackend::Postgres {
-                // An aggregate takes its input in the subquery's order; `FOR UPDATE` may sit in the subquery.
-                format!(
-                    "(SELECT CAST(json_agg(json_build_array({columns})) AS TEXT) \
-                     FROM (SELECT {columns} {from}) AS t) AS rows{i}"
-                )
-            } else {
-                format!(
-                    "(SELECT json_group_array(json_array({columns})) \
-                     FROM (SELECT {columns} {from})) AS rows{i}"
-                )
-            }
-        })
-        .collect();
-    let sql = format!("{with}SELECT {}", aggregates.join(", "));
-    let row = db.query_one_raw(statement(backend, &sql, values)).await?;
-    let mut sets = [(); N].map(|_| String::from("[]"));
-    if let Some(row) = row {
-        for (i, json) in sets.iter_mut().enumerate() {
-            // PostgreSQL aggregates no rows to NULL.
-            if let Some(found) = row.try_get::<Option<String>>("", &format!("rows{i}"))? {
-                *json = found;
-            }
-        }
-    }
-    Ok(sets)
-}
-
-fn decode_rows<T: DeserializeOwned>(json: &str, from: &str) -> Result<Vec<T>, DbErr> {
-    serde_json::from_str(json)
-        .map_err(|err| DbErr::Custom(format!("decoding the rows `{from}`: {err}")))
-}
-
-/// `n` comma-separated placeholders.
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
 }
 
 impl Store {
@@ -338,26 +253,38 @@ pub async fn record_in(
         .iter()
         .map(|r| Value::from(r.delivery_id.as_str()))
         .collect();
-    let mut from = format!("FROM deliveries WHERE id IN ({})", placeholders(ids.len()));
-    if postgres {
+    // The leases and their webhooks in one read.
+    let lock = if postgres {
         // A duplicate report arriving at another replica waits here, then finds the lease gone. Rows are
         // locked in id order, as webhooks are below, so concurrent groups cannot deadlock.
-        from.push_str(" ORDER BY id FOR UPDATE");
-    }
-    let mut held: HashMap<String, HeldLease> =
-        select_rows::<HeldLease>(txn, &HeldLease::COLUMNS, &from, ids)
-            .await?
-            .into_iter()
-            .filter(|d| d.status == DeliveryStatus::Sending.as_str())
-            .map(|d| (d.id.clone(), d))
-            .collect();
-    let hook_ids: Vec<String> = held.values().map(|d| d.webhook_id.clone()).collect();
-    let hook_query = || {
-        webhook::Entity::find()
-            .filter(webhook::Column::Id.is_in(hook_ids.iter().map(String::as_str)))
-            .order_by_asc(webhook::Column::Id)
+        " ORDER BY id FOR UPDATE"
+    } else {
+        ""
     };
-    let mut found_hooks = hook_query().all(txn).await?;
+    let with = format!(
+        "WITH leases AS MATERIALIZED (SELECT {} FROM deliveries WHERE id IN ({}){lock}) ",
+        HeldLease::COLUMNS.join(", "),
+        placeholders(ids.len())
+    );
+    let leases_from = "FROM leases";
+    let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM leases) ORDER BY id";
+    let hook_columns = webhook::columns();
+    let [leases, found_hooks] = select_json(
+        txn,
+        &with,
+        [
+            (&HeldLease::COLUMNS, leases_from),
+            (&hook_columns, hooks_from),
+        ],
+        ids,
+    )
+    .await?;
+    let mut held: HashMap<String, HeldLease> = decode_rows::<HeldLease>(&leases, leases_from)?
+        .into_iter()
+        .filter(|d| d.status == DeliveryStatus::Sending.as_str())
+        .map(|d| (d.id.clone(), d))
+        .collect();
+    let mut found_hooks: Vec<webhook::Model> = decode_rows(&found_hooks, hooks_from)?;
     // A group that will change a webhook's failure bookkeeping (a failed attempt, or a success ending a
     // run of failures) must serialise with other groups on that row; the common case, healthy webhooks
     // answering 2xx, writes no webhook row and takes no lock. Id order avoids deadlocks.
@@ -366,7 +293,13 @@ pub async fn record_in(
             .iter()
             .any(|h| h.failure_count != 0 || h.failing_since.is_some());
     if postgres && writes_webhooks {
-        found_hooks = hook_query().lock_exclusive().all(txn).await?;
+        let hook_ids: Vec<String> = found_hooks.iter().map(|h| h.id.clone()).collect();
+        found_hooks = webhook::Entity::find()
+            .filter(webhook::Column::Id.is_in(hook_ids))
+            .order_by_asc(webhook::Column::Id)
+            .lock_exclusive()
+            .all(txn)
+            .await?;
     }
     let mut hooks: HashMap<String, (webhook::Model, bool)> = found_hooks
         .into_iter()
@@ -457,17 +390,20 @@ pub async fn record_in(
         }));
     }
 
-    insert_rows(txn, attempts).await?;
-    finish(txn, &succeeded, DeliveryStatus::Succeeded, now).await?;
-    finish(txn, &failed, DeliveryStatus::Failed, now).await?;
+    // The attempts and the deliveries' outcomes in one batch.
+    let mut batch = Batch::new(txn.get_database_backend());
+    batch.insert_rows(attempts);
+    finish(&mut batch, &succeeded, DeliveryStatus::Succeeded, now);
+    finish(&mut batch, &failed, DeliveryStatus::Failed, now);
     for (delivery_id, at, status) in retries {
-        unlease(delivery::Entity::update_many())
-            .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
-            .col_expr(delivery::Column::NextAttemptAt, Expr::value(at))
-            .filter(delivery::Column::Id.eq(delivery_id))
-            .exec(txn)
-            .await?;
+        batch.push(
+            &unlease(delivery::Entity::update_many())
+                .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
+                .col_expr(delivery::Column::NextAttemptAt, Expr::value(at))
+                .filter(delivery::Column::Id.eq(delivery_id)),
+        );
     }
+    batch.run(txn).await?;
     for (hook, changed) in hooks.into_values() {
         if changed && hook.status != WebhookStatus::Active.as_str() {
             Store::set_waiting(txn, &hook.id, false).await?;
@@ -515,26 +451,20 @@ fn unlease(update: sea_orm::UpdateMany<delivery::Entity>) -> sea_orm::UpdateMany
     )
 }
 
-/// Marks `ids` finished (`succeeded` or `failed`) in one statement.
-async fn finish(
-    db: &impl ConnectionTrait,
-    ids: &[String],
-    status: DeliveryStatus,
-    now: i64,
-) -> Result<(), DbErr> {
+/// Adds to `batch` marking `ids` finished (`succeeded` or `failed`).
+fn finish(batch: &mut Batch, ids: &[String], status: DeliveryStatus, now: i64) {
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        unlease(delivery::Entity::update_many())
-            .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
-            .col_expr(
-                delivery::Column::NextAttemptAt,
-                Expr::value(Option::<i64>::None),
-            )
-            .col_expr(delivery::Column::CompletedAt, Expr::value(now))
-            .filter(delivery::Column::Id.is_in(chunk.iter().map(String::as_str)))
-            .exec(db)
-            .await?;
+        batch.push(
+            &unlease(delivery::Entity::update_many())
+                .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
+                .col_expr(
+                    delivery::Column::NextAttemptAt,
+                    Expr::value(Option::<i64>::None),
+                )
+                .col_expr(delivery::Column::CompletedAt, Expr::value(now))
+                .filter(delivery::Column::Id.is_in(chunk.iter().map(String::as_str))),
+        );
     }
-    Ok(())
 }
 
 /// Applies the policy's verdict to the webhook row in memory; returns whether it changed.
@@ -568,8 +498,8 @@ fn apply_to_webhook(hook: &mut webhook::Model, decision: &WebhookDecision, now: 
     *hook != before
 }
 
-/// A due delivery as a claim first reads it ([`select_rows`]); its webhook and event are read once each,
-/// afterwards.
+/// A due delivery as a claim reads it ([`select_json`]), with its webhook and event beside it, once each
+/// however many of its deliveries fall due.
 #[derive(Debug, Deserialize)]
 pub(super) struct DueDelivery {
     id: String,
@@ -696,20 +626,12 @@ impl Claim {
 
 /// The leases each webhook holds (`status` bound to `sending`), as the CTE `held` that claims read for the
 /// per-webhook cap: its columns, and the set read from it.
-const HELD_LEASES: &str =
+pub(super) const HELD_LEASES: &str =
     "held AS MATERIALIZED (SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? GROUP BY webhook_id)";
-const HELD_COLUMNS: [&str; 2] = ["webhook_id", "n"];
-const HELD_FROM: &str = "FROM held";
+pub(super) const HELD_COLUMNS: [&str; 2] = ["webhook_id", "n"];
+pub(super) const HELD_FROM: &str = "FROM held";
 
-/// The leases each webhook holds ([`HELD_LEASES`] on its own).
-pub(super) async fn held_leases(db: &impl ConnectionTrait) -> Result<InFlight, DbErr> {
-    let with = format!("WITH {HELD_LEASES} ");
-    let sending = DeliveryStatus::Sending.as_str().into();
-    let [held] = select_json(db, &with, [(&HELD_COLUMNS, HELD_FROM)], vec![sending]).await?;
-    decode_held(&held)
-}
-
-fn decode_held(json: &str) -> Result<InFlight, DbErr> {
+pub(super) fn decode_held(json: &str) -> Result<InFlight, DbErr> {
     Ok(decode_rows::<(String, i64)>(json, HELD_FROM)?
         .into_iter()
         .map(|(webhook_id, n)| (webhook_id, n.max(0) as u64))

@@ -9,10 +9,12 @@
 //! would stall every claim, publish and report queued behind the writer.
 
 pub mod backlog;
+pub mod batch;
 pub mod deliveries;
 pub mod entity;
 pub mod events;
 pub mod hand_off;
+mod json_rows;
 pub mod keys;
 pub mod leases;
 pub mod webhooks;
@@ -24,7 +26,7 @@ use kit_webhooks_migrations::{Migrator, MigratorTrait};
 use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
     ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
-    DbErr, EntityTrait,
+    DbErr,
 };
 
 /// PostgreSQL connections per server by default.
@@ -179,14 +181,9 @@ pub async fn insert_rows<A>(
 where
     A: ActiveModelTrait,
 {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<A> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
-        A::Entity::insert_many(chunk)
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(())
+    let mut batch = batch::Batch::new(db.get_database_backend());
+    batch.insert_rows(rows);
+    batch.run(db).await
 }
 
 /// Whether `err` is a unique-constraint violation (a lost race on an idempotency key, say).

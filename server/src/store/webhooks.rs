@@ -168,16 +168,4 @@ impl Store {
             .await?;
         Ok(result.rows_affected)
     }
-
-    /// The active webhooks of `accounts`, for fan-out.
-    pub async fn active_webhooks_on(
-        db: &impl ConnectionTrait,
-        accounts: &[&str],
-    ) -> Result<Vec<webhook::Model>, DbErr> {
-        webhook::Entity::find()
-            .filter(webhook::Column::AccountId.is_in(accounts.iter().copied()))
-            .filter(webhook::Column::Status.eq(crate::core::webhook::Status::Active.as_str()))
-            .all(db)
-            .await
-    }
 }

@@ -3,7 +3,9 @@
 
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+/// `Deserialize` reads a row as the JSON array of its columns in field order, as the writer's reads return
+/// them (`webhook_columns`, `crate::store::json_rows`).
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
 #[sea_orm(table_name = "webhooks")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -29,3 +31,9 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// The columns of a webhook row, in the order of [`Model`]'s fields.
+pub fn columns() -> Vec<&'static str> {
+    use sea_orm::{IdenStatic, Iterable};
+    Column::iter().map(|column| column.as_str()).collect()
+}
