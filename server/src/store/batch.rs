@@ -3,7 +3,9 @@
 //! On SQLite a batch travels as one multi-statement query (sqlx binds each statement's `?` placeholders in
 //! turn): one hand-off to the driver's worker thread and back instead of one per statement, which at low load
 //! is most of what a statement costs. PostgreSQL's extended protocol takes one statement per query, so there
-//! the statements run one after another.
+//! the statements become one statement with the others as data-modifying CTEs (`WITH b0 AS (INSERT …)
+//! UPDATE …`): one round trip, one parse. PostgreSQL runs those on one snapshot in no set order, so the
+//! statements of a batch must not touch the same rows, nor depend on one another's effects.
 
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait, Statement, Values,
@@ -41,27 +43,144 @@ impl Batch {
         }
     }
 
-    /// Runs the batch's statements, in the order they were added.
+    /// Runs the batch's statements.
     pub async fn run(self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
-        if self.backend != DbBackend::Sqlite || self.statements.len() < 2 {
-            for statement in self.statements {
-                db.execute_raw(statement).await?;
+        match self.backend {
+            DbBackend::Sqlite => {
+                // SQLite prepares each statement of the text on its own, so its parameter limit applies to
+                // each statement, not to the batch.
+                if let Some(statement) = joined(self.statements) {
+                    db.execute_raw(statement).await?;
+                }
             }
-            return Ok(());
+            DbBackend::Postgres => {
+                for group in postgres_groups(self.statements) {
+                    if let Some(statement) = as_ctes(group) {
+                        db.execute_raw(statement).await?;
+                    }
+                }
+            }
+            _ => {
+                for statement in self.statements {
+                    db.execute_raw(statement).await?;
+                }
+            }
         }
-        let mut sql = String::new();
-        let mut values = Vec::new();
-        for statement in self.statements {
-            sql.push_str(&statement.sql);
-            sql.push_str(";\n");
-            values.extend(statement.values.map(|v| v.0).unwrap_or_default());
-        }
-        db.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            sql,
-            Values(values),
-        ))
-        .await?;
         Ok(())
+    }
+}
+
+/// PostgreSQL takes at most 65,535 parameters in one statement: statements are grouped well under that.
+const POSTGRES_PARAMETERS: usize = 30_000;
+
+fn parameters(statement: &Statement) -> usize {
+    statement.values.as_ref().map_or(0, |v| v.0.len())
+}
+
+/// SQLite: the statements as one multi-statement text.
+fn joined(statements: Vec<Statement>) -> Option<Statement> {
+    if statements.len() < 2 {
+        return statements.into_iter().next();
+    }
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for statement in statements {
+        sql.push_str(&statement.sql);
+        sql.push_str(";\n");
+        values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+    }
+    Some(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        sql,
+        Values(values),
+    ))
+}
+
+/// PostgreSQL: consecutive statements grouped under [`POSTGRES_PARAMETERS`].
+fn postgres_groups(statements: Vec<Statement>) -> Vec<Vec<Statement>> {
+    let mut groups: Vec<Vec<Statement>> = Vec::new();
+    let mut in_group = 0;
+    for statement in statements {
+        let n = parameters(&statement);
+        match groups.last_mut() {
+            Some(group) if in_group + n <= POSTGRES_PARAMETERS => group.push(statement),
+            _ => {
+                in_group = 0;
+                groups.push(vec![statement]);
+            }
+        }
+        in_group += n;
+    }
+    groups
+}
+
+/// PostgreSQL: the last statement, with the others before it as data-modifying CTEs, their `$n`
+/// placeholders renumbered to follow one another.
+fn as_ctes(statements: Vec<Statement>) -> Option<Statement> {
+    if statements.len() < 2 {
+        return statements.into_iter().next();
+    }
+    let last = statements.len() - 1;
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for (i, statement) in statements.into_iter().enumerate() {
+        let renumbered = renumber(&statement.sql, values.len());
+        match i {
+            0 => sql.push_str(&format!("WITH b0 AS ({renumbered})")),
+            i if i < last => sql.push_str(&format!(", b{i} AS ({renumbered})")),
+            _ => sql.push_str(&format!(" {renumbered}")),
+        }
+        values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+    }
+    Some(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        Values(values),
+    ))
+}
+
+/// `sql` with every `$n` placeholder outside quotes shifted by `offset`.
+fn renumber(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '$') if chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut n = 0usize;
+                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                    n = n * 10 + d as usize;
+                    chars.next();
+                }
+                out.push('$');
+                out.push_str(&(n + offset).to_string());
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumber;
+
+    #[test]
+    fn placeholders_are_shifted_outside_quotes_only() {
+        assert_eq!(
+            renumber(
+                r#"UPDATE "t" SET "a" = $1, "b$2" = '$3' WHERE "id" IN ($2, $10)"#,
+                5
+            ),
+            r#"UPDATE "t" SET "a" = $6, "b$2" = '$3' WHERE "id" IN ($7, $15)"#
+        );
+        assert_eq!(renumber("SELECT $1", 0), "SELECT $1");
     }
 }
