@@ -110,6 +110,8 @@ pub async fn run_stream(
     let mut claim: Option<StandingClaim> = None;
     // Set when the stream slept its full time without being woken.
     let mut quiet = false;
+    // While nothing may be due: when the next scheduled attempt falls due (at most `IDLE_POLL` ahead).
+    let mut next_due: Option<Instant> = None;
     // Registered before the reads that set `maybe_due` to false, and renewed only once it fires, so that
     // nothing notified since the last read goes unseen while a claim is parked.
     let mut changed = Box::pin(state.deliveries_changed.notified());
@@ -132,11 +134,13 @@ pub async fn run_stream(
             }
             renewed = Instant::now();
         }
-        let sleep = if maybe_due {
-            IDLE_POLL
-        } else {
-            until_next_due(&state).await
-        };
+        if maybe_due {
+            next_due = None;
+        } else if next_due.is_none() {
+            // Read once per quiet spell, not on every wake-up: a retry scheduled meanwhile is notified.
+            next_due = Some(Instant::now() + until_next_due(&state).await);
+        }
+        let sleep = next_due.map_or(IDLE_POLL, |at| at.saturating_duration_since(Instant::now()));
         // `biased`: a notification is seen before an answer that arrived with it, so that a claim is never
         // parked without a read after something was notified.
         let answer = tokio::select! {
@@ -144,6 +148,7 @@ pub async fn run_stream(
             _ = tx.closed() => break,
             _ = state.shutdown.cancelled() => break,
             _ = &mut changed => {
+                next_due = None;
                 changed = Box::pin(state.deliveries_changed.notified());
                 changed.as_mut().enable();
                 None
