@@ -188,16 +188,19 @@ impl StandingClaim {
 
 /// Parks a standing claim, unless its stream has withdrawn it meanwhile: then it gets its (empty) answer.
 fn park(parked: &Parked, request: ClaimRequest, reply: oneshot::Sender<Result<Claimed, Error>>) {
-    let withdrawn = request
-        .standing
-        .as_ref()
-        .is_none_or(|flag| flag.load(Ordering::SeqCst));
-    match parked.lock() {
-        Ok(mut parked) if !withdrawn => parked.push((request, reply)),
-        _ => {
-            let _ = reply.send(Ok(Claimed::default()));
+    if let Ok(mut parked) = parked.lock() {
+        // Read under the lock: a stream sets the flag before it takes the lock to look for its claim, so
+        // either it finds the claim here or the flag is already set.
+        let withdrawn = request
+            .standing
+            .as_ref()
+            .is_none_or(|flag| flag.load(Ordering::SeqCst));
+        if !withdrawn {
+            parked.push((request, reply));
+            return;
         }
     }
+    let _ = reply.send(Ok(Claimed::default()));
 }
 
 fn stopped() -> Error {
