@@ -5,20 +5,66 @@
 //! The host cap exists because every outstanding HTTP/1.1 request holds a connection of its own (some 25 KB
 //! of client state each): without it, a slow host would get as many sockets as the daemon has deliveries in
 //! flight, and the daemon's memory would grow with them.
+//!
+//! Limits are kept per key in a [`Registry`] that drops the idle ones whenever it has doubled in size since it
+//! last did, so a daemon that sends to millions of endpoints over its life keeps only those in use.
 
 use std::{
     collections::HashMap,
     num::NonZeroU32,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// A rate limiter left alone this long is as full as a new one (a quota of N per second refills within a
+/// second), so dropping it forgets nothing.
+const LIMITER_IDLE: Duration = Duration::from_secs(2);
+
 pub struct EndpointLimits {
-    limiters: Mutex<HashMap<String, (u32, Arc<DefaultDirectRateLimiter>)>>,
+    limiters: Mutex<Registry<WebhookLimiter>>,
     per_host: usize,
-    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    hosts: Mutex<Registry<Arc<Semaphore>>>,
+}
+
+/// A webhook's rate limiter, at the rate it was made for.
+struct WebhookLimiter {
+    per_second: u32,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    last_used: Instant,
+}
+
+/// Values by key, pruned of those `idle` says can go whenever the map has doubled since the last prune.
+struct Registry<T> {
+    entries: HashMap<String, T>,
+    prune_at: usize,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry {
+            entries: HashMap::new(),
+            prune_at: 64,
+        }
+    }
+}
+
+impl<T> Registry<T> {
+    /// The value for `key`, made by `new` if there is none (after pruning, if the map has grown enough).
+    fn entry(&mut self, key: &str, idle: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> &mut T {
+        if !self.entries.contains_key(key) && self.entries.len() >= self.prune_at {
+            self.entries.retain(|_, value| !idle(value));
+            self.prune_at = (self.entries.len() * 2).max(64);
+        }
+        self.entries.entry(key.to_owned()).or_insert_with(new)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 impl EndpointLimits {
@@ -43,12 +89,17 @@ impl EndpointLimits {
             // The send fails on it anyway; no host to share a limit with.
             Err(_) => return None,
         };
+        let per_host = self.per_host;
         let slots = self
             .hosts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(host)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .entry(
+                &host,
+                // Nobody waits on it or holds one of its slots: a new one would be the same.
+                |slots| Arc::strong_count(slots) == 1 && slots.available_permits() == per_host,
+                || Arc::new(Semaphore::new(per_host)),
+            )
             .clone();
         // Never closed, so acquiring cannot fail.
         slots.acquire_owned().await.ok()
@@ -62,18 +113,81 @@ impl EndpointLimits {
 
     fn limiter(&self, webhook_id: &str, per_second: u32) -> Arc<DefaultDirectRateLimiter> {
         let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let new = || WebhookLimiter {
+            per_second: rate.get(),
+            limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
+            last_used: Instant::now(),
+        };
         let mut limiters = self
             .limiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match limiters.get(webhook_id) {
-            // The admin may have changed the rate: a new limiter picks it up.
-            Some((current, limiter)) if *current == rate.get() => limiter.clone(),
-            _ => {
-                let limiter = Arc::new(RateLimiter::direct(Quota::per_second(rate)));
-                limiters.insert(webhook_id.to_owned(), (rate.get(), limiter.clone()));
-                limiter
-            }
+        let entry = limiters.entry(
+            webhook_id,
+            |entry| {
+                Arc::strong_count(&entry.limiter) == 1 && entry.last_used.elapsed() >= LIMITER_IDLE
+            },
+            new,
+        );
+        if entry.per_second != rate.get() {
+            // The admin changed the rate: a new limiter picks it up.
+            *entry = new();
         }
+        entry.last_used = Instant::now();
+        entry.limiter.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn idle_hosts_are_forgotten_busy_ones_kept() {
+        let limits = EndpointLimits::new(2);
+        // A host with a request outstanding all along.
+        let busy = limits.host_slot("http://busy.example:80/").await;
+        for n in 0..1_000 {
+            let slot = limits
+                .host_slot(&format!("https://h{n}.example/hook"))
+                .await;
+            assert!(slot.is_some());
+        }
+        let hosts = limits.hosts.lock().expect("hosts").len();
+        assert!(hosts < 200, "{hosts} hosts kept after 1,000 came and went");
+        assert!(limits
+            .hosts
+            .lock()
+            .expect("hosts")
+            .entries
+            .contains_key("http://busy.example:80"));
+        drop(busy);
+    }
+
+    #[tokio::test]
+    async fn a_limiter_is_forgotten_only_once_it_could_no_longer_limit() {
+        let limits = EndpointLimits::new(2);
+        limits.until_ready("wh_first", 1).await;
+        for n in 0..1_000 {
+            limits.until_ready(&format!("wh_{n}"), 1_000).await;
+        }
+        // All used within the last two seconds: none may go yet, however many there are.
+        assert_eq!(limits.limiters.lock().expect("limiters").len(), 1_001);
+
+        tokio::time::sleep(LIMITER_IDLE + Duration::from_millis(100)).await;
+        for n in 0..100 {
+            limits.until_ready(&format!("wh_later_{n}"), 1_000).await;
+        }
+        let limiters = limits.limiters.lock().expect("limiters");
+        assert!(limiters.len() <= 100, "{} limiters kept", limiters.len());
+        assert!(!limiters.entries.contains_key("wh_first"));
+    }
+
+    #[tokio::test]
+    async fn a_changed_rate_gets_a_new_limiter() {
+        let limits = EndpointLimits::new(2);
+        let first = limits.limiter("wh_a", 5);
+        assert!(Arc::ptr_eq(&first, &limits.limiter("wh_a", 5)));
+        assert!(!Arc::ptr_eq(&first, &limits.limiter("wh_a", 6)));
     }
 }
