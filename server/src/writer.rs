@@ -36,9 +36,12 @@ const MAX_EVENTS: usize = 256;
 const MAX_REPORTS: usize = 1024;
 const MAX_CLAIMS: usize = 64;
 const QUEUE: usize = 8192;
-/// Committers on PostgreSQL. Cycles in parallel do not deadlock: reports lock their deliveries and webhooks
-/// in id order, and claims skip locked rows instead of waiting for them.
+/// Committers on PostgreSQL: one per four connections of the pool (the rest serve the API and the streams),
+/// at most three (the number measured in docs/PERFORMANCE.md, step 11). Cycles
+/// in parallel do not deadlock: reports lock their deliveries and webhooks in id order, and claims skip
+/// locked rows instead of waiting for them.
 const POSTGRES_COMMITTERS: usize = 3;
+const CONNECTIONS_PER_COMMITTER: usize = 4;
 
 type Queued<I, O> = (I, oneshot::Sender<Result<O, Error>>);
 
@@ -79,7 +82,8 @@ impl Writer {
             claims: claims_rx,
         }));
         let committers = match store.backend() {
-            DbBackend::Postgres => POSTGRES_COMMITTERS,
+            DbBackend::Postgres => (store.write_connections() as usize / CONNECTIONS_PER_COMMITTER)
+                .clamp(1, POSTGRES_COMMITTERS),
             _ => 1,
         };
         let parked = Parked::default();

@@ -39,6 +39,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://kit-webhooks.db";
 pub struct Store {
     write: DatabaseConnection,
     read: DatabaseConnection,
+    /// Connections the writer's transactions may use at once: 1 on SQLite, the pool's size on PostgreSQL.
+    write_connections: u32,
 }
 
 impl Store {
@@ -55,7 +57,11 @@ impl Store {
         if url.starts_with("sqlite:") {
             let write = Database::connect(sqlite_options(&url, 1, WRITER_CACHE_KIB)).await?;
             let read = Database::connect(sqlite_options(&url, 4, READER_CACHE_KIB)).await?;
-            Ok(Store { write, read })
+            Ok(Store {
+                write,
+                read,
+                write_connections: 1,
+            })
         } else {
             let mut options = ConnectOptions::new(url);
             options
@@ -67,6 +73,7 @@ impl Store {
             Ok(Store {
                 write: pool.clone(),
                 read: pool,
+                write_connections: max_connections.max(1),
             })
         }
     }
@@ -74,6 +81,11 @@ impl Store {
     /// Brings the schema up to date.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         Migrator::up(&self.write, None).await
+    }
+
+    /// How many connections writes may use at once (see `crate::writer`).
+    pub fn write_connections(&self) -> u32 {
+        self.write_connections
     }
 
     /// The connection for writes and for reads that must see the latest commit.
