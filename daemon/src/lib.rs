@@ -280,11 +280,16 @@ impl Worker {
                 .until_ready(&task.webhook_id, task.rate_limit_per_second)
                 .await;
             let report = {
-                // Host first: a task waiting on a busy host must not sit on one of the daemon's slots.
-                let _host = limits.host_slot(&task.url).await;
+                let url = task.url.parse::<http::Uri>();
+                // Host first: a task waiting on a busy host must not sit on one of the daemon's slots. A URL
+                // that does not parse has no host to share a limit with; the send reports it.
+                let _host = match &url {
+                    Ok(url) => limits.host_slot(url).await,
+                    Err(_) => None,
+                };
                 // The semaphore is never closed, so this cannot fail; if it did, sending anyway is harmless.
                 let _slot = requests.acquire().await;
-                sender.send(task).await
+                sender.send(task, url).await
             };
             tracing::debug!(
                 delivery = %report.delivery_id,

@@ -64,8 +64,13 @@ impl Sender {
         Ok(Sender { client })
     }
 
-    /// Makes the task's one HTTP request and reports how it went. Never fails: every failure is an attempt.
-    pub async fn send(&self, mut task: proto::DeliveryTask) -> proto::ReportDeliveryRequest {
+    /// Makes the task's one HTTP request to `url` (the task's URL, parsed) and reports how it went. Never
+    /// fails: every failure is an attempt.
+    pub async fn send(
+        &self,
+        mut task: proto::DeliveryTask,
+        url: Result<http::Uri, http::uri::InvalidUri>,
+    ) -> proto::ReportDeliveryRequest {
         let started = std::time::SystemTime::now();
         let clock = std::time::Instant::now();
         let timestamp = signature::unix_now();
@@ -95,7 +100,18 @@ impl Sender {
             ("kit-delivery-id", task.delivery_id.clone()),
             ("kit-attempt", task.attempt_number.to_string()),
         ];
-        let mut request = http::Request::post(task.url.as_str());
+        let url = match url {
+            Ok(url) => url,
+            Err(err) => {
+                fail(
+                    &mut report,
+                    "invalid_url",
+                    format!("cannot build a request for `{}`: {err}", task.url),
+                );
+                return report;
+            }
+        };
+        let mut request = http::Request::post(url);
         for (name, value) in &headers {
             request = request.header(*name, value.as_str());
         }
