@@ -298,8 +298,10 @@ struct Target {
     server_url: String,
     admin_key: String,
     publisher_key: String,
-    server: Option<processes::Process>,
+    // Fields drop in this order: the daemon is stopped before the server it streams from, so it does not
+    // log a lost stream at the end of every run.
     daemon: Option<processes::Process>,
+    server: Option<processes::Process>,
     database: String,
 }
 
