@@ -45,10 +45,10 @@ const CONNECTIONS_PER_COMMITTER: usize = 4;
 
 type Queued<I, O> = (I, oneshot::Sender<Result<O, Error>>);
 
-/// A claim as queued: `standing` when it may be parked (with the flag its stream sets to withdraw it).
+/// A stream's claim as queued, with the flag its stream sets to withdraw it.
 struct ClaimRequest {
     claim: Claim,
-    standing: Option<Arc<AtomicBool>>,
+    withdrawn: Arc<AtomicBool>,
 }
 
 /// Standing claims waiting for a publish.
@@ -113,17 +113,9 @@ impl Writer {
         submit(&self.reports, report).await
     }
 
-    /// Leases up to `claim.room` due deliveries to the claiming stream; returns them once committed.
-    pub async fn claim(&self, claim: Claim) -> Result<Claimed, Error> {
-        let request = ClaimRequest {
-            claim,
-            standing: None,
-        };
-        submit(&self.claims, request).await
-    }
-
-    /// Like [`Writer::claim`], but a claim that finds nothing due is not answered: it waits, parked, for
-    /// the next cycle that publishes, which hands it the new deliveries.
+    /// Leases up to `claim.room` due deliveries to the claiming stream, answered once committed. A claim that
+    /// finds nothing due is not answered: it waits, parked, for the next cycle that publishes, which hands it
+    /// the new deliveries.
     pub async fn standing_claim(&self, claim: Claim) -> StandingClaim {
         let (request, standing) = self.standing(claim);
         // If the writer has stopped, the claim's answer says so.
@@ -145,7 +137,7 @@ impl Writer {
         let withdrawn = Arc::new(AtomicBool::new(false));
         let request = ClaimRequest {
             claim,
-            standing: Some(withdrawn.clone()),
+            withdrawn: withdrawn.clone(),
         };
         let standing = StandingClaim {
             answer,
@@ -175,12 +167,9 @@ impl StandingClaim {
         // The flag first: a cycle about to park the claim again checks it under the lock taken below.
         self.withdrawn.store(true, Ordering::SeqCst);
         if let Ok(mut parked) = self.parked.lock() {
-            let mine = parked.iter().position(|(request, _)| {
-                request
-                    .standing
-                    .as_ref()
-                    .is_some_and(|flag| Arc::ptr_eq(flag, &self.withdrawn))
-            });
+            let mine = parked
+                .iter()
+                .position(|(request, _)| Arc::ptr_eq(&request.withdrawn, &self.withdrawn));
             if let Some(at) = mine {
                 parked.swap_remove(at);
                 return None;
@@ -195,11 +184,7 @@ fn park(parked: &Parked, request: ClaimRequest, reply: oneshot::Sender<Result<Cl
     if let Ok(mut parked) = parked.lock() {
         // Read under the lock: a stream sets the flag before it takes the lock to look for its claim, so
         // either it finds the claim here or the flag is already set.
-        let withdrawn = request
-            .standing
-            .as_ref()
-            .is_none_or(|flag| flag.load(Ordering::SeqCst));
-        if !withdrawn {
+        if !request.withdrawn.load(Ordering::SeqCst) {
             parked.push((request, reply));
             return;
         }
@@ -283,7 +268,7 @@ fn drain<T>(queue: &mut mpsc::Receiver<T>, into: &mut Vec<T>, max: usize) {
     }
 }
 
-/// Answers each claim, except a standing claim that found nothing: it is parked until a publish.
+/// Answers each claim, except one that found nothing: it is parked until a publish.
 fn answer_claims(
     parked: &Parked,
     requests: Vec<ClaimRequest>,
@@ -292,9 +277,7 @@ fn answer_claims(
 ) {
     for ((request, reply), result) in requests.into_iter().zip(replies).zip(results) {
         match result {
-            Ok(claimed)
-                if request.standing.is_some() && claimed.leased.is_empty() && !claimed.more_due =>
-            {
+            Ok(claimed) if claimed.leased.is_empty() && !claimed.more_due => {
                 park(parked, request, reply)
             }
             result => {
