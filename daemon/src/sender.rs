@@ -100,28 +100,20 @@ impl Sender {
             ("kit-delivery-id", task.delivery_id.clone()),
             ("kit-attempt", task.attempt_number.to_string()),
         ];
-        let url = match url {
-            Ok(url) => url,
-            Err(err) => {
-                fail(
-                    &mut report,
-                    "invalid_url",
-                    format!("cannot build a request for `{}`: {err}", task.url),
-                );
-                return report;
+        // The body moves into the request: no copy of the payload per delivery.
+        let body = Bytes::from(std::mem::take(&mut task.body));
+        let request = url.map_err(http::Error::from).and_then(|url| {
+            let mut request = http::Request::post(url);
+            for (name, value) in &headers {
+                request = request.header(*name, value.as_str());
             }
-        };
-        let mut request = http::Request::post(url);
-        for (name, value) in &headers {
-            request = request.header(*name, value.as_str());
-        }
+            request.body(Full::new(body))
+        });
         report.request_headers = headers
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value))
             .collect();
-        // The body moves into the request: no copy of the payload per delivery.
-        let body = Bytes::from(std::mem::take(&mut task.body));
-        let request = match request.body(Full::new(body)) {
+        let request = match request {
             Ok(request) => request,
             Err(err) => {
                 fail(
