@@ -75,11 +75,17 @@ async fn deliveries_of(server: &TestServer, event_id: &str) -> Vec<delivery::Mod
         .expect("read deliveries")
 }
 
-/// Creates a webhook, publishes one event to it and leases its delivery to stream `dst_test`.
-async fn lease_one(server: &TestServer) -> LeasedDelivery {
+/// A server without a daemon, and one webhook subscribed to `application.*`.
+async fn start_with_a_webhook(backend: Backend) -> TestServer {
+    let server = TestServer::start_without_daemon(backend).await;
     server
         .create_webhook("http://127.0.0.1:9/", &["application.*"])
         .await;
+    server
+}
+
+/// Publishes one event to the webhook and leases its delivery to stream `dst_test`.
+async fn lease_one(server: &TestServer) -> LeasedDelivery {
     server.publish("application.submitted", "{}").await;
     let now = time::now_ms();
     let mut leased = server
@@ -94,7 +100,7 @@ async fn lease_one(server: &TestServer) -> LeasedDelivery {
 }
 
 async fn one_cycle_publishes_records_and_leases(backend: Backend) {
-    let server = TestServer::start_without_daemon(backend).await;
+    let server = start_with_a_webhook(backend).await;
     let first = lease_one(&server).await;
     let store = &server.server.store;
 
@@ -137,7 +143,7 @@ async fn one_cycle_publishes_records_and_leases(backend: Backend) {
 }
 
 async fn a_failing_publish_does_not_fail_the_reports_of_its_cycle(backend: Backend) {
-    let server = TestServer::start_without_daemon(backend).await;
+    let server = start_with_a_webhook(backend).await;
     let leased = lease_one(&server).await;
     let store = &server.server.store;
 
@@ -174,10 +180,7 @@ async fn a_failing_publish_does_not_fail_the_reports_of_its_cycle(backend: Backe
 }
 
 async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(backend: Backend) {
-    let server = TestServer::start_without_daemon(backend).await;
-    server
-        .create_webhook("http://127.0.0.1:9/", &["application.*"])
-        .await;
+    let server = start_with_a_webhook(backend).await;
     // An older delivery, due and pending (no stream was claiming when it was published).
     let older = server
         .publish("application.submitted", "{}")
@@ -257,10 +260,7 @@ async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(
 }
 
 async fn a_standing_claim_waits_for_the_next_publish(backend: Backend) {
-    let server = TestServer::start_without_daemon(backend).await;
-    server
-        .create_webhook("http://127.0.0.1:9/", &["application.*"])
-        .await;
+    let server = start_with_a_webhook(backend).await;
     let writer = Writer::spawn(server.server.store.clone(), rules(&server));
     let quiet = std::time::Duration::from_millis(300);
 
