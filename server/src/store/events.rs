@@ -293,8 +293,7 @@ pub async fn publish_in(
     );
     batch.insert_rows(
         deliveries
-            .iter()
-            .cloned()
+            .into_iter()
             .map(IntoActiveModel::into_active_model),
     );
     batch.run(txn).await?;
