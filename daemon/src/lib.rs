@@ -6,6 +6,7 @@
 //! - [`connector`]: connects to vetted addresses only.
 //! - [`limiter`]: per-endpoint rate limits and per-host request caps.
 //! - [`sender`]: signs and sends one task, and describes the outcome.
+//! - `reporter`: reports attempts to the server, batched and retried.
 //!
 //! [`spawn`] runs a daemon in this process (the server's `--with-daemon` uses it too); `main.rs` wraps it in
 //! the `kit-webhooks-daemon` command.
@@ -13,6 +14,7 @@
 pub mod address;
 pub mod connector;
 pub mod limiter;
+mod reporter;
 pub mod sender;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -28,13 +30,13 @@ use tonic::{
     Code, Request, Status,
 };
 
-use crate::{address::AddressGuard, limiter::EndpointLimits, sender::Sender};
+use crate::{address::AddressGuard, limiter::EndpointLimits, reporter::Reporter, sender::Sender};
 
 /// The first and the longest wait between reconnection attempts.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a report is retried while the server is unreachable; past this its lease has lapsed anyway.
-const REPORT_PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const REPORT_PATIENCE: Duration = Duration::from_secs(120);
 
 const DEFAULT_PREFETCH: u32 = 512;
 const DEFAULT_MAX_CONNECTIONS_PER_HOST: u32 = 256;
@@ -133,7 +135,8 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
     let token: MetadataValue<_> = format!("Bearer {}", config.token)
         .parse()
         .context("the token must be printable ASCII")?;
-    let client = DeliveryServiceClient::with_interceptor(channel, Auth(token));
+    let service = InterceptedService::new(channel, Auth(token));
+    let client = DeliveryServiceClient::new(service.clone());
     let stop = CancellationToken::new();
     let requests = Arc::new(Semaphore::new(config.options.max_in_flight.max(1) as usize));
     let limits = Arc::new(EndpointLimits::new(config.options.max_connections_per_host));
@@ -141,7 +144,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
         config,
         sender: Arc::new(sender),
         limits,
-        reporter: Reporter::spawn(client.clone()),
+        reporter: Reporter::spawn(service),
         client,
         stop: stop.clone(),
         in_flight: TaskTracker::new(),
@@ -165,7 +168,7 @@ fn endpoint(server: &str) -> anyhow::Result<Endpoint> {
 }
 
 #[derive(Clone)]
-struct Auth(MetadataValue<tonic::metadata::Ascii>);
+pub(crate) struct Auth(MetadataValue<tonic::metadata::Ascii>);
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -300,96 +303,5 @@ impl Worker {
             );
             reporter.report(report).await;
         });
-    }
-}
-
-/// The most reports sent in one `ReportDeliveries` call.
-const MAX_REPORTS_PER_CALL: usize = 500;
-
-type Queued = (
-    proto::ReportDeliveryRequest,
-    tokio::sync::oneshot::Sender<()>,
-);
-
-/// Sends attempt reports to the server in batches: whatever queued up while the previous call was out goes in
-/// the next `ReportDeliveries` call, so a busy daemon makes one call per batch and an idle one reports at once.
-#[derive(Clone)]
-struct Reporter {
-    tx: tokio::sync::mpsc::Sender<Queued>,
-}
-
-impl Reporter {
-    fn spawn(client: Client) -> Reporter {
-        let (tx, rx) = tokio::sync::mpsc::channel(4 * MAX_REPORTS_PER_CALL);
-        tokio::spawn(send_batches(client, rx));
-        Reporter { tx }
-    }
-
-    /// Queues `report` and waits until the server has answered for it (or the daemon gave up on it).
-    async fn report(&self, report: proto::ReportDeliveryRequest) {
-        let (done, answered) = tokio::sync::oneshot::channel();
-        if self.tx.send((report, done)).await.is_ok() {
-            let _ = answered.await;
-        }
-    }
-}
-
-async fn send_batches(mut client: Client, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_REPORTS_PER_CALL {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let (reports, waiting): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        deliver_reports(&mut client, reports).await;
-        for done in waiting {
-            let _ = done.send(());
-        }
-    }
-}
-
-/// Reports a batch, retrying while the server is unreachable. A report whose lease is no longer held means
-/// the delivery went back to the queue; it will be sent again, so that report is dropped.
-async fn deliver_reports(client: &mut Client, reports: Vec<proto::ReportDeliveryRequest>) {
-    let deadline = tokio::time::Instant::now() + REPORT_PATIENCE;
-    let mut backoff = FIRST_BACKOFF;
-    let request = proto::ReportDeliveriesRequest { reports };
-    loop {
-        match client.report_deliveries(request.clone()).await {
-            Ok(response) => {
-                for (report, result) in request.reports.iter().zip(response.into_inner().results) {
-                    match Code::from(result.code) {
-                        Code::Ok => {}
-                        Code::FailedPrecondition => {
-                            tracing::info!(delivery = %report.delivery_id, reason = %result.message, "report not accepted")
-                        }
-                        code => tracing::error!(
-                            delivery = %report.delivery_id, ?code, error = %result.message, "report rejected"
-                        ),
-                    }
-                }
-                return;
-            }
-            Err(status)
-                if matches!(
-                    status.code(),
-                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
-                ) =>
-            {
-                if tokio::time::Instant::now() >= deadline {
-                    tracing::error!(reports = request.reports.len(), error = %status.message(), "giving up on reports");
-                    return;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            Err(status) => {
-                tracing::error!(reports = request.reports.len(), code = ?status.code(), error = %status.message(), "reports rejected");
-                return;
-            }
-        }
     }
 }

@@ -1,0 +1,159 @@
+//! Reporting attempts: every attempt a daemon makes goes back to the server in a `ReportDeliveries` call,
+//! batched, and retried while the server is unreachable (the lease stays held until its report commits).
+//!
+//! A batch is encoded once, before its first call: a retry sends the same bytes again, and the common case
+//! (one call, answered) never copies the reports' header maps and bodies, which cloning the request for a
+//! possible retry did on every call.
+
+use bytes::{BufMut, Bytes};
+use kit_webhooks::proto;
+use prost::Message;
+use tonic::{
+    codec::{Codec, EncodeBuf, Encoder},
+    service::interceptor::InterceptedService,
+    transport::Channel,
+    Code, Status,
+};
+
+use crate::{Auth, FIRST_BACKOFF, MAX_BACKOFF, REPORT_PATIENCE};
+
+/// The most reports sent in one `ReportDeliveries` call.
+const MAX_REPORTS_PER_CALL: usize = 500;
+
+type Queued = (
+    proto::ReportDeliveryRequest,
+    tokio::sync::oneshot::Sender<()>,
+);
+
+type Grpc = tonic::client::Grpc<InterceptedService<Channel, Auth>>;
+
+/// Sends attempt reports to the server in batches: whatever queued up while the previous call was out goes in
+/// the next `ReportDeliveries` call, so a busy daemon makes one call per batch and an idle one reports at once.
+#[derive(Clone)]
+pub(crate) struct Reporter {
+    tx: tokio::sync::mpsc::Sender<Queued>,
+}
+
+impl Reporter {
+    pub(crate) fn spawn(service: InterceptedService<Channel, Auth>) -> Reporter {
+        let (tx, rx) = tokio::sync::mpsc::channel(4 * MAX_REPORTS_PER_CALL);
+        tokio::spawn(send_batches(Grpc::new(service), rx));
+        Reporter { tx }
+    }
+
+    /// Queues `report` and waits until the server has answered for it (or the daemon gave up on it).
+    pub(crate) async fn report(&self, report: proto::ReportDeliveryRequest) {
+        let (done, answered) = tokio::sync::oneshot::channel();
+        if self.tx.send((report, done)).await.is_ok() {
+            let _ = answered.await;
+        }
+    }
+}
+
+async fn send_batches(mut grpc: Grpc, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_REPORTS_PER_CALL {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (reports, waiting): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        deliver_reports(&mut grpc, reports).await;
+        for done in waiting {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Reports a batch, retrying while the server is unreachable. A report whose lease is no longer held means
+/// the delivery went back to the queue; it will be sent again, so that report is dropped.
+async fn deliver_reports(grpc: &mut Grpc, reports: Vec<proto::ReportDeliveryRequest>) {
+    let deadline = tokio::time::Instant::now() + REPORT_PATIENCE;
+    let mut backoff = FIRST_BACKOFF;
+    let request = proto::ReportDeliveriesRequest { reports };
+    let encoded = Bytes::from(request.encode_to_vec());
+    loop {
+        match call(grpc, encoded.clone()).await {
+            Ok(response) => {
+                for (report, result) in request.reports.iter().zip(response.results) {
+                    match Code::from(result.code) {
+                        Code::Ok => {}
+                        Code::FailedPrecondition => {
+                            tracing::info!(delivery = %report.delivery_id, reason = %result.message, "report not accepted")
+                        }
+                        code => tracing::error!(
+                            delivery = %report.delivery_id, ?code, error = %result.message, "report rejected"
+                        ),
+                    }
+                }
+                return;
+            }
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+                ) =>
+            {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::error!(reports = request.reports.len(), error = %status.message(), "giving up on reports");
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(status) => {
+                tracing::error!(reports = request.reports.len(), code = ?status.code(), error = %status.message(), "reports rejected");
+                return;
+            }
+        }
+    }
+}
+
+/// `DeliveryService.ReportDeliveries` with an already encoded `ReportDeliveriesRequest`: what the generated
+/// client's method does, minus the encoding.
+async fn call(grpc: &mut Grpc, encoded: Bytes) -> Result<proto::ReportDeliveriesResponse, Status> {
+    grpc.ready()
+        .await
+        .map_err(|err| Status::unknown(format!("the server connection is not ready: {err}")))?;
+    let mut request = tonic::Request::new(encoded);
+    request.extensions_mut().insert(tonic::GrpcMethod::new(
+        "kit.webhooks.v1.DeliveryService",
+        "ReportDeliveries",
+    ));
+    let path =
+        http::uri::PathAndQuery::from_static("/kit.webhooks.v1.DeliveryService/ReportDeliveries");
+    let response = grpc.unary(request, path, EncodedCodec).await?;
+    Ok(response.into_inner())
+}
+
+/// Sends a message encoded beforehand; decodes the answer with prost, as the generated client does.
+struct EncodedCodec;
+
+impl Codec for EncodedCodec {
+    type Encode = Bytes;
+    type Decode = proto::ReportDeliveriesResponse;
+    type Encoder = Encoded;
+    type Decoder = <tonic_prost::ProstCodec<(), proto::ReportDeliveriesResponse> as Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        Encoded
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstCodec::<(), proto::ReportDeliveriesResponse>::default().decoder()
+    }
+}
+
+struct Encoded;
+
+impl Encoder for Encoded {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
