@@ -69,14 +69,18 @@ impl Store {
                 .min_connections(1)
                 .connect_timeout(Duration::from_secs(10))
                 .sqlx_logging(false)
-                // Every query here reads a short index range, often `ORDER BY … LIMIT`. A bitmap scan reads
-                // the whole range and, unlike a plain index scan, never marks the entries of dead row versions
-                // as dead in the index: on `deliveries`, whose rows change status (an indexed column) three
-                // times in a few seconds, the planner's bitmap choice (from statistics gone stale as the
-                // table grew) had a claim sort the whole pending range and count the held leases through
-                // tens of thousands of dead entries, 5-25 ms each instead of a fraction of a millisecond.
+                // Every query of this service is meant to read a short index range or look rows up by key
+                // (DESIGN.md: leasing stays index-backed), but the planner goes by statistics that autovacuum
+                // refreshes about once a minute, while `deliveries` grows by thousands of rows a second and
+                // its rows change status three times in their first seconds. With stale statistics it chose
+                // sequential scans for `id IN (…)` lookups of a few hundred leases (a whole-table scan per
+                // claim and per report group) and bitmap scans for the due range, which sort the whole pending
+                // range and, unlike plain index scans, never mark the index entries of dead row versions as
+                // dead, so counting held leases went through tens of thousands of them. Both cost 5-25 ms a
+                // statement where an index scan takes a fraction of a millisecond; these connections tell the
+                // planner to use the indexes. (A query with no usable index still runs, as a sequential scan.)
                 .map_sqlx_postgres_opts(|postgres| {
-                    postgres.options([("enable_bitmapscan", "off")])
+                    postgres.options([("enable_seqscan", "off"), ("enable_bitmapscan", "off")])
                 });
             let pool = Database::connect(options).await?;
             Ok(Store {
