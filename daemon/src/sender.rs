@@ -90,7 +90,7 @@ impl Sender {
                     return report;
                 }
             };
-        let headers: [(&str, String); 8] = [
+        let headers: [(&'static str, String); 8] = [
             ("content-type", "application/json".into()),
             ("user-agent", USER_AGENT.into()),
             (signature::WEBHOOK_ID, task.event_id.clone()),
@@ -100,14 +100,22 @@ impl Sender {
             ("kit-delivery-id", task.delivery_id.clone()),
             ("kit-attempt", task.attempt_number.to_string()),
         ];
-        // The body moves into the request: no copy of the payload per delivery.
+        // The body moves into the request: no copy of the payload per delivery. Built in place: the
+        // `http::request::Builder` moves itself (and the request so far) through every `header` call.
         let body = Bytes::from(std::mem::take(&mut task.body));
         let request = url.map_err(http::Error::from).and_then(|url| {
-            let mut request = http::Request::post(url);
+            let mut request = http::Request::new(Full::new(body));
+            *request.method_mut() = http::Method::POST;
+            *request.uri_mut() = url;
+            let map = request.headers_mut();
+            map.reserve(headers.len());
             for (name, value) in &headers {
-                request = request.header(*name, value.as_str());
+                map.insert(
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::try_from(value.as_str())?,
+                );
             }
-            request.body(Full::new(body))
+            Ok(request)
         });
         report.request_headers = headers
             .into_iter()
