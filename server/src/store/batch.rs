@@ -5,10 +5,14 @@
 //! is most of what a statement costs. PostgreSQL's extended protocol takes one statement per query, so there
 //! the statements become one statement with the others as data-modifying CTEs (`WITH b0 AS (INSERT …)
 //! UPDATE …`): one round trip, one parse. PostgreSQL runs those on one snapshot in no set order, so the
-//! statements of a batch must not touch the same rows, nor depend on one another's effects.
+//! statements of a batch must not touch the same rows, nor depend on one another's effects. There, too,
+//! inserts take their rows as one JSON value ([`json_insert`]) and key lists are one array value
+//! (`super::id_list`), so a cycle's statements have the same text whatever their row counts and the driver's
+//! prepared statements are reused.
 
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait, Statement, Values,
+    ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait, Statement, Value,
+    Values,
 };
 
 use super::ROWS_PER_STATEMENT;
@@ -26,13 +30,32 @@ impl Batch {
         }
     }
 
+    pub fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
     /// Adds `query`.
     pub fn push(&mut self, query: &impl QueryTrait) {
         self.statements.push(query.build(self.backend));
     }
 
-    /// Adds multi-row INSERTs of `rows`, at most [`ROWS_PER_STATEMENT`] rows each.
+    /// Adds the INSERTs of `rows`: on PostgreSQL one statement taking the rows as one JSON value (see
+    /// [`json_insert`]), elsewhere multi-row INSERTs of at most [`ROWS_PER_STATEMENT`] rows each.
     pub fn insert_rows<A>(&mut self, rows: impl IntoIterator<Item = A>)
+    where
+        A: ActiveModelTrait,
+    {
+        if self.backend != DbBackend::Postgres {
+            return self.insert_values(rows);
+        }
+        let rows: Vec<A> = rows.into_iter().collect();
+        match json_insert(&rows) {
+            Some(statement) => self.statements.push(statement),
+            None => self.insert_values(rows),
+        }
+    }
+
+    fn insert_values<A>(&mut self, rows: impl IntoIterator<Item = A>)
     where
         A: ActiveModelTrait,
     {
@@ -68,6 +91,73 @@ impl Batch {
         }
         Ok(())
     }
+}
+
+/// PostgreSQL: `INSERT … SELECT … FROM json_populate_recordset(NULL::table, $1)`, the rows bound as one JSON
+/// array of objects. The statement's text depends only on the table and its columns, so the driver prepares it
+/// once per connection; a multi-row `VALUES` list had a text (and a parse, a plan and a prepare round trip) per
+/// row count, which was most of PostgreSQL's planning time under load. `None` when a value has no JSON form
+/// here (the caller falls back to `VALUES`).
+fn json_insert<A: ActiveModelTrait>(rows: &[A]) -> Option<Statement> {
+    use sea_orm::{EntityName, IdenStatic, Iterable};
+
+    let first = rows.first()?;
+    // The columns the rows have values for (as with `insert_many`, every row must have the same ones).
+    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
+        .filter(|column| first.get(*column).into_value().is_some())
+        .collect();
+    let mut json = Vec::with_capacity(rows.len() * 256);
+    json.push(b'[');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.push(b'{');
+        for (j, column) in columns.iter().enumerate() {
+            if j > 0 {
+                json.push(b',');
+            }
+            serde_json::to_writer(&mut json, column.as_str()).ok()?;
+            json.push(b':');
+            write_json(&mut json, &row.get(*column).into_value()?)?;
+        }
+        json.push(b'}');
+    }
+    json.push(b']');
+    let table = A::Entity::default().table_name().to_owned();
+    let names = columns
+        .iter()
+        .map(|column| format!(r#""{}""#, column.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        r#"INSERT INTO "{table}" ({names}) SELECT {names} FROM json_populate_recordset(NULL::"{table}", CAST($1 AS json))"#
+    );
+    let json = String::from_utf8(json).ok()?;
+    Some(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        [json.into()],
+    ))
+}
+
+/// `value` as JSON, for the column types the tables use (text, integers, booleans, NULL).
+fn write_json(out: &mut Vec<u8>, value: &Value) -> Option<()> {
+    use std::io::Write;
+    match value {
+        Value::String(Some(text)) => serde_json::to_writer(&mut *out, text).ok()?,
+        Value::BigInt(Some(n)) => write!(out, "{n}").ok()?,
+        Value::Int(Some(n)) => write!(out, "{n}").ok()?,
+        Value::SmallInt(Some(n)) => write!(out, "{n}").ok()?,
+        Value::Bool(Some(b)) => write!(out, "{b}").ok()?,
+        Value::String(None)
+        | Value::BigInt(None)
+        | Value::Int(None)
+        | Value::SmallInt(None)
+        | Value::Bool(None) => out.extend_from_slice(b"null"),
+        _ => return None,
+    }
+    Some(())
 }
 
 /// PostgreSQL takes at most 65,535 parameters in one statement: statements are grouped well under that.

@@ -2,7 +2,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use std::collections::HashMap;
@@ -11,8 +11,8 @@ use super::{
     batch::Batch,
     entity::{delivery, event, webhook},
     hand_off::HandOff,
-    insert_rows, is_unique_violation,
-    json_rows::{decode_rows, placeholders, select_json},
+    id_list, insert_rows, is_unique_violation,
+    json_rows::{decode_rows, select_json},
     leases::{decode_held, HELD_COLUMNS, HELD_FROM, HELD_LEASES},
     Store,
 };
@@ -318,11 +318,12 @@ async fn read_fan_out(
     hand_off: Option<&mut HandOff>,
 ) -> Result<Vec<webhook::Model>, DbErr> {
     let columns = webhook::columns();
-    let from = format!(
-        "FROM webhooks WHERE account_id IN ({}) AND status = ?",
-        placeholders(accounts.len())
+    let (accounts, mut values) = id_list::sql(
+        txn.get_database_backend(),
+        "account_id",
+        accounts.iter().copied(),
     );
-    let mut values: Vec<Value> = accounts.iter().map(|a| Value::from(*a)).collect();
+    let from = format!("FROM webhooks WHERE {accounts} AND status = ?");
     values.push(WebhookStatus::Active.as_str().into());
     let hooks = match hand_off {
         Some(hand_off) if hand_off.wants_counts() => {

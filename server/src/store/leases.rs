@@ -18,13 +18,14 @@ use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction,
     DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait, Value,
+    QuerySelect, Set, TransactionTrait,
 };
 
 use super::{
     batch::Batch,
     entity::{attempt, delivery, event, webhook},
-    json_rows::{decode_rows, placeholders, select_json, statement},
+    id_list,
+    json_rows::{decode_rows, select_json, statement},
     Store, ROWS_PER_STATEMENT,
 };
 use crate::core::{
@@ -249,10 +250,11 @@ pub async fn record_in(
     let postgres = txn.get_database_backend() == DbBackend::Postgres;
     // By id alone, status checked below: with `status = 'sending'` in the query SQLite's planner (which has no
     // statistics) walked every lease in the status index instead of looking the reported ids up.
-    let ids: Vec<Value> = reports
-        .iter()
-        .map(|r| Value::from(r.delivery_id.as_str()))
-        .collect();
+    let (ids, values) = id_list::sql(
+        txn.get_database_backend(),
+        "id",
+        reports.iter().map(|r| r.delivery_id.as_str()),
+    );
     // The leases and their webhooks in one read.
     let lock = if postgres {
         // A duplicate report arriving at another replica waits here, then finds the lease gone. Rows are
@@ -262,9 +264,8 @@ pub async fn record_in(
         ""
     };
     let with = format!(
-        "WITH leases AS MATERIALIZED (SELECT {} FROM deliveries WHERE id IN ({}){lock}) ",
+        "WITH leases AS MATERIALIZED (SELECT {} FROM deliveries WHERE {ids}{lock}) ",
         HeldLease::COLUMNS.join(", "),
-        placeholders(ids.len())
     );
     let leases_from = "FROM leases";
     let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM leases) ORDER BY id";
@@ -276,7 +277,7 @@ pub async fn record_in(
             (&HeldLease::COLUMNS, leases_from),
             (&hook_columns, hooks_from),
         ],
-        ids,
+        values,
     )
     .await?;
     let mut held: HashMap<String, HeldLease> = decode_rows::<HeldLease>(&leases, leases_from)?
@@ -462,7 +463,11 @@ fn finish(batch: &mut Batch, ids: &[String], status: DeliveryStatus, now: i64) {
                     Expr::value(Option::<i64>::None),
                 )
                 .col_expr(delivery::Column::CompletedAt, Expr::value(now))
-                .filter(delivery::Column::Id.is_in(chunk.iter().map(String::as_str))),
+                .filter(id_list::filter(
+                    batch.backend(),
+                    delivery::Column::Id,
+                    chunk.iter().map(String::as_str),
+                )),
         );
     }
 }
@@ -756,7 +761,11 @@ pub async fn claim_in(
                 delivery::Column::Status,
                 Expr::value(DeliveryStatus::Held.as_str()),
             )
-            .filter(delivery::Column::Id.is_in(to_hold.iter().map(String::as_str)))
+            .filter(id_list::filter(
+                backend,
+                delivery::Column::Id,
+                to_hold.iter().map(String::as_str),
+            ))
             .exec(db)
             .await?;
     }
@@ -774,7 +783,11 @@ pub async fn claim_in(
             delivery::Column::LeaseExpiresAt,
             Expr::value(lease_expires_at),
         )
-        .filter(delivery::Column::Id.is_in(leased.iter().map(|l| l.delivery_id.as_str())))
+        .filter(id_list::filter(
+            backend,
+            delivery::Column::Id,
+            leased.iter().map(|l| l.delivery_id.as_str()),
+        ))
         .exec(db)
         .await?;
     Ok((Claimed { leased, more_due }, in_flight))

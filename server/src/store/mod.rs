@@ -14,6 +14,7 @@ pub mod deliveries;
 pub mod entity;
 pub mod events;
 pub mod hand_off;
+mod id_list;
 mod json_rows;
 pub mod keys;
 pub mod leases;
