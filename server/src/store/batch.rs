@@ -11,11 +11,14 @@
 //! prepared statements are reused.
 
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait, Statement, Value,
-    Values,
+    ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IdenStatic, QueryTrait,
+    Statement, Value, Values,
 };
 
-use super::ROWS_PER_STATEMENT;
+use super::{
+    json_rows::{placeholders, statement},
+    ROWS_PER_STATEMENT,
+};
 
 pub struct Batch {
     backend: DbBackend,
@@ -55,14 +58,39 @@ impl Batch {
         }
     }
 
+    /// Multi-row `INSERT … VALUES (?, …), …` statements of at most [`ROWS_PER_STATEMENT`] rows each, written
+    /// out here: each value moves from its row into the statement, where sea-orm's `insert_many` cloned every
+    /// value twice and built the statement's text value by value.
     fn insert_values<A>(&mut self, rows: impl IntoIterator<Item = A>)
     where
         A: ActiveModelTrait,
     {
         let mut rows = rows.into_iter().peekable();
+        let Some(first) = rows.peek() else {
+            return;
+        };
+        let (table, columns, names) = insert_columns(first);
+        let row_sql = format!("({})", placeholders(columns.len()));
         while rows.peek().is_some() {
-            let chunk: Vec<A> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
-            self.push(&A::Entity::insert_many(chunk));
+            let mut values = Vec::with_capacity(ROWS_PER_STATEMENT * columns.len());
+            let mut count = 0;
+            for mut row in rows.by_ref().take(ROWS_PER_STATEMENT) {
+                for column in &columns {
+                    // Every row has values for the first row's columns (as with `insert_many`); a row
+                    // without one would insert NULL there, which the schema's NOT NULL refuses.
+                    values.push(
+                        row.take(*column)
+                            .into_value()
+                            .unwrap_or(Value::String(None)),
+                    );
+                }
+                count += 1;
+            }
+            let sql = format!(
+                r#"INSERT INTO "{table}" ({names}) VALUES {}"#,
+                vec![row_sql.as_str(); count].join(", ")
+            );
+            self.statements.push(statement(self.backend, &sql, values));
         }
     }
 
@@ -99,13 +127,7 @@ impl Batch {
 /// row count, which was most of PostgreSQL's planning time under load. `None` when a value has no JSON form
 /// here (the caller falls back to `VALUES`).
 fn json_insert<A: ActiveModelTrait>(rows: &[A]) -> Option<Statement> {
-    use sea_orm::{EntityName, IdenStatic, Iterable};
-
-    let first = rows.first()?;
-    // The columns the rows have values for (as with `insert_many`, every row must have the same ones).
-    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
-        .filter(|column| first.get(*column).into_value().is_some())
-        .collect();
+    let (table, columns, names) = insert_columns(rows.first()?);
     let mut json = Vec::with_capacity(rows.len() * 256);
     json.push(b'[');
     for (i, row) in rows.iter().enumerate() {
@@ -124,12 +146,6 @@ fn json_insert<A: ActiveModelTrait>(rows: &[A]) -> Option<Statement> {
         json.push(b'}');
     }
     json.push(b']');
-    let table = A::Entity::default().table_name().to_owned();
-    let names = columns
-        .iter()
-        .map(|column| format!(r#""{}""#, column.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
     let sql = format!(
         r#"INSERT INTO "{table}" ({names}) SELECT {names} FROM json_populate_recordset(NULL::"{table}", CAST($1 AS json))"#
     );
@@ -139,6 +155,27 @@ fn json_insert<A: ActiveModelTrait>(rows: &[A]) -> Option<Statement> {
         sql,
         [json.into()],
     ))
+}
+
+/// The table of `row`, the columns `row` has values for, and those columns' quoted names joined for SQL.
+fn insert_columns<A: ActiveModelTrait>(
+    row: &A,
+) -> (
+    &'static str,
+    Vec<<A::Entity as EntityTrait>::Column>,
+    String,
+) {
+    use sea_orm::{EntityName, Iterable};
+
+    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
+        .filter(|column| row.get(*column).into_value().is_some())
+        .collect();
+    let names = columns
+        .iter()
+        .map(|column| format!(r#""{}""#, column.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (A::Entity::default().table_name(), columns, names)
 }
 
 /// `value` as JSON, for the column types the tables use (text, integers, booleans, NULL).
