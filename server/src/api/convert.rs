@@ -95,8 +95,6 @@ pub fn attempt(row: attempt::Model) -> proto::Attempt {
     }
 }
 
-/// The daemon's task for a leased delivery: the exact body, and every secret valid `now` (the current one
-/// first, then one still in its rotation grace).
 /// The request body of `lease`'s event ([`envelope`]).
 pub fn body(lease: &LeasedDelivery) -> Vec<u8> {
     envelope(
@@ -108,7 +106,8 @@ pub fn body(lease: &LeasedDelivery) -> Vec<u8> {
     )
 }
 
-/// The task that sends `lease`, with its event's `body`.
+/// The daemon's task for a leased delivery: its event's `body`, and every secret valid `now` (the current
+/// one first, then one still in its rotation grace).
 pub fn task(
     lease: &LeasedDelivery,
     body: Vec<u8>,
