@@ -32,6 +32,7 @@ on_both_databases!(
     slow_endpoints_time_out,
     redirects_are_not_followed,
     huge_responses_are_truncated,
+    binary_responses_are_stored_as_text,
     pause_holds_queued_deliveries_until_resume,
     test_ping_waits_for_its_outcome,
     unroutable_addresses_are_refused,
@@ -463,6 +464,28 @@ async fn huge_responses_are_truncated(backend: Backend) {
         })
         .await;
     assert_eq!(delivery.attempts[0].response_body.len(), 16 * 1024);
+    server.stop().await;
+}
+
+/// A response body is stored and shown as text: bytes that are not UTF-8, and NUL (which PostgreSQL's text
+/// cannot hold), become U+FFFD. A receiver answering with binary must not keep its report from being recorded.
+async fn binary_responses_are_stored_as_text(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok().body(b"ok\0\xff done".to_vec()))).await;
+    let server = start(backend, None).await;
+    server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    server.publish("offer.accepted", "{}").await;
+    let got = receiver.wait_for(1, WAIT).await;
+    let delivery = server
+        .wait_delivery(got[0].header("kit-delivery-id"), WAIT, |d| {
+            d.status() == DeliveryStatus::Succeeded
+        })
+        .await;
+    assert_eq!(
+        delivery.attempts[0].response_body,
+        "ok\u{FFFD}\u{FFFD} done"
+    );
     server.stop().await;
 }
 

@@ -140,9 +140,9 @@ impl DeliveryApi {
             request_headers: req.request_headers,
             response_status: req.response_status,
             response_headers: req.response_headers,
-            response_body: String::from_utf8_lossy(&body).into_owned(),
-            error_kind: req.error_kind,
-            error: req.error,
+            response_body: stored_text(String::from_utf8_lossy(&body).into_owned()),
+            error_kind: stored_text(req.error_kind),
+            error: stored_text(req.error),
         };
         let recorded = self.state.writer.report(report).await?;
         if let Some(owner) = &recorded.lease_owner {
@@ -154,5 +154,16 @@ impl DeliveryApi {
             self.state.deliveries_changed.notify_waiters();
         }
         Ok(())
+    }
+}
+
+/// Free text of a report as it is stored and shown: PostgreSQL's `text` cannot hold NUL, so NUL becomes U+FFFD,
+/// as bytes that are not UTF-8 already have. (One receiver answering with binary would otherwise fail the
+/// commit of every report recorded beside it.)
+fn stored_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
     }
 }
