@@ -529,6 +529,14 @@ async fn bad_input_is_rejected_with_the_field_named(backend: Backend) {
             "description",
         ),
         (
+            // PostgreSQL's text cannot hold NUL: refused up front, on SQLite too.
+            proto::CreateWebhookRequest {
+                description: "a\0b".into(),
+                ..create_request("https://hooks.example.com", &["offer.*"])
+            },
+            "description",
+        ),
+        (
             proto::CreateWebhookRequest {
                 rate_limit_per_second: 10_000_000,
                 ..create_request("https://hooks.example.com", &["offer.*"])

@@ -80,6 +80,12 @@ pub fn validate_url(url: &str, allow_http: bool) -> Result<String, Error> {
 }
 
 pub fn validate_description(description: &str) -> Result<String, Error> {
+    if description.contains('\0') {
+        return Err(Error::invalid(
+            "description",
+            "must not contain NUL characters",
+        ));
+    }
     let chars = description.chars().count();
     if chars > MAX_DESCRIPTION_CHARS {
         return Err(Error::invalid(
