@@ -70,10 +70,6 @@ impl Store {
                 .min_connections(1)
                 .connect_timeout(Duration::from_secs(10))
                 .sqlx_logging(false)
-                // A ping before every checkout was a round trip per transaction (per writer cycle); only a
-                // connection left idle this long is checked, the usual way one is lost (dropped by the
-                // server, a proxy or a firewall while unused).
-                .test_before_acquire_if_idle_for(Duration::from_secs(30))
                 // Every query of this service is meant to read a short index range or look rows up by key
                 // (DESIGN.md: leasing stays index-backed), but the planner goes by statistics that autovacuum
                 // refreshes about once a minute, while `deliveries` grows by thousands of rows a second and
