@@ -450,8 +450,9 @@ async fn redirects_are_not_followed(backend: Backend) {
     server.stop().await;
 }
 
-async fn huge_responses_are_truncated(backend: Backend) {
-    let receiver = Receiver::http(always(Reply::ok().body(vec![b'a'; 1024 * 1024]))).await;
+/// The response body stored for the one delivery made to a receiver that answers `reply`.
+async fn stored_response_body(backend: Backend, reply: Reply) -> String {
+    let receiver = Receiver::http(always(reply)).await;
     let server = start(backend, None).await;
     server
         .create_webhook(&receiver.url("/"), &["offer.*"])
@@ -463,30 +464,20 @@ async fn huge_responses_are_truncated(backend: Backend) {
             d.status() == DeliveryStatus::Succeeded
         })
         .await;
-    assert_eq!(delivery.attempts[0].response_body.len(), 16 * 1024);
     server.stop().await;
+    delivery.attempts[0].response_body.clone()
+}
+
+async fn huge_responses_are_truncated(backend: Backend) {
+    let body = stored_response_body(backend, Reply::ok().body(vec![b'a'; 1024 * 1024])).await;
+    assert_eq!(body.len(), 16 * 1024);
 }
 
 /// A response body is stored and shown as text: bytes that are not UTF-8, and NUL (which PostgreSQL's text
 /// cannot hold), become U+FFFD. A receiver answering with binary must not keep its report from being recorded.
 async fn binary_responses_are_stored_as_text(backend: Backend) {
-    let receiver = Receiver::http(always(Reply::ok().body(b"ok\0\xff done".to_vec()))).await;
-    let server = start(backend, None).await;
-    server
-        .create_webhook(&receiver.url("/"), &["offer.*"])
-        .await;
-    server.publish("offer.accepted", "{}").await;
-    let got = receiver.wait_for(1, WAIT).await;
-    let delivery = server
-        .wait_delivery(got[0].header("kit-delivery-id"), WAIT, |d| {
-            d.status() == DeliveryStatus::Succeeded
-        })
-        .await;
-    assert_eq!(
-        delivery.attempts[0].response_body,
-        "ok\u{FFFD}\u{FFFD} done"
-    );
-    server.stop().await;
+    let body = stored_response_body(backend, Reply::ok().body(b"ok\0\xff done".to_vec())).await;
+    assert_eq!(body, "ok\u{FFFD}\u{FFFD} done");
 }
 
 async fn pause_holds_queued_deliveries_until_resume(backend: Backend) {
