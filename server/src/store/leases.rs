@@ -296,7 +296,11 @@ pub async fn record_in(
     if postgres && writes_webhooks {
         let hook_ids: Vec<String> = found_hooks.iter().map(|h| h.id.clone()).collect();
         found_hooks = webhook::Entity::find()
-            .filter(webhook::Column::Id.is_in(hook_ids))
+            .filter(id_list::filter(
+                DbBackend::Postgres,
+                webhook::Column::Id,
+                hook_ids.iter().map(String::as_str),
+            ))
             .order_by_asc(webhook::Column::Id)
             .lock_exclusive()
             .all(txn)
