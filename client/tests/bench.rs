@@ -17,53 +17,10 @@ on_both_databases!(
 
 async fn bench_smoke_run_delivers_everything(backend: Backend) {
     let db = TestDatabase::new(backend).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json = dir.path().join("bench.json");
-    let url = db.url.clone();
-    let json_path = json.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_kit-webhooks"))
-            .args([
-                "bench",
-                "--events",
-                "200",
-                "--webhooks",
-                "3",
-                "--receivers",
-                "2",
-                "--concurrency",
-                "16",
-            ])
-            .args([
-                "--publishers",
-                "8",
-                "--ceiling-duration",
-                "200ms",
-                "--timeout",
-                "60s",
-            ])
-            .args(["--backlog", "1000", "--database-url", &url])
-            .arg("--json")
-            .arg(&json_path)
-            .output()
-            .expect("run kit-webhooks bench")
-    })
-    .await
-    .expect("join");
-    assert!(
-        output.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let table = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        table.contains("end to end") && table.contains("raw ceiling"),
-        "{table}"
-    );
-    let figures: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON file")).expect("JSON");
+    let figures = run_bench(&db.url, 1000).await;
     assert_eq!(figures["deliveries_expected"], 600);
     assert_eq!(figures["deliveries_received"], 600);
+    assert_eq!(figures["duplicates"], 0);
     assert_eq!(figures["bad_signatures"], 0);
     assert_eq!(figures["backlog"], 1000);
     for field in [
@@ -88,7 +45,89 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
             > 0.0
     );
     assert!(figures["daemon"]["cpu_seconds"].as_f64().is_some());
+
+    // Again on the same database, as an SRE re-running it against their PostgreSQL would: the server finds
+    // keys already there, and the first run's webhooks (their receivers gone) must get none of this run's
+    // events.
+    let again = run_bench(&db.url, 0).await;
+    assert_eq!(again["deliveries_received"], 600, "{again}");
+    assert_eq!(again["duplicates"], 0);
+    assert_eq!(again["bad_signatures"], 0);
+    assert_eq!(again["attempts_per_delivery"], 1.0, "{again}");
+    let stored = deliveries_stored(&db.url).await;
+    assert_eq!(
+        stored,
+        1000 + 600 + 600,
+        "backlog and two runs' own deliveries"
+    );
     db.drop_database().await;
+}
+
+async fn deliveries_stored(database_url: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = sea_orm::Database::connect(database_url)
+        .await
+        .expect("connect");
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM deliveries",
+        ))
+        .await
+        .expect("count")
+        .expect("a row");
+    let n = row.try_get::<i64>("", "n").expect("n");
+    let _ = db.close().await;
+    n
+}
+
+/// A small started-system bench run on `database_url` (3 webhooks × 200 events), with `backlog` deliveries
+/// of history seeded first; returns its JSON figures.
+async fn run_bench(database_url: &str, backlog: usize) -> Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("bench.json");
+    let url = database_url.to_owned();
+    let json_path = json.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kit-webhooks"))
+            .args([
+                "bench",
+                "--events",
+                "200",
+                "--webhooks",
+                "3",
+                "--receivers",
+                "2",
+                "--concurrency",
+                "16",
+            ])
+            .args([
+                "--publishers",
+                "8",
+                "--ceiling-duration",
+                "200ms",
+                "--timeout",
+                "60s",
+            ])
+            .args(["--backlog", &backlog.to_string(), "--database-url", &url])
+            .arg("--json")
+            .arg(&json_path)
+            .output()
+            .expect("run kit-webhooks bench")
+    })
+    .await
+    .expect("join");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("end to end") && table.contains("raw ceiling"),
+        "{table}"
+    );
+    serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON file")).expect("JSON")
 }
 
 /// `--target`: an SRE benchmarks their own deployment (here a server with its embedded daemon).

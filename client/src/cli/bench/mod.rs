@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// With --target: an admin key of the account the bench creates its webhooks in.
     #[arg(long, env = "KIT_BENCH_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+    /// With --target: the account of --admin-key, which the bench publishes its events to. A server the
+    /// bench starts gets an account of its own for each run.
+    #[arg(long, default_value = "default")]
+    pub account: String,
     /// With --target: a publisher key.
     #[arg(long, env = "KIT_BENCH_PUBLISHER_KEY", hide_env_values = true)]
     pub publisher_key: Option<String>,
@@ -171,6 +175,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         server_url,
         admin_key,
         publisher_key,
+        ref account,
         ref server,
         ref daemon,
         ref database,
@@ -208,12 +213,16 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
             tokio::time::sleep_until(due.into()).await;
         }
         let permit = slots.clone().acquire_owned().await?;
-        let (publisher, data, published_at) =
-            (publisher.clone(), data.clone(), published_at.clone());
+        let (publisher, data, published_at, account) = (
+            publisher.clone(),
+            data.clone(),
+            published_at.clone(),
+            account.clone(),
+        );
         calls.push(tokio::spawn(async move {
             let sent = Instant::now();
             let reply = publisher
-                .publish_event("default", "interview.scheduled", &data, None)
+                .publish_event(&account, "interview.scheduled", &data, None)
                 .await;
             drop(permit);
             let reply = reply?;
@@ -298,6 +307,8 @@ struct Target {
     server_url: String,
     admin_key: String,
     publisher_key: String,
+    /// The account of `admin_key`: events are published to it.
+    account: String,
     // Fields drop in this order: the daemon is stopped before the server it streams from, so it does not
     // log a lost stream at the end of every run.
     daemon: Option<processes::Process>,
@@ -317,28 +328,29 @@ impl Target {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.to_string()
         };
-        let key_file = dir.join("bench.keys");
         let server_bin = processes::sibling("kit-webhooks-server")?;
         let daemon_bin = processes::sibling("kit-webhooks-daemon")?;
         if args.backlog > 0 {
             progress_note("seeding the backlog");
             processes::seed_backlog(&server_bin, &database_url, args.backlog)?;
         }
+        // An account of this run's own, so that on a database used before (PostgreSQL's, typically) the
+        // events fan out to this run's webhooks only, not to earlier runs' long-gone receivers.
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let account = format!("bench-{}", since_epoch.as_millis());
+        let admin_key = processes::create_key(&server_bin, &database_url, "admin", Some(&account))?;
+        let publisher_key = processes::create_key(&server_bin, &database_url, "publisher", None)?;
+        let daemon_key = processes::create_key(&server_bin, &database_url, "daemon", None)?;
         let server = processes::start_server(
             &server_bin,
             &listen,
             &database_url,
-            &key_file,
+            dir,
             // One webhook may use the daemon's whole window (the fan-out 1 runs need it).
             (args.concurrency + args.prefetch).max(16),
         )?;
-        let keys = std::fs::read_to_string(&key_file)?;
-        let admin_key = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY)
-            .context("admin key")?;
-        let publisher_key =
-            kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::PUBLISHER_KEY)
-                .context("publisher key")?;
-        let daemon_key = processes::create_daemon_key(&server_bin, &database_url)?;
         let server_url = format!("http://{listen}");
         let daemon = processes::start_daemon(
             &daemon_bin,
@@ -352,6 +364,7 @@ impl Target {
             server_url,
             admin_key,
             publisher_key,
+            account,
             server: Some(server),
             daemon: Some(daemon),
             database: if database_url.starts_with("postgres") {
@@ -378,6 +391,7 @@ impl Target {
             server_url: server_url.to_owned(),
             admin_key: admin_key.clone(),
             publisher_key: publisher_key.clone(),
+            account: args.account.clone(),
             server: None,
             daemon: None,
             database: "deployment".into(),

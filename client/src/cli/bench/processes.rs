@@ -57,11 +57,13 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Starts the server on `database_url` and waits until it listens. Its keys are made beforehand
+/// ([`create_key`]), so it bootstraps none and writes no key file.
 pub fn start_server(
     bin: &Path,
     listen: &str,
     database_url: &str,
-    key_file: &Path,
+    dir: &Path,
     per_webhook: u32,
 ) -> anyhow::Result<Process> {
     let child = Command::new(bin)
@@ -73,19 +75,23 @@ pub fn start_server(
             database_url,
             "--allow-http",
         ])
+        // Where the server would write a first start's keys: never into the bench's working directory.
         .arg("--key-file")
-        .arg(key_file)
+        .arg(dir.join("bench.keys"))
         .args(["--max-in-flight-per-webhook", &per_webhook.to_string()])
         .env("RUST_LOG", log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    let process = Process(child);
+    let mut process = Process(child);
     let started = Instant::now();
-    while std::net::TcpStream::connect(listen).is_err() || !key_file.exists() {
+    while std::net::TcpStream::connect(listen).is_err() {
+        if let Some(status) = process.0.try_wait()? {
+            bail!("the server exited before listening on {listen} ({status})");
+        }
         if started.elapsed() > Duration::from_secs(60) {
-            bail!("the server did not start listening on {listen}");
+            bail!("the server did not start listening on {listen} within 60 s");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -110,21 +116,32 @@ pub fn seed_backlog(bin: &Path, database_url: &str, deliveries: usize) -> anyhow
     Ok(())
 }
 
-pub fn create_daemon_key(bin: &Path, database_url: &str) -> anyhow::Result<String> {
-    let output = Command::new(bin)
-        .args([
-            "keys",
-            "create",
-            "--database-url",
-            database_url,
-            "--role",
-            "daemon",
-        ])
+/// Creates an API key of `role` (`--account` for admin keys) with the server's `keys create`, which also
+/// migrates the database.
+pub fn create_key(
+    bin: &Path,
+    database_url: &str,
+    role: &str,
+    account: Option<&str>,
+) -> anyhow::Result<String> {
+    let mut command = Command::new(bin);
+    command.args([
+        "keys",
+        "create",
+        "--database-url",
+        database_url,
+        "--role",
+        role,
+    ]);
+    if let Some(account) = account {
+        command.args(["--account", account]);
+    }
+    let output = command
         .output()
-        .context("creating a daemon key")?;
+        .with_context(|| format!("creating a {role} key"))?;
     if !output.status.success() {
         bail!(
-            "keys create failed: {}",
+            "keys create --role {role} failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
