@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
 mod m0002_drop_unused_delivery_indexes;
+mod m0003_index_deliveries_in_progress;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_initial::Migration),
             Box::new(m0002_drop_unused_delivery_indexes::Migration),
+            Box::new(m0003_index_deliveries_in_progress::Migration),
         ]
     }
 }

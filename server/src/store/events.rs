@@ -13,7 +13,7 @@ use super::{
     hand_off::HandOff,
     id_list, insert_rows, is_unique_violation,
     json_rows::{decode_rows, select_json},
-    leases::{decode_held, HELD_COLUMNS, HELD_FROM, HELD_LEASES},
+    leases::{decode_held, held_leases, HELD_COLUMNS, HELD_FROM},
     Store,
 };
 use crate::core::{
@@ -327,9 +327,7 @@ async fn read_fan_out(
     values.push(WebhookStatus::Active.as_str().into());
     let hooks = match hand_off {
         Some(hand_off) if hand_off.wants_counts() => {
-            // The CTE's placeholder comes first.
-            values.insert(0, DeliveryStatus::Sending.as_str().into());
-            let with = format!("WITH {HELD_LEASES} ");
+            let with = format!("WITH {} ", held_leases());
             let [hooks, held] = select_json(
                 txn,
                 &with,

@@ -24,7 +24,7 @@ use sea_orm::{
 use super::{
     batch::Batch,
     entity::{attempt, delivery, event, webhook},
-    id_list,
+    id_list, in_progress,
     json_rows::{decode_rows, select_json, statement},
     Store, ROWS_PER_STATEMENT,
 };
@@ -155,7 +155,7 @@ impl Store {
     pub async fn count_leases(&self, owner: &str) -> Result<u64, DbErr> {
         delivery::Entity::find()
             .filter(delivery::Column::LeaseOwner.eq(owner))
-            .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
+            .filter(in_progress::filter(DeliveryStatus::Sending))
             .count(self.writer())
             .await
     }
@@ -168,7 +168,7 @@ impl Store {
                 Expr::value(lease_expires_at),
             )
             .filter(delivery::Column::LeaseOwner.eq(owner))
-            .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
+            .filter(in_progress::filter(DeliveryStatus::Sending))
             .exec(self.writer())
             .await?;
         Ok(result.rows_affected)
@@ -192,7 +192,7 @@ impl Store {
                 delivery::Column::Status,
                 Expr::value(DeliveryStatus::Pending.as_str()),
             )
-            .filter(delivery::Column::Status.eq(DeliveryStatus::Sending.as_str()))
+            .filter(in_progress::filter(DeliveryStatus::Sending))
             .filter(which)
             .exec(self.writer())
             .await?;
@@ -201,15 +201,17 @@ impl Store {
 
     /// When the next claimable delivery falls due after `now`, if any is scheduled.
     pub async fn next_due_at(&self, now: i64) -> Result<Option<i64>, DbErr> {
-        let sql = "SELECT MIN(d.next_attempt_at) AS at FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
-                   WHERE d.status = ? AND d.next_attempt_at > ? AND (w.status = ? OR d.event_type = ?)";
+        let sql = format!(
+            "SELECT MIN(d.next_attempt_at) AS at FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+             WHERE {} AND d.next_attempt_at > ? AND (w.status = ? OR d.event_type = ?)",
+            in_progress::sql("d.status", DeliveryStatus::Pending)
+        );
         let row = self
             .reader()
             .query_one_raw(statement(
                 self.backend(),
-                sql,
+                &sql,
                 vec![
-                    DeliveryStatus::Pending.as_str().into(),
                     now.into(),
                     WebhookStatus::Active.as_str().into(),
                     TEST_PING.into(),
@@ -633,10 +635,14 @@ impl Claim {
     }
 }
 
-/// The leases each webhook holds (`status` bound to `sending`), as the CTE `held` that claims read for the
-/// per-webhook cap: its columns, and the set read from it.
-pub(super) const HELD_LEASES: &str =
-    "held AS MATERIALIZED (SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? GROUP BY webhook_id)";
+/// The leases each webhook holds, as the CTE `held` that claims read for the per-webhook cap: its columns, and
+/// the set read from it.
+pub(super) fn held_leases() -> String {
+    format!(
+        "held AS MATERIALIZED (SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE {} GROUP BY webhook_id)",
+        in_progress::sql("status", DeliveryStatus::Sending)
+    )
+}
 pub(super) const HELD_COLUMNS: [&str; 2] = ["webhook_id", "n"];
 pub(super) const HELD_FROM: &str = "FROM held";
 
@@ -679,18 +685,18 @@ pub async fn claim_in(
         ""
     };
     let with = format!(
-        "WITH {HELD_LEASES}, \
+        "WITH {}, \
          due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
-         WHERE status = ? AND next_attempt_at <= ? \
+         WHERE {} AND next_attempt_at <= ? \
          AND webhook_id NOT IN (SELECT webhook_id FROM held WHERE n >= ?) \
          ORDER BY next_attempt_at LIMIT ?{lock}) ",
-        DueDelivery::COLUMNS.join(", ")
+        held_leases(),
+        DueDelivery::COLUMNS.join(", "),
+        in_progress::sql("status", DeliveryStatus::Pending),
     );
     // No slack beyond `room`: capped webhooks are left out, and a webhook reaching its cap within this
     // claim only leaves a few slots for the next one.
     let values = vec![
-        DeliveryStatus::Sending.as_str().into(),
-        DeliveryStatus::Pending.as_str().into(),
         now.into(),
         (per_webhook_cap.min(i64::MAX as u64) as i64).into(),
         (room as i64).into(),

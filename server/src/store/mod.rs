@@ -15,6 +15,7 @@ pub mod entity;
 pub mod events;
 pub mod hand_off;
 mod id_list;
+mod in_progress;
 mod json_rows;
 pub mod keys;
 pub mod leases;
