@@ -169,9 +169,15 @@ impl TestServer {
 
     /// Shuts the server down cleanly and starts a new one on the same address, database and settings.
     pub async fn restart(self) -> TestServer {
+        self.restart_after(async {}).await
+    }
+
+    /// [`restart`](Self::restart), running `between` while the server is down.
+    pub async fn restart_after(self, between: impl std::future::Future<Output = ()>) -> TestServer {
         let mut config = self.config.clone();
         config.listen = self.server.addr;
         self.server.shutdown().await.expect("server stops cleanly");
+        between.await;
         let server = kit_webhooks_server::start(config.clone())
             .await
             .expect("server restarts");
