@@ -38,7 +38,10 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a report is retried while the server is unreachable; past this its lease has lapsed anyway.
 pub(crate) const REPORT_PATIENCE: Duration = Duration::from_secs(120);
 
-const DEFAULT_PREFETCH: u32 = 512;
+/// Large enough that a busy stream's claims and report groups are large: the server's writer cycle costs less
+/// per delivery the more it carries (docs/PERFORMANCE.md, step 31). About 15 MiB more peak memory than 512 in
+/// the throughput runs.
+const DEFAULT_PREFETCH: u32 = 2048;
 const DEFAULT_MAX_CONNECTIONS_PER_HOST: u32 = 256;
 
 /// How a daemon delivers, whichever process it runs in (flags of `kit-webhooks-daemon` and of the server's
@@ -292,7 +295,9 @@ impl Worker {
                 };
                 // The semaphore is never closed, so this cannot fail; if it did, sending anyway is harmless.
                 let _slot = requests.acquire().await;
-                sender.send(task, url).await
+                // Boxed, so that its state (the HTTP exchange's, several KiB) is allocated only once a slot
+                // is taken: the tasks waiting for one, often most of the daemon's leases, stay small.
+                Box::pin(sender.send(task, url)).await
             };
             tracing::debug!(
                 delivery = %report.delivery_id,

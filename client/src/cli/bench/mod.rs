@@ -52,7 +52,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 32)]
     pub concurrency: u32,
     /// Leases the started daemon holds ready beyond --concurrency (its --prefetch).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 2048)]
     pub prefetch: u32,
     /// Requests the started daemon sends at once to one host (its --max-connections-per-host).
     #[arg(long, default_value_t = 256)]
