@@ -25,6 +25,8 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
     assert_eq!(figures["backlog"], 1000);
     for field in [
         "raw_ceiling_per_second",
+        "raw_ceiling_before_per_second",
+        "raw_ceiling_after_per_second",
         "deliveries_per_second",
         "ratio_to_ceiling",
         "publish_calls_per_second",
