@@ -689,13 +689,15 @@ pub async fn claim_in(
          due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
          WHERE {} AND next_attempt_at <= ? \
          AND webhook_id NOT IN (SELECT webhook_id FROM held WHERE n >= ?) \
-         ORDER BY next_attempt_at LIMIT ?{lock}) ",
+         ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}) ",
         held_leases(),
         DueDelivery::COLUMNS.join(", "),
         in_progress::sql("status", DeliveryStatus::Pending),
     );
     // No slack beyond `room`: capped webhooks are left out, and a webhook reaching its cap within this
-    // claim only leaves a few slots for the next one.
+    // claim only leaves a few slots for the next one. The limit is cast, not bound bare: SQLite (3.47 on)
+    // plans with the value of a bare `LIMIT ?` and so prepares the statement again whenever it changes, that
+    // is on nearly every claim.
     let values = vec![
         now.into(),
         (per_webhook_cap.min(i64::MAX as u64) as i64).into(),
