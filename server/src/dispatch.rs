@@ -25,7 +25,7 @@ use crate::{
     api::convert,
     api::AppState,
     core::time,
-    store::leases::{Claim, Claimed},
+    store::leases::{Claim, Claimed, SendingEvent},
     writer::StandingClaim,
 };
 
@@ -236,13 +236,14 @@ async fn send(state: &AppState, owner: &str, claimed: Claimed, tx: &TaskSender) 
     let now = time::now_ms();
     // The deliveries of one event fell due together and sit side by side in a claim; they send the same
     // body, so it is built once per event, not once per webhook.
-    let mut last: Option<(&str, Vec<u8>)> = None;
-    for lease in &claimed.leased {
+    let count = claimed.leased.len() as u64;
+    let mut last: Option<(Arc<SendingEvent>, Vec<u8>)> = None;
+    for lease in claimed.leased {
         let body = match &last {
-            Some((event_id, body)) if *event_id == lease.event_id => body.clone(),
+            Some((event, body)) if Arc::ptr_eq(event, &lease.event) => body.clone(),
             _ => {
-                let body = convert::body(lease);
-                last = Some((&lease.event_id, body.clone()));
+                let body = convert::body(&lease);
+                last = Some((lease.event.clone(), body.clone()));
                 body
             }
         };
@@ -254,7 +255,7 @@ async fn send(state: &AppState, owner: &str, claimed: Claimed, tx: &TaskSender) 
             return None;
         }
     }
-    Some(claimed.leased.len() as u64)
+    Some(count)
 }
 
 /// How long to sleep when nothing is due: until the next scheduled attempt, at most [`IDLE_POLL`].

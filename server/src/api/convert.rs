@@ -100,39 +100,39 @@ pub fn body(lease: &LeasedDelivery) -> Vec<u8> {
     envelope(
         &lease.event_id,
         &lease.event_type,
-        lease.event_created_at,
-        &lease.account_id,
-        &lease.data_json,
+        lease.event.created_at,
+        &lease.event.account_id,
+        &lease.event.data_json,
     )
 }
 
 /// The daemon's task for a leased delivery: its event's `body`, and every secret valid `now` (the current
 /// one first, then one still in its rotation grace).
 pub fn task(
-    lease: &LeasedDelivery,
+    lease: LeasedDelivery,
     body: Vec<u8>,
     timeout_ms: u32,
     now: i64,
 ) -> proto::DeliveryTask {
-    let mut secrets = vec![lease.secret.clone()];
-    if let (Some(previous), Some(until)) =
-        (&lease.previous_secret, lease.previous_secret_expires_at)
+    let hook = &lease.webhook;
+    let mut secrets = vec![hook.secret.clone()];
+    if let (Some(previous), Some(until)) = (&hook.previous_secret, hook.previous_secret_expires_at)
     {
         if until > now {
             secrets.push(previous.clone());
         }
     }
     proto::DeliveryTask {
-        delivery_id: lease.delivery_id.clone(),
         attempt_number: (lease.attempt_count + 1).max(1) as u32,
-        lease_id: lease.lease_id.clone(),
-        webhook_id: lease.webhook_id.clone(),
-        url: lease.url.clone(),
+        url: hook.url.clone(),
+        rate_limit_per_second: hook.rate_limit_per_second.max(1) as u32,
         body,
         secrets,
-        event_id: lease.event_id.clone(),
-        event_type: lease.event_type.clone(),
         timeout_ms,
-        rate_limit_per_second: lease.rate_limit_per_second.max(1) as u32,
+        delivery_id: lease.delivery_id,
+        lease_id: lease.lease_id,
+        webhook_id: lease.webhook_id,
+        event_id: lease.event_id,
+        event_type: lease.event_type,
     }
 }

@@ -11,7 +11,7 @@
 //! read found it empty. If no claim of the cycle read the lease counts, the fan-out reads them with the
 //! webhooks (`crate::store::events::publish_in`).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use super::{
     entity::{delivery, event, webhook},
@@ -28,8 +28,8 @@ pub struct HandOff {
     lease_expires_at: i64,
     /// The claim the next delivery goes to first, so that streams share a publish.
     next: usize,
-    webhooks: HashMap<String, SendingWebhook>,
-    event: Option<SendingEvent>,
+    webhooks: HashMap<String, Arc<SendingWebhook>>,
+    event: Option<Arc<SendingEvent>>,
     /// Whether a new delivery was left `pending`.
     left_pending: bool,
 }
@@ -111,11 +111,13 @@ impl HandOff {
         if self.event.as_ref().is_some_and(|e| e.id != event.id) {
             self.event = None;
         }
-        let sending_event = self.event.get_or_insert_with(|| SendingEvent::from(event));
+        let sending_event = self
+            .event
+            .get_or_insert_with(|| Arc::new(SendingEvent::from(event)));
         let sending_hook = self
             .webhooks
             .entry(hook.id.clone())
-            .or_insert_with(|| SendingWebhook::from(hook));
+            .or_insert_with(|| Arc::new(SendingWebhook::from(hook)));
         let claim = &mut self.claims[at];
         claim.room -= 1;
         delivery.status = DeliveryStatus::Sending.as_str().to_owned();

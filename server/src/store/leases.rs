@@ -10,7 +10,10 @@
 //! Each operation here has an `_in` form that runs inside a transaction the caller commits (the writer's
 //! cycle) and a `Store` method that runs it in a transaction of its own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use serde::Deserialize;
 
@@ -39,23 +42,19 @@ use crate::core::{
     Error,
 };
 
-/// A leased delivery with everything needed to send it: read in the same query that finds it due.
+/// A leased delivery with everything needed to send it: read in the same query that finds it due. Its
+/// webhook and event are shared with the other deliveries of the claim that go to that webhook or come from
+/// that event (an event's data is read once and never copied per delivery).
 #[derive(Debug, Clone)]
 pub struct LeasedDelivery {
     pub delivery_id: String,
     pub attempt_count: i32,
     pub lease_id: String,
     pub webhook_id: String,
-    pub url: String,
-    pub rate_limit_per_second: i32,
-    pub secret: String,
-    pub previous_secret: Option<String>,
-    pub previous_secret_expires_at: Option<i64>,
     pub event_id: String,
     pub event_type: String,
-    pub account_id: String,
-    pub data_json: String,
-    pub event_created_at: i64,
+    pub webhook: Arc<SendingWebhook>,
+    pub event: Arc<SendingEvent>,
 }
 
 impl LeasedDelivery {
@@ -63,24 +62,18 @@ impl LeasedDelivery {
     pub(super) fn new(
         delivery: DueDelivery,
         lease_id: &str,
-        hook: &SendingWebhook,
-        event: &SendingEvent,
+        hook: &Arc<SendingWebhook>,
+        event: &Arc<SendingEvent>,
     ) -> Self {
         LeasedDelivery {
             delivery_id: delivery.id,
             attempt_count: delivery.attempt_count,
             lease_id: lease_id.to_owned(),
             webhook_id: delivery.webhook_id,
-            url: hook.url.clone(),
-            rate_limit_per_second: hook.rate_limit_per_second,
-            secret: hook.secret.clone(),
-            previous_secret: hook.previous_secret.clone(),
-            previous_secret_expires_at: hook.previous_secret_expires_at,
             event_id: delivery.event_id,
             event_type: delivery.event_type,
-            account_id: event.account_id.clone(),
-            data_json: event.data_json.clone(),
-            event_created_at: event.created_at,
+            webhook: hook.clone(),
+            event: event.clone(),
         }
     }
 }
@@ -544,14 +537,14 @@ impl DueDelivery {
 
 /// What sending needs of a webhook, read once per claim for all its due deliveries.
 #[derive(Debug, Deserialize)]
-pub(super) struct SendingWebhook {
-    id: String,
-    status: String,
-    url: String,
-    rate_limit_per_second: i32,
-    secret: String,
-    previous_secret: Option<String>,
-    previous_secret_expires_at: Option<i64>,
+pub struct SendingWebhook {
+    pub id: String,
+    pub status: String,
+    pub url: String,
+    pub rate_limit_per_second: i32,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
 }
 
 impl From<&webhook::Model> for SendingWebhook {
@@ -582,11 +575,11 @@ impl SendingWebhook {
 
 /// What sending needs of an event, read once per claim for all its due deliveries.
 #[derive(Debug, Deserialize)]
-pub(super) struct SendingEvent {
-    pub(super) id: String,
-    account_id: String,
-    data_json: String,
-    created_at: i64,
+pub struct SendingEvent {
+    pub id: String,
+    pub account_id: String,
+    pub data_json: String,
+    pub created_at: i64,
 }
 
 impl From<&event::Model> for SendingEvent {
@@ -730,15 +723,16 @@ pub async fn claim_in(
         };
         return Ok((claimed, in_flight));
     }
-    let webhooks: HashMap<String, SendingWebhook> =
+    let webhooks: HashMap<String, Arc<SendingWebhook>> =
         decode_rows::<SendingWebhook>(&hooks, hooks_from)?
             .into_iter()
-            .map(|w| (w.id.clone(), w))
+            .map(|w| (w.id.clone(), Arc::new(w)))
             .collect();
-    let events: HashMap<String, SendingEvent> = decode_rows::<SendingEvent>(&events, events_from)?
-        .into_iter()
-        .map(|e| (e.id.clone(), e))
-        .collect();
+    let events: HashMap<String, Arc<SendingEvent>> =
+        decode_rows::<SendingEvent>(&events, events_from)?
+            .into_iter()
+            .map(|e| (e.id.clone(), Arc::new(e)))
+            .collect();
     let lease_id = id::new(id::Kind::Lease);
     let mut leased = Vec::new();
     let mut to_hold = Vec::new();
