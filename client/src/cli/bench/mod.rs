@@ -191,7 +191,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         ref database,
     } = system;
 
-    let admin = Client::connect(&server_url, &admin_key).await?;
+    let admin = Client::connect(server_url, admin_key).await?;
     for index in 0..args.webhooks {
         let url = format!("{}/wh/{index}", receivers[index % receivers.len()]);
         // The bench sends far more than the default 100 requests/s to one endpoint.
@@ -207,7 +207,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
             .insert(index, secret);
     }
 
-    let publisher = Client::connect(&server_url, &publisher_key).await?;
+    let publisher = Client::connect(server_url, publisher_key).await?;
     let data = payload(args.payload_bytes);
     let expected = args.events * args.webhooks;
     let published_at = Arc::new(std::sync::Mutex::new(
