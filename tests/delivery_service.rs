@@ -216,12 +216,13 @@ async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
                         lease_id: task.lease_id.clone(),
                         ..report.clone()
                     },
+                    // Refused before the store, between two that reach it: each answer stays in its place.
                     proto::ReportDeliveryRequest {
-                        lease_id: "lse_01JD0000000000000000000000".into(),
+                        delivery_id: "bogus".into(),
                         ..report.clone()
                     },
                     proto::ReportDeliveryRequest {
-                        delivery_id: "bogus".into(),
+                        lease_id: "lse_01JD0000000000000000000000".into(),
                         ..report.clone()
                     },
                 ],
@@ -234,9 +235,10 @@ async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
     let codes: Vec<Code> = batch.iter().map(|r| Code::from(r.code)).collect();
     assert_eq!(
         codes,
-        [Code::Ok, Code::FailedPrecondition, Code::InvalidArgument]
+        [Code::Ok, Code::InvalidArgument, Code::FailedPrecondition]
     );
-    assert!(batch[2].message.contains("delivery_id"));
+    assert!(batch[1].message.contains("delivery_id"));
+    assert!(batch[2].message.contains("no longer held"));
     assert_eq!(
         server.get_delivery(&task.delivery_id).await.status(),
         DeliveryStatus::Succeeded

@@ -62,15 +62,15 @@ impl Streams {
         }
     }
 
-    /// Tells stream `owner` (if it is open here) that one of its leases was reported.
-    pub fn reported(&self, owner: &str) {
+    /// Tells stream `owner` (if it is open here) that `count` of its leases were reported.
+    pub fn reported(&self, owner: &str, count: u64) {
         let state = self
             .open
             .lock()
             .ok()
             .and_then(|open| open.get(owner).cloned());
         if let Some(state) = state {
-            state.reported.fetch_add(1, Ordering::Relaxed);
+            state.reported.fetch_add(count, Ordering::Relaxed);
             // `notify_one` keeps a permit when the stream is busy, so the wake-up is never lost.
             state.wake.notify_one();
         }

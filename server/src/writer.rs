@@ -33,6 +33,7 @@ use crate::{
 /// Writes of each kind taken into one cycle, at most: enough to amortise a commit, few enough that one
 /// cycle does not keep the others waiting long.
 const MAX_EVENTS: usize = 256;
+/// Reports, counted one by one (a daemon's call queues its reports as one item).
 const MAX_REPORTS: usize = 1024;
 const MAX_CLAIMS: usize = 64;
 const QUEUE: usize = 8192;
@@ -44,6 +45,10 @@ const POSTGRES_COMMITTERS: usize = 3;
 const CONNECTIONS_PER_COMMITTER: usize = 4;
 
 type Queued<I, O> = (I, oneshot::Sender<Result<O, Error>>);
+/// Each report's own result, in the order given.
+type ReportResults = Vec<Result<Recorded, Error>>;
+/// The reports of one call, answered together: one queue item and one wake-up per call, not per report.
+type QueuedReports = Queued<Vec<AttemptReport>, ReportResults>;
 
 /// A stream's claim as queued, with the flag its stream sets to withdraw it.
 struct ClaimRequest {
@@ -57,14 +62,14 @@ type Parked = Arc<std::sync::Mutex<Vec<Queued<ClaimRequest, Claimed>>>>;
 #[derive(Clone)]
 pub struct Writer {
     events: mpsc::Sender<Queued<event::Model, Published>>,
-    reports: mpsc::Sender<Queued<AttemptReport, Recorded>>,
+    reports: mpsc::Sender<QueuedReports>,
     claims: mpsc::Sender<Queued<ClaimRequest, Claimed>>,
     parked: Parked,
 }
 
 struct Queues {
     events: mpsc::Receiver<Queued<event::Model, Published>>,
-    reports: mpsc::Receiver<Queued<AttemptReport, Recorded>>,
+    reports: mpsc::Receiver<QueuedReports>,
     claims: mpsc::Receiver<Queued<ClaimRequest, Claimed>>,
 }
 
@@ -108,9 +113,16 @@ impl Writer {
         submit(&self.events, event).await
     }
 
-    /// Records one attempt and applies the retry policy; returns once committed.
-    pub async fn report(&self, report: AttemptReport) -> Result<Recorded, Error> {
-        submit(&self.reports, report).await
+    /// Records attempts and applies the retry policy to each; returns once committed, with each report's own
+    /// result (a report refused does not fail the others). The error is the writer's, for all of them.
+    pub async fn report(
+        &self,
+        reports: Vec<AttemptReport>,
+    ) -> Result<Vec<Result<Recorded, Error>>, Error> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        submit(&self.reports, reports).await
     }
 
     /// Leases up to `claim.room` due deliveries to the claiming stream, answered once committed. A claim that
@@ -219,7 +231,7 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
                 else => return,
             }
             drain(&mut queues.events, &mut events, MAX_EVENTS);
-            drain(&mut queues.reports, &mut reports, MAX_REPORTS);
+            drain_reports(&mut queues.reports, &mut reports);
             drain(&mut queues.claims, &mut claims, MAX_CLAIMS);
         }
         if !events.is_empty() {
@@ -235,7 +247,9 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
         }
 
         let (events, event_replies): (Vec<_>, Vec<_>) = events.into_iter().unzip();
-        let (reports, report_replies): (Vec<_>, Vec<_>) = reports.into_iter().unzip();
+        let (report_groups, report_replies): (Vec<_>, Vec<_>) = reports.into_iter().unzip();
+        let group_sizes: Vec<usize> = report_groups.iter().map(Vec::len).collect();
+        let reports: Vec<AttemptReport> = report_groups.into_iter().flatten().collect();
         let (requests, claim_replies): (Vec<_>, Vec<_>) = claims.into_iter().unzip();
         let claims = requests.iter().map(|r| r.claim.clone()).collect();
         let started = std::time::Instant::now();
@@ -247,15 +261,42 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
         let written = store.commit_writes(writes, &rules, time::now_ms()).await;
         tracing::debug!(
             events = event_replies.len(),
-            reports = report_replies.len(),
+            reports = group_sizes.iter().sum::<usize>(),
             claims = claim_replies.len(),
             leased = written.claimed.iter().map(|c| c.as_ref().map_or(0, |c| c.leased.len())).sum::<usize>(),
             took = ?started.elapsed(),
             "committed"
         );
         answer(event_replies, written.published);
-        answer(report_replies, written.recorded);
+        answer_reports(report_replies, &group_sizes, written.recorded);
         answer_claims(&parked, requests, claim_replies, written.claimed);
+    }
+}
+
+/// Takes queued report groups while the cycle has fewer than [`MAX_REPORTS`] reports (a group is never split).
+fn drain_reports(queue: &mut mpsc::Receiver<QueuedReports>, into: &mut Vec<QueuedReports>) {
+    let mut count: usize = into.iter().map(|(group, _)| group.len()).sum();
+    while count < MAX_REPORTS {
+        match queue.try_recv() {
+            Ok(item) => {
+                count += item.0.len();
+                into.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Gives each report group its own slice of the cycle's results (they are in the groups' order).
+fn answer_reports(
+    replies: Vec<oneshot::Sender<Result<ReportResults, Error>>>,
+    sizes: &[usize],
+    results: ReportResults,
+) {
+    let mut results = results.into_iter();
+    for (reply, &size) in replies.into_iter().zip(sizes) {
+        let group: Vec<_> = results.by_ref().take(size).collect();
+        let _ = reply.send(Ok(group));
     }
 }
 

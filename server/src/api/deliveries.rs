@@ -1,7 +1,7 @@
 //! `DeliveryService`: the daemon-facing half of the pipeline. `StreamDeliveries` hands a daemon leased tasks
 //! (the loop lives in `dispatch`); `ReportDelivery` records each attempt and applies the retry policy.
 
-use std::{pin::Pin, sync::Arc};
+use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use futures::Stream;
 use kit_webhooks::proto;
@@ -77,7 +77,9 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
         request: Request<proto::ReportDeliveryRequest>,
     ) -> Result<Response<proto::ReportDeliveryResponse>, Status> {
         self.state.auth.require(&request, &[Role::Daemon]).await?;
-        self.record(request.into_inner()).await?;
+        let outcome = self.record(vec![request.into_inner()]).await.pop();
+        // One report in, one outcome out.
+        outcome.unwrap_or(Ok(()))?;
         Ok(Response::new(proto::ReportDeliveryResponse {}))
     }
 
@@ -98,9 +100,9 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             .into());
         }
         // All at once: they join the same writer cycles.
-        let outcomes =
-            futures::future::join_all(reports.into_iter().map(|report| self.record(report))).await;
-        let results = outcomes
+        let results = self
+            .record(reports)
+            .await
             .into_iter()
             .map(|outcome| match outcome {
                 Ok(()) => proto::ReportResult::default(),
@@ -118,43 +120,85 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
 }
 
 impl DeliveryApi {
-    /// Validates one report, records it (through the writer) and wakes whoever waits on it.
-    async fn record(&self, req: proto::ReportDeliveryRequest) -> Result<(), Error> {
-        let delivery_id = id::parse("delivery_id", Kind::Delivery, &req.delivery_id)?.to_owned();
-        let lease_id = id::parse("lease_id", Kind::Lease, &req.lease_id)?.to_owned();
-        if req.attempt_number == 0 {
-            return Err(Error::invalid("attempt_number", "must be 1 or more"));
+    /// Validates `reports`, records the valid ones in one writer submission (one queue item and one wake-up
+    /// for the call, not one per report) and wakes whoever waits on them. Returns each report's outcome, in
+    /// order: a report refused, by validation or by the store, does not fail the others.
+    async fn record(&self, reports: Vec<proto::ReportDeliveryRequest>) -> Vec<Result<(), Error>> {
+        let mut outcomes: Vec<Result<(), Error>> = Vec::with_capacity(reports.len());
+        let mut valid = Vec::with_capacity(reports.len());
+        for req in reports {
+            match attempt_report(req) {
+                Ok(report) => {
+                    outcomes.push(Ok(()));
+                    valid.push(report);
+                }
+                Err(err) => outcomes.push(Err(err)),
+            }
         }
-        let mut body = req.response_body;
-        body.truncate(MAX_STORED_BODY_BYTES);
-        let report = AttemptReport {
-            delivery_id,
-            lease_id,
-            attempt_number: req.attempt_number,
-            started_at: req
-                .started_at
-                .as_ref()
-                .map(time::to_ms)
-                .unwrap_or_else(time::now_ms),
-            duration_ms: req.duration_ms,
-            request_headers: req.request_headers,
-            response_status: req.response_status,
-            response_headers: req.response_headers,
-            response_body: stored_text(String::from_utf8_lossy(&body).into_owned()),
-            error_kind: stored_text(req.error_kind),
-            error: stored_text(req.error),
+        let recorded = match self.state.writer.report(valid).await {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                let text = err.to_string();
+                for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                    *outcome = Err(Error::Storage(sea_orm::DbErr::Custom(text.clone())));
+                }
+                return outcomes;
+            }
         };
-        let recorded = self.state.writer.report(report).await?;
-        if let Some(owner) = &recorded.lease_owner {
-            self.state.streams.reported(owner);
+        // The valid reports' slots, in order, take their recorded outcomes.
+        let mut retry_scheduled = false;
+        let mut reported: HashMap<String, u64> = HashMap::new();
+        let slots = outcomes.iter_mut().filter(|o| o.is_ok());
+        for (slot, result) in slots.zip(recorded) {
+            match result {
+                Ok(recorded) => {
+                    if let Some(owner) = recorded.lease_owner {
+                        *reported.entry(owner).or_default() += 1;
+                    }
+                    retry_scheduled |=
+                        matches!(recorded.decision.delivery, DeliveryDecision::RetryAt(_));
+                }
+                Err(err) => *slot = Err(err),
+            }
+        }
+        for (owner, count) in reported {
+            self.state.streams.reported(&owner, count);
         }
         self.state.attempt_recorded.notify_waiters();
-        if matches!(recorded.decision.delivery, DeliveryDecision::RetryAt(_)) {
+        if retry_scheduled {
             // Idle streams recompute when the next attempt falls due.
             self.state.deliveries_changed.notify_waiters();
         }
-        Ok(())
+        outcomes
     }
+}
+
+/// A daemon's report as the store takes it, or why it is refused.
+fn attempt_report(req: proto::ReportDeliveryRequest) -> Result<AttemptReport, Error> {
+    let delivery_id = id::parse("delivery_id", Kind::Delivery, &req.delivery_id)?.to_owned();
+    let lease_id = id::parse("lease_id", Kind::Lease, &req.lease_id)?.to_owned();
+    if req.attempt_number == 0 {
+        return Err(Error::invalid("attempt_number", "must be 1 or more"));
+    }
+    let mut body = req.response_body;
+    body.truncate(MAX_STORED_BODY_BYTES);
+    Ok(AttemptReport {
+        delivery_id,
+        lease_id,
+        attempt_number: req.attempt_number,
+        started_at: req
+            .started_at
+            .as_ref()
+            .map(time::to_ms)
+            .unwrap_or_else(time::now_ms),
+        duration_ms: req.duration_ms,
+        request_headers: req.request_headers,
+        response_status: req.response_status,
+        response_headers: req.response_headers,
+        response_body: stored_text(String::from_utf8_lossy(&body).into_owned()),
+        error_kind: stored_text(req.error_kind),
+        error: stored_text(req.error),
+    })
 }
 
 /// Free text of a report as it is stored and shown: PostgreSQL's `text` cannot hold NUL, so NUL becomes U+FFFD,
