@@ -230,9 +230,14 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
                 Some(item) = queues.claims.recv() => claims.push(item),
                 else => return,
             }
-            drain(&mut queues.events, &mut events, MAX_EVENTS);
-            drain_reports(&mut queues.reports, &mut reports);
-            drain(&mut queues.claims, &mut claims, MAX_CLAIMS);
+            drain(&mut queues.events, &mut events, MAX_EVENTS, |_| 1);
+            drain(
+                &mut queues.reports,
+                &mut reports,
+                MAX_REPORTS,
+                |(group, _)| group.len(),
+            );
+            drain(&mut queues.claims, &mut claims, MAX_CLAIMS, |_| 1);
         }
         if !events.is_empty() {
             // The streams waiting for work get this cycle's new deliveries; the due range is not read for
@@ -268,18 +273,24 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
             "committed"
         );
         answer(event_replies, written.published);
-        answer_reports(report_replies, &group_sizes, written.recorded);
+        answer(report_replies, split_groups(&group_sizes, written.recorded));
         answer_claims(&parked, requests, claim_replies, written.claimed);
     }
 }
 
-/// Takes queued report groups while the cycle has fewer than [`MAX_REPORTS`] reports (a group is never split).
-fn drain_reports(queue: &mut mpsc::Receiver<QueuedReports>, into: &mut Vec<QueuedReports>) {
-    let mut count: usize = into.iter().map(|(group, _)| group.len()).sum();
-    while count < MAX_REPORTS {
+/// Takes queued items while `into` holds fewer than `max`, counting each item as `size` of it (a daemon's
+/// report call counts its reports; it is never split).
+fn drain<T>(
+    queue: &mut mpsc::Receiver<T>,
+    into: &mut Vec<T>,
+    max: usize,
+    size: impl Fn(&T) -> usize,
+) {
+    let mut count: usize = into.iter().map(&size).sum();
+    while count < max {
         match queue.try_recv() {
             Ok(item) => {
-                count += item.0.len();
+                count += size(&item);
                 into.push(item);
             }
             Err(_) => break,
@@ -287,26 +298,13 @@ fn drain_reports(queue: &mut mpsc::Receiver<QueuedReports>, into: &mut Vec<Queue
     }
 }
 
-/// Gives each report group its own slice of the cycle's results (they are in the groups' order).
-fn answer_reports(
-    replies: Vec<oneshot::Sender<Result<ReportResults, Error>>>,
-    sizes: &[usize],
-    results: ReportResults,
-) {
+/// The cycle's report results cut back into the groups they were queued in (they are in the groups' order).
+fn split_groups(sizes: &[usize], results: ReportResults) -> Vec<Result<ReportResults, Error>> {
     let mut results = results.into_iter();
-    for (reply, &size) in replies.into_iter().zip(sizes) {
-        let group: Vec<_> = results.by_ref().take(size).collect();
-        let _ = reply.send(Ok(group));
-    }
-}
-
-fn drain<T>(queue: &mut mpsc::Receiver<T>, into: &mut Vec<T>, max: usize) {
-    while into.len() < max {
-        match queue.try_recv() {
-            Ok(item) => into.push(item),
-            Err(_) => break,
-        }
-    }
+    sizes
+        .iter()
+        .map(|&size| Ok(results.by_ref().take(size).collect()))
+        .collect()
 }
 
 /// Answers each claim, except one that found nothing: it is parked until a publish.
