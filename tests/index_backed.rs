@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    authed, fast_delivery,
+    authed, count, fast_delivery,
     receiver::{always, Receiver, Reply},
     Backend, TestServer,
 };
@@ -163,13 +163,4 @@ async fn sequential_scans(db: &DatabaseConnection) -> Vec<(String, i64)> {
         scans.push((table.to_owned(), count(db, &sql).await));
     }
     scans
-}
-
-async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
-    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .expect("query")
-        .expect("a row")
-        .try_get::<i64>("", "n")
-        .expect("n")
 }

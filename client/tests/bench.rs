@@ -66,19 +66,10 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
 }
 
 async fn deliveries_stored(database_url: &str) -> i64 {
-    use sea_orm::{ConnectionTrait, Statement};
     let db = sea_orm::Database::connect(database_url)
         .await
         .expect("connect");
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM deliveries",
-        ))
-        .await
-        .expect("count")
-        .expect("a row");
-    let n = row.try_get::<i64>("", "n").expect("n");
+    let n = common::count(&db, "SELECT COUNT(*) AS n FROM deliveries").await;
     let _ = db.close().await;
     n
 }

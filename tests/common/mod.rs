@@ -104,6 +104,19 @@ impl TestDatabase {
     }
 }
 
+/// The `n` column of the one row `sql` returns (a `COUNT(*) AS n`, typically), read on `db`.
+pub async fn count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        sql,
+    ))
+    .await
+    .expect("query")
+    .expect("a row")
+    .try_get::<i64>("", "n")
+    .expect("n")
+}
+
 /// A running server with the keys a test needs.
 pub struct TestServer {
     pub server: RunningServer,
