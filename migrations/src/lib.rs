@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_drop_unused_delivery_indexes;
 mod m0003_index_deliveries_in_progress;
+mod m0004_byte_order_keys;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_drop_unused_delivery_indexes::Migration),
             Box::new(m0003_index_deliveries_in_progress::Migration),
+            Box::new(m0004_byte_order_keys::Migration),
         ]
     }
 }
