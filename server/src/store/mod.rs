@@ -81,8 +81,16 @@ impl Store {
                 // dead, so counting held leases went through tens of thousands of them. Both cost 5-25 ms a
                 // statement where an index scan takes a fraction of a millisecond; these connections tell the
                 // planner to use the indexes. (A query with no usable index still runs, as a sequential scan.)
+                // With the plan thus settled by the indexes, a prepared statement's plan does not depend on its
+                // parameters: generic plans spare the writer's statements a custom plan per execution, which
+                // also parsed each insert's JSON rows once more to fold them as constants (~6 % of
+                // PostgreSQL's CPU under load, docs/PERFORMANCE.md step 37).
                 .map_sqlx_postgres_opts(|postgres| {
-                    postgres.options([("enable_seqscan", "off"), ("enable_bitmapscan", "off")])
+                    postgres.options([
+                        ("enable_seqscan", "off"),
+                        ("enable_bitmapscan", "off"),
+                        ("plan_cache_mode", "force_generic_plan"),
+                    ])
                 });
             let pool = Database::connect(options).await?;
             Ok(Store {
