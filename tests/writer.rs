@@ -112,7 +112,7 @@ async fn one_cycle_publishes_records_and_leases(backend: Backend) {
         .commit_writes(
             Writes {
                 events: vec![event],
-                reports: vec![ok_report(&first.delivery_id, &first.lease_id)],
+                reports: vec![ok_report(&first.delivery_id, &first.lease_id).into()],
                 claims: vec![claim(10)],
             },
             &rules(&server),
@@ -157,7 +157,7 @@ async fn a_failing_publish_does_not_fail_the_reports_of_its_cycle(backend: Backe
         .commit_writes(
             Writes {
                 events: vec![duplicate],
-                reports: vec![ok_report(&leased.delivery_id, &leased.lease_id)],
+                reports: vec![ok_report(&leased.delivery_id, &leased.lease_id).into()],
                 claims: Vec::new(),
             },
             &rules(&server),

@@ -14,7 +14,7 @@ use kit_webhooks_server::{
     store::{
         entity::event,
         events::new_event,
-        leases::{AttemptReport, Claim, LeasedDelivery},
+        leases::{AttemptReport, Claim, LeasedDelivery, ReadyReport},
         webhooks::new_webhook,
         writes::{WriteRules, Writes},
         Store,
@@ -160,10 +160,11 @@ async fn backlog(store: &Store) {
         .expect("backlog");
 }
 
-fn reports(leased: &[LeasedDelivery]) -> Vec<AttemptReport> {
+/// Reports as the writer takes them: made ready (attempt rows built) by the caller, as `Writer::report` does.
+fn reports(leased: &[LeasedDelivery]) -> Vec<ReadyReport> {
     leased
         .iter()
-        .map(|l| report(&l.delivery_id, &l.lease_id))
+        .map(|l| report(&l.delivery_id, &l.lease_id).into())
         .collect()
 }
 

@@ -24,7 +24,7 @@ use crate::{
     store::{
         entity::event,
         events::Published,
-        leases::{AttemptReport, Claim, Claimed, Recorded},
+        leases::{AttemptReport, Claim, Claimed, ReadyReport, Recorded},
         writes::{WriteRules, Writes},
         Store,
     },
@@ -48,7 +48,7 @@ type Queued<I, O> = (I, oneshot::Sender<Result<O, Error>>);
 /// Each report's own result, in the order given.
 type ReportResults = Vec<Result<Recorded, Error>>;
 /// The reports of one call, answered together: one queue item and one wake-up per call, not per report.
-type QueuedReports = Queued<Vec<AttemptReport>, ReportResults>;
+type QueuedReports = Queued<Vec<ReadyReport>, ReportResults>;
 
 /// A stream's claim as queued, with the flag its stream sets to withdraw it.
 struct ClaimRequest {
@@ -114,7 +114,8 @@ impl Writer {
     }
 
     /// Records attempts and applies the retry policy to each; returns once committed, with each report's own
-    /// result (a report refused does not fail the others). The error is the writer's, for all of them.
+    /// result (a report refused does not fail the others). The error is the writer's, for all of them. The
+    /// reports are made ready to record here, in the caller's task, not in the cycle.
     pub async fn report(
         &self,
         reports: Vec<AttemptReport>,
@@ -122,7 +123,8 @@ impl Writer {
         if reports.is_empty() {
             return Ok(Vec::new());
         }
-        submit(&self.reports, reports).await
+        let ready = reports.into_iter().map(ReadyReport::from).collect();
+        submit(&self.reports, ready).await
     }
 
     /// Leases up to `claim.room` due deliveries to the claiming stream, answered once committed. A claim that
@@ -254,7 +256,7 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
         let (events, event_replies): (Vec<_>, Vec<_>) = events.into_iter().unzip();
         let (report_groups, report_replies): (Vec<_>, Vec<_>) = reports.into_iter().unzip();
         let group_sizes: Vec<usize> = report_groups.iter().map(Vec::len).collect();
-        let reports: Vec<AttemptReport> = report_groups.into_iter().flatten().collect();
+        let reports: Vec<ReadyReport> = report_groups.into_iter().flatten().collect();
         let (requests, claim_replies): (Vec<_>, Vec<_>) = claims.into_iter().unzip();
         let claims = requests.iter().map(|r| r.claim.clone()).collect();
         let started = std::time::Instant::now();

@@ -21,7 +21,7 @@ use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction,
     DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, TransactionTrait,
 };
 
 use super::{
@@ -92,6 +92,47 @@ pub struct AttemptReport {
     pub response_body: String,
     pub error_kind: String,
     pub error: String,
+}
+
+/// A report made ready to record: the attempt row it adds (headers as stored JSON, a fresh id) and what the
+/// retry policy reads of it. Built from an [`AttemptReport`] by the caller, before the report is queued for
+/// the writer, so that the writer's cycle, the one serial path on SQLite, only decides and writes.
+#[derive(Debug, Clone)]
+pub struct ReadyReport {
+    pub lease_id: String,
+    pub attempt_number: u32,
+    pub response_status: u32,
+    /// The response's `Retry-After`, if any.
+    pub retry_after: Option<String>,
+    /// Numbered `attempt_number`: recorded only if that is the lease's next attempt.
+    pub attempt: attempt::Model,
+}
+
+impl From<AttemptReport> for ReadyReport {
+    fn from(report: AttemptReport) -> Self {
+        let json = |headers: &BTreeMap<String, String>| {
+            serde_json::to_string(headers).unwrap_or_else(|_| "{}".into())
+        };
+        ReadyReport {
+            retry_after: header(&report.response_headers, "retry-after"),
+            attempt: attempt::Model {
+                id: id::new(id::Kind::Attempt),
+                number: report.attempt_number.min(i32::MAX as u32) as i32,
+                started_at: report.started_at,
+                duration_ms: report.duration_ms.min(i32::MAX as u32) as i32,
+                request_headers: json(&report.request_headers),
+                response_status: report.response_status.min(999) as i32,
+                response_headers: json(&report.response_headers),
+                response_body: report.response_body,
+                error_kind: report.error_kind,
+                error: report.error,
+                delivery_id: report.delivery_id,
+            },
+            lease_id: report.lease_id,
+            attempt_number: report.attempt_number,
+            response_status: report.response_status,
+        }
+    }
 }
 
 /// What recording a report needs of its delivery, read with its webhook in one statement ([`select_json`]).
@@ -224,7 +265,7 @@ impl Store {
     /// released by the same commit that records their attempts.
     pub async fn record_attempts(
         &self,
-        reports: Vec<AttemptReport>,
+        reports: Vec<ReadyReport>,
         policy: &RetryPolicy,
         now: i64,
     ) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
@@ -238,7 +279,7 @@ impl Store {
 /// [`Store::record_attempts`] inside a transaction the caller commits.
 pub async fn record_in(
     txn: &DatabaseTransaction,
-    reports: &[AttemptReport],
+    reports: &[ReadyReport],
     policy: &RetryPolicy,
     now: i64,
 ) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
@@ -248,7 +289,7 @@ pub async fn record_in(
     let (ids, values) = id_list::sql(
         txn.get_database_backend(),
         "id",
-        reports.iter().map(|r| r.delivery_id.as_str()),
+        reports.iter().map(|r| r.attempt.delivery_id.as_str()),
     );
     // The leases and their webhooks in one read.
     let lock = if postgres {
@@ -313,7 +354,8 @@ pub async fn record_in(
     let mut retries = Vec::new();
     for report in reports {
         // Taken out of `held`, so a second report on the same lease in this group is refused too.
-        let found = match held.remove(&report.delivery_id) {
+        let delivery_id = &report.attempt.delivery_id;
+        let found = match held.remove(delivery_id) {
             Some(found) if found.lease_id.as_deref() == Some(report.lease_id.as_str()) => found,
             other => {
                 if let Some(other) = other {
@@ -322,7 +364,7 @@ pub async fn record_in(
                 results.push(Err(Error::FailedPrecondition(format!(
                         "lease `{}` on delivery `{}` is no longer held (released, expired or already reported); \
                          the report was discarded",
-                        report.lease_id, report.delivery_id
+                        report.lease_id, delivery_id
                     ))));
                 continue;
             }
@@ -345,9 +387,9 @@ pub async fn record_in(
         let outcome = Outcome {
             attempt_number: report.attempt_number,
             status: report.response_status,
-            retry_after: header(&report.response_headers, "retry-after"),
+            retry_after: report.retry_after.clone(),
             is_test_ping: found.event_type == TEST_PING,
-            started_at: report.started_at,
+            started_at: report.attempt.started_at,
         };
         let health = WebhookHealth {
             failure_count: hook.failure_count.max(0) as u32,
@@ -367,23 +409,7 @@ pub async fn record_in(
                 ));
             }
         }
-        attempts.push(attempt::ActiveModel {
-            id: Set(id::new(id::Kind::Attempt)),
-            delivery_id: Set(found.id.clone()),
-            number: Set(number),
-            started_at: Set(report.started_at),
-            duration_ms: Set(report.duration_ms.min(i32::MAX as u32) as i32),
-            request_headers: Set(
-                serde_json::to_string(&report.request_headers).unwrap_or_else(|_| "{}".into())
-            ),
-            response_status: Set(report.response_status.min(999) as i32),
-            response_headers: Set(
-                serde_json::to_string(&report.response_headers).unwrap_or_else(|_| "{}".into())
-            ),
-            response_body: Set(report.response_body.clone()),
-            error_kind: Set(report.error_kind.clone()),
-            error: Set(report.error.clone()),
-        });
+        attempts.push(report.attempt.clone().into_active_model());
         results.push(Ok(Recorded {
             decision,
             lease_owner: found.lease_owner,

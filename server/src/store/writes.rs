@@ -13,7 +13,7 @@ use super::{
     entity::event,
     events::{publish_in, Published},
     hand_off::HandOff,
-    leases::{claim_in, record_in, AttemptReport, Claim, Claimed, Recorded},
+    leases::{claim_in, record_in, Claim, Claimed, ReadyReport, Recorded},
     Store,
 };
 use crate::core::{policy::RetryPolicy, Error};
@@ -22,7 +22,7 @@ use crate::core::{policy::RetryPolicy, Error};
 #[derive(Debug, Default)]
 pub struct Writes {
     pub events: Vec<event::Model>,
-    pub reports: Vec<AttemptReport>,
+    pub reports: Vec<ReadyReport>,
     pub claims: Vec<Claim>,
 }
 
