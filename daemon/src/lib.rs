@@ -3,6 +3,7 @@
 //! reports every attempt (in batches, with `ReportDeliveries`).
 //!
 //! - [`address`]: which IP addresses deliveries may reach (the SSRF rule).
+//! - [`allocator`]: how long freed memory stays with the process (mimalloc's purge delay).
 //! - [`connector`]: connects to vetted addresses only.
 //! - [`limiter`]: per-endpoint rate limits and per-host request caps.
 //! - [`sender`]: signs and sends one task, and describes the outcome.
@@ -12,6 +13,7 @@
 //! the `kit-webhooks-daemon` command.
 
 pub mod address;
+pub mod allocator;
 pub mod connector;
 pub mod limiter;
 mod reporter;

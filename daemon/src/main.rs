@@ -33,8 +33,14 @@ struct Cli {
     options: Options,
 }
 
+fn main() {
+    // Before the runtime's threads exist.
+    kit_webhooks_daemon::allocator::keep_freed_memory();
+    entry();
+}
+
 #[tokio::main]
-async fn main() {
+async fn entry() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -126,8 +126,14 @@ struct ServeArgs {
 /// A list of durations as one clap value.
 type Durations = Vec<Duration>;
 
+fn main() {
+    // Before the runtime's threads exist.
+    kit_webhooks_daemon::allocator::keep_freed_memory();
+    entry();
+}
+
 #[tokio::main]
-async fn main() {
+async fn entry() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
