@@ -9,6 +9,7 @@ mod m0001_initial;
 mod m0002_drop_unused_delivery_indexes;
 mod m0003_index_deliveries_in_progress;
 mod m0004_byte_order_keys;
+mod m0005_attempts_keyed_by_delivery;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_drop_unused_delivery_indexes::Migration),
             Box::new(m0003_index_deliveries_in_progress::Migration),
             Box::new(m0004_byte_order_keys::Migration),
+            Box::new(m0005_attempts_keyed_by_delivery::Migration),
         ]
     }
 }

@@ -1,13 +1,15 @@
-//! One recorded HTTP attempt of a delivery. Header maps are stored as JSON objects.
+//! One recorded HTTP attempt of a delivery, keyed by its delivery and number (migration m0005; `id` is its public
+//! name). Header maps are stored as JSON objects.
 
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "attempts")]
 pub struct Model {
-    #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
     pub delivery_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
     pub number: i32,
     pub started_at: i64,
     pub duration_ms: i32,
