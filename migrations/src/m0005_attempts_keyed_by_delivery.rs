@@ -29,13 +29,17 @@ const POSTGRES_DOWN: [&str; 3] = [
     "ALTER TABLE attempts ADD CONSTRAINT attempts_pkey PRIMARY KEY (id)",
 ];
 
-/// The columns of `attempts` as m0001 made them, for SQLite's rebuilds.
-const COLUMNS: &str = r#""id" varchar(64) NOT NULL, "delivery_id" varchar(64) NOT NULL,
-    "number" integer NOT NULL, "started_at" integer NOT NULL, "duration_ms" integer NOT NULL,
-    "request_headers" text NOT NULL, "response_status" integer NOT NULL, "response_headers" text NOT NULL,
-    "response_body" text NOT NULL, "error_kind" varchar(32) NOT NULL, "error" text NOT NULL"#;
-const NAMES: &str = r#""id", "delivery_id", "number", "started_at", "duration_ms", "request_headers",
-    "response_status", "response_headers", "response_body", "error_kind", "error""#;
+/// The columns of `attempts` as m0001 made them, for SQLite's rebuilds (one line each: SQLite keeps the text).
+const COLUMNS: &str = concat!(
+    r#""id" varchar(64) NOT NULL, "delivery_id" varchar(64) NOT NULL, "number" integer NOT NULL, "#,
+    r#""started_at" integer NOT NULL, "duration_ms" integer NOT NULL, "request_headers" text NOT NULL, "#,
+    r#""response_status" integer NOT NULL, "response_headers" text NOT NULL, "response_body" text NOT NULL, "#,
+    r#""error_kind" varchar(32) NOT NULL, "error" text NOT NULL"#,
+);
+const NAMES: &str = concat!(
+    r#""id", "delivery_id", "number", "started_at", "duration_ms", "request_headers", "#,
+    r#""response_status", "response_headers", "response_body", "error_kind", "error""#,
+);
 
 /// SQLite: `attempts` rebuilt with `key` (SQL after the columns), then `after`.
 fn sqlite_rebuild(key: &str, after: &[&str]) -> Vec<String> {
