@@ -138,9 +138,8 @@ impl DeliveryApi {
         let recorded = match self.state.writer.report(valid).await {
             Ok(recorded) => recorded,
             Err(err) => {
-                let text = err.to_string();
                 for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
-                    *outcome = Err(Error::Storage(sea_orm::DbErr::Custom(text.clone())));
+                    *outcome = Err(err.copied());
                 }
                 return outcomes;
             }

@@ -38,6 +38,27 @@ impl Error {
     pub fn not_found(kind: &str, id: &str) -> Self {
         Error::NotFound(format!("{kind} `{id}` not found"))
     }
+
+    /// This error again, for each of several requests that one failure answers (the writes of a cycle, the
+    /// reports of a call). `Error` is not `Clone` because a database error may hold its driver's error; the
+    /// copy of one keeps its message.
+    pub fn copied(&self) -> Self {
+        match self {
+            Error::InvalidArgument { field, message } => Error::InvalidArgument {
+                field,
+                message: message.clone(),
+            },
+            Error::NotFound(message) => Error::NotFound(message.clone()),
+            Error::FailedPrecondition(message) => Error::FailedPrecondition(message.clone()),
+            Error::Unauthenticated(message) => Error::Unauthenticated(message.clone()),
+            Error::PermissionDenied(message) => Error::PermissionDenied(message.clone()),
+            Error::Storage(db) => Error::Storage(sea_orm::DbErr::Custom(match db {
+                // Its text as it is: `Custom`'s message is prefixed each time it is displayed.
+                sea_orm::DbErr::Custom(text) => text.clone(),
+                other => other.to_string(),
+            })),
+        }
+    }
 }
 
 impl From<Error> for Status {
@@ -54,5 +75,27 @@ impl From<Error> for Status {
             }
         };
         Status::new(code, error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_keeps_the_kind_and_the_message() {
+        let storage = Error::Storage(sea_orm::DbErr::Custom("disk full".into()));
+        let copy = storage.copied();
+        assert!(matches!(copy, Error::Storage(_)));
+        assert_eq!(copy.to_string(), storage.to_string());
+        let invalid = Error::invalid("url", "must be https");
+        assert_eq!(
+            Status::from(invalid.copied()).message(),
+            "url: must be https"
+        );
+        assert_eq!(
+            Status::from(Error::not_found("webhook", "wh_1").copied()).code(),
+            Code::NotFound
+        );
     }
 }

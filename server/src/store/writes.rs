@@ -158,7 +158,6 @@ impl Store {
 
 /// `n` copies of the error of a write that failed as a whole.
 fn failed<T>(err: DbErr, n: usize) -> Vec<Result<T, Error>> {
-    (0..n)
-        .map(|_| Err(Error::Storage(DbErr::Custom(err.to_string()))))
-        .collect()
+    let err = Error::from(err);
+    (0..n).map(|_| Err(err.copied())).collect()
 }
