@@ -1,7 +1,5 @@
 //! Rows to protobuf messages: the one place that decides how stored values look on the wire.
 
-use std::collections::BTreeMap;
-
 use kit_webhooks::proto;
 
 use crate::{
@@ -77,18 +75,14 @@ pub fn delivery(row: delivery::Model, attempts: Vec<attempt::Model>) -> proto::D
     }
 }
 
-fn headers(stored: &str) -> BTreeMap<String, String> {
-    serde_json::from_str(stored).unwrap_or_default()
-}
-
 pub fn attempt(row: attempt::Model) -> proto::Attempt {
     proto::Attempt {
         number: row.number.max(0) as u32,
         started_at: Some(to_timestamp(row.started_at)),
         duration_ms: row.duration_ms.max(0) as u32,
-        request_headers: headers(&row.request_headers),
+        request_headers: attempt::headers(&row.request_headers),
         response_status: row.response_status.max(0) as u32,
-        response_headers: headers(&row.response_headers),
+        response_headers: attempt::headers(&row.response_headers),
         response_body: row.response_body,
         error: row.error,
         error_kind: row.error_kind,

@@ -110,9 +110,6 @@ pub struct ReadyReport {
 
 impl From<AttemptReport> for ReadyReport {
     fn from(report: AttemptReport) -> Self {
-        let json = |headers: &BTreeMap<String, String>| {
-            serde_json::to_string(headers).unwrap_or_else(|_| "{}".into())
-        };
         ReadyReport {
             retry_after: header(&report.response_headers, "retry-after"),
             attempt: attempt::Model {
@@ -120,9 +117,9 @@ impl From<AttemptReport> for ReadyReport {
                 number: report.attempt_number.min(i32::MAX as u32) as i32,
                 started_at: report.started_at,
                 duration_ms: report.duration_ms.min(i32::MAX as u32) as i32,
-                request_headers: json(&report.request_headers),
+                request_headers: attempt::stored_headers(&report.request_headers),
                 response_status: report.response_status.min(999) as i32,
-                response_headers: json(&report.response_headers),
+                response_headers: attempt::stored_headers(&report.response_headers),
                 response_body: report.response_body,
                 error_kind: report.error_kind,
                 error: report.error,

@@ -1,5 +1,7 @@
 //! One recorded HTTP attempt of a delivery, keyed by its delivery and number (migration m0005; `id` is its public
-//! name). Header maps are stored as JSON objects.
+//! name). Header maps are stored as JSON objects ([`stored_headers`], read back with [`headers`]).
+
+use std::collections::BTreeMap;
 
 use sea_orm::entity::prelude::*;
 
@@ -25,3 +27,13 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// A header map as the row stores it: a JSON object.
+pub fn stored_headers(headers: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "{}".into())
+}
+
+/// A header map the row stored ([`stored_headers`]); empty if the text is not one.
+pub fn headers(stored: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(stored).unwrap_or_default()
+}
