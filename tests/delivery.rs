@@ -40,6 +40,7 @@ on_both_databases!(
     retry_delivery_sends_again_as_the_next_attempt,
     the_daemon_sends_no_more_at_once_than_its_request_slots,
     a_host_gets_no_more_requests_at_once_than_its_cap,
+    a_host_keeps_its_connections_between_bursts,
     a_pending_delivery_of_a_paused_webhook_is_held_not_sent,
 );
 
@@ -759,6 +760,36 @@ async fn a_host_gets_no_more_requests_at_once_than_its_cap(backend: Backend) {
     );
     slow.wait_for(16, WAIT).await;
     assert_eq!(slow.busiest(), 2, "two requests at once to the capped host");
+    server.stop().await;
+}
+
+async fn a_host_keeps_its_connections_between_bursts(backend: Backend) {
+    // Each request takes a second, so that a burst's requests are all out at once, each on a connection.
+    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_secs(1)))).await;
+    let server = start_with_slots(backend, 100, 100, 80).await;
+    server
+        .create_webhook(&receiver.url("/"), &["application.*"])
+        .await;
+    let burst = || {
+        futures::future::join_all((0..80).map(|_| server.publish("application.submitted", "{}")))
+    };
+    burst().await;
+    receiver.wait_for(80, WAIT).await;
+    let first = receiver.connections();
+    // More connections than a pool keeping 64 idle per host would keep.
+    assert!(
+        first > 64,
+        "the first burst opened only {first} connections"
+    );
+    // The burst answered, its connections sit idle in the daemon's pool.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    burst().await;
+    receiver.wait_for(160, WAIT).await;
+    assert_eq!(
+        receiver.connections(),
+        first,
+        "the second burst reused the first one's connections"
+    );
     server.stop().await;
 }
 

@@ -135,6 +135,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
     let sender = Sender::new(
         AddressGuard::new(config.options.allow_networks.clone()),
         extra_roots,
+        config.options.max_connections_per_host.max(1) as usize,
     )?;
     let channel = endpoint(&config.server)?.connect_lazy();
     let token: MetadataValue<_> = format!("Bearer {}", config.token)

@@ -30,9 +30,14 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// A sender that reaches only addresses `guard` allows, trusts `extra_roots` beside the usual roots, and
+    /// keeps up to `connections_per_host` idle connections to each host: as many as it may open to one
+    /// (the daemon's `--max-connections-per-host`), so that a host's connections survive the dips of a
+    /// steady load instead of being closed and opened again.
     pub fn new(
         guard: AddressGuard,
         extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+        connections_per_host: usize,
     ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -59,7 +64,7 @@ impl Sender {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(connections_per_host)
             .build(https);
         Ok(Sender { client })
     }

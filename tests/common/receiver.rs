@@ -134,11 +134,12 @@ pub struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Requests being answered at once: now, and the most seen.
+/// Requests being answered at once: now, and the most seen; and the connections accepted.
 #[derive(Default)]
 struct Concurrency {
     open: AtomicUsize,
     busiest: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 /// Counts one request as open until dropped.
@@ -193,6 +194,7 @@ impl Receiver {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                task_concurrency.connections.fetch_add(1, Ordering::SeqCst);
                 let (seen, arrived, concurrency, script, tls) = (
                     task_seen.clone(),
                     task_arrived.clone(),
@@ -250,6 +252,11 @@ impl Receiver {
     /// The most requests this receiver was answering at once.
     pub fn busiest(&self) -> usize {
         self.concurrency.busiest.load(Ordering::SeqCst)
+    }
+
+    /// The connections this receiver has accepted.
+    pub fn connections(&self) -> usize {
+        self.concurrency.connections.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Received> {
