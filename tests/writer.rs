@@ -280,16 +280,41 @@ async fn a_standing_claim_waits_for_the_next_publish(backend: Backend) {
         (published.deliveries_queued, published.deliveries_pending),
         (1, 0)
     );
-    let claimed = tokio::time::timeout(quiet, standing.answer())
+    let answer = tokio::time::timeout(quiet, standing.answer())
         .await
         .expect("answered by the publish")
         .expect("claimed");
+    let claimed = answer.claimed;
     assert_eq!(claimed.leased.len(), 1);
     assert_eq!(claimed.leased[0].event_id, event.id);
     assert_eq!(
         status_of(&server, &claimed.leased[0].delivery_id).await,
         "sending"
     );
+
+    // Answered with room to spare, the claim is parked again at once: the next publish hands it its delivery
+    // too, without the stream asking again.
+    assert!(answer.parked_again, "parked again with 9 of its 10 left");
+    let next = new_event("default", "application.submitted", "{}", None);
+    let published = writer.publish(next.clone()).await.expect("published");
+    assert_eq!(published.deliveries_pending, 0);
+    let again = tokio::time::timeout(quiet, standing.answer())
+        .await
+        .expect("answered by the second publish")
+        .expect("claimed");
+    assert_eq!(again.claimed.leased.len(), 1);
+    assert_eq!(again.claimed.leased[0].event_id, next.id);
+    // Taken back with an answer it has not read: the answer comes with it, so no lease is lost on the way.
+    let third = new_event("default", "application.submitted", "{}", None);
+    let published = writer.publish(third.clone()).await.expect("published");
+    assert_eq!(published.deliveries_pending, 0);
+    let unread = standing
+        .withdraw()
+        .await
+        .expect("answered before it was taken back")
+        .expect("claimed");
+    assert_eq!(unread.leased.len(), 1);
+    assert_eq!(unread.leased[0].event_id, third.id);
 
     // A parked claim taken back gets nothing, and the next publish leaves its delivery pending.
     let parked = writer.park_claim(claim(10));

@@ -26,7 +26,7 @@ use crate::{
     api::AppState,
     core::time,
     store::leases::{Claim, Claimed, SendingEvent},
-    writer::StandingClaim,
+    writer::{ClaimAnswer, StandingClaim},
 };
 
 /// The longest an idle stream sleeps before looking for due deliveries again.
@@ -153,10 +153,7 @@ pub async fn run_stream(
                 changed.as_mut().enable();
                 None
             }
-            answer = answer_of(&mut claim) => {
-                claim = None;
-                Some(answer)
-            }
+            answer = answer_of(&mut claim) => Some(answer),
             _ = stream.wake.notified() => {
                 hold_off = false;
                 continue;
@@ -169,9 +166,25 @@ pub async fn run_stream(
         // No answer: something may have fallen due that a parked claim would not see. Take the claim back
         // (or its answer, if a cycle has it already) and claim again with a read.
         let recheck = answer.is_none();
-        let answer = match (answer, claim.take()) {
-            (None, Some(standing)) => standing.withdraw().await,
-            (answer, _) => answer,
+        let answer = match answer {
+            // Parked again by the cycle that answered it: the claim stays out, with the room it has left.
+            Some(Ok(ClaimAnswer {
+                claimed,
+                parked_again,
+            })) => {
+                if !parked_again {
+                    claim = None;
+                }
+                Some(Ok(claimed))
+            }
+            Some(Err(err)) => {
+                claim = None;
+                Some(Err(err))
+            }
+            None => match claim.take() {
+                Some(standing) => standing.withdraw().await,
+                None => None,
+            },
         };
         match answer {
             None => {}
@@ -221,8 +234,8 @@ pub async fn run_stream(
     }
 }
 
-/// The answer to `claim`, once it has one; never, while there is none.
-async fn answer_of(claim: &mut Option<StandingClaim>) -> Result<Claimed, crate::core::Error> {
+/// The next answer to `claim`, once it has one; never, while there is none.
+async fn answer_of(claim: &mut Option<StandingClaim>) -> Result<ClaimAnswer, crate::core::Error> {
     match claim {
         Some(claim) => claim.answer().await,
         None => std::future::pending().await,

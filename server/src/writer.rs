@@ -9,7 +9,9 @@
 //! A stream with room and nothing due leaves a [`StandingClaim`]: it waits here, parked, until a cycle that
 //! publishes takes it, and that cycle leases its new deliveries to the stream as it stores them
 //! (`crate::store::hand_off`). An event then reaches its stream with the commit that stores it, not a claim
-//! cycle later.
+//! cycle later. A claim answered with leases, room to spare and nothing more due is parked again by the cycle
+//! that answers it, before the next cycle gathers: were the stream to park it again itself, the publishes
+//! gathered meanwhile would find no claim, leave their deliveries pending and cost a claim cycle each.
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -56,21 +58,34 @@ struct ClaimRequest {
     withdrawn: Arc<AtomicBool>,
 }
 
+/// A claim's answers go to its stream over a channel of their own: a claim parked again is answered again.
+type ClaimReply = mpsc::UnboundedSender<Result<ClaimAnswer, Error>>;
+/// A queued or parked claim, with where its answers go.
+type QueuedClaim = (ClaimRequest, ClaimReply);
+
 /// Standing claims waiting for a publish.
-type Parked = Arc<std::sync::Mutex<Vec<Queued<ClaimRequest, Claimed>>>>;
+type Parked = Arc<std::sync::Mutex<Vec<QueuedClaim>>>;
+
+/// What a claim got: its leases, and whether it is parked again for the next publish (with the room it has
+/// left), in which case its [`StandingClaim`] stays out and will be answered again.
+#[derive(Debug, Default)]
+pub struct ClaimAnswer {
+    pub claimed: Claimed,
+    pub parked_again: bool,
+}
 
 #[derive(Clone)]
 pub struct Writer {
     events: mpsc::Sender<Queued<event::Model, Published>>,
     reports: mpsc::Sender<QueuedReports>,
-    claims: mpsc::Sender<Queued<ClaimRequest, Claimed>>,
+    claims: mpsc::Sender<QueuedClaim>,
     parked: Parked,
 }
 
 struct Queues {
     events: mpsc::Receiver<Queued<event::Model, Published>>,
     reports: mpsc::Receiver<QueuedReports>,
-    claims: mpsc::Receiver<Queued<ClaimRequest, Claimed>>,
+    claims: mpsc::Receiver<QueuedClaim>,
 }
 
 impl Writer {
@@ -146,15 +161,15 @@ impl Writer {
         standing
     }
 
-    fn standing(&self, claim: Claim) -> (Queued<ClaimRequest, Claimed>, StandingClaim) {
-        let (reply, answer) = oneshot::channel();
+    fn standing(&self, claim: Claim) -> (QueuedClaim, StandingClaim) {
+        let (reply, answers) = mpsc::unbounded_channel();
         let withdrawn = Arc::new(AtomicBool::new(false));
         let request = ClaimRequest {
             claim,
             withdrawn: withdrawn.clone(),
         };
         let standing = StandingClaim {
-            answer,
+            answers,
             withdrawn,
             parked: self.parked.clone(),
         };
@@ -162,39 +177,93 @@ impl Writer {
     }
 }
 
-/// A stream's claim that may be waiting for a publish ([`Writer::standing_claim`]).
+/// A stream's claim that may be waiting for a publish ([`Writer::standing_claim`]). Dropping it takes it back
+/// (an answer a cycle gave it meanwhile is then lost to the stream; its leases return with the stream's).
 pub struct StandingClaim {
-    answer: oneshot::Receiver<Result<Claimed, Error>>,
+    answers: mpsc::UnboundedReceiver<Result<ClaimAnswer, Error>>,
     withdrawn: Arc<AtomicBool>,
     parked: Parked,
 }
 
 impl StandingClaim {
-    /// The claim's answer, once a cycle has given it one. Cancel-safe: it can be awaited again.
-    pub async fn answer(&mut self) -> Result<Claimed, Error> {
-        (&mut self.answer).await.map_err(|_| stopped())?
+    /// The claim's next answer, once a cycle has given it one. Cancel-safe: it can be awaited again.
+    pub async fn answer(&mut self) -> Result<ClaimAnswer, Error> {
+        self.answers.recv().await.unwrap_or_else(|| Err(stopped()))
     }
 
-    /// Takes the claim back: `None` if it was still parked; otherwise a cycle has it (or answered it), and
-    /// this waits for that answer, so that what the cycle leased is not lost on the way.
+    /// Takes the claim back: `None` if it was parked with no answer the stream has not taken; otherwise what
+    /// it was answered (a cycle that has the claim now answers it without parking it again), so that what the
+    /// cycles leased to it is not lost on the way.
     pub async fn withdraw(mut self) -> Option<Result<Claimed, Error>> {
-        // The flag first: a cycle about to park the claim again checks it under the lock taken below.
+        // The flag first: a cycle about to park the claim (again) reads it under the lock `unpark` takes.
         self.withdrawn.store(true, Ordering::SeqCst);
-        if let Ok(mut parked) = self.parked.lock() {
-            let mine = parked
-                .iter()
-                .position(|(request, _)| Arc::ptr_eq(&request.withdrawn, &self.withdrawn));
-            if let Some(at) = mine {
-                parked.swap_remove(at);
-                return None;
+        let mut answers = Vec::new();
+        loop {
+            if self.unpark() {
+                // A cycle sends its answer before it parks the claim again, both under that lock, so every
+                // answer of the claim is in the channel by now.
+                while let Ok(answer) = self.answers.try_recv() {
+                    answers.push(answer);
+                }
+                break;
+            }
+            match self.answer().await {
+                Ok(answer) if answer.parked_again => answers.push(Ok(answer)),
+                answer => {
+                    answers.push(answer);
+                    break;
+                }
             }
         }
-        Some(self.answer().await)
+        merged(answers)
+    }
+
+    /// Removes the claim from the parked ones; whether it was there.
+    fn unpark(&self) -> bool {
+        let Ok(mut parked) = self.parked.lock() else {
+            return false;
+        };
+        let mine = parked
+            .iter()
+            .position(|(request, _)| Arc::ptr_eq(&request.withdrawn, &self.withdrawn));
+        match mine {
+            Some(at) => {
+                parked.swap_remove(at);
+                true
+            }
+            None => false,
+        }
     }
 }
 
+impl Drop for StandingClaim {
+    fn drop(&mut self) {
+        // A claim nobody waits on must not be handed deliveries.
+        self.withdrawn.store(true, Ordering::SeqCst);
+        self.unpark();
+    }
+}
+
+/// Several answers of one claim as one: all their leases. An error comes only last (a cycle that failed
+/// answers without parking the claim again) and stands only when nothing was leased before it.
+fn merged(answers: Vec<Result<ClaimAnswer, Error>>) -> Option<Result<Claimed, Error>> {
+    let mut merged: Option<Result<Claimed, Error>> = None;
+    for answer in answers {
+        merged = Some(match (merged, answer) {
+            (Some(Ok(mut all)), Ok(answer)) => {
+                all.leased.extend(answer.claimed.leased);
+                all.more_due |= answer.claimed.more_due;
+                Ok(all)
+            }
+            (Some(Ok(all)), Err(_)) => Ok(all),
+            (_, answer) => answer.map(|answer| answer.claimed),
+        });
+    }
+    merged
+}
+
 /// Parks a standing claim, unless its stream has withdrawn it meanwhile: then it gets its (empty) answer.
-fn park(parked: &Parked, request: ClaimRequest, reply: oneshot::Sender<Result<Claimed, Error>>) {
+fn park(parked: &Parked, request: ClaimRequest, reply: ClaimReply) {
     if let Ok(mut parked) = parked.lock() {
         // Read under the lock: a stream sets the flag before it takes the lock to look for its claim, so
         // either it finds the claim here or the flag is already set.
@@ -203,7 +272,41 @@ fn park(parked: &Parked, request: ClaimRequest, reply: oneshot::Sender<Result<Cl
             return;
         }
     }
-    let _ = reply.send(Ok(Claimed::default()));
+    let _ = reply.send(Ok(ClaimAnswer::default()));
+}
+
+/// Answers a claim that leased `claimed`, found nothing more due and has room left, and parks it again with
+/// that room for the next publish, unless its stream has withdrawn it. The answer goes first, under the lock,
+/// so that a stream that finds its claim parked finds every answer sent before in its channel.
+fn answer_and_park(
+    parked: &Parked,
+    mut request: ClaimRequest,
+    reply: ClaimReply,
+    claimed: Claimed,
+) {
+    request.claim.room = request
+        .claim
+        .room
+        .saturating_sub(claimed.leased.len() as u64);
+    // As for a claim the stream parks: its read found nothing more due, and what is notified since makes the
+    // stream take it back and read again.
+    request.claim.new_only = true;
+    if let Ok(mut parked) = parked.lock() {
+        if !request.withdrawn.load(Ordering::SeqCst) {
+            let answer = ClaimAnswer {
+                claimed,
+                parked_again: true,
+            };
+            if reply.send(Ok(answer)).is_ok() {
+                parked.push((request, reply));
+            }
+            return;
+        }
+    }
+    let _ = reply.send(Ok(ClaimAnswer {
+        claimed,
+        parked_again: false,
+    }));
 }
 
 fn stopped() -> Error {
@@ -221,11 +324,11 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
         let mut events = Vec::new();
         let mut reports = Vec::new();
         let mut claims = Vec::new();
-        {
+        let gathering = {
             // One committer at a time gathers a cycle: wait for the first write of any kind, then take
             // whatever else has queued up.
-            let mut queues = queues.lock().await;
-            let queues = &mut *queues;
+            let mut guard = queues.lock().await;
+            let queues = &mut *guard;
             tokio::select! {
                 Some(item) = queues.events.recv() => events.push(item),
                 Some(item) = queues.reports.recv() => reports.push(item),
@@ -240,7 +343,8 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
                 |(group, _)| group.len(),
             );
             drain(&mut queues.claims, &mut claims, MAX_CLAIMS, |_| 1);
-        }
+            guard
+        };
         if !events.is_empty() {
             // The streams waiting for work get this cycle's new deliveries; the due range is not read for
             // them again (it was empty when they parked; anything since was notified to their streams,
@@ -253,6 +357,11 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
             }
         }
 
+        // A cycle that takes claims keeps the other committers from gathering until it has answered them and
+        // parked again those with room left: a publish gathered beside it would find no claim parked, leave
+        // its deliveries pending and notify, and the stream's next claim would be a cycle of its own, beside
+        // the next publish, and so on.
+        let _gathering = (!claims.is_empty()).then_some(gathering);
         let (events, event_replies): (Vec<_>, Vec<_>) = events.into_iter().unzip();
         let (report_groups, report_replies): (Vec<_>, Vec<_>) = reports.into_iter().unzip();
         let group_sizes: Vec<usize> = report_groups.iter().map(Vec::len).collect();
@@ -309,20 +418,30 @@ fn split_groups(sizes: &[usize], results: ReportResults) -> Vec<Result<ReportRes
         .collect()
 }
 
-/// Answers each claim, except one that found nothing: it is parked until a publish.
+/// Answers each claim, except one that found nothing: it is parked until a publish. One that leased less than
+/// its room and found nothing more due is answered and parked again.
 fn answer_claims(
     parked: &Parked,
     requests: Vec<ClaimRequest>,
-    replies: Vec<oneshot::Sender<Result<Claimed, Error>>>,
+    replies: Vec<ClaimReply>,
     results: Vec<Result<Claimed, Error>>,
 ) {
     for ((request, reply), result) in requests.into_iter().zip(replies).zip(results) {
         match result {
-            Ok(claimed) if claimed.leased.is_empty() && !claimed.more_due => {
+            Ok(claimed) if !claimed.more_due && claimed.leased.is_empty() => {
                 park(parked, request, reply)
             }
+            Ok(claimed)
+                if !claimed.more_due && (claimed.leased.len() as u64) < request.claim.room =>
+            {
+                answer_and_park(parked, request, reply, claimed)
+            }
             result => {
-                let _ = reply.send(result);
+                let answer = result.map(|claimed| ClaimAnswer {
+                    claimed,
+                    parked_again: false,
+                });
+                let _ = reply.send(answer);
             }
         }
     }
