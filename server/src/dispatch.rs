@@ -3,7 +3,8 @@
 //! Each stream runs one loop: claim (through the writer, `crate::writer`) as many due deliveries as it has room
 //! for (`max_in_flight` minus its unreported leases), send them, then wait until something may have changed:
 //! its claim answered (a claim that found nothing due waits in the writer for the next publish, which leases
-//! its new deliveries to it as it stores them), deliveries left pending or re-queued
+//! its new deliveries to it as it stores them; one answered with room left and nothing more due stays
+//! parked there, answered again by the next publish), deliveries left pending or re-queued
 //! (`AppState::deliveries_changed`), one of its own leases reported (more room), the next scheduled retry
 //! falling due, or at most a second. When the stream ends, for whatever reason, its unreported leases go back
 //! to `pending` at once.
