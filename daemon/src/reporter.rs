@@ -67,7 +67,8 @@ impl Reporter {
 
 async fn send_batches(mut grpc: Grpc, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
     while let Some(first) = rx.recv().await {
-        let send_by = first.1 + REPORT_LINGER;
+        let (_, queued_at, _) = &first;
+        let send_by = *queued_at + REPORT_LINGER;
         let mut batch = vec![first];
         while batch.len() < MAX_REPORTS_PER_CALL {
             let next = match rx.try_recv() {
