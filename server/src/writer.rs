@@ -157,7 +157,7 @@ impl Writer {
     /// claim would find nothing either.
     pub fn park_claim(&self, claim: Claim) -> StandingClaim {
         let ((request, reply), standing) = self.standing(claim);
-        park(&self.parked, request, reply);
+        park(&self.parked, request, reply, None);
         standing
     }
 
@@ -262,49 +262,32 @@ fn merged(answers: Vec<Result<ClaimAnswer, Error>>) -> Option<Result<Claimed, Er
     merged
 }
 
-/// Parks a standing claim, unless its stream has withdrawn it meanwhile: then it gets its (empty) answer.
-fn park(parked: &Parked, request: ClaimRequest, reply: ClaimReply) {
+/// Parks a standing claim for the next publish, unless its stream has withdrawn it meanwhile. `answered` is what
+/// a cycle just leased to a claim parked again with the room it has left: it is sent first, under the lock, so
+/// that a stream that finds its claim parked finds every answer sent before in its channel. A withdrawn claim
+/// gets that answer (or an empty one) and is not parked.
+fn park(parked: &Parked, request: ClaimRequest, reply: ClaimReply, answered: Option<Claimed>) {
     if let Ok(mut parked) = parked.lock() {
         // Read under the lock: a stream sets the flag before it takes the lock to look for its claim, so
         // either it finds the claim here or the flag is already set.
         if !request.withdrawn.load(Ordering::SeqCst) {
-            parked.push((request, reply));
-            return;
-        }
-    }
-    let _ = reply.send(Ok(ClaimAnswer::default()));
-}
-
-/// Answers a claim that leased `claimed`, found nothing more due and has room left, and parks it again with
-/// that room for the next publish, unless its stream has withdrawn it. The answer goes first, under the lock,
-/// so that a stream that finds its claim parked finds every answer sent before in its channel.
-fn answer_and_park(
-    parked: &Parked,
-    mut request: ClaimRequest,
-    reply: ClaimReply,
-    claimed: Claimed,
-) {
-    request.claim.room = request
-        .claim
-        .room
-        .saturating_sub(claimed.leased.len() as u64);
-    // As for a claim the stream parks: its read found nothing more due, and what is notified since makes the
-    // stream take it back and read again.
-    request.claim.new_only = true;
-    if let Ok(mut parked) = parked.lock() {
-        if !request.withdrawn.load(Ordering::SeqCst) {
-            let answer = ClaimAnswer {
-                claimed,
-                parked_again: true,
+            let sent = match answered {
+                Some(claimed) => reply
+                    .send(Ok(ClaimAnswer {
+                        claimed,
+                        parked_again: true,
+                    }))
+                    .is_ok(),
+                None => true,
             };
-            if reply.send(Ok(answer)).is_ok() {
+            if sent {
                 parked.push((request, reply));
             }
             return;
         }
     }
     let _ = reply.send(Ok(ClaimAnswer {
-        claimed,
+        claimed: answered.unwrap_or_default(),
         parked_again: false,
     }));
 }
@@ -426,15 +409,17 @@ fn answer_claims(
     replies: Vec<ClaimReply>,
     results: Vec<Result<Claimed, Error>>,
 ) {
-    for ((request, reply), result) in requests.into_iter().zip(replies).zip(results) {
+    for ((mut request, reply), result) in requests.into_iter().zip(replies).zip(results) {
         match result {
             Ok(claimed) if !claimed.more_due && claimed.leased.is_empty() => {
-                park(parked, request, reply)
+                park(parked, request, reply, None)
             }
             Ok(claimed)
                 if !claimed.more_due && (claimed.leased.len() as u64) < request.claim.room =>
             {
-                answer_and_park(parked, request, reply, claimed)
+                // Parked again with the room it has left (a publish that takes it marks it `new_only`).
+                request.claim.room -= claimed.leased.len() as u64;
+                park(parked, request, reply, Some(claimed))
             }
             result => {
                 let answer = result.map(|claimed| ClaimAnswer {
