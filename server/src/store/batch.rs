@@ -94,6 +94,11 @@ impl Batch {
         }
     }
 
+    /// The batch's statements, for a SQLite cycle to send later (`super::cycle`).
+    pub(super) fn into_statements(self) -> Vec<Statement> {
+        self.statements
+    }
+
     /// Runs the batch's statements.
     pub async fn run(self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
         match self.backend {
@@ -204,8 +209,9 @@ fn parameters(statement: &Statement) -> usize {
     statement.values.as_ref().map_or(0, |v| v.0.len())
 }
 
-/// SQLite: the statements as one multi-statement text.
-fn joined(statements: Vec<Statement>) -> Option<Statement> {
+/// SQLite: the statements as one multi-statement text (also how a SQLite cycle sends its queued writes with
+/// the statement after them, `super::cycle`).
+pub(super) fn joined(statements: Vec<Statement>) -> Option<Statement> {
     if statements.len() < 2 {
         return statements.into_iter().next();
     }

@@ -1,14 +1,15 @@
 //! Event rows, and publishing: the event and its fan-out of deliveries committed in one transaction.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use std::collections::HashMap;
 
 use super::{
     batch::Batch,
+    cycle::Cycle,
     entity::{delivery, event, webhook},
     hand_off::HandOff,
     id_list, insert_rows, is_unique_violation,
@@ -124,9 +125,9 @@ impl Store {
 
     /// [`publish_in`] in a transaction of its own.
     async fn publish_group(&self, events: Vec<event::Model>) -> Result<Vec<Published>, DbErr> {
-        let txn = self.writer().begin().await?;
-        let published = publish_in(&txn, &events, None).await?;
-        txn.commit().await?;
+        let cycle = Cycle::begin(self.writer()).await?;
+        let published = publish_in(&cycle, &events, None).await?;
+        cycle.commit().await?;
         Ok(published)
     }
 
@@ -213,7 +214,7 @@ pub async fn insert_deliveries(
 /// commits: a handful of statements whatever the group's size. With a `hand_off`, new deliveries are
 /// offered to the streams claiming in the same cycle before they are inserted.
 pub async fn publish_in(
-    txn: &DatabaseTransaction,
+    txn: &Cycle,
     events: &[event::Model],
     mut hand_off: Option<&mut HandOff>,
 ) -> Result<Vec<Published>, DbErr> {
@@ -296,7 +297,7 @@ pub async fn publish_in(
             .into_iter()
             .map(IntoActiveModel::into_active_model),
     );
-    batch.run(txn).await?;
+    txn.write(batch).await?;
 
     Ok(outcomes
         .into_iter()
@@ -313,7 +314,7 @@ pub async fn publish_in(
 
 /// The active webhooks of `accounts`, and, when `hand_off` wants them, the leases each webhook holds: one read.
 async fn read_fan_out(
-    txn: &DatabaseTransaction,
+    txn: &Cycle,
     accounts: &[&str],
     hand_off: Option<&mut HandOff>,
 ) -> Result<Vec<webhook::Model>, DbErr> {

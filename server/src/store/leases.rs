@@ -19,13 +19,13 @@ use serde::Deserialize;
 
 use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::{
     batch::Batch,
+    cycle::Cycle,
     entity::{attempt, delivery, event, webhook},
     id_list, in_progress,
     json_rows::{decode_rows, select_json, statement},
@@ -175,10 +175,10 @@ impl Store {
         now: i64,
         lease_expires_at: i64,
     ) -> Result<Claimed, DbErr> {
-        let txn = self.writer().begin().await?;
+        let cycle = Cycle::begin(self.writer()).await?;
         let claim = Claim::new(owner, room);
-        let (claimed, _) = claim_in(&txn, &claim, per_webhook_cap, now, lease_expires_at).await?;
-        txn.commit().await?;
+        let (claimed, _) = claim_in(&cycle, &claim, per_webhook_cap, now, lease_expires_at).await?;
+        cycle.commit().await?;
         Ok(claimed)
     }
 
@@ -266,16 +266,16 @@ impl Store {
         policy: &RetryPolicy,
         now: i64,
     ) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
-        let txn = self.writer().begin().await?;
-        let recorded = record_in(&txn, &reports, policy, now).await?;
-        txn.commit().await?;
+        let cycle = Cycle::begin(self.writer()).await?;
+        let recorded = record_in(&cycle, &reports, policy, now).await?;
+        cycle.commit().await?;
         Ok(recorded)
     }
 }
 
 /// [`Store::record_attempts`] inside a transaction the caller commits.
 pub async fn record_in(
-    txn: &DatabaseTransaction,
+    txn: &Cycle,
     reports: &[ReadyReport],
     policy: &RetryPolicy,
     now: i64,
@@ -426,7 +426,7 @@ pub async fn record_in(
                 .filter(delivery::Column::Id.eq(delivery_id)),
         );
     }
-    batch.run(txn).await?;
+    txn.write(batch).await?;
     for (hook, changed) in hooks.into_values() {
         if changed && hook.status != WebhookStatus::Active.as_str() {
             Store::set_waiting(txn, &hook.id, false).await?;
@@ -682,7 +682,7 @@ pub type InFlight = HashMap<String, u64>;
 /// events once. Webhooks at their cap are left out of the due range, so a slow endpoint's backlog cannot fill
 /// the window and starve the others. Then one statement leases them.
 pub async fn claim_in(
-    db: &DatabaseTransaction,
+    db: &Cycle,
     claim: &Claim,
     per_webhook_cap: u64,
     now: i64,
@@ -784,40 +784,41 @@ pub async fn claim_in(
         *held += 1;
         leased.push(LeasedDelivery::new(delivery, &lease_id, hook, event));
     }
+    let mut batch = Batch::new(backend);
     if !to_hold.is_empty() {
-        delivery::Entity::update_many()
-            .col_expr(
-                delivery::Column::Status,
-                Expr::value(DeliveryStatus::Held.as_str()),
-            )
-            .filter(id_list::filter(
-                backend,
-                delivery::Column::Id,
-                to_hold.iter().map(String::as_str),
-            ))
-            .exec(db)
-            .await?;
+        batch.push(
+            &delivery::Entity::update_many()
+                .col_expr(
+                    delivery::Column::Status,
+                    Expr::value(DeliveryStatus::Held.as_str()),
+                )
+                .filter(id_list::filter(
+                    backend,
+                    delivery::Column::Id,
+                    to_hold.iter().map(String::as_str),
+                )),
+        );
     }
-    if leased.is_empty() {
-        return Ok((Claimed { leased, more_due }, in_flight));
+    if !leased.is_empty() {
+        batch.push(
+            &delivery::Entity::update_many()
+                .col_expr(
+                    delivery::Column::Status,
+                    Expr::value(DeliveryStatus::Sending.as_str()),
+                )
+                .col_expr(delivery::Column::LeaseId, Expr::value(lease_id.as_str()))
+                .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
+                .col_expr(
+                    delivery::Column::LeaseExpiresAt,
+                    Expr::value(lease_expires_at),
+                )
+                .filter(id_list::filter(
+                    backend,
+                    delivery::Column::Id,
+                    leased.iter().map(|l| l.delivery_id.as_str()),
+                )),
+        );
     }
-    delivery::Entity::update_many()
-        .col_expr(
-            delivery::Column::Status,
-            Expr::value(DeliveryStatus::Sending.as_str()),
-        )
-        .col_expr(delivery::Column::LeaseId, Expr::value(lease_id.as_str()))
-        .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
-        .col_expr(
-            delivery::Column::LeaseExpiresAt,
-            Expr::value(lease_expires_at),
-        )
-        .filter(id_list::filter(
-            backend,
-            delivery::Column::Id,
-            leased.iter().map(|l| l.delivery_id.as_str()),
-        ))
-        .exec(db)
-        .await?;
+    db.write(batch).await?;
     Ok((Claimed { leased, more_due }, in_flight))
 }

@@ -10,6 +10,7 @@
 
 pub mod backlog;
 pub mod batch;
+pub mod cycle;
 pub mod deliveries;
 pub mod entity;
 pub mod events;

@@ -7,9 +7,10 @@
 //! due deliveries first, and fill what room is left with the deliveries published in the same cycle, which
 //! are inserted already leased ([`HandOff`]).
 
-use sea_orm::{DbErr, TransactionTrait};
+use sea_orm::DbErr;
 
 use super::{
+    cycle::Cycle,
     entity::event,
     events::{publish_in, Published},
     hand_off::HandOff,
@@ -65,7 +66,7 @@ impl Store {
         now: i64,
     ) -> Result<Written, DbErr> {
         let started = std::time::Instant::now();
-        let txn = self.writer().begin().await?;
+        let txn = Cycle::begin(self.writer()).await?;
         let recorded = if writes.reports.is_empty() {
             Vec::new()
         } else {
