@@ -142,7 +142,8 @@ impl Sender {
         let exchange = async {
             let response = self.client.request(request).await?;
             let status = response.status();
-            let headers = response.headers().clone();
+            // Converted for the report before the body is read, rather than cloned to be converted later.
+            let headers = header_map(response.headers());
             let body = read_limited(response.into_body(), MAX_STORED_BODY_BYTES).await;
             Ok::<_, hyper_util::client::legacy::Error>((status, headers, body))
         };
@@ -158,13 +159,9 @@ impl Sender {
             }
             Ok(Ok((status, headers, body))) => {
                 report.response_status = u32::from(status.as_u16());
-                report.response_headers = header_map(&headers);
                 report.response_body = body;
                 if status.is_redirection() {
-                    let location = headers
-                        .get("location")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
+                    let location = headers.get("location").map_or("-", String::as_str);
                     fail(
                         &mut report,
                         "redirect",
@@ -173,6 +170,7 @@ impl Sender {
                 } else if !status.is_success() {
                     fail(&mut report, "status", format!("HTTP {status}"));
                 }
+                report.response_headers = headers;
             }
         }
         report.duration_ms = clock.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
