@@ -11,6 +11,8 @@ use common::{Backend, TestServer};
 use kit_webhooks_server::{
     core::{policy::DeliveryDecision, time},
     store::{
+        batch::Batch,
+        cycle::Cycle,
         entity::delivery,
         events::new_event,
         leases::{AttemptReport, Claim, LeasedDelivery},
@@ -18,13 +20,14 @@ use kit_webhooks_server::{
     },
     writer::Writer,
 };
-use sea_orm::EntityTrait;
+use sea_orm::{EntityTrait, IntoActiveModel};
 
 on_both_databases!(
     one_cycle_publishes_records_and_leases,
     a_failing_publish_does_not_fail_the_reports_of_its_cycle,
     a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle,
     a_standing_claim_waits_for_the_next_publish,
+    a_failed_cycle_leaves_nothing_and_the_next_one_commits,
 );
 
 fn rules(server: &TestServer) -> WriteRules {
@@ -334,5 +337,50 @@ async fn a_standing_claim_waits_for_the_next_publish(backend: Backend) {
         Some(1),
         "the pending delivery, leased by the claim's cycle"
     );
+    server.stop().await;
+}
+
+/// A cycle's writes are all or nothing. On SQLite a cycle sends its writes late, with the statement after them
+/// or its commit, so there the duplicate below fails the commit; the connection, rolled back, serves the next
+/// cycle.
+async fn a_failed_cycle_leaves_nothing_and_the_next_one_commits(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let store = &server.server.store;
+    let first = new_event("default", "application.submitted", "{}", None);
+    let insert = |event: &kit_webhooks_server::store::entity::event::Model| {
+        let mut batch = Batch::new(store.backend());
+        batch.insert_rows([event.clone().into_active_model()]);
+        batch
+    };
+
+    let failed = {
+        let cycle = Cycle::begin(store.writer()).await.expect("begin");
+        cycle.write(insert(&first)).await.expect("the first insert");
+        // The same id again: PostgreSQL refuses it now, SQLite at the commit.
+        match cycle.write(insert(&first)).await {
+            Err(err) => Err(err),
+            Ok(()) => cycle.commit().await,
+        }
+        // Dropped here if not committed, as the writer drops a cycle that failed.
+    };
+    assert!(failed.is_err(), "a duplicate key must fail the cycle");
+    assert!(
+        store
+            .find_event(None, &first.id)
+            .await
+            .expect("read")
+            .is_none(),
+        "the failed cycle's first insert was rolled back"
+    );
+
+    let second = new_event("default", "application.submitted", "{}", None);
+    let cycle = Cycle::begin(store.writer()).await.expect("begin again");
+    cycle.write(insert(&second)).await.expect("insert");
+    cycle.commit().await.expect("commit");
+    assert!(store
+        .find_event(None, &second.id)
+        .await
+        .expect("read")
+        .is_some());
     server.stop().await;
 }
