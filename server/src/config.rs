@@ -31,6 +31,10 @@ pub struct Config {
     pub lease_margin: Duration,
     /// Run a delivery daemon inside the server process (it connects over gRPC like any other).
     pub embedded_daemon: Option<kit_webhooks_daemon::Options>,
+    /// The longest an idle delivery stream waits before looking for due deliveries again: the backstop for
+    /// a wake-up it missed (`crate::replicas`). At most a third of the lease TTL is used, so that a stream
+    /// renews its leases in time.
+    pub idle_poll: Duration,
 }
 
 impl Default for Config {
@@ -49,6 +53,7 @@ impl Default for Config {
             max_in_flight_per_webhook: 16,
             lease_margin: Duration::from_secs(30),
             embedded_daemon: None,
+            idle_poll: Duration::from_secs(1),
         }
     }
 }

@@ -5,8 +5,8 @@
 //! its claim answered (a claim that found nothing due waits in the writer for the next publish, which leases
 //! its new deliveries to it as it stores them; one answered with room left and nothing more due stays
 //! parked there, answered again by the next publish), deliveries left pending or re-queued
-//! (`AppState::deliveries_changed`), one of its own leases reported (more room), the next scheduled retry
-//! falling due, or at most a second. When the stream ends, for whatever reason, its unreported leases go back
+//! (`AppState::deliveries_changed`, here or on another replica: `crate::replicas`), one of its own leases
+//! reported (more room), the next scheduled retry falling due, or at most its idle poll (a second). When the stream ends, for whatever reason, its unreported leases go back
 //! to `pending` at once.
 
 use std::{
@@ -30,8 +30,6 @@ use crate::{
     writer::{ClaimAnswer, StandingClaim},
 };
 
-/// The longest an idle stream sleeps before looking for due deliveries again.
-const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How often expired leases (of servers that died) are swept back into the queue.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(5);
 
@@ -111,7 +109,9 @@ pub async fn run_stream(
     let mut claim: Option<StandingClaim> = None;
     // Set when the stream slept its full time without being woken.
     let mut quiet = false;
-    // While nothing may be due: when the next scheduled attempt falls due (at most `IDLE_POLL` ahead).
+    // The longest the stream sleeps: its idle poll, short enough to renew its leases in time.
+    let idle_poll = state.config.idle_poll.min(ttl / 3);
+    // While nothing may be due: when the next scheduled attempt falls due (at most `idle_poll` ahead).
     let mut next_due: Option<Instant> = None;
     // Registered before the reads that set `maybe_due` to false, and renewed only once it fires, so that
     // nothing notified since the last read goes unseen while a claim is parked.
@@ -139,9 +139,9 @@ pub async fn run_stream(
             next_due = None;
         } else if next_due.is_none() {
             // Read once per quiet spell, not on every wake-up: a retry scheduled meanwhile is notified.
-            next_due = Some(Instant::now() + until_next_due(&state).await);
+            next_due = Some(Instant::now() + until_next_due(&state, idle_poll).await);
         }
-        let sleep = next_due.map_or(IDLE_POLL, |at| at.saturating_duration_since(Instant::now()));
+        let sleep = next_due.map_or(idle_poll, |at| at.saturating_duration_since(Instant::now()));
         // `biased`: a notification is seen before an answer that arrived with it, so that a claim is never
         // parked without a read after something was notified.
         let answer = tokio::select! {
@@ -227,7 +227,7 @@ pub async fn run_stream(
         Ok(released) => {
             tracing::info!(stream = %owner, daemon = %daemon_id, released, "delivery stream closed");
             if released > 0 {
-                state.deliveries_changed.notify_waiters();
+                state.deliveries_changed.notify();
             }
         }
         // The leases expire on their own; the delivery is late, not lost.
@@ -272,12 +272,12 @@ async fn send(state: &AppState, owner: &str, claimed: Claimed, tx: &TaskSender) 
     Some(count)
 }
 
-/// How long to sleep when nothing is due: until the next scheduled attempt, at most [`IDLE_POLL`].
-async fn until_next_due(state: &AppState) -> Duration {
+/// How long to sleep when nothing is due: until the next scheduled attempt, at most `idle_poll`.
+async fn until_next_due(state: &AppState, idle_poll: Duration) -> Duration {
     let now = time::now_ms();
     match state.store.next_due_at(now).await {
-        Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now).max(1) as u64).min(IDLE_POLL),
-        _ => IDLE_POLL,
+        Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now).max(1) as u64).min(idle_poll),
+        _ => idle_poll,
     }
 }
 
@@ -289,7 +289,7 @@ pub async fn sweep_expired_leases(state: Arc<AppState>) {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(leases = n, "expired leases returned to the queue");
-                state.deliveries_changed.notify_waiters();
+                state.deliveries_changed.notify();
             }
             Err(err) => tracing::warn!(error = %err, "sweeping expired leases failed"),
         }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod core;
 pub mod dispatch;
 pub mod keys;
+pub mod replicas;
 pub mod store;
 pub mod writer;
 
@@ -122,6 +123,12 @@ pub async fn start_with_signal(
     }
     tokio::spawn(dispatch::sweep_expired_leases(state.clone()));
     tokio::spawn(store.clone().checkpoint_wal(state.shutdown.clone()));
+    tokio::spawn(replicas::run(
+        store.clone(),
+        state.config.database_url.clone(),
+        state.deliveries_changed.clone(),
+        state.shutdown.clone(),
+    ));
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

@@ -166,7 +166,7 @@ impl DeliveryApi {
         self.state.attempt_recorded.notify_waiters();
         if retry_scheduled {
             // Idle streams recompute when the next attempt falls due.
-            self.state.deliveries_changed.notify_waiters();
+            self.state.deliveries_changed.notify();
         }
         outcomes
     }

@@ -56,7 +56,7 @@ impl proto::event_service_server::EventService for EventApi {
         let published = self.state.writer.publish(row).await?;
         // Deliveries handed to a waiting stream in the publishing cycle are on their way already.
         if published.deliveries_pending > 0 {
-            self.state.deliveries_changed.notify_waiters();
+            self.state.deliveries_changed.notify();
         }
         Ok(Response::new(proto::PublishEventResponse {
             event: Some(convert::event(published.event)),

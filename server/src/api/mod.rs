@@ -7,20 +7,24 @@ pub mod deliveries;
 pub mod events;
 pub mod webhooks;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use kit_webhooks::proto;
 use tokio::sync::Notify;
 
-use crate::{config::Config, core::Error, dispatch::Streams, store::Store, writer::Writer};
+use crate::{
+    config::Config, core::Error, dispatch::Streams, replicas::DeliveriesChanged, store::Store,
+    writer::Writer,
+};
 
 /// What every service shares.
 pub struct AppState {
     pub store: Store,
     pub config: Config,
     pub auth: auth::Authenticator,
-    /// Woken whenever deliveries may have become due (published, retried, resumed, released).
-    pub deliveries_changed: Notify,
+    /// Woken whenever deliveries may have become due (published, retried, resumed, released), here or on
+    /// another replica sharing the database.
+    pub deliveries_changed: Arc<DeliveriesChanged>,
     /// Woken whenever an attempt has been recorded.
     pub attempt_recorded: Notify,
     /// Commits publishes, attempt reports and lease claims, many to a transaction.

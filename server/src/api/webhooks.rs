@@ -237,7 +237,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             })
             .await?;
         // Held deliveries are due again.
-        self.state.deliveries_changed.notify_waiters();
+        self.state.deliveries_changed.notify();
         Ok(Response::new(convert::webhook(row)))
     }
 
@@ -304,7 +304,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             .queue_test_ping(event, &webhook)
             .await
             .map_err(Error::from)?;
-        self.state.deliveries_changed.notify_waiters();
+        self.state.deliveries_changed.notify();
         let delivery = if req.wait {
             self.state.wait_for_attempt(&account, &delivery.id).await?
         } else {
@@ -385,7 +385,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             .retry_delivery(&account, id)
             .await?
             .ok_or_else(|| Error::not_found("delivery", id))?;
-        self.state.deliveries_changed.notify_waiters();
+        self.state.deliveries_changed.notify();
         Ok(Response::new(convert::delivery(row, Vec::new())))
     }
 
@@ -418,7 +418,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             .await
             .map_err(Error::from)?;
         tracing::info!(webhook = %webhook.id, requeued, "failed deliveries replayed");
-        self.state.deliveries_changed.notify_waiters();
+        self.state.deliveries_changed.notify();
         Ok(Response::new(proto::ReplayDeliveriesResponse {
             deliveries_requeued: requeued,
         }))

@@ -16,6 +16,8 @@ pub enum Kind {
     Lease,
     /// A daemon's delivery stream: the owner of the leases handed to it.
     Stream,
+    /// A server process, as other replicas know it (`crate::replicas`).
+    Replica,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Kind::ApiKey => "key_",
             Kind::Lease => "lse_",
             Kind::Stream => "dst_",
+            Kind::Replica => "srv_",
         }
     }
 
@@ -40,6 +43,7 @@ impl Kind {
             Kind::ApiKey => "API key",
             Kind::Lease => "lease",
             Kind::Stream => "delivery stream",
+            Kind::Replica => "server",
         }
     }
 }
