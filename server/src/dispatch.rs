@@ -103,6 +103,9 @@ pub async fn run_stream(
     // new may have arrived (a publish that left deliveries pending, a release, a retry falling due): then the
     // stream's claim is parked without a read, since a read would find nothing.
     let mut maybe_due = true;
+    // Whether the last claim answered left due deliveries behind: the next one will most likely lease from
+    // a backlog too, and not be parked again.
+    let mut backlog = false;
     // Set after a claim that leased nothing (its webhooks at their cap) or failed: wait to be woken first.
     let mut hold_off = false;
     // The stream's claim while one is out: queued, in a cycle, or parked.
@@ -121,7 +124,8 @@ pub async fn run_stream(
         let held = sent.saturating_sub(stream.reported.load(Ordering::Relaxed));
         let room = max_in_flight.saturating_sub(held);
         if claim.is_none() && !hold_off && (room >= batch || (held == 0 && room > 0)) {
-            let request = Claim::new(owner.as_str(), room);
+            let mut request = Claim::new(owner.as_str(), room);
+            request.backlog = backlog;
             claim = Some(if maybe_due {
                 state.writer.standing_claim(request).await
             } else {
@@ -196,6 +200,7 @@ pub async fn run_stream(
                 };
                 sent += n;
                 maybe_due = more_due;
+                backlog = more_due;
                 hold_off = n == 0;
             }
             Some(Err(err)) => {

@@ -343,8 +343,11 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
         // A cycle that takes claims keeps the other committers from gathering until it has answered them and
         // parked again those with room left: a publish gathered beside it would find no claim parked, leave
         // its deliveries pending and notify, and the stream's next claim would be a cycle of its own, beside
-        // the next publish, and so on.
-        let _gathering = (!claims.is_empty()).then_some(gathering);
+        // the next publish, and so on. Not a cycle leasing from a backlog, though: its claims will not be
+        // parked again, and its long read and write (~15 ms for 1,000 leases on PostgreSQL) would keep every
+        // publish and report waiting, with the machine partly idle (docs/PERFORMANCE.md, step 47).
+        let backlog = claims.iter().any(|(request, _)| request.claim.backlog);
+        let _gathering = (!claims.is_empty() && !backlog).then_some(gathering);
         let (events, event_replies): (Vec<_>, Vec<_>) = events.into_iter().unzip();
         let (report_groups, report_replies): (Vec<_>, Vec<_>) = reports.into_iter().unzip();
         let group_sizes: Vec<usize> = report_groups.iter().map(Vec::len).collect();

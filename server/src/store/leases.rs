@@ -638,6 +638,10 @@ pub struct Claim {
     /// For the cycle's new deliveries only ([`HandOff`](super::hand_off::HandOff)): the due range is not read.
     /// Set for a stream's parked claim, whose last read found nothing due, with nothing notified since.
     pub new_only: bool,
+    /// Made while the stream's last claim left due deliveries behind ([`Claimed::more_due`]): this one will
+    /// most likely lease from a backlog too (a long read and write), and, answered with more due, will not be
+    /// parked again.
+    pub backlog: bool,
 }
 
 impl Claim {
@@ -647,6 +651,7 @@ impl Claim {
             owner: owner.into(),
             room,
             new_only: false,
+            backlog: false,
         }
     }
 }

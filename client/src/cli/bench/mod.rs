@@ -115,6 +115,11 @@ pub struct Figures {
     pub elapsed_seconds: f64,
     pub server: Option<Usage>,
     pub daemon: Option<Usage>,
+    /// How busy the whole machine was from the first publish to the last receipt (1.0: every core, all the
+    /// time), where `/proc/stat` tells.
+    pub machine_busy: Option<f64>,
+    /// CPU seconds this machine's PostgreSQL processes used over the same span (PostgreSQL runs only).
+    pub postgres_cpu_seconds: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -213,6 +218,8 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     let published_at = Arc::new(std::sync::Mutex::new(
         std::collections::HashMap::with_capacity(args.events),
     ));
+    let machine_before = processes::machine_ticks();
+    let postgres_before = processes::postgres_cpu_seconds();
     let started = Instant::now();
     let progress = Progress::start(expected, tally.clone());
     let slots = Arc::new(Semaphore::new(args.publishers.max(1)));
@@ -252,6 +259,13 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     progress.stop();
+    let machine_busy = machine_before.zip(processes::machine_ticks()).and_then(
+        |((busy0, all0), (busy1, all1))| {
+            (all1 > all0).then(|| (busy1 - busy0) as f64 / (all1 - all0) as f64)
+        },
+    );
+    let postgres_cpu =
+        (database == "postgresql").then(|| processes::postgres_cpu_seconds() - postgres_before);
     let server_usage = server.as_ref().and_then(|p| processes::usage(p.0.id()));
     let daemon_usage = daemon.as_ref().and_then(|p| processes::usage(p.0.id()));
     let database = database.clone();
@@ -315,6 +329,8 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         elapsed_seconds: elapsed,
         server: server_usage,
         daemon: daemon_usage,
+        machine_busy,
+        postgres_cpu_seconds: postgres_cpu,
     })
 }
 
@@ -498,6 +514,21 @@ fn print_table(f: &Figures) {
         ),
         ("server", usage(&f.server)),
         ("daemon", usage(&f.daemon)),
+        (
+            "postgres",
+            f.postgres_cpu_seconds.map_or("-".into(), |s| {
+                format!("{s:.2} s CPU (this machine's postgres processes)")
+            }),
+        ),
+        (
+            "machine",
+            f.machine_busy.map_or("-".into(), |b| {
+                format!(
+                    "{:.0} % busy, every core, first publish to last receipt",
+                    b * 100.0
+                )
+            }),
+        ),
     ]);
 }
 

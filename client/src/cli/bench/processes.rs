@@ -34,6 +34,49 @@ pub fn usage(pid: u32) -> Option<Usage> {
     })
 }
 
+/// The whole machine's CPU time so far, from `/proc/stat`: (busy, all), in clock ticks over every core.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let times: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: idle and iowait are the idle time.
+    let all: u64 = times.iter().take(8).sum();
+    let idle = times.get(3)? + times.get(4).copied().unwrap_or(0);
+    Some((all.saturating_sub(idle), all))
+}
+
+/// CPU seconds used so far by this machine's PostgreSQL processes (every process named `postgres`: a
+/// database on this machine is the only one whose work `/proc` shows).
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut ticks = 0.0;
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        ticks += field(11).unwrap_or(0.0) + field(12).unwrap_or(0.0);
+    }
+    ticks / 100.0
+}
+
 /// A child process that is killed when dropped.
 pub struct Process(pub Child);
 
