@@ -215,7 +215,13 @@ impl Worker {
             };
             match opened {
                 Ok(response) => {
-                    tracing::info!(server = %self.config.server, "delivery stream open");
+                    let report_calls = response
+                        .metadata()
+                        .get(kit_webhooks::REPORT_CALLS_HEADER)
+                        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
+                        .unwrap_or(1);
+                    self.reporter.allow_calls(report_calls);
+                    tracing::info!(server = %self.config.server, report_calls, "delivery stream open");
                     backoff = FIRST_BACKOFF;
                     let mut stream = response.into_inner();
                     loop {
