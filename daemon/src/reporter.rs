@@ -100,20 +100,7 @@ impl Reporter {
 }
 
 async fn send_batches(grpc: Grpc, mut rx: tokio::sync::mpsc::Receiver<Queued>, calls: Arc<Calls>) {
-    loop {
-        // Until a call may go out; meanwhile reports queue, and the next batch takes them all.
-        loop {
-            let answered = calls.answered.notified();
-            tokio::pin!(answered);
-            answered.as_mut().enable();
-            if calls.out.load(Ordering::Acquire) < calls.allowed.load(Ordering::Relaxed) {
-                break;
-            }
-            answered.await;
-        }
-        let Some(first) = rx.recv().await else {
-            return;
-        };
+    while let Some(first) = rx.recv().await {
         let (_, queued_at, _) = &first;
         let send_by = *queued_at + REPORT_LINGER;
         let mut batch = vec![first];
@@ -135,6 +122,16 @@ async fn send_batches(grpc: Grpc, mut rx: tokio::sync::mpsc::Receiver<Queued>, c
         for (report, _, done) in batch {
             reports.push(report);
             waiting.push(done);
+        }
+        // Until a call may go out; meanwhile more reports queue for the next batch.
+        loop {
+            let answered = calls.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            if calls.out.load(Ordering::Acquire) < calls.allowed.load(Ordering::Relaxed) {
+                break;
+            }
+            answered.await;
         }
         calls.out.fetch_add(1, Ordering::AcqRel);
         let mut grpc = grpc.clone();
