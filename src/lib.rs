@@ -24,10 +24,6 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/kit_webhooks_descriptor.bin"));
 }
 
-/// Response metadata of `DeliveryService.StreamDeliveries`: how many `ReportDeliveries` calls the daemon may
-/// have out at once (1 when absent). The server knows whether it records calls side by side.
-pub const REPORT_CALLS_HEADER: &str = "kit-report-calls";
-
 /// A future that completes when the process is asked to stop (SIGINT or SIGTERM): the graceful-shutdown
 /// trigger of every Kit Webhooks binary. The handlers are installed when this is called, not when the future
 /// is first polled, so a signal that arrives while the process is still starting is not lost (nor does it

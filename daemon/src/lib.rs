@@ -215,13 +215,7 @@ impl Worker {
             };
             match opened {
                 Ok(response) => {
-                    let report_calls = response
-                        .metadata()
-                        .get(kit_webhooks::REPORT_CALLS_HEADER)
-                        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
-                        .unwrap_or(1);
-                    self.reporter.allow_calls(report_calls);
-                    tracing::info!(server = %self.config.server, report_calls, "delivery stream open");
+                    tracing::info!(server = %self.config.server, "delivery stream open");
                     backoff = FIRST_BACKOFF;
                     let mut stream = response.into_inner();
                     loop {

@@ -4,29 +4,19 @@
 //! A report that finds the reporter idle waits up to [`REPORT_LINGER`] for company before it is sent. Nobody
 //! waits on a report but the lease it releases (the receiver already has the delivery), and at a steady
 //! low rate each report would otherwise be a call of its own and a server transaction of its own: at 1,000
-//! deliveries/s that was half of the server's cycles. Under load the reports queue while the calls out are
-//! busy, their linger has long passed, and they go at once. How many calls may be out at once is the server's
-//! to say ([`Reporter::allow_calls`]).
+//! deliveries/s that was half of the server's cycles. Under load the reports queue while the previous call
+//! is out, their linger has long passed, and they go at once.
 //!
 //! A batch is encoded once, before its first call: a retry sends the same bytes again, and the common case
 //! (one call, answered) never copies the reports' header maps and bodies, which cloning the request for a
 //! possible retry did on every call.
 
-use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
 use kit_webhooks::proto;
 use prost::Message;
-use tokio::{
-    sync::{mpsc::error::TryRecvError, Notify},
-    time::Instant,
-};
+use tokio::{sync::mpsc::error::TryRecvError, time::Instant};
 use tonic::{
     codec::{Codec, EncodeBuf, Encoder},
     service::interceptor::InterceptedService,
@@ -38,9 +28,6 @@ use crate::{Auth, FIRST_BACKOFF, MAX_BACKOFF, REPORT_PATIENCE};
 
 /// The most reports sent in one `ReportDeliveries` call.
 const MAX_REPORTS_PER_CALL: usize = 500;
-
-/// The most `ReportDeliveries` calls out at once, whatever the server allows ([`Reporter::allow_calls`]).
-const MAX_CALLS: usize = 4;
 
 /// How long a report that arrives while nothing else is queued waits for others to go with it.
 const REPORT_LINGER: Duration = Duration::from_millis(5);
@@ -54,40 +41,19 @@ type Queued = (
 
 type Grpc = tonic::client::Grpc<InterceptedService<Channel, Auth>>;
 
-/// Sends attempt reports to the server in batches: whatever queued up while the calls out were busy goes in
+/// Sends attempt reports to the server in batches: whatever queued up while the previous call was out goes in
 /// the next `ReportDeliveries` call, so a busy daemon makes one call per batch and a quiet one one call per
 /// [`REPORT_LINGER`] at most.
 #[derive(Clone)]
 pub(crate) struct Reporter {
     tx: tokio::sync::mpsc::Sender<Queued>,
-    calls: Arc<Calls>,
-}
-
-/// The `ReportDeliveries` calls out, and how many may be.
-#[derive(Default)]
-struct Calls {
-    allowed: AtomicUsize,
-    out: AtomicUsize,
-    answered: Notify,
 }
 
 impl Reporter {
     pub(crate) fn spawn(service: InterceptedService<Channel, Auth>) -> Reporter {
         let (tx, rx) = tokio::sync::mpsc::channel(4 * MAX_REPORTS_PER_CALL);
-        let calls = Arc::new(Calls::default());
-        calls.allowed.store(1, Ordering::Relaxed);
-        tokio::spawn(send_batches(Grpc::new(service), rx, calls.clone()));
-        Reporter { tx, calls }
-    }
-
-    /// Lets `n` calls be out at once (1 to [`MAX_CALLS`]), as the server says when the stream opens: one
-    /// where a single committer records every call (overlapping calls would only split its batches), more
-    /// where several record side by side (PostgreSQL: one call recorded at a time left the others idle).
-    pub(crate) fn allow_calls(&self, n: usize) {
-        self.calls
-            .allowed
-            .store(n.clamp(1, MAX_CALLS), Ordering::Relaxed);
-        self.calls.answered.notify_waiters();
+        tokio::spawn(send_batches(Grpc::new(service), rx));
+        Reporter { tx }
     }
 
     /// Queues `report` and waits until the server has answered for it (or the daemon gave up on it).
@@ -99,7 +65,7 @@ impl Reporter {
     }
 }
 
-async fn send_batches(grpc: Grpc, mut rx: tokio::sync::mpsc::Receiver<Queued>, calls: Arc<Calls>) {
+async fn send_batches(mut grpc: Grpc, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
     while let Some(first) = rx.recv().await {
         let (_, queued_at, _) = &first;
         let send_by = *queued_at + REPORT_LINGER;
@@ -123,27 +89,10 @@ async fn send_batches(grpc: Grpc, mut rx: tokio::sync::mpsc::Receiver<Queued>, c
             reports.push(report);
             waiting.push(done);
         }
-        // Until a call may go out; meanwhile more reports queue for the next batch.
-        loop {
-            let answered = calls.answered.notified();
-            tokio::pin!(answered);
-            answered.as_mut().enable();
-            if calls.out.load(Ordering::Acquire) < calls.allowed.load(Ordering::Relaxed) {
-                break;
-            }
-            answered.await;
+        deliver_reports(&mut grpc, reports).await;
+        for done in waiting {
+            let _ = done.send(());
         }
-        calls.out.fetch_add(1, Ordering::AcqRel);
-        let mut grpc = grpc.clone();
-        let calls = calls.clone();
-        tokio::spawn(async move {
-            deliver_reports(&mut grpc, reports).await;
-            for done in waiting {
-                let _ = done.send(());
-            }
-            calls.out.fetch_sub(1, Ordering::AcqRel);
-            calls.answered.notify_waiters();
-        });
     }
 }
 

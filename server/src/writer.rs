@@ -78,7 +78,6 @@ pub struct ClaimAnswer {
 pub struct Writer {
     events: mpsc::Sender<Queued<event::Model, Published>>,
     reports: mpsc::Sender<QueuedReports>,
-    committers: usize,
     claims: mpsc::Sender<QueuedClaim>,
     parked: Parked,
 }
@@ -119,20 +118,8 @@ impl Writer {
         Writer {
             events,
             reports,
-            committers,
             claims,
             parked,
-        }
-    }
-
-    /// How many `ReportDeliveries` calls a daemon may have out at once: one where one committer records them
-    /// all (SQLite: overlapping calls only split its batches), two where several record side by side
-    /// (PostgreSQL: one call recorded at a time left the other committers idle; docs/PERFORMANCE.md, step 48).
-    pub fn report_calls(&self) -> usize {
-        if self.committers > 1 {
-            2
-        } else {
-            1
         }
     }
 

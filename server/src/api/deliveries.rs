@@ -69,13 +69,7 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             u64::from(max_in_flight),
             tx,
         ));
-        let mut response =
-            Response::new(Box::pin(ReceiverStream::new(rx)) as Self::StreamDeliveriesStream);
-        response.metadata_mut().insert(
-            kit_webhooks::REPORT_CALLS_HEADER,
-            self.state.writer.report_calls().into(),
-        );
-        Ok(response)
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn report_delivery(
