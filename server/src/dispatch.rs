@@ -6,8 +6,8 @@
 //! its new deliveries to it as it stores them; one answered with room left and nothing more due stays
 //! parked there, answered again by the next publish), deliveries left pending or re-queued
 //! (`AppState::deliveries_changed`, here or on another replica: `crate::replicas`), one of its own leases
-//! reported (more room), the next scheduled retry falling due, or at most its idle poll (a second). When the stream ends, for whatever reason, its unreported leases go back
-//! to `pending` at once.
+//! reported (more room), the next scheduled retry falling due, or at most its idle poll (a second). When the
+//! stream ends, for whatever reason, its unreported leases go back to `pending` at once.
 
 use std::{
     collections::HashMap,

@@ -17,21 +17,28 @@ pub struct Usage {
 }
 
 pub fn usage(pid: u32) -> Option<Usage> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of those.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let (_, cpu_seconds) = cpu(pid)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let hwm_kib = status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())?;
-    // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
     Some(Usage {
-        cpu_seconds: ticks / 100.0,
+        cpu_seconds,
         peak_rss_mib: hwm_kib / 1024.0,
     })
+}
+
+/// A process's command name and the CPU seconds (user + system) it has used so far, from `/proc/PID/stat`.
+fn cpu(pid: u32) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `PID (name) fields…`: utime and stime are the 12th and 13th fields after the parenthesised name.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
+    Some((name, ticks / 100.0))
 }
 
 /// The whole machine's CPU time so far, from `/proc/stat`: (busy, all), in clock ticks over every core.
@@ -56,25 +63,13 @@ pub fn postgres_cpu_seconds() -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
-    let mut ticks = 0.0;
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if !head.ends_with("(postgres") {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-        ticks += field(11).unwrap_or(0.0) + field(12).unwrap_or(0.0);
-    }
-    ticks / 100.0
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter_map(cpu)
+        .filter(|(name, _)| name == "postgres")
+        .map(|(_, seconds)| seconds)
+        .sum()
 }
 
 /// A child process that is killed when dropped.
