@@ -43,24 +43,100 @@ pub fn secret_key(secret: &str) -> Result<Vec<u8>, SignatureError> {
         .map_err(|_| SignatureError::InvalidSecret)
 }
 
-fn mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
-    // `new_from_slice` accepts keys of any length for HMAC; the error arm cannot happen.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key"));
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
+/// A secret decoded and keyed once, for a receiver (or sender) that signs or verifies many requests with
+/// it: each request then costs the HMAC of its content and nothing else (no base64 decoding, no key
+/// schedule).
+#[derive(Clone)]
+pub struct Secret {
+    keyed: Hmac<Sha256>,
+}
+
+impl Secret {
+    /// Parses a `whsec_…` secret (the prefix is optional).
+    pub fn parse(secret: &str) -> Result<Self, SignatureError> {
+        Ok(Secret::from_key(&secret_key(secret)?))
+    }
+
+    /// A secret from its raw HMAC key.
+    pub fn from_key(key: &[u8]) -> Self {
+        // `new_from_slice` accepts keys of any length for HMAC; the error arm cannot happen.
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+        Secret { keyed }
+    }
+
+    fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.keyed.clone();
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac
+    }
+
+    /// One `v1,<base64>` signature of a request.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        format!(
+            "v1,{}",
+            STANDARD.encode(self.mac(id, timestamp, body).finalize().into_bytes())
+        )
+    }
+
+    /// Verifies a request as a receiver does: the timestamp within `tolerance_seconds` of `now` (Unix
+    /// seconds), and at least one `v1,` entry of `signature` matching. Every entry is compared in constant
+    /// time.
+    pub fn verify(
+        &self,
+        id: &str,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+        now: i64,
+        tolerance_seconds: u64,
+    ) -> Result<(), SignatureError> {
+        let sent: i64 = timestamp
+            .trim()
+            .parse()
+            .map_err(|_| SignatureError::InvalidTimestamp)?;
+        let skew = now.abs_diff(sent);
+        if skew > tolerance_seconds {
+            return Err(SignatureError::TimestampOutOfTolerance(skew));
+        }
+        let expected = self.mac(id, sent, body).finalize().into_bytes();
+        let mut any = false;
+        let mut matched = false;
+        // Room for any entry of a 32-byte MAC's length (base64's decoder may want a little more than 32).
+        let mut candidate = [0u8; 48];
+        for entry in signature.split_whitespace() {
+            let Some(encoded) = entry.strip_prefix("v1,") else {
+                continue;
+            };
+            any = true;
+            // A 32-byte MAC: an entry that does not decode to exactly 32 bytes cannot match.
+            if let Ok(32) = STANDARD.decode_slice(encoded, &mut candidate) {
+                // No early exit: every entry is checked, so timing does not tell which one matched.
+                matched |= bool::from(candidate[..32].ct_eq(expected.as_slice()));
+            }
+        }
+        match (any, matched) {
+            (false, _) => Err(SignatureError::NoSignature),
+            (true, false) => Err(SignatureError::Mismatch),
+            (true, true) => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.write_str("Secret(..)")
+    }
 }
 
 /// One `v1,<base64>` signature of a request.
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    format!(
-        "v1,{}",
-        STANDARD.encode(mac(key, id, timestamp, body).finalize().into_bytes())
-    )
+    Secret::from_key(key).sign(id, timestamp, body)
 }
 
 /// The `webhook-signature` header value: one signature per secret, space-separated.
@@ -75,13 +151,13 @@ pub fn signature_header(
         if !header.is_empty() {
             header.push(' ');
         }
-        header.push_str(&sign(&secret_key(secret)?, id, timestamp, body));
+        header.push_str(&Secret::parse(secret)?.sign(id, timestamp, body));
     }
     Ok(header)
 }
 
-/// Verifies a request as a receiver does: the timestamp within `tolerance_seconds` of `now` (Unix seconds),
-/// and at least one `v1,` entry of `signature` matching `secret`. Every entry is compared in constant time.
+/// Verifies a request as a receiver does (see [`Secret::verify`]), parsing `secret` first. A receiver that
+/// verifies many requests parses its secret once with [`Secret::parse`] instead.
 pub fn verify(
     secret: &str,
     id: &str,
@@ -91,33 +167,7 @@ pub fn verify(
     now: i64,
     tolerance_seconds: u64,
 ) -> Result<(), SignatureError> {
-    let key = secret_key(secret)?;
-    let sent: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| SignatureError::InvalidTimestamp)?;
-    let skew = now.abs_diff(sent);
-    if skew > tolerance_seconds {
-        return Err(SignatureError::TimestampOutOfTolerance(skew));
-    }
-    let expected = mac(&key, id, sent, body).finalize().into_bytes();
-    let mut any = false;
-    let mut matched = false;
-    for entry in signature.split_whitespace() {
-        let Some(encoded) = entry.strip_prefix("v1,") else {
-            continue;
-        };
-        any = true;
-        if let Ok(candidate) = STANDARD.decode(encoded) {
-            // No early exit: every entry is checked, so timing does not tell which one matched.
-            matched |= bool::from(candidate.as_slice().ct_eq(expected.as_slice()));
-        }
-    }
-    match (any, matched) {
-        (false, _) => Err(SignatureError::NoSignature),
-        (true, false) => Err(SignatureError::Mismatch),
-        (true, true) => Ok(()),
-    }
+    Secret::parse(secret)?.verify(id, timestamp, signature, body, now, tolerance_seconds)
 }
 
 /// The three signature headers of a received request, copied out of whatever HTTP library the receiver uses.
@@ -178,6 +228,32 @@ mod tests {
             body,
         );
         assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn a_parsed_secret_signs_and_verifies_as_the_functions_do_and_never_prints_its_key() {
+        let secret = Secret::parse(SECRET).unwrap();
+        let header = signature_header(&[SECRET.into()], "evt_1", 1000, b"{}").unwrap();
+        assert_eq!(secret.sign("evt_1", 1000, b"{}"), header);
+        assert_eq!(
+            secret.verify("evt_1", "1000", &header, b"{}", 1000, 300),
+            Ok(())
+        );
+        // An entry of another length (a truncated MAC, a longer one) is not a match, nor an error.
+        let short = &header[..header.len() - 8];
+        let long = format!("{header}AAAA");
+        for entry in [short, long.as_str(), "v1,!!!"] {
+            assert_eq!(
+                secret.verify("evt_1", "1000", entry, b"{}", 1000, 300),
+                Err(SignatureError::Mismatch),
+                "{entry}"
+            );
+        }
+        assert_eq!(format!("{secret:?}"), "Secret(..)");
+        assert_eq!(
+            Secret::parse("whsec_not base64").err(),
+            Some(SignatureError::InvalidSecret)
+        );
     }
 
     #[test]

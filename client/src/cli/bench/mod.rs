@@ -19,11 +19,15 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+use kit_webhooks::signature::Secret;
 use kit_webhooks_client::{Client, NewWebhook};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use self::{processes::Usage, receivers::Tally};
+use self::{
+    processes::Usage,
+    receivers::{EventKey, Tally},
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -205,9 +209,11 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
             ..NewWebhook::new(url, ["interview.*"]).description(format!("bench {index}"))
         };
         let (_, secret) = admin.create_webhook(webhook).await?;
+        let secret = Secret::parse(&secret)
+            .map_err(|err| anyhow::anyhow!("webhook {index}'s secret: {err}"))?;
         tally
             .secrets
-            .lock()
+            .write()
             .map_err(|_| anyhow::anyhow!("lock"))?
             .insert(index, secret);
     }
@@ -215,6 +221,12 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     let publisher = Client::connect(server_url, publisher_key).await?;
     let data = payload(args.payload_bytes);
     let expected = args.events * args.webhooks;
+    // Room for every receipt up front: the map does not grow (and copy itself) while receivers record.
+    tally
+        .first_seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .reserve(expected);
     let published_at = Arc::new(std::sync::Mutex::new(
         std::collections::HashMap::with_capacity(args.events),
     ));
@@ -244,7 +256,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
             drop(permit);
             let reply = reply?;
             if let (Some(event), Ok(mut map)) = (reply.event, published_at.lock()) {
-                map.insert(event.id, sent);
+                map.insert(EventKey::of(&event.id), sent);
             }
             Ok::<_, kit_webhooks_client::Error>(())
         }));
