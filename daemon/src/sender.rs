@@ -107,7 +107,7 @@ impl Sender {
         ];
         // The body moves into the request: no copy of the payload per delivery. Built in place: the
         // `http::request::Builder` moves itself (and the request so far) through every `header` call.
-        let body = Bytes::from(std::mem::take(&mut task.body));
+        let body = std::mem::take(&mut task.body);
         let request = url.map_err(http::Error::from).and_then(|url| {
             let mut request = http::Request::new(Full::new(body));
             *request.method_mut() = http::Method::POST;
@@ -159,7 +159,7 @@ impl Sender {
             }
             Ok(Ok((status, headers, body))) => {
                 report.response_status = u32::from(status.as_u16());
-                report.response_body = body;
+                report.response_body = body.into();
                 if status.is_redirection() {
                     let location = headers.get("location").map_or("-", String::as_str);
                     fail(

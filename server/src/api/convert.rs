@@ -104,7 +104,7 @@ pub fn body(lease: &LeasedDelivery) -> Vec<u8> {
 /// one first, then one still in its rotation grace).
 pub fn task(
     lease: LeasedDelivery,
-    body: Vec<u8>,
+    body: bytes::Bytes,
     timeout_ms: u32,
     now: i64,
 ) -> proto::DeliveryTask {
