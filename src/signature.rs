@@ -77,10 +77,15 @@ impl Secret {
 
     /// One `v1,<base64>` signature of a request.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        format!(
-            "v1,{}",
-            STANDARD.encode(self.mac(id, timestamp, body).finalize().into_bytes())
-        )
+        let mut signature = String::with_capacity(SIGNATURE_LEN);
+        self.sign_into(id, timestamp, body, &mut signature);
+        signature
+    }
+
+    /// [`Secret::sign`], appended to `out` (a sender builds its header without a string per signature).
+    pub fn sign_into(&self, id: &str, timestamp: i64, body: &[u8], out: &mut String) {
+        out.push_str("v1,");
+        STANDARD.encode_string(self.mac(id, timestamp, body).finalize().into_bytes(), out);
     }
 
     /// Verifies a request as a receiver does: the timestamp within `tolerance_seconds` of `now` (Unix
@@ -146,15 +151,18 @@ pub fn signature_header(
     timestamp: i64,
     body: &[u8],
 ) -> Result<String, SignatureError> {
-    let mut header = String::new();
+    let mut header = String::with_capacity(secrets.len() * (SIGNATURE_LEN + 1));
     for secret in secrets {
         if !header.is_empty() {
             header.push(' ');
         }
-        header.push_str(&Secret::parse(secret)?.sign(id, timestamp, body));
+        Secret::parse(secret)?.sign_into(id, timestamp, body, &mut header);
     }
     Ok(header)
 }
+
+/// The length of one `v1,<base64>` signature: the prefix and a 32-byte MAC in padded base64.
+const SIGNATURE_LEN: usize = 3 + 44;
 
 /// Verifies a request as a receiver does (see [`Secret::verify`]), parsing `secret` first. A receiver that
 /// verifies many requests parses its secret once with [`Secret::parse`] instead.

@@ -54,11 +54,17 @@ impl<T> Default for Registry<T> {
 impl<T> Registry<T> {
     /// The value for `key`, made by `new` if there is none (after pruning, if the map has grown enough).
     fn entry(&mut self, key: &str, idle: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> &mut T {
-        if !self.entries.contains_key(key) && self.entries.len() >= self.prune_at {
-            self.entries.retain(|_, value| !idle(value));
-            self.prune_at = (self.entries.len() * 2).max(64);
+        if !self.entries.contains_key(key) {
+            if self.entries.len() >= self.prune_at {
+                self.entries.retain(|_, value| !idle(value));
+                self.prune_at = (self.entries.len() * 2).max(64);
+            }
+            return self.entries.entry(key.to_owned()).or_insert_with(new);
         }
-        self.entries.entry(key.to_owned()).or_insert_with(new)
+        // Looked up by `&str`: the key is copied only when it is new (this runs for every delivery).
+        self.entries
+            .get_mut(key)
+            .expect("the key is present: contains_key said so just above")
     }
 
     #[cfg(test)]

@@ -24,6 +24,11 @@ use crate::{
 pub const MAX_STORED_BODY_BYTES: usize = 16 * 1024;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USER_AGENT: &str = concat!("KitWebhooks/", env!("CARGO_PKG_VERSION"));
+/// The headers every request carries with the same value.
+const CONSTANT_HEADERS: [(&str, &str); 2] = [
+    ("content-type", "application/json"),
+    ("user-agent", USER_AGENT),
+];
 
 pub struct Sender {
     client: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
@@ -81,7 +86,7 @@ impl Sender {
         let timestamp = signature::unix_now();
         let mut report = proto::ReportDeliveryRequest {
             delivery_id: task.delivery_id.clone(),
-            lease_id: task.lease_id.clone(),
+            lease_id: std::mem::take(&mut task.lease_id),
             attempt_number: task.attempt_number,
             started_at: Some(prost_types::Timestamp::from(started)),
             ..Default::default()
@@ -95,14 +100,13 @@ impl Sender {
                     return report;
                 }
             };
-        let headers: [(&'static str, String); 8] = [
-            ("content-type", "application/json".into()),
-            ("user-agent", USER_AGENT.into()),
-            (signature::WEBHOOK_ID, task.event_id.clone()),
+        // The task's own strings move into the headers (the report keeps them, as the headers sent).
+        let headers: [(&'static str, String); 6] = [
+            (signature::WEBHOOK_ID, std::mem::take(&mut task.event_id)),
             (signature::WEBHOOK_TIMESTAMP, timestamp.to_string()),
             (signature::WEBHOOK_SIGNATURE, signed),
-            ("kit-event-type", task.event_type.clone()),
-            ("kit-delivery-id", task.delivery_id.clone()),
+            ("kit-event-type", std::mem::take(&mut task.event_type)),
+            ("kit-delivery-id", std::mem::take(&mut task.delivery_id)),
             ("kit-attempt", task.attempt_number.to_string()),
         ];
         // The body moves into the request: no copy of the payload per delivery. Built in place: the
@@ -113,7 +117,13 @@ impl Sender {
             *request.method_mut() = http::Method::POST;
             *request.uri_mut() = url;
             let map = request.headers_mut();
-            map.reserve(headers.len());
+            map.reserve(CONSTANT_HEADERS.len() + headers.len());
+            for (name, value) in CONSTANT_HEADERS {
+                map.insert(
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_static(value),
+                );
+            }
             for (name, value) in &headers {
                 map.insert(
                     http::HeaderName::from_static(name),
@@ -122,8 +132,10 @@ impl Sender {
             }
             Ok(request)
         });
-        report.request_headers = headers
+        report.request_headers = CONSTANT_HEADERS
             .into_iter()
+            .map(|(name, value)| (name, value.to_owned()))
+            .chain(headers)
             .map(|(name, value)| (name.to_owned(), value))
             .collect();
         let request = match request {

@@ -496,19 +496,24 @@ fn finish(batch: &mut Batch, ids: &[String], status: DeliveryStatus, now: i64) {
 
 /// Applies the policy's verdict to the webhook row in memory; returns whether it changed.
 fn apply_to_webhook(hook: &mut webhook::Model, decision: &WebhookDecision, now: i64) -> bool {
-    let before = hook.clone();
+    // Compared field by field rather than against a clone of the row: this runs for every report.
     match decision {
-        WebhookDecision::Unchanged => {}
+        WebhookDecision::Unchanged => false,
         WebhookDecision::Healthy => {
+            let changed = hook.failure_count != 0 || hook.failing_since.is_some();
             hook.failure_count = 0;
             hook.failing_since = None;
+            changed
         }
         WebhookDecision::Failing {
             failure_count,
             failing_since,
         } => {
-            hook.failure_count = *failure_count as i32;
-            hook.failing_since = Some(*failing_since);
+            let (count, since) = (*failure_count as i32, Some(*failing_since));
+            let changed = hook.failure_count != count || hook.failing_since != since;
+            hook.failure_count = count;
+            hook.failing_since = since;
+            changed
         }
         WebhookDecision::Disable {
             failure_count,
@@ -520,9 +525,9 @@ fn apply_to_webhook(hook: &mut webhook::Model, decision: &WebhookDecision, now: 
             hook.status = WebhookStatus::Disabled.as_str().to_owned();
             hook.disabled_reason = reason.clone();
             hook.updated_at = now;
+            true
         }
     }
-    *hook != before
 }
 
 /// A due delivery as a claim reads it ([`select_json`]), with its webhook and event beside it, once each
