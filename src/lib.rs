@@ -4,6 +4,7 @@
 //! - [`catalogue`]: the fixed catalogue of event types and the subscription rules over it.
 //! - [`duration`]: durations in flags and messages (`5s`, `24h`).
 //! - [`key_file`]: the file of first-start API keys the server writes and the CLI reads.
+//! - [`request`]: the headers of a delivery's HTTP request that follow from its task.
 //! - [`signature`]: the Standard Webhooks signature scheme, for the daemon that signs and receivers that verify.
 //!
 //! The server, the delivery daemon and the client all depend on this crate, so the contract and the rules
@@ -12,6 +13,7 @@
 pub mod catalogue;
 pub mod duration;
 pub mod key_file;
+pub mod request;
 pub mod signature;
 
 /// The generated code of `proto/kit/webhooks/v1`.

@@ -127,6 +127,20 @@ async fn https_delivery_is_signed_and_recorded(backend: Backend) {
         Some(request.header("webhook-signature"))
     );
     assert_eq!(attempt.request_headers.get("webhook-id"), Some(&event.id));
+    // The attempt shows the request as the receiver got it: every header the daemon set (HTTP adds only
+    // `host` and `content-length`), with the values that arrived.
+    let sent: std::collections::BTreeMap<&str, &str> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .filter(|(k, _)| !matches!(*k, "host" | "content-length"))
+        .collect();
+    let shown: std::collections::BTreeMap<&str, &str> = attempt
+        .request_headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(shown, sent);
     assert!(attempt.started_at.is_some());
     assert_eq!(server.get_webhook(&hook.id).await.failure_count, 0);
     server.stop().await;

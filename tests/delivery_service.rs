@@ -14,6 +14,7 @@ use tonic::{Code, Streaming};
 on_both_databases!(
     each_delivery_goes_to_one_stream_and_returns_when_it_ends,
     reports_need_a_held_lease_and_valid_fields,
+    an_attempts_request_headers_are_shown_completed_from_its_task,
 );
 
 async fn open(
@@ -258,5 +259,101 @@ async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
         Code::FailedPrecondition,
         "no longer held",
     );
+    server.stop().await;
+}
+
+async fn an_attempts_request_headers_are_shown_completed_from_its_task(backend: Backend) {
+    let server = TestServer::start_without_daemon(backend).await;
+    let daemon = server.key(Role::Daemon, None).await;
+    server
+        .create_webhook("http://127.0.0.1:9/", &["offer.*"])
+        .await;
+    for _ in 0..3 {
+        server.publish("offer.accepted", "{}").await;
+    }
+    let mut client = DeliveryServiceClient::new(server.channel().await);
+    let mut stream = open(&server, &daemon, 3).await;
+    let tasks = take(&mut stream, 3).await;
+    let report = |task: &proto::DeliveryTask| proto::ReportDeliveryRequest {
+        delivery_id: task.delivery_id.clone(),
+        lease_id: task.lease_id.clone(),
+        attempt_number: 1,
+        response_status: 200,
+        ..Default::default()
+    };
+    let reports = vec![
+        // Only what the task does not determine, as this project's daemon reports.
+        proto::ReportDeliveryRequest {
+            user_agent: "test-daemon/1".into(),
+            signed_at: 1_700_000_000,
+            signature: "v1,c2lnbmF0dXJl".into(),
+            ..report(&tasks[0])
+        },
+        // Every header, as a daemon may: what it reported stands.
+        proto::ReportDeliveryRequest {
+            request_headers: [
+                ("content-type", "application/json; charset=utf-8"),
+                ("user-agent", "other-daemon"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ..report(&tasks[1])
+        },
+        // No request made (it failed before one was built).
+        proto::ReportDeliveryRequest {
+            response_status: 0,
+            error_kind: "signing".into(),
+            error: "bad secret".into(),
+            ..report(&tasks[2])
+        },
+    ];
+    let results = client
+        .report_deliveries(authed(&daemon, proto::ReportDeliveriesRequest { reports }))
+        .await
+        .expect("reports")
+        .into_inner()
+        .results;
+    assert!(results.iter().all(|r| r.code == 0), "{results:?}");
+
+    let shown = |delivery: proto::Delivery| -> Vec<(String, String)> {
+        delivery.attempts[0]
+            .request_headers
+            .clone()
+            .into_iter()
+            .collect()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let task = &tasks[0];
+    assert_eq!(
+        shown(server.get_delivery(&task.delivery_id).await),
+        pairs(&[
+            ("content-type", "application/json"),
+            ("kit-attempt", "1"),
+            ("kit-delivery-id", &task.delivery_id),
+            ("kit-event-type", &task.event_type),
+            ("user-agent", "test-daemon/1"),
+            ("webhook-id", &task.event_id),
+            ("webhook-signature", "v1,c2lnbmF0dXJl"),
+            ("webhook-timestamp", "1700000000"),
+        ])
+    );
+    let task = &tasks[1];
+    assert_eq!(
+        shown(server.get_delivery(&task.delivery_id).await),
+        pairs(&[
+            ("content-type", "application/json; charset=utf-8"),
+            ("kit-attempt", "1"),
+            ("kit-delivery-id", &task.delivery_id),
+            ("kit-event-type", &task.event_type),
+            ("user-agent", "other-daemon"),
+            ("webhook-id", &task.event_id),
+        ])
+    );
+    assert!(shown(server.get_delivery(&tasks[2].delivery_id).await).is_empty());
     server.stop().await;
 }

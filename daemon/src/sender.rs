@@ -13,7 +13,7 @@ use hyper_util::{
     client::legacy::Client,
     rt::{TokioExecutor, TokioTimer},
 };
-use kit_webhooks::{proto, signature};
+use kit_webhooks::{proto, request, signature};
 
 use crate::{
     address::AddressGuard,
@@ -24,11 +24,6 @@ use crate::{
 pub const MAX_STORED_BODY_BYTES: usize = 16 * 1024;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USER_AGENT: &str = concat!("KitWebhooks/", env!("CARGO_PKG_VERSION"));
-/// The headers every request carries with the same value.
-const CONSTANT_HEADERS: [(&str, &str); 2] = [
-    ("content-type", "application/json"),
-    ("user-agent", USER_AGENT),
-];
 
 pub struct Sender {
     client: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
@@ -100,15 +95,20 @@ impl Sender {
                     return report;
                 }
             };
-        // The task's own strings move into the headers (the report keeps them, as the headers sent).
-        let headers: [(&'static str, String); 6] = [
-            (signature::WEBHOOK_ID, std::mem::take(&mut task.event_id)),
-            (signature::WEBHOOK_TIMESTAMP, timestamp.to_string()),
-            (signature::WEBHOOK_SIGNATURE, signed),
-            ("kit-event-type", std::mem::take(&mut task.event_type)),
-            ("kit-delivery-id", std::mem::take(&mut task.delivery_id)),
-            ("kit-attempt", task.attempt_number.to_string()),
-        ];
+        // The report carries only the headers the task does not determine; the server shows the rest as
+        // `kit_webhooks::request` defines them, the same definition these requests are built from.
+        let user_agent = http::HeaderValue::from_static(USER_AGENT);
+        let signed_at = http::HeaderValue::from(timestamp);
+        let signature = http::HeaderValue::try_from(signed.as_str());
+        report.user_agent = USER_AGENT.to_owned();
+        report.signed_at = timestamp;
+        report.signature = signed;
+        let task_headers = request::task_headers(
+            std::mem::take(&mut task.event_id),
+            std::mem::take(&mut task.event_type),
+            std::mem::take(&mut task.delivery_id),
+            task.attempt_number,
+        );
         // The body moves into the request: no copy of the payload per delivery. Built in place: the
         // `http::request::Builder` moves itself (and the request so far) through every `header` call.
         let body = std::mem::take(&mut task.body);
@@ -117,27 +117,30 @@ impl Sender {
             *request.method_mut() = http::Method::POST;
             *request.uri_mut() = url;
             let map = request.headers_mut();
-            map.reserve(CONSTANT_HEADERS.len() + headers.len());
-            for (name, value) in CONSTANT_HEADERS {
+            map.reserve(4 + task_headers.len());
+            let (name, value) = request::CONTENT_TYPE;
+            map.insert(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            );
+            map.insert(http::header::USER_AGENT, user_agent);
+            map.insert(
+                http::HeaderName::from_static(signature::WEBHOOK_TIMESTAMP),
+                signed_at,
+            );
+            map.insert(
+                http::HeaderName::from_static(signature::WEBHOOK_SIGNATURE),
+                signature?,
+            );
+            for (name, value) in task_headers {
+                // The task's strings become the header values as they are, without a copy.
                 map.insert(
                     http::HeaderName::from_static(name),
-                    http::HeaderValue::from_static(value),
-                );
-            }
-            for (name, value) in &headers {
-                map.insert(
-                    http::HeaderName::from_static(name),
-                    http::HeaderValue::try_from(value.as_str())?,
+                    http::HeaderValue::from_maybe_shared(Bytes::from(value))?,
                 );
             }
             Ok(request)
         });
-        report.request_headers = CONSTANT_HEADERS
-            .into_iter()
-            .map(|(name, value)| (name, value.to_owned()))
-            .chain(headers)
-            .map(|(name, value)| (name.to_owned(), value))
-            .collect();
         let request = match request {
             Ok(request) => request,
             Err(err) => {

@@ -1,6 +1,6 @@
 //! Rows to protobuf messages: the one place that decides how stored values look on the wire.
 
-use kit_webhooks::proto;
+use kit_webhooks::{proto, request};
 
 use crate::{
     core::{
@@ -58,6 +58,10 @@ pub fn delivery_status(status: DeliveryStatus) -> proto::DeliveryStatus {
 }
 
 pub fn delivery(row: delivery::Model, attempts: Vec<attempt::Model>) -> proto::Delivery {
+    let attempts = attempts
+        .into_iter()
+        .map(|attempt| self::attempt(attempt, &row))
+        .collect();
     let status = DeliveryStatus::parse(&row.status)
         .map(delivery_status)
         .unwrap_or(proto::DeliveryStatus::Unspecified);
@@ -71,16 +75,26 @@ pub fn delivery(row: delivery::Model, attempts: Vec<attempt::Model>) -> proto::D
         next_attempt_at: row.next_attempt_at.map(to_timestamp),
         created_at: Some(to_timestamp(row.created_at)),
         completed_at: row.completed_at.map(to_timestamp),
-        attempts: attempts.into_iter().map(attempt).collect(),
+        attempts,
     }
 }
 
-pub fn attempt(row: attempt::Model) -> proto::Attempt {
+/// An attempt of `delivery`, its recorded request headers completed with those its task determines.
+pub fn attempt(row: attempt::Model, delivery: &delivery::Model) -> proto::Attempt {
+    let number = row.number.max(0) as u32;
+    let mut request_headers = attempt::headers(&row.request_headers);
+    request::complete(
+        &mut request_headers,
+        &delivery.event_id,
+        &delivery.event_type,
+        &delivery.id,
+        number,
+    );
     proto::Attempt {
-        number: row.number.max(0) as u32,
+        number,
         started_at: Some(to_timestamp(row.started_at)),
         duration_ms: row.duration_ms.max(0) as u32,
-        request_headers: attempt::headers(&row.request_headers),
+        request_headers,
         response_status: row.response_status.max(0) as u32,
         response_headers: attempt::headers(&row.response_headers),
         response_body: row.response_body,

@@ -1,10 +1,17 @@
 //! `DeliveryService`: the daemon-facing half of the pipeline. `StreamDeliveries` hands a daemon leased tasks
 //! (the loop lives in `dispatch`); `ReportDelivery` records each attempt and applies the retry policy.
 
-use std::{collections::HashMap, pin::Pin, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    pin::Pin,
+    sync::Arc,
+};
 
 use futures::Stream;
-use kit_webhooks::proto;
+use kit_webhooks::{
+    proto,
+    signature::{WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP},
+};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -181,6 +188,11 @@ fn attempt_report(req: proto::ReportDeliveryRequest) -> Result<AttemptReport, Er
     }
     let mut body = req.response_body;
     body.truncate(MAX_STORED_BODY_BYTES);
+    let request_headers = if req.request_headers.is_empty() {
+        sent_headers(req.user_agent, req.signed_at, req.signature)
+    } else {
+        req.request_headers
+    };
     Ok(AttemptReport {
         delivery_id,
         lease_id,
@@ -191,13 +203,29 @@ fn attempt_report(req: proto::ReportDeliveryRequest) -> Result<AttemptReport, Er
             .map(time::to_ms)
             .unwrap_or_else(time::now_ms),
         duration_ms: req.duration_ms,
-        request_headers: req.request_headers,
+        request_headers,
         response_status: req.response_status,
         response_headers: req.response_headers,
         response_body: stored_text(String::from_utf8_lossy(&body).into_owned()),
         error_kind: stored_text(req.error_kind),
         error: stored_text(req.error),
     })
+}
+
+/// The headers a report names on their own (see `kit_webhooks::request`): the ones the task does not
+/// determine, as recorded; none when the daemon made no request.
+fn sent_headers(user_agent: String, signed_at: i64, signature: String) -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::new();
+    if !user_agent.is_empty() {
+        headers.insert("user-agent".to_owned(), user_agent);
+    }
+    if signed_at != 0 {
+        headers.insert(WEBHOOK_TIMESTAMP.to_owned(), signed_at.to_string());
+    }
+    if !signature.is_empty() {
+        headers.insert(WEBHOOK_SIGNATURE.to_owned(), signature);
+    }
+    headers
 }
 
 /// Free text of a report as it is stored and shown: PostgreSQL's `text` cannot hold NUL, so NUL becomes U+FFFD,
