@@ -1,10 +1,12 @@
-//! The HTTP request a delivery task makes (DESIGN.md §4): which headers it carries besides the signature.
+//! The HTTP request a delivery task makes (DESIGN.md §4): which of its headers follow from the task, and which
+//! a report names.
 //!
 //! Most of a request's headers follow from its task alone (its event, delivery and attempt number). The
 //! daemon builds its requests with [`task_headers`], and reports only the headers it chose itself
-//! (`user-agent` and the signature's); the server records those and shows an attempt's headers completed
-//! with [`complete`]. So a report does not carry back what the server already knows: with the whole header
-//! map in every report, its encoding, decoding and storage were ~10 % of a busy pipeline's CPU.
+//! (`user-agent` and the signature's); the server records those ([`reported_headers`]) and shows an
+//! attempt's headers completed with [`complete`]. So a report does not carry back what the server already
+//! knows: with the whole header map in every report, its encoding, decoding and storage were ~10 % of a busy
+//! pipeline's CPU.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,30 @@ pub fn task_headers(
         ("kit-delivery-id", delivery_id),
         ("kit-attempt", attempt.to_string()),
     ]
+}
+
+/// The headers a report names on its own, those its task does not determine: `user-agent`, and the
+/// signature's timestamp and value, each left out when the report leaves it empty (none at all when the daemon
+/// made no request). What the server records for a report that does not list every header.
+pub fn reported_headers(
+    user_agent: String,
+    signed_at: i64,
+    signature: String,
+) -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::new();
+    if !user_agent.is_empty() {
+        headers.insert("user-agent".to_owned(), user_agent);
+    }
+    if signed_at != 0 {
+        headers.insert(
+            crate::signature::WEBHOOK_TIMESTAMP.to_owned(),
+            signed_at.to_string(),
+        );
+    }
+    if !signature.is_empty() {
+        headers.insert(crate::signature::WEBHOOK_SIGNATURE.to_owned(), signature);
+    }
+    headers
 }
 
 /// Completes `headers`, those recorded for an attempt, with the ones that follow from its task; a header
@@ -80,7 +106,7 @@ mod tests {
             .collect();
         assert_eq!(got, expected);
 
-        let mut none = BTreeMap::new();
+        let mut none = reported_headers(String::new(), 0, String::new());
         complete(&mut none, "evt_1", "offer.accepted", "dlv_1", 2);
         assert!(none.is_empty(), "no request was made");
     }

@@ -1,17 +1,10 @@
 //! `DeliveryService`: the daemon-facing half of the pipeline. `StreamDeliveries` hands a daemon leased tasks
 //! (the loop lives in `dispatch`); `ReportDelivery` records each attempt and applies the retry policy.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    pin::Pin,
-    sync::Arc,
-};
+use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use futures::Stream;
-use kit_webhooks::{
-    proto,
-    signature::{WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP},
-};
+use kit_webhooks::{proto, request};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -189,7 +182,7 @@ fn attempt_report(req: proto::ReportDeliveryRequest) -> Result<AttemptReport, Er
     let mut body = req.response_body;
     body.truncate(MAX_STORED_BODY_BYTES);
     let request_headers = if req.request_headers.is_empty() {
-        sent_headers(req.user_agent, req.signed_at, req.signature)
+        request::reported_headers(req.user_agent, req.signed_at, req.signature)
     } else {
         req.request_headers
     };
@@ -210,22 +203,6 @@ fn attempt_report(req: proto::ReportDeliveryRequest) -> Result<AttemptReport, Er
         error_kind: stored_text(req.error_kind),
         error: stored_text(req.error),
     })
-}
-
-/// The headers a report names on their own (see `kit_webhooks::request`): the ones the task does not
-/// determine, as recorded; none when the daemon made no request.
-fn sent_headers(user_agent: String, signed_at: i64, signature: String) -> BTreeMap<String, String> {
-    let mut headers = BTreeMap::new();
-    if !user_agent.is_empty() {
-        headers.insert("user-agent".to_owned(), user_agent);
-    }
-    if signed_at != 0 {
-        headers.insert(WEBHOOK_TIMESTAMP.to_owned(), signed_at.to_string());
-    }
-    if !signature.is_empty() {
-        headers.insert(WEBHOOK_SIGNATURE.to_owned(), signature);
-    }
-    headers
 }
 
 /// Free text of a report as it is stored and shown: PostgreSQL's `text` cannot hold NUL, so NUL becomes U+FFFD,
