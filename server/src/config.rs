@@ -8,6 +8,10 @@ use crate::{
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+/// 64 MiB: two hundred publishes of the largest payload at once, thousands of ordinary ones.
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+/// What a `PublishEventRequest` may carry besides its `data_json` (type, account, idempotency key, framing).
+const PUBLISH_ENVELOPE_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -18,6 +22,9 @@ pub struct Config {
     /// Admit `http://` webhook URLs (development only).
     pub allow_http: bool,
     pub max_payload_bytes: usize,
+    /// Request bytes the server holds at once across all calls; a call past it is answered
+    /// `RESOURCE_EXHAUSTED` (`crate::api::admission`).
+    pub max_bytes_in_flight: usize,
     /// Where the first start writes its keys; `None` for beside the SQLite file (or the working directory).
     pub key_file: Option<PathBuf>,
     /// The time limit of one delivery request.
@@ -47,6 +54,7 @@ impl Default for Config {
             database_max_connections: crate::store::DEFAULT_MAX_CONNECTIONS,
             allow_http: false,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
             key_file: None,
             request_timeout: Duration::from_secs(15),
             retry: RetryPolicy::default(),
@@ -59,6 +67,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The largest `PublishEventRequest` the server decodes: the payload limit and its envelope.
+    pub fn max_publish_message_bytes(&self) -> usize {
+        self.max_payload_bytes
+            .saturating_add(PUBLISH_ENVELOPE_BYTES)
+    }
+
+    /// The longest a call may take, from its first byte to its answer: longer than the longest wait a call
+    /// makes on purpose (`PingWebhook` waits for the attempt, up to the request timeout and a margin).
+    pub fn call_timeout(&self) -> Duration {
+        self.request_timeout + Duration::from_secs(30)
+    }
+
     /// How long a lease lasts without renewal: the request timeout plus the margin.
     pub fn lease_ttl(&self) -> Duration {
         self.request_timeout + self.lease_margin
@@ -82,6 +102,13 @@ impl Config {
         anyhow::ensure!(
             self.max_payload_bytes > 0,
             "--max-payload-bytes must be at least 1"
+        );
+        // A publish of the largest payload must fit in the budget, or it could never be accepted.
+        anyhow::ensure!(
+            self.max_bytes_in_flight >= self.max_publish_message_bytes(),
+            "--max-bytes-in-flight ({}) must hold at least one publish of --max-payload-bytes ({} with its envelope)",
+            self.max_bytes_in_flight,
+            self.max_publish_message_bytes()
         );
         Ok(())
     }

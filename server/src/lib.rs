@@ -26,6 +26,15 @@ use api::{
     AppState,
 };
 
+/// Calls one HTTP/2 connection may have open at once (a daemon needs its stream and a few report calls).
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// The largest `WebhookService` request: a webhook's fields are a few KiB at most.
+const MAX_WEBHOOK_MESSAGE_BYTES: usize = 1024 * 1024;
+/// The largest `ReportDeliveries` request: its most reports, each with a stored body and capped headers.
+const MAX_REPORTS_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A server running in this process.
 pub struct RunningServer {
     /// The address it listens on (useful with port 0).
@@ -106,9 +115,12 @@ pub async fn start_with_signal(
             lease_ttl_ms: config.lease_ttl().as_millis() as i64,
         },
     );
+    let admission = api::admission::AdmissionLayer::new(
+        Arc::new(auth),
+        api::admission::Budget::new(config.max_bytes_in_flight),
+    );
     let state = Arc::new(AppState {
         writer,
-        auth,
         store: store.clone(),
         config,
         deliveries_changed: Default::default(),
@@ -149,19 +161,36 @@ pub async fn start_with_signal(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let limits = &state.config;
     let router = tonic::transport::Server::builder()
+        // What one connection may hold: streams at once, and (tonic's default windows, 64 KiB) unread bytes.
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .timeout(limits.call_timeout())
+        // A peer that stops answering pings is gone: its connection and calls end.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(admission)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(proto::webhook_service_server::WebhookServiceServer::new(
-            api::webhooks::WebhookApi::new(state.clone()),
-        ))
-        .add_service(proto::event_service_server::EventServiceServer::new(
-            api::events::EventApi::new(state.clone()),
-        ))
-        .add_service(proto::delivery_service_server::DeliveryServiceServer::new(
-            api::deliveries::DeliveryApi::new(state.clone()),
-        ));
+        .add_service(
+            proto::webhook_service_server::WebhookServiceServer::new(
+                api::webhooks::WebhookApi::new(state.clone()),
+            )
+            .max_decoding_message_size(MAX_WEBHOOK_MESSAGE_BYTES),
+        )
+        .add_service(
+            proto::event_service_server::EventServiceServer::new(api::events::EventApi::new(
+                state.clone(),
+            ))
+            .max_decoding_message_size(limits.max_publish_message_bytes()),
+        )
+        .add_service(
+            proto::delivery_service_server::DeliveryServiceServer::new(
+                api::deliveries::DeliveryApi::new(state.clone()),
+            )
+            .max_decoding_message_size(MAX_REPORTS_MESSAGE_BYTES),
+        );
 
     let daemon = match (embedded_options, daemon_key) {
         (Some(options), Some(token)) => {

@@ -93,6 +93,9 @@ struct ServeArgs {
     /// Largest accepted `data_json`, in bytes.
     #[arg(long, env = "KIT_WEBHOOKS_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
     max_payload_bytes: usize,
+    /// Request bytes held at once across all calls; a call past it is answered RESOURCE_EXHAUSTED.
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_BYTES_IN_FLIGHT", default_value_t = config::DEFAULT_MAX_BYTES_IN_FLIGHT)]
+    max_bytes_in_flight: usize,
     /// Waits between attempts: one more attempt than entries. Units: ms, s, m, h, d.
     #[arg(long, env = "KIT_WEBHOOKS_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = time::parse_durations)]
     retry_schedule: Durations,
@@ -157,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_max_connections: args.database_max_connections,
                 allow_http: args.allow_http,
                 max_payload_bytes: args.max_payload_bytes,
+                max_bytes_in_flight: args.max_bytes_in_flight,
                 key_file: args.key_file,
                 request_timeout: args.request_timeout,
                 retry: RetryPolicy {

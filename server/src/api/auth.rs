@@ -1,6 +1,7 @@
 //! Authentication and authorisation: `authorization: Bearer <key>` to a [`Principal`] with a role.
 //!
-//! Keys live hashed in the database (so `keys create` from another process takes effect at once); lookups
+//! The key is checked on a call's headers before its body is read (`super::admission`); a handler checks the
+//! role with [`require`]. Keys live hashed in the database (so `keys create` from another process takes effect at once); lookups
 //! are cached briefly because every RPC makes one. The embedded daemon's key exists only in memory.
 
 use std::{
@@ -56,6 +57,31 @@ pub struct Principal {
     pub account_id: Option<String>,
 }
 
+/// The caller of `request` (admitted by `super::admission`), if it holds one of `roles`.
+pub fn require<T>(request: &Request<T>, roles: &[Role]) -> Result<Principal, Error> {
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Error::Unauthenticated("the call was not authenticated".into()))?;
+    if roles.contains(&principal.role) {
+        return Ok(principal);
+    }
+    let wanted: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+    Err(Error::PermissionDenied(format!(
+        "this call needs a key with role {}; this key has role {}",
+        wanted.join(" or "),
+        principal.role.as_str()
+    )))
+}
+
+/// The account of the caller of `request`, who must hold an `admin` key.
+pub fn require_admin<T>(request: &Request<T>) -> Result<String, Error> {
+    require(request, &[Role::Admin])?
+        .account_id
+        .ok_or_else(|| Error::PermissionDenied("this admin key is bound to no account".into()))
+}
+
 pub struct Authenticator {
     store: Store,
     /// Keys known only to this process (the embedded daemon's), by hash.
@@ -77,34 +103,9 @@ impl Authenticator {
         self.in_memory.insert(hash_api_key(key), principal);
     }
 
-    /// The caller of `request`, if it holds one of `roles`.
-    pub async fn require<T>(
-        &self,
-        request: &Request<T>,
-        roles: &[Role],
-    ) -> Result<Principal, Error> {
-        let principal = self.authenticate(request).await?;
-        if roles.contains(&principal.role) {
-            return Ok(principal);
-        }
-        let wanted: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
-        Err(Error::PermissionDenied(format!(
-            "this call needs a key with role {}; this key has role {}",
-            wanted.join(" or "),
-            principal.role.as_str()
-        )))
-    }
-
-    /// The account of the caller, who must hold an `admin` key.
-    pub async fn require_admin<T>(&self, request: &Request<T>) -> Result<String, Error> {
-        let principal = self.require(request, &[Role::Admin]).await?;
-        principal
-            .account_id
-            .ok_or_else(|| Error::PermissionDenied("this admin key is bound to no account".into()))
-    }
-
-    async fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
-        let header = request.metadata().get("authorization").ok_or_else(|| {
+    /// The caller whose key `headers` carry.
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, Error> {
+        let header = headers.get("authorization").ok_or_else(|| {
             Error::Unauthenticated("missing `authorization: Bearer <api key>` metadata".into())
         })?;
         let key = header

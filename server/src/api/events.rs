@@ -6,7 +6,7 @@ use kit_webhooks::{catalogue, proto};
 use tonic::{Request, Response, Status};
 
 use super::{
-    auth::{Principal, Role},
+    auth::{self, Principal, Role},
     convert, AppState,
 };
 use crate::{
@@ -27,14 +27,11 @@ impl EventApi {
     pub fn new(state: Arc<AppState>) -> Self {
         EventApi { state }
     }
+}
 
-    /// A reader of events: admins see their own account, publishers every account.
-    async fn reader<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
-        self.state
-            .auth
-            .require(request, &[Role::Admin, Role::Publisher])
-            .await
-    }
+/// A reader of events: admins see their own account, publishers every account.
+fn reader<T>(request: &Request<T>) -> Result<Principal, Error> {
+    auth::require(request, &[Role::Admin, Role::Publisher])
 }
 
 #[tonic::async_trait]
@@ -43,10 +40,7 @@ impl proto::event_service_server::EventService for EventApi {
         &self,
         request: Request<proto::PublishEventRequest>,
     ) -> Result<Response<proto::PublishEventResponse>, Status> {
-        self.state
-            .auth
-            .require(&request, &[Role::Publisher])
-            .await?;
+        auth::require(&request, &[Role::Publisher])?;
         let req = request.into_inner();
         let account_id = event::validate_account_id("account_id", &req.account_id)?;
         let event_type = event::validate_type("type", &req.r#type)?;
@@ -68,7 +62,7 @@ impl proto::event_service_server::EventService for EventApi {
         &self,
         request: Request<proto::GetEventRequest>,
     ) -> Result<Response<proto::Event>, Status> {
-        let principal = self.reader(&request).await?;
+        let principal = reader(&request)?;
         let id = id::parse("id", Kind::Event, &request.get_ref().id)?;
         let row = self
             .state
@@ -84,7 +78,7 @@ impl proto::event_service_server::EventService for EventApi {
         &self,
         request: Request<proto::ListEventsRequest>,
     ) -> Result<Response<proto::ListEventsResponse>, Status> {
-        let principal = self.reader(&request).await?;
+        let principal = reader(&request)?;
         let req = request.into_inner();
         let account_id = match (&principal.account_id, req.account_id.as_str()) {
             (Some(own), "") => Some(own.clone()),
@@ -115,7 +109,7 @@ impl proto::event_service_server::EventService for EventApi {
         &self,
         request: Request<proto::ListEventTypesRequest>,
     ) -> Result<Response<proto::ListEventTypesResponse>, Status> {
-        self.reader(&request).await?;
+        reader(&request)?;
         let event_types = catalogue::EVENT_TYPES
             .iter()
             .chain(std::iter::once(&catalogue::TEST_PING_TYPE))

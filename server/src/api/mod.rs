@@ -1,6 +1,7 @@
 //! The gRPC API layer: one service per file, each a thin shell that authorises the caller, validates the
 //! request with `core` rules, calls `store`, and converts rows to messages (`convert`).
 
+pub mod admission;
 pub mod auth;
 pub mod convert;
 pub mod deliveries;
@@ -21,7 +22,6 @@ use crate::{
 pub struct AppState {
     pub store: Store,
     pub config: Config,
-    pub auth: auth::Authenticator,
     /// Woken whenever deliveries may have become due (published, retried, resumed, released), here or on
     /// another replica sharing the database.
     pub deliveries_changed: Arc<DeliveriesChanged>,

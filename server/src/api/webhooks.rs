@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kit_webhooks::{catalogue, proto};
 use tonic::{Request, Response, Status};
 
-use super::{convert, AppState};
+use super::{auth, convert, AppState};
 use crate::{
     core::{
         event::{self, DeliveryStatus},
@@ -68,7 +68,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::CreateWebhookRequest>,
     ) -> Result<Response<proto::CreateWebhookResponse>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let req = request.into_inner();
         let url = webhook::validate_url(&req.url, self.state.config.allow_http)?;
         let description = webhook::validate_description(&req.description)?;
@@ -92,7 +92,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::GetWebhookRequest>,
     ) -> Result<Response<proto::Webhook>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let row = self
             .webhook_of(&account, "id", &request.get_ref().id)
             .await?;
@@ -103,7 +103,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::ListWebhooksRequest>,
     ) -> Result<Response<proto::ListWebhooksResponse>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page_size, &req.page_token, Kind::Webhook)?;
         let mut rows = self
@@ -123,7 +123,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::UpdateWebhookRequest>,
     ) -> Result<Response<proto::Webhook>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let req = request.into_inner();
         let paths = req
             .update_mask
@@ -181,7 +181,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::DeleteWebhookRequest>,
     ) -> Result<Response<proto::DeleteWebhookResponse>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let id = id::parse("id", Kind::Webhook, &request.get_ref().id)?;
         let deleted = self
             .state
@@ -200,7 +200,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::PauseWebhookRequest>,
     ) -> Result<Response<proto::Webhook>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let row = self
             .change_webhook(
                 &account,
@@ -224,7 +224,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::ResumeWebhookRequest>,
     ) -> Result<Response<proto::Webhook>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let row = self
             .change_webhook(&account, &request.get_ref().id, |row| {
                 if row.status != WebhookStatus::Active.as_str() {
@@ -245,7 +245,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::RotateSecretRequest>,
     ) -> Result<Response<proto::RotateSecretResponse>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let req = request.into_inner();
         let grace = webhook::validate_grace_period(req.grace_period_seconds)?;
         let row = self
@@ -272,7 +272,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::GetWebhookSecretRequest>,
     ) -> Result<Response<proto::GetWebhookSecretResponse>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let row = self
             .webhook_of(&account, "id", &request.get_ref().id)
             .await?;
@@ -285,7 +285,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::SendTestPingRequest>,
     ) -> Result<Response<proto::SendTestPingResponse>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let req = request.into_inner();
         let webhook = self.webhook_of(&account, "id", &req.id).await?;
         let data = serde_json::json!({
@@ -319,7 +319,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::ListDeliveriesRequest>,
     ) -> Result<Response<proto::ListDeliveriesResponse>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let req = request.into_inner();
         let webhook = self
             .webhook_of(&account, "webhook_id", &req.webhook_id)
@@ -361,7 +361,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::GetDeliveryRequest>,
     ) -> Result<Response<proto::Delivery>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let id = id::parse("id", Kind::Delivery, &request.get_ref().id)?;
         let (row, attempts) = self
             .state
@@ -377,7 +377,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::RetryDeliveryRequest>,
     ) -> Result<Response<proto::Delivery>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let id = id::parse("id", Kind::Delivery, &request.get_ref().id)?;
         let row = self
             .state
@@ -393,7 +393,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::ReplayDeliveriesRequest>,
     ) -> Result<Response<proto::ReplayDeliveriesResponse>, Status> {
-        let account = self.state.auth.require_admin(&request).await?;
+        let account = auth::require_admin(&request)?;
         let req = request.into_inner();
         let webhook = self
             .webhook_of(&account, "webhook_id", &req.webhook_id)

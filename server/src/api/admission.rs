@@ -1,0 +1,184 @@
+//! Admission: what a call must pass before the server reads its body.
+//!
+//! Every call to a Kit service carries `authorization: Bearer <key>`; this layer checks it on the request's
+//! headers, so a caller without a known key is answered `UNAUTHENTICATED` without a byte of its message read
+//! (a handler would only run once tonic had buffered the whole message). The caller it admits travels to the
+//! handler as a [`Principal`] in the request's extensions, where `auth::require` checks the role.
+//!
+//! The bodies of admitted calls are counted against one server-wide budget of bytes ([`Budget`]), from the
+//! first frame read until the call is answered: past it a call is answered `RESOURCE_EXHAUSTED`. That also
+//! bounds the writer's queue in bytes, since every write in it belongs to a call being answered.
+//!
+//! The standard gRPC health and reflection services stay open: probes and tools call them without a key.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+    task::{ready, Context, Poll},
+};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::{body::Body, Status};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::auth::Authenticator;
+
+/// The prefix of every method of the Kit services (those that need a key).
+const KIT_SERVICES: &str = "/kit.webhooks.v1.";
+
+/// Request bytes the server holds at once, across all calls.
+#[derive(Clone)]
+pub struct Budget(Arc<Semaphore>);
+
+impl Budget {
+    pub fn new(bytes: usize) -> Budget {
+        Budget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+    }
+
+    /// Bytes of the budget not held by any call now.
+    pub fn available(&self) -> usize {
+        self.0.available_permits()
+    }
+}
+
+/// The tower layer that admits calls ([`Admit`]).
+#[derive(Clone)]
+pub struct AdmissionLayer {
+    auth: Arc<Authenticator>,
+    budget: Budget,
+}
+
+impl AdmissionLayer {
+    pub fn new(auth: Arc<Authenticator>, budget: Budget) -> Self {
+        AdmissionLayer { auth, budget }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admit<S>;
+
+    fn layer(&self, inner: S) -> Admit<S> {
+        Admit {
+            inner,
+            auth: self.auth.clone(),
+            budget: self.budget.clone(),
+        }
+    }
+}
+
+/// Authenticates each call on its headers and counts its body against the budget (see the module's doc).
+#[derive(Clone)]
+pub struct Admit<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+    budget: Budget,
+}
+
+impl<S> Service<http::Request<Body>> for Admit<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The clone is not ready; the one `poll_ready` readied serves this call (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !request.uri().path().starts_with(KIT_SERVICES) {
+            return Box::pin(inner.call(request));
+        }
+        let auth = self.auth.clone();
+        let budget = self.budget.clone();
+        Box::pin(async move {
+            let principal = match auth.authenticate(request.headers()).await {
+                Ok(principal) => principal,
+                Err(err) => return Ok(Status::from(err).into_http()),
+            };
+            let held = Held::default();
+            let (mut parts, body) = request.into_parts();
+            parts.extensions.insert(principal);
+            let body = Body::new(Counted {
+                inner: body,
+                budget,
+                held: held.clone(),
+            });
+            let response = inner.call(http::Request::from_parts(parts, body)).await;
+            // The call is answered: its bytes go back to the budget.
+            drop(held);
+            response
+        })
+    }
+}
+
+/// The budget's bytes one call holds, shared by its body and the future that answers it.
+type Held = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
+
+/// A call's body, each frame counted against the budget as it is read.
+struct Counted {
+    inner: Body,
+    budget: Budget,
+    held: Held,
+}
+
+impl Counted {
+    fn reserve(&self, bytes: usize) -> Result<(), Status> {
+        let exhausted = || {
+            Status::resource_exhausted(
+                "the server holds as many request bytes as it allows (--max-bytes-in-flight); try again shortly",
+            )
+        };
+        let bytes = u32::try_from(bytes).map_err(|_| exhausted())?;
+        let permit = self
+            .budget
+            .0
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .map_err(|_| exhausted())?;
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.as_mut() {
+            Some(all) => all.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            other => return Poll::Ready(other),
+        };
+        if let Some(data) = frame.data_ref() {
+            if let Err(status) = self.reserve(data.len()) {
+                return Poll::Ready(Some(Err(status)));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
