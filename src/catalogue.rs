@@ -166,13 +166,16 @@ impl<'a> Subscription<'a> {
             return if is_category(category) {
                 Ok(Subscription::Category(category))
             } else {
-                Err(format!("unknown category `{category}`"))
+                Err(format!(
+                    "unknown category {}",
+                    crate::text::quoted(category)
+                ))
             };
         }
         if event_type(text).is_some() {
             Ok(Subscription::Event(text))
         } else {
-            Err(format!("unknown event type `{text}`"))
+            Err(format!("unknown event type {}", crate::text::quoted(text)))
         }
     }
 

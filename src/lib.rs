@@ -6,6 +6,7 @@
 //! - [`key_file`]: the file of first-start API keys the server writes and the CLI reads.
 //! - [`request`]: the headers of a delivery's HTTP request that follow from its task.
 //! - [`signature`]: the Standard Webhooks signature scheme, for the daemon that signs and receivers that verify.
+//! - [`text`]: how a value a caller sent is quoted back in a message.
 //!
 //! The server, the delivery daemon and the client all depend on this crate, so the contract and the rules
 //! that must agree on both sides of a connection live here exactly once.
@@ -15,6 +16,7 @@ pub mod duration;
 pub mod key_file;
 pub mod request;
 pub mod signature;
+pub mod text;
 
 /// The generated code of `proto/kit/webhooks/v1`.
 pub mod proto {

@@ -537,6 +537,11 @@ async fn bad_input_is_rejected_with_the_field_named(backend: Backend) {
             "description",
         ),
         (
+            // The URL parser would drop the line break silently; the URL stored must be the one given.
+            create_request("https://hooks.example.com/a\nb", &["offer.*"]),
+            "url",
+        ),
+        (
             proto::CreateWebhookRequest {
                 rate_limit_per_second: 10_000_000,
                 ..create_request("https://hooks.example.com", &["offer.*"])
@@ -755,6 +760,22 @@ async fn bad_input_is_rejected_with_the_field_named(backend: Backend) {
             },
             "idempotency_key",
         ),
+        (
+            // PostgreSQL cannot store NUL: refused up front on both databases, not by a failed commit.
+            proto::PublishEventRequest {
+                idempotency_key: "key\0".into(),
+                ..good.clone()
+            },
+            "idempotency_key",
+        ),
+        (
+            // No receiver's parser should have to recurse 40,000 levels.
+            proto::PublishEventRequest {
+                data_json: format!("{{\"a\":{}{}}}", "[".repeat(40_000), "]".repeat(40_000)),
+                ..good.clone()
+            },
+            "data_json",
+        ),
     ];
     for (request, field) in cases {
         assert_status(
@@ -769,7 +790,7 @@ async fn bad_input_is_rejected_with_the_field_named(backend: Backend) {
         .expect("count");
     assert_eq!(count, 0, "no rejected publish wrote anything");
     events
-        .publish_event(authed(&publisher, good))
+        .publish_event(authed(&publisher, good.clone()))
         .await
         .expect("the good request passes");
     assert_status(
@@ -784,6 +805,50 @@ async fn bad_input_is_rejected_with_the_field_named(backend: Backend) {
         Code::InvalidArgument,
         "id",
     );
+    // A ULID's text past its 128 bits is no id: INVALID_ARGUMENT, not NOT_FOUND.
+    assert_status(
+        events
+            .get_event(authed(
+                &publisher,
+                proto::GetEventRequest {
+                    id: "evt_ZZZZZZZZZZZZZZZZZZZZZZZZZZ".into(),
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+        "id",
+    );
+    // A huge value is quoted cut short, so the answer stays INVALID_ARGUMENT (a status larger than the
+    // client's metadata limit would reach it as RESOURCE_EXHAUSTED).
+    for (id, r#type) in [
+        ("x".repeat(200_000), "offer.accepted".to_owned()),
+        (String::new(), "y".repeat(200_000)),
+    ] {
+        let status = if id.is_empty() {
+            events
+                .publish_event(authed(
+                    &publisher,
+                    proto::PublishEventRequest {
+                        r#type,
+                        ..good.clone()
+                    },
+                ))
+                .await
+                .map(|_| ())
+        } else {
+            events
+                .get_event(authed(&publisher, proto::GetEventRequest { id }))
+                .await
+                .map(|_| ())
+        }
+        .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(
+            status.message().len() < 300,
+            "{} bytes",
+            status.message().len()
+        );
+    }
     assert_status(
         events
             .list_events(authed(

@@ -151,7 +151,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
                 other => {
                     return Err(Error::invalid(
                         "update_mask",
-                        format!("unknown field `{other}`; updatable: url, description, events, rate_limit_per_second"),
+                        format!("unknown field {}; updatable: url, description, events, rate_limit_per_second", kit_webhooks::text::quoted(other)),
                     )
                     .into())
                 }

@@ -36,7 +36,10 @@ impl Error {
     }
 
     pub fn not_found(kind: &str, id: &str) -> Self {
-        Error::NotFound(format!("{kind} `{id}` not found"))
+        Error::NotFound(format!(
+            "{kind} {} not found",
+            kit_webhooks::text::quoted(id)
+        ))
     }
 
     /// This error again, for each of several requests that one failure answers (the writes of a cycle, the

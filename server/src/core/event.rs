@@ -1,13 +1,16 @@
 //! Event rules: what a publishable event is, the envelope each delivery sends, and the delivery states.
 
-use kit_webhooks::catalogue;
+use kit_webhooks::{catalogue, text::quoted};
 
-use super::{time, Error};
+use super::{text, time, Error};
 
 /// DESIGN.md's default payload limit.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 const MAX_ACCOUNT_ID_CHARS: usize = 128;
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+/// How deep objects and arrays may nest in `data_json`: plenty for ATS data, and well within what receivers'
+/// JSON parsers take (recursive ones overflow at a few thousand levels, and every attempt would fail).
+pub const MAX_DATA_DEPTH: usize = 64;
 
 /// The state of a delivery, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +97,10 @@ pub fn validate_type(field: &'static str, event_type: &str) -> Result<&'static s
         .ok_or_else(|| {
             Error::invalid(
                 field,
-                format!("unknown event type `{event_type}`; see ListEventTypes"),
+                format!(
+                    "unknown event type {}; see ListEventTypes",
+                    quoted(event_type)
+                ),
             )
         })
 }
@@ -111,7 +117,7 @@ pub fn validate_type_filter<'a>(
         }
         name => Err(Error::invalid(
             field,
-            format!("unknown event type `{name}`"),
+            format!("unknown event type {}", quoted(name)),
         )),
     }
 }
@@ -136,12 +142,50 @@ pub fn validate_data(data_json: &str, max_bytes: usize) -> Result<String, Error>
             "is required (a JSON object, e.g. `{}`)",
         ));
     }
+    // Depth first: it bounds what the parser below recurses into.
+    if let Some(depth) = nesting_beyond(trimmed, MAX_DATA_DEPTH) {
+        return Err(Error::invalid(
+            field,
+            format!("nests objects and arrays {depth} levels deep; at most {MAX_DATA_DEPTH} are allowed"),
+        ));
+    }
     serde_json::from_str::<serde::de::IgnoredAny>(trimmed)
         .map_err(|e| Error::invalid(field, format!("is not valid JSON: {e}")))?;
     if !trimmed.starts_with('{') {
         return Err(Error::invalid(field, "must be a JSON object (`{...}`)"));
     }
     Ok(trimmed.to_owned())
+}
+
+/// The first nesting depth past `max` that the JSON text `json` reaches, if any. Brackets inside strings do
+/// not count; whether the text is valid JSON is for the parser to say.
+fn nesting_beyond(json: &str, max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return Some(depth);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 pub fn validate_idempotency_key(key: &str) -> Result<Option<String>, Error> {
@@ -154,6 +198,7 @@ pub fn validate_idempotency_key(key: &str) -> Result<Option<String>, Error> {
             format!("is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
         ));
     }
+    text::refuse_control_characters("idempotency_key", key)?;
     Ok(Some(key.to_owned()))
 }
 
@@ -189,6 +234,21 @@ mod tests {
         assert!(validate_data("{", 100).is_err());
         assert!(validate_data("", 100).is_err());
         assert!(validate_data("{\"a\":\"0123456789\"}", 10).is_err());
+    }
+
+    #[test]
+    fn data_nests_at_most_max_depth() {
+        let nested =
+            |depth: usize| format!("{}{}", "{\"a\":".repeat(depth) + "1", "}".repeat(depth));
+        assert!(validate_data(&nested(MAX_DATA_DEPTH), 1 << 20).is_ok());
+        let err = validate_data(&nested(MAX_DATA_DEPTH + 1), 1 << 20).unwrap_err();
+        assert!(err.to_string().starts_with("data_json: nests"), "{err}");
+        // 40,000 levels (the audit's payload) are refused as quickly, without recursing.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(40_000), "]".repeat(40_000));
+        assert!(validate_data(&deep, 1 << 20).is_err());
+        // Brackets inside strings, escaped quotes included, are text.
+        let in_strings = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(100), "{".repeat(100));
+        assert!(validate_data(&in_strings, 1 << 20).is_ok());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::sync::Mutex;
 
+use kit_webhooks::text::quoted;
+
 use super::Error;
 
 /// The kinds of id, by prefix.
@@ -72,16 +74,19 @@ pub fn parse<'a>(field: &'static str, kind: Kind, value: &'a str) -> Result<&'a 
             format!("is required (a {} id)", kind.noun()),
         ));
     }
-    let well_formed = value
-        .strip_prefix(kind.prefix())
-        .is_some_and(|rest| ulid::Ulid::from_string(rest).is_ok());
+    // The canonical spelling only: a ULID's text can encode more than its 128 bits (`ZZZ…`), and lower case
+    // decodes too, but neither names anything this server made.
+    let well_formed = value.strip_prefix(kind.prefix()).is_some_and(|rest| {
+        ulid::Ulid::from_string(rest).is_ok_and(|ulid| ulid.to_string() == rest)
+    });
     if well_formed {
         Ok(value)
     } else {
         Err(Error::invalid(
             field,
             format!(
-                "`{value}` is not a {} id (expected `{}…`)",
+                "{} is not a {} id (expected `{}…`)",
+                quoted(value),
                 kind.noun(),
                 kind.prefix()
             ),
@@ -102,5 +107,8 @@ mod tests {
         assert!(parse("id", Kind::Event, &a).is_err());
         assert!(parse("id", Kind::Webhook, "wh_nope").is_err());
         assert!(parse("id", Kind::Webhook, "").is_err());
+        // Past 128 bits, or not in the canonical upper case: never an id of this server.
+        assert!(parse("id", Kind::Webhook, "wh_ZZZZZZZZZZZZZZZZZZZZZZZZZZ").is_err());
+        assert!(parse("id", Kind::Webhook, &a.to_lowercase()).is_err());
     }
 }

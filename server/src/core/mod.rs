@@ -9,6 +9,7 @@ pub mod id;
 pub mod page;
 pub mod policy;
 pub mod secret;
+pub mod text;
 pub mod time;
 pub mod webhook;
 

@@ -1,9 +1,9 @@
 //! Webhook rules: what a valid URL, description and subscription list are, the lifecycle states, and which
 //! webhooks an event fans out to.
 
-use kit_webhooks::catalogue::Subscription;
+use kit_webhooks::{catalogue::Subscription, text::quoted};
 
-use super::Error;
+use super::{text, Error};
 
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
 pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 100;
@@ -51,8 +51,15 @@ pub fn validate_url(url: &str, allow_http: bool) -> Result<String, Error> {
             format!("is longer than {MAX_URL_CHARS} characters"),
         ));
     }
-    let parsed = url::Url::parse(url)
-        .map_err(|e| Error::invalid(field, format!("`{url}` is not an absolute URL ({e})")))?;
+    // Before parsing: the parser drops tabs and line breaks silently, so the URL stored would not be the
+    // one given.
+    text::refuse_control_characters(field, url)?;
+    let parsed = url::Url::parse(url).map_err(|e| {
+        Error::invalid(
+            field,
+            format!("{} is not an absolute URL ({e})", quoted(url)),
+        )
+    })?;
     match parsed.scheme() {
         "https" => {}
         "http" if allow_http => {}
@@ -63,7 +70,7 @@ pub fn validate_url(url: &str, allow_http: bool) -> Result<String, Error> {
         other => {
             return Err(Error::invalid(
                 field,
-                format!("scheme `{other}` is not allowed; use https://"),
+                format!("scheme {} is not allowed; use https://", quoted(other)),
             ))
         }
     }
@@ -80,12 +87,7 @@ pub fn validate_url(url: &str, allow_http: bool) -> Result<String, Error> {
 }
 
 pub fn validate_description(description: &str) -> Result<String, Error> {
-    if description.contains('\0') {
-        return Err(Error::invalid(
-            "description",
-            "must not contain NUL characters",
-        ));
-    }
+    text::refuse_control_characters("description", description)?;
     let chars = description.chars().count();
     if chars > MAX_DESCRIPTION_CHARS {
         return Err(Error::invalid(
@@ -112,7 +114,7 @@ pub fn validate_events(events: &[String]) -> Result<Vec<String>, Error> {
         if !seen.insert(event.as_str()) {
             return Err(Error::invalid(
                 field,
-                format!("entry {index}: `{event}` is listed twice"),
+                format!("entry {index}: {} is listed twice", quoted(event)),
             ));
         }
     }
