@@ -1,6 +1,6 @@
 //! The writer's cycle at the storage level, on SQLite and PostgreSQL: writes of different kinds share one
-//! transaction, and when that transaction fails, each kind is committed on its own, so a failing write does
-//! not take the others down with it. A cycle's new deliveries are handed to the claims of the same cycle,
+//! transaction, and when that transaction fails, each kind is committed on its own (and a kind that fails
+//! again, write by write), so a failing write does not take the others down with it. A cycle's new deliveries are handed to the claims of the same cycle,
 //! and a standing claim waits for the next publish.
 
 mod common;
@@ -28,6 +28,7 @@ on_both_databases!(
     a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle,
     a_standing_claim_waits_for_the_next_publish,
     a_failed_cycle_leaves_nothing_and_the_next_one_commits,
+    an_event_the_database_refuses_fails_no_other_publish,
 );
 
 fn rules(server: &TestServer) -> WriteRules {
@@ -179,6 +180,75 @@ async fn a_failing_publish_does_not_fail_the_reports_of_its_cycle(backend: Backe
         DeliveryDecision::Succeeded
     ));
     assert_eq!(status_of(&server, &leased.delivery_id).await, "succeeded");
+    server.stop().await;
+}
+
+/// Makes the database itself refuse any event with idempotency key `poison`: a failure that validation
+/// did not catch, as a constraint, a trigger or a full disk would cause.
+async fn poison_events(server: &TestServer) {
+    use sea_orm::ConnectionTrait;
+    let db = server.server.store.writer();
+    let statements: &[&str] = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => &[
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+             IF NEW.idempotency_key = 'poison' THEN RAISE EXCEPTION 'injected failure'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        ],
+        _ => &["CREATE TRIGGER refuse_poison BEFORE INSERT ON events \
+                WHEN NEW.idempotency_key = 'poison' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"],
+    };
+    for sql in statements {
+        db.execute_unprepared(sql)
+            .await
+            .expect("install the trigger");
+    }
+}
+
+async fn an_event_the_database_refuses_fails_no_other_publish(backend: Backend) {
+    let server = start_with_a_webhook(backend).await;
+    poison_events(&server).await;
+    let channel = server.channel().await;
+    // Many publishes at once, so that the writer gathers them into shared cycles, a few of them refused.
+    let calls = (0..120).map(|i| {
+        let mut events =
+            kit_webhooks::proto::event_service_client::EventServiceClient::new(channel.clone());
+        let key = if i % 40 == 7 {
+            "poison".to_owned()
+        } else {
+            format!("key-{i}")
+        };
+        let request = common::authed(
+            &server.publisher_key,
+            kit_webhooks::proto::PublishEventRequest {
+                account_id: "default".into(),
+                r#type: "application.submitted".into(),
+                data_json: "{}".into(),
+                idempotency_key: key.clone(),
+            },
+        );
+        async move { (key, events.publish_event(request).await) }
+    });
+    let results = futures::future::join_all(calls).await;
+    for (key, result) in &results {
+        match (key.as_str(), result) {
+            ("poison", Err(status)) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}")
+            }
+            ("poison", Ok(_)) => panic!("the refused event was acknowledged"),
+            (key, Err(status)) => panic!("{key} failed beside the refused event: {status:?}"),
+            (_, Ok(_)) => {}
+        }
+    }
+    let stored = common::count(
+        server.server.store.writer(),
+        "SELECT COUNT(*) AS n FROM events",
+    )
+    .await;
+    assert_eq!(
+        stored, 117,
+        "every other event is stored, the refused ones are not"
+    );
     server.stop().await;
 }
 

@@ -103,23 +103,25 @@ impl Store {
         }
     }
 
-    /// [`Store::publish_event`] for a group of events in one transaction. When another
-    /// server replica wins a race on one of the group's idempotency keys, the group is published again one
-    /// event at a time, so each call still gets its own answer.
+    /// [`Store::publish_event`] for a group of events in one transaction. When the group fails (another
+    /// server replica won a race on one of its idempotency keys, or the database refused one of its events),
+    /// it is published again one event at a time, so that each call gets its own answer and one event's
+    /// failure fails no other.
     pub async fn publish_events(
         &self,
         events: Vec<event::Model>,
     ) -> Result<Vec<Result<Published, Error>>, DbErr> {
         match self.publish_group(events.clone()).await {
             Ok(published) => Ok(published.into_iter().map(Ok).collect()),
-            Err(err) if is_unique_violation(&err) => {
+            Err(err) if events.len() == 1 && !is_unique_violation(&err) => Err(err),
+            Err(err) => {
+                tracing::info!(error = %err, events = events.len(), "publishing a group failed; publishing each event alone");
                 let mut results = Vec::with_capacity(events.len());
                 for event in events {
                     results.push(self.publish_event(event).await.map_err(Error::from));
                 }
                 Ok(results)
             }
-            Err(err) => Err(err),
         }
     }
 

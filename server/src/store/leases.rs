@@ -266,8 +266,39 @@ impl Store {
         policy: &RetryPolicy,
         now: i64,
     ) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
+        match self.record_group(&reports, policy, now).await {
+            Ok(recorded) => Ok(recorded),
+            Err(err) if reports.len() == 1 => Err(err),
+            // One report the database refuses must not fail the others: each alone, each its own answer.
+            Err(err) => {
+                tracing::info!(error = %err, reports = reports.len(), "recording a group failed; recording each report alone");
+                let mut results = Vec::with_capacity(reports.len());
+                for report in &reports {
+                    let result = match self
+                        .record_group(std::slice::from_ref(report), policy, now)
+                        .await
+                    {
+                        Ok(mut recorded) => recorded.pop().unwrap_or_else(|| {
+                            Err(Error::Storage(DbErr::Custom("nothing recorded".into())))
+                        }),
+                        Err(err) => Err(Error::from(err)),
+                    };
+                    results.push(result);
+                }
+                Ok(results)
+            }
+        }
+    }
+
+    /// [`record_in`] in a transaction of its own.
+    async fn record_group(
+        &self,
+        reports: &[ReadyReport],
+        policy: &RetryPolicy,
+        now: i64,
+    ) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
         let cycle = Cycle::begin(self.writer()).await?;
-        let recorded = record_in(&cycle, &reports, policy, now).await?;
+        let recorded = record_in(&cycle, reports, policy, now).await?;
         cycle.commit().await?;
         Ok(recorded)
     }

@@ -47,8 +47,9 @@ pub struct WriteRules {
 
 impl Store {
     /// Commits `writes` in one transaction. If that fails (a lost race on an idempotency key with another
-    /// replica, a deadlock, the database gone), each kind of write is tried again in transactions of its
-    /// own, so one failing write does not fail the others; each write gets its own result.
+    /// replica, a deadlock, a write the database refuses, the database gone), each kind of write is tried
+    /// again in a transaction of its own, and a kind that fails again write by write, so that one failing
+    /// write fails no other; each write gets its own result.
     pub async fn commit_writes(&self, writes: Writes, rules: &WriteRules, now: i64) -> Written {
         match self.commit_together(&writes, rules, now).await {
             Ok(written) => written,
