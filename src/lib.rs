@@ -5,6 +5,7 @@
 //! - [`duration`]: durations in flags and messages (`5s`, `24h`).
 //! - [`key_file`]: the file of first-start API keys the server writes and the CLI reads.
 //! - [`request`]: the headers of a delivery's HTTP request that follow from its task.
+//! - [`response`]: what an attempt keeps of an endpoint's response.
 //! - [`signature`]: the Standard Webhooks signature scheme, for the daemon that signs and receivers that verify.
 //! - [`text`]: how a value a caller sent is quoted back in a message.
 //!
@@ -15,6 +16,7 @@ pub mod catalogue;
 pub mod duration;
 pub mod key_file;
 pub mod request;
+pub mod response;
 pub mod signature;
 pub mod text;
 
@@ -27,6 +29,10 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/kit_webhooks_descriptor.bin"));
 }
+
+/// The most leases one delivery stream may hold unreported (`StreamDeliveriesRequest.max_in_flight`): a
+/// server refuses more, and a daemon refuses to start asking for more.
+pub const MAX_STREAM_IN_FLIGHT: u32 = 100_000;
 
 /// A future that completes when the process is asked to stop (SIGINT or SIGTERM): the graceful-shutdown
 /// trigger of every Kit Webhooks binary. The handlers are installed when this is called, not when the future

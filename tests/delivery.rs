@@ -465,8 +465,8 @@ async fn redirects_are_not_followed(backend: Backend) {
     server.stop().await;
 }
 
-/// The response body stored for the one delivery made to a receiver that answers `reply`.
-async fn stored_response_body(backend: Backend, reply: Reply) -> String {
+/// The attempt stored for the one delivery made to a receiver that answers `reply`.
+async fn stored_attempt(backend: Backend, reply: Reply) -> kit_webhooks::proto::Attempt {
     let receiver = Receiver::http(always(reply)).await;
     let server = start(backend, None).await;
     server
@@ -480,19 +480,32 @@ async fn stored_response_body(backend: Backend, reply: Reply) -> String {
         })
         .await;
     server.stop().await;
-    delivery.attempts[0].response_body.clone()
+    delivery.attempts[0].clone()
 }
 
 async fn huge_responses_are_truncated(backend: Backend) {
-    let body = stored_response_body(backend, Reply::ok().body(vec![b'a'; 1024 * 1024])).await;
-    assert_eq!(body.len(), 16 * 1024);
+    let mut reply = Reply::ok().body(vec![b'a'; 1024 * 1024]);
+    // 92 headers of 1 KiB: more than an attempt keeps, by count and by size.
+    for i in 0..92 {
+        reply = reply.header(&format!("x-filler-{i:03}"), &"h".repeat(1024));
+    }
+    let attempt = stored_attempt(backend, reply).await;
+    assert_eq!(attempt.response_body.len(), 16 * 1024);
+    let headers = &attempt.response_headers;
+    let bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    assert!(headers.len() <= 64, "{} headers stored", headers.len());
+    assert!(bytes <= 8 * 1024 + 100, "{bytes} bytes of headers stored");
+    let note = headers
+        .get("(truncated)")
+        .expect("the attempt says headers were left out");
+    assert!(note.contains("more headers"), "{note}");
 }
 
 /// A response body is stored and shown as text: bytes that are not UTF-8, and NUL (which PostgreSQL's text
 /// cannot hold), become U+FFFD. A receiver answering with binary must not keep its report from being recorded.
 async fn binary_responses_are_stored_as_text(backend: Backend) {
-    let body = stored_response_body(backend, Reply::ok().body(b"ok\0\xff done".to_vec())).await;
-    assert_eq!(body, "ok\u{FFFD}\u{FFFD} done");
+    let attempt = stored_attempt(backend, Reply::ok().body(b"ok\0\xff done".to_vec())).await;
+    assert_eq!(attempt.response_body, "ok\u{FFFD}\u{FFFD} done");
 }
 
 async fn pause_holds_queued_deliveries_until_resume(backend: Backend) {
@@ -623,6 +636,14 @@ async fn unroutable_addresses_are_refused(backend: Backend) {
             "{url}: {}",
             attempt.error
         );
+        // The admin who reads the attempt learns that the host is internal, not what it resolves to.
+        if url.contains("localhost") {
+            assert!(
+                !attempt.error.contains("127.0.0.1") && !attempt.error.contains("::1"),
+                "no resolved address in `{}`",
+                attempt.error
+            );
+        }
         assert_eq!(
             delivery.status(),
             DeliveryStatus::Pending,

@@ -1,8 +1,10 @@
 //! The SSRF guard's rule: which IP addresses a delivery may connect to.
 //!
 //! Only globally routable addresses, unless an operator allow-lists a network (`--allow-network`). IPv4
-//! addresses embedded in IPv6 (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`) are
-//! judged as the IPv4 address they reach.
+//! addresses embedded in IPv6 (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, SIIT's translated
+//! `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::/96`) are judged as the IPv4 address they reach. NAT64's local-use
+//! prefix `64:ff9b:1::/48` is not global at all: where the IPv4 address sits in it depends on the local
+//! translator's prefix length, so no address in it is judged by one reading of its bits.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -40,10 +42,12 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     }
     let s = v6.segments();
     let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    // IPv4-compatible (deprecated `::a.b.c.d`, but not `::` or `::1`), and NAT64's well-known prefix.
+    // IPv4-compatible (deprecated `::a.b.c.d`, but not `::` or `::1`), SIIT's IPv4-translated
+    // `::ffff:0:a.b.c.d`, and NAT64's well-known prefix.
     let compatible = s[..6].iter().all(|&x| x == 0) && u32::from(tail) > 1;
+    let translated = s[..4].iter().all(|&x| x == 0) && s[4] == 0xffff && s[5] == 0;
     let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0);
-    (compatible || nat64).then_some(tail)
+    (compatible || translated || nat64).then_some(tail)
 }
 
 fn is_global(ip: IpAddr) -> bool {
@@ -80,6 +84,7 @@ fn is_global_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
         || (s[0] == 0x0100 && s[1..4].iter().all(|&x| x == 0)) // 100::/64 discard
         || (s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23 protocol assignments (Teredo included)
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // 64:ff9b:1::/48 local-use NAT64
         || s[0] == 0x2002) // 6to4: reaches an arbitrary IPv4 address
 }
 
@@ -114,6 +119,11 @@ mod tests {
             "::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "64:ff9b:1::7f00:1",
+            "64:ff9b:1:7f00:1::",
+            "64:ff9b:1::808:808",
         ] {
             assert!(!guard.permits(ip(blocked)), "{blocked} must be refused");
         }
@@ -122,6 +132,8 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
+            "::ffff:0:808:808",
+            "64:ff9b::808:808",
         ] {
             assert!(guard.permits(ip(allowed)), "{allowed} must be allowed");
         }

@@ -28,9 +28,10 @@ pub enum ConnectError {
         host: String,
         source: std::io::Error,
     },
-    /// Every address of the host is refused by the SSRF guard.
-    #[error("refused to connect to `{host}`: {addresses} is not a globally routable address (and not in --allow-network)")]
-    Blocked { host: String, addresses: String },
+    /// Every address of the host is refused by the SSRF guard. The addresses are not named: the attempt is
+    /// shown to the webhook's admin, who must not learn what internal names resolve to.
+    #[error("refused to connect to `{host}`: it resolves to no globally routable address (and none in --allow-network)")]
+    Blocked { host: String },
     #[error("connecting to {address} timed out after {timeout:?}")]
     Timeout {
         address: SocketAddr,
@@ -101,12 +102,7 @@ impl tower_service::Service<Uri> for GuardedConnector {
                 .filter(|ip| guard.permits(*ip))
                 .collect();
             if permitted.is_empty() {
-                let addresses = resolved
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(ConnectError::Blocked { host, addresses });
+                return Err(ConnectError::Blocked { host });
             }
             let mut last = None;
             for ip in permitted {

@@ -118,8 +118,25 @@ impl Daemon {
     }
 }
 
+impl Options {
+    /// Refuses settings no server accepts: a stream asks for `max-in-flight + prefetch` leases, and a server
+    /// refuses a stream that asks for more than [`kit_webhooks::MAX_STREAM_IN_FLIGHT`].
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let asked = u64::from(self.max_in_flight) + u64::from(self.prefetch);
+        anyhow::ensure!(
+            asked <= u64::from(kit_webhooks::MAX_STREAM_IN_FLIGHT),
+            "--max-in-flight ({}) + --prefetch ({}) is {asked}; a server lends a stream at most {} leases",
+            self.max_in_flight,
+            self.prefetch,
+            kit_webhooks::MAX_STREAM_IN_FLIGHT
+        );
+        Ok(())
+    }
+}
+
 /// Starts a daemon in the background.
 pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
+    config.options.validate()?;
     // One crypto provider for the whole process (ring); a second `install_default` is harmlessly refused.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let extra_roots = match &config.options.ca_file {
@@ -245,6 +262,13 @@ impl Worker {
                         || status.code() == Code::PermissionDenied =>
                 {
                     anyhow::bail!("the server refused the daemon's key: {}", status.message());
+                }
+                // The same request would be refused again: retrying forever would deliver nothing.
+                Err(status) if status.code() == Code::InvalidArgument => {
+                    anyhow::bail!(
+                        "the server refused the delivery stream: {}",
+                        status.message()
+                    );
                 }
                 Err(status) => {
                     tracing::warn!(

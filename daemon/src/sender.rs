@@ -2,7 +2,7 @@
 //! happened as a `ReportDeliveryRequest`.
 //!
 //! The HTTP client is hyper 1.x with hyper-rustls: HTTP/1.1 and HTTP/2, pooled keep-alive connections,
-//! redirects never followed, and at most [`MAX_STORED_BODY_BYTES`] of a response body read.
+//! redirects never followed, and at most what an attempt keeps of a response read (`kit_webhooks::response`).
 
 use std::{collections::BTreeMap, error::Error as _, sync::Arc, time::Duration};
 
@@ -13,7 +13,7 @@ use hyper_util::{
     client::legacy::Client,
     rt::{TokioExecutor, TokioTimer},
 };
-use kit_webhooks::{proto, request, signature};
+use kit_webhooks::{proto, request, response, signature};
 
 use crate::{
     address::AddressGuard,
@@ -21,7 +21,6 @@ use crate::{
 };
 
 /// The most of a response body read and reported (the server stores the same).
-pub const MAX_STORED_BODY_BYTES: usize = 16 * 1024;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USER_AGENT: &str = concat!("KitWebhooks/", env!("CARGO_PKG_VERSION"));
 
@@ -159,7 +158,7 @@ impl Sender {
             let status = response.status();
             // Converted for the report before the body is read, rather than cloned to be converted later.
             let headers = header_map(response.headers());
-            let body = read_limited(response.into_body(), MAX_STORED_BODY_BYTES).await;
+            let body = read_limited(response.into_body(), response::MAX_BODY_BYTES).await;
             Ok::<_, hyper_util::client::legacy::Error>((status, headers, body))
         };
         match tokio::time::timeout(timeout, exchange).await {
@@ -185,7 +184,7 @@ impl Sender {
                 } else if !status.is_success() {
                     fail(&mut report, "status", format!("HTTP {status}"));
                 }
-                report.response_headers = headers;
+                report.response_headers = response::capped_headers(headers);
             }
         }
         report.duration_ms = clock.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;

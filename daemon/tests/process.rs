@@ -248,3 +248,19 @@ async fn server_restarts_and_crashes_lose_nothing(backend: Backend) {
     let _ = daemon.wait();
     restarted.stop().await;
 }
+
+/// Settings no server accepts are refused at start, with the reason, instead of retrying forever.
+#[test]
+fn settings_no_server_accepts_are_refused_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kit-webhooks-daemon"))
+        .args(["--server", "http://127.0.0.1:1", "--token", "kit_x"])
+        .args(["--max-in-flight", "99000", "--prefetch", "2048"])
+        .output()
+        .expect("run the daemon");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--max-in-flight (99000) + --prefetch (2048)"),
+        "{stderr}"
+    );
+}

@@ -103,6 +103,9 @@ impl Config {
             self.max_payload_bytes > 0,
             "--max-payload-bytes must be at least 1"
         );
+        if let Some(daemon) = &self.embedded_daemon {
+            daemon.validate()?;
+        }
         // A publish of the largest payload must fit in the budget, or it could never be accepted.
         anyhow::ensure!(
             self.max_bytes_in_flight >= self.max_publish_message_bytes(),

@@ -78,7 +78,7 @@ pub async fn start_with_signal(
     config.validate()?;
     let store = Store::connect_with(&config.database_url, config.database_max_connections)
         .await
-        .with_context(|| format!("connecting to {}", config.database_url))?;
+        .with_context(|| format!("connecting to {}", store::redacted(&config.database_url)))?;
     store.migrate().await.context("migrating the database")?;
     let key_file = config.key_file_path();
     if keys::bootstrap(&store, &key_file).await? {

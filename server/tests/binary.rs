@@ -125,6 +125,19 @@ fn first_serve_writes_a_private_key_file_and_stops_on_sigterm() {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600, "readable by its owner only");
+        // The database and its WAL hold the signing secrets: owner only too.
+        for name in [
+            "kit-webhooks.db",
+            "kit-webhooks.db-wal",
+            "kit-webhooks.db-shm",
+        ] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .expect("stat")
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{name} readable by its owner only");
+        }
     }
 
     let status = Command::new("kill")
@@ -179,6 +192,72 @@ fn first_serve_writes_a_private_key_file_and_stops_on_sigterm() {
     assert_eq!(std::fs::read_to_string(&key_file).expect("key file"), text);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A database URL is never shown with its password, not even when connecting to it fails.
+#[test]
+fn a_failed_connection_does_not_show_the_password() {
+    let port = free_port();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--database-url",
+            &format!("postgres://kit:s3cret-pw@127.0.0.1:{port}/kit"),
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "nothing listens on {port}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("connecting to postgres://kit:***@127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+}
+
+/// A key file that exists already (say, created by an operator with the usual umask) is made private when
+/// the first start writes keys into it.
+#[test]
+fn an_existing_key_file_is_made_private() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key_file = dir.path().join("kit.keys");
+        std::fs::write(&key_file, "").expect("create");
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let port = free_port();
+        let mut child = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--key-file", &key_file.display().to_string()])
+            .env_remove("KIT_WEBHOOKS_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(std::fs::read_to_string(&key_file)
+            .expect("read")
+            .contains("KIT_WEBHOOKS_ADMIN_KEY"));
+        let mode = std::fs::metadata(&key_file)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }
 
 /// The README's start command: `serve --with-daemon` on a fresh directory delivers a published event to a

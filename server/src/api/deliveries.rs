@@ -4,7 +4,7 @@
 use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use futures::Stream;
-use kit_webhooks::{proto, request};
+use kit_webhooks::{proto, request, response};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -22,11 +22,8 @@ use crate::{
     store::leases::AttemptReport,
 };
 
-/// The most of a response body that is stored (DESIGN.md: 16 KiB).
-pub const MAX_STORED_BODY_BYTES: usize = 16 * 1024;
 /// `max_in_flight` when the daemon asks for 0, and the most it may ask for.
 const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
-const MAX_MAX_IN_FLIGHT: u32 = 100_000;
 /// The most reports one `ReportDeliveries` call may carry.
 const MAX_REPORTS_PER_CALL: usize = 1000;
 
@@ -54,10 +51,13 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
         let req = request.into_inner();
         let max_in_flight = match req.max_in_flight {
             0 => DEFAULT_MAX_IN_FLIGHT,
-            n if n > MAX_MAX_IN_FLIGHT => {
+            n if n > kit_webhooks::MAX_STREAM_IN_FLIGHT => {
                 return Err(Error::invalid(
                     "max_in_flight",
-                    format!("{n} is above the maximum of {MAX_MAX_IN_FLIGHT}"),
+                    format!(
+                        "{n} is above the maximum of {}",
+                        kit_webhooks::MAX_STREAM_IN_FLIGHT
+                    ),
                 )
                 .into())
             }
@@ -183,7 +183,7 @@ fn attempt_report(req: proto::ReportDeliveryRequest) -> Result<AttemptReport, Er
         return Err(Error::invalid("attempt_number", "must be 1 or more"));
     }
     let mut body = req.response_body;
-    body.truncate(MAX_STORED_BODY_BYTES);
+    body.truncate(response::MAX_BODY_BYTES);
     let request_headers = if req.request_headers.is_empty() {
         request::reported_headers(req.user_agent, req.signed_at, req.signature)
     } else {
@@ -201,7 +201,7 @@ fn attempt_report(req: proto::ReportDeliveryRequest) -> Result<AttemptReport, Er
         duration_ms: req.duration_ms,
         request_headers,
         response_status: req.response_status,
-        response_headers: req.response_headers,
+        response_headers: response::capped_headers(req.response_headers),
         response_body: stored_text(String::from_utf8_lossy(&body).into_owned()),
         error_kind: stored_text(req.error_kind),
         error: stored_text(req.error),

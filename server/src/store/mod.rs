@@ -58,8 +58,20 @@ impl Store {
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Store, DbErr> {
         let url = normalize_url(url);
         if url.starts_with("sqlite:") {
+            let path = sqlite_path(&url);
+            let restrict = |when| match &path {
+                Some(path) => restrict_sqlite_files(path, when).map_err(|err| {
+                    DbErr::Custom(format!(
+                        "restricting {} to its owner: {err}",
+                        path.display()
+                    ))
+                }),
+                None => Ok(()),
+            };
+            restrict(SqliteFiles::BeforeOpening)?;
             let write = Database::connect(sqlite_options(&url, 1, WRITER_CACHE_KIB)).await?;
             let read = Database::connect(sqlite_options(&url, 4, READER_CACHE_KIB)).await?;
+            restrict(SqliteFiles::Opened)?;
             Ok(Store {
                 write,
                 read,
@@ -164,6 +176,63 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
+/// `url` as it may be shown (logs, errors): any password replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have credentials, which this one has.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Unparsable: show no more than its scheme, which cannot hold a secret.
+        Err(_) => match url.split_once(':') {
+            Some((scheme, _)) => format!("{scheme}:…"),
+            None => "(an unparsable database URL)".to_owned(),
+        },
+    }
+}
+
+/// Makes the SQLite database at `path` and its WAL and shared-memory files readable by their owner only:
+/// they hold the webhooks' signing secrets. SQLite creates the WAL and shared-memory files with the database
+/// file's mode, so a database this server creates is created `0600` before SQLite opens it.
+fn restrict_sqlite_files(path: &std::path::Path, when: SqliteFiles) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match when {
+            SqliteFiles::BeforeOpening => {
+                if !path.exists() {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(path)?;
+                }
+            }
+            SqliteFiles::Opened => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.as_os_str().to_owned();
+                    file.push(suffix);
+                    let file = std::path::PathBuf::from(file);
+                    if file.exists() {
+                        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+                    }
+                }
+            }
+        }
+    }
+    let _ = (path, when);
+    Ok(())
+}
+
+/// When [`restrict_sqlite_files`] runs.
+#[derive(Clone, Copy)]
+enum SqliteFiles {
+    BeforeOpening,
+    Opened,
 }
 
 fn normalize_url(url: &str) -> String {
