@@ -42,6 +42,7 @@ on_both_databases!(
     a_host_gets_no_more_requests_at_once_than_its_cap,
     a_host_keeps_its_connections_between_bursts,
     a_pending_delivery_of_a_paused_webhook_is_held_not_sent,
+    a_report_the_database_refuses_for_a_while_is_recorded_later,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -654,6 +655,62 @@ async fn unroutable_addresses_are_refused(backend: Backend) {
         receiver.requests().is_empty(),
         "nothing reached the loopback receiver"
     );
+    server.stop().await;
+}
+
+/// While the database refuses to record attempts (an outage of the storage, not of the server), the daemon's
+/// reports are answered one by one with UNAVAILABLE; it retries them, and once the database records again,
+/// the delivery is recorded, once, without anything being sent again.
+async fn a_report_the_database_refuses_for_a_while_is_recorded_later(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let receiver = Receiver::http(always(Reply::ok())).await;
+    let server = start(backend, None).await;
+    let db = server.server.store.writer();
+    let (install, remove): (&[&str], &[&str]) = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => (
+            &[
+                "CREATE FUNCTION refuse_attempts() RETURNS trigger AS $$ BEGIN \
+                 RAISE EXCEPTION 'injected outage'; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse_attempts BEFORE INSERT ON attempts FOR EACH ROW \
+                 EXECUTE FUNCTION refuse_attempts()",
+            ],
+            &["DROP TRIGGER refuse_attempts ON attempts"],
+        ),
+        _ => (
+            &["CREATE TRIGGER refuse_attempts BEFORE INSERT ON attempts \
+               BEGIN SELECT RAISE(ABORT, 'injected outage'); END"],
+            &["DROP TRIGGER refuse_attempts"],
+        ),
+    };
+    for sql in install {
+        db.execute_unprepared(sql)
+            .await
+            .expect("install the trigger");
+    }
+    server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    server.publish("offer.accepted", "{}").await;
+    let got = receiver.wait_for(1, WAIT).await;
+    let delivery_id = got[0].header("kit-delivery-id").to_owned();
+    // Refused for a while: the delivery stays `sending`, its report retried.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        server.get_delivery(&delivery_id).await.status(),
+        DeliveryStatus::Sending
+    );
+    for sql in remove {
+        db.execute_unprepared(sql)
+            .await
+            .expect("remove the trigger");
+    }
+    let delivery = server
+        .wait_delivery(&delivery_id, WAIT, |d| {
+            d.status() == DeliveryStatus::Succeeded
+        })
+        .await;
+    assert_eq!(delivery.attempt_count, 1);
+    assert_eq!(receiver.requests().len(), 1, "recorded, not sent again");
     server.stop().await;
 }
 

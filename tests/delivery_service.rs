@@ -15,6 +15,7 @@ on_both_databases!(
     each_delivery_goes_to_one_stream_and_returns_when_it_ends,
     reports_need_a_held_lease_and_valid_fields,
     an_attempts_request_headers_are_shown_completed_from_its_task,
+    a_new_stream_takes_over_the_held_leases_and_returns_the_rest,
 );
 
 async fn open(
@@ -28,6 +29,7 @@ async fn open(
             proto::StreamDeliveriesRequest {
                 daemon_id: "test".into(),
                 max_in_flight,
+                ..Default::default()
             },
         ))
         .await
@@ -97,6 +99,113 @@ async fn each_delivery_goes_to_one_stream_and_returns_when_it_ends(backend: Back
     assert!(
         again.iter().all(|t| t.attempt_number == 1),
         "a released lease is not a failed attempt"
+    );
+    server.stop().await;
+}
+
+/// A daemon whose server died reconnects: it names its previous stream and the one lease it is still
+/// sending. That lease passes to its new stream (its report is recorded), and the others come back at once,
+/// not when they expire.
+async fn a_new_stream_takes_over_the_held_leases_and_returns_the_rest(backend: Backend) {
+    use kit_webhooks_server::core::{id, time};
+    let server = TestServer::start_without_daemon(backend).await;
+    let daemon = server.key(Role::Daemon, None).await;
+    server
+        .create_webhook("http://127.0.0.1:9/", &["offer.*"])
+        .await;
+    for _ in 0..3 {
+        server.publish("offer.accepted", "{}").await;
+    }
+    // The leases of a stream whose server died: nobody releases them, and they expire in an hour.
+    let previous = id::new(id::Kind::Stream);
+    let now = time::now_ms();
+    let leased = server
+        .server
+        .store
+        .claim_due(&previous, 10, 100, now, now + 3_600_000)
+        .await
+        .expect("claim")
+        .leased;
+    assert_eq!(leased.len(), 3);
+    let held = &leased[0];
+
+    let mut client = DeliveryServiceClient::new(server.channel().await);
+    let request = |held: Vec<proto::HeldLease>| {
+        authed(
+            &daemon,
+            proto::StreamDeliveriesRequest {
+                daemon_id: "test".into(),
+                max_in_flight: 10,
+                previous_stream_id: previous.clone(),
+                held,
+            },
+        )
+    };
+    assert_status(
+        client
+            .stream_deliveries(request(vec![proto::HeldLease {
+                delivery_id: "dlv_nope".into(),
+                lease_id: held.lease_id.clone(),
+            }]))
+            .await,
+        Code::InvalidArgument,
+        "held.delivery_id",
+    );
+    let response = client
+        .stream_deliveries(request(vec![proto::HeldLease {
+            delivery_id: held.delivery_id.clone(),
+            lease_id: held.lease_id.clone(),
+        }]))
+        .await
+        .expect("open stream");
+    let name = response
+        .metadata()
+        .get("kit-stream-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("the stream is named")
+        .to_owned();
+    assert!(name.starts_with("dst_") && name != previous);
+    let mut stream = response.into_inner();
+    let again: HashSet<_> = take(&mut stream, 2)
+        .await
+        .into_iter()
+        .map(|t| t.delivery_id)
+        .collect();
+    let returned: HashSet<_> = leased[1..].iter().map(|l| l.delivery_id.clone()).collect();
+    assert_eq!(again, returned, "the leases not held came back at once");
+    // A stream renews its leases only up to their maximum age: an older one is left to expire.
+    let store = &server.server.store;
+    let far = now + 7_200_000;
+    assert_eq!(
+        store
+            .renew_leases(&name, far, now - 60_000)
+            .await
+            .expect("renew"),
+        3
+    );
+    assert_eq!(
+        store
+            .renew_leases(&name, far, now + 60_000)
+            .await
+            .expect("renew"),
+        0
+    );
+    client
+        .report_delivery(authed(
+            &daemon,
+            proto::ReportDeliveryRequest {
+                delivery_id: held.delivery_id.clone(),
+                lease_id: held.lease_id.clone(),
+                attempt_number: 1,
+                response_status: 204,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the held lease's report is recorded");
+    assert_eq!(
+        server.get_delivery(&held.delivery_id).await.status(),
+        DeliveryStatus::Succeeded
     );
     server.stop().await;
 }

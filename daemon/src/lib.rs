@@ -5,6 +5,7 @@
 //! - [`address`]: which IP addresses deliveries may reach (the SSRF rule).
 //! - [`allocator`]: how long freed memory stays with the process (mimalloc's purge delay).
 //! - [`connector`]: connects to vetted addresses only.
+//! - `holdings`: which leases the daemon works on, across its streams.
 //! - [`limiter`]: per-endpoint rate limits and per-host request caps.
 //! - [`sender`]: signs and sends one task, and describes the outcome.
 //! - `reporter`: reports attempts to the server, batched and retried.
@@ -15,6 +16,7 @@
 pub mod address;
 pub mod allocator;
 pub mod connector;
+mod holdings;
 pub mod limiter;
 mod reporter;
 pub mod sender;
@@ -32,7 +34,13 @@ use tonic::{
     Code, Request, Status,
 };
 
-use crate::{address::AddressGuard, limiter::EndpointLimits, reporter::Reporter, sender::Sender};
+use crate::{
+    address::AddressGuard, holdings::Holdings, limiter::EndpointLimits, reporter::Reporter,
+    sender::Sender,
+};
+
+/// The response metadata in which a server names a delivery stream.
+const STREAM_ID_METADATA: &str = "kit-stream-id";
 
 /// The first and the longest wait between reconnection attempts.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -172,6 +180,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
         stop: stop.clone(),
         in_flight: TaskTracker::new(),
         requests,
+        holdings: Arc::new(Holdings::default()),
     };
     let task = tokio::spawn(worker.run());
     Ok(Daemon { stop, task })
@@ -214,6 +223,15 @@ struct Worker {
     in_flight: TaskTracker,
     /// One permit per HTTP request allowed in flight (`--max-in-flight`).
     requests: Arc<Semaphore>,
+    holdings: Arc<Holdings>,
+}
+
+/// The stream name in `metadata`, if the server gave one.
+fn stream_id(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    metadata
+        .get(STREAM_ID_METADATA)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
 }
 
 impl Worker {
@@ -221,9 +239,12 @@ impl Worker {
         let mut backoff = FIRST_BACKOFF;
         while !self.stop.is_cancelled() {
             let options = &self.config.options;
+            let (previous_stream_id, held) = self.holdings.previous();
             let request = proto::StreamDeliveriesRequest {
                 daemon_id: self.config.daemon_id.clone(),
                 max_in_flight: options.max_in_flight.saturating_add(options.prefetch),
+                previous_stream_id,
+                held,
             };
             let mut client = self.client.clone();
             let opened = tokio::select! {
@@ -232,6 +253,7 @@ impl Worker {
             };
             match opened {
                 Ok(response) => {
+                    let generation = self.holdings.opened(stream_id(response.metadata()));
                     tracing::info!(server = %self.config.server, "delivery stream open");
                     backoff = FIRST_BACKOFF;
                     let mut stream = response.into_inner();
@@ -244,7 +266,7 @@ impl Worker {
                                 return Ok(());
                             }
                             message = stream.message() => match message {
-                                Ok(Some(task)) => self.start(task),
+                                Ok(Some(task)) => self.start(task, generation),
                                 Ok(None) => {
                                     tracing::warn!("the server ended the delivery stream; reconnecting");
                                     break;
@@ -256,6 +278,7 @@ impl Worker {
                             }
                         }
                     }
+                    self.holdings.closed();
                 }
                 Err(status)
                     if status.code() == Code::Unauthenticated
@@ -271,6 +294,9 @@ impl Worker {
                     );
                 }
                 Err(status) => {
+                    if let Some(stream) = stream_id(status.metadata()) {
+                        self.holdings.renamed(stream);
+                    }
                     tracing::warn!(
                         server = %self.config.server,
                         error = %status.message(),
@@ -302,12 +328,14 @@ impl Worker {
 
     /// Sends one task on its own tokio task, so a slow or rate-limited endpoint holds up nothing else. A
     /// task takes a request slot only once its endpoint's rate limit lets it go, and gives it back as soon
-    /// as the response is in, before its report is committed.
-    fn start(&self, task: proto::DeliveryTask) {
+    /// as the response is in, before its report is committed. A task whose stream (`generation`) has ended
+    /// by the time it has a slot is dropped unsent (`holdings`).
+    fn start(&self, task: proto::DeliveryTask, generation: u64) {
         let sender = self.sender.clone();
         let limits = self.limits.clone();
         let reporter = self.reporter.clone();
         let requests = self.requests.clone();
+        let holdings = self.holdings.clone();
         self.in_flight.spawn(async move {
             limits
                 .until_ready(&task.webhook_id, task.rate_limit_per_second)
@@ -322,6 +350,10 @@ impl Worker {
                 };
                 // The semaphore is never closed, so this cannot fail; if it did, sending anyway is harmless.
                 let _slot = requests.acquire().await;
+                if !holdings.start(generation, &task.delivery_id, &task.lease_id) {
+                    tracing::debug!(delivery = %task.delivery_id, "its stream ended before it was sent; dropped");
+                    return;
+                }
                 // Boxed, so that its state (the HTTP exchange's, several KiB) is allocated only once a slot
                 // is taken: the tasks waiting for one, often most of the daemon's leases, stay small.
                 Box::pin(sender.send(task, url)).await
@@ -333,7 +365,9 @@ impl Worker {
                 error = %report.error,
                 "attempt made"
             );
+            let delivery_id = report.delivery_id.clone();
             reporter.report(report).await;
+            holdings.finished(&delivery_id);
         });
     }
 }

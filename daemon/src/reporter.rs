@@ -1,5 +1,8 @@
 //! Reporting attempts: every attempt a daemon makes goes back to the server in a `ReportDeliveries` call,
-//! batched, and retried while the server is unreachable (the lease stays held until its report commits).
+//! batched, and retried until it is recorded or its lease is known lost: a call that fails as a whole (the
+//! server unreachable, busy or restarting) is sent again, and so is each report the server answers with a
+//! passing failure of its own (its storage unavailable), for up to [`REPORT_PATIENCE`]. The lease stays
+//! held until its report commits.
 //!
 //! A report that finds the reporter idle waits up to [`REPORT_LINGER`] for company before it is sent. Nobody
 //! waits on a report but the lease it releases (the receiver already has the delivery), and at a steady
@@ -7,9 +10,8 @@
 //! deliveries/s that was half of the server's cycles. Under load the reports queue while the previous call
 //! is out, their linger has long passed, and they go at once.
 //!
-//! A batch is encoded once, before its first call: a retry sends the same bytes again, and the common case
-//! (one call, answered) never copies the reports' header maps and bodies, which cloning the request for a
-//! possible retry did on every call.
+//! A batch is encoded once per call: the common case (one call, answered) never copies the reports' header
+//! maps and bodies, which cloning the request for a possible retry did on every call.
 
 use std::time::Duration;
 
@@ -96,47 +98,76 @@ async fn send_batches(mut grpc: Grpc, mut rx: tokio::sync::mpsc::Receiver<Queued
     }
 }
 
-/// Reports a batch, retrying while the server is unreachable. A report whose lease is no longer held means
-/// the delivery went back to the queue; it will be sent again, so that report is dropped.
+/// Whether a call or a report that failed with `code` may succeed if sent again.
+fn passing(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+    )
+}
+
+/// Reports a batch: the whole call again while it fails in passing, then again the reports the server
+/// answered with a passing failure, until each is recorded, refused for good, or [`REPORT_PATIENCE`] is
+/// over. A report whose lease is no longer held means the delivery went back to the queue; it will be sent
+/// again, so that report is dropped. The batch is encoded once per call, not per report.
 async fn deliver_reports(grpc: &mut Grpc, reports: Vec<proto::ReportDeliveryRequest>) {
     let deadline = tokio::time::Instant::now() + REPORT_PATIENCE;
     let mut backoff = FIRST_BACKOFF;
-    let request = proto::ReportDeliveriesRequest { reports };
-    let encoded = Bytes::from(request.encode_to_vec());
+    let mut request = proto::ReportDeliveriesRequest { reports };
     loop {
-        match call(grpc, encoded.clone()).await {
+        let encoded = Bytes::from(request.encode_to_vec());
+        let failure = match call(grpc, encoded).await {
             Ok(response) => {
-                for (report, result) in request.reports.iter().zip(response.results) {
-                    match Code::from(result.code) {
+                let mut again = Vec::new();
+                let results = response
+                    .results
+                    .into_iter()
+                    .map(Some)
+                    .chain(std::iter::repeat(None));
+                for (report, result) in std::mem::take(&mut request.reports)
+                    .into_iter()
+                    .zip(results)
+                {
+                    // A server that answers fewer results than reports recorded none of the rest.
+                    let (code, message) = result
+                        .map_or((Code::Unavailable, String::from("no result")), |r| {
+                            (Code::from(r.code), r.message)
+                        });
+                    match code {
                         Code::Ok => {}
                         Code::FailedPrecondition => {
-                            tracing::info!(delivery = %report.delivery_id, reason = %result.message, "report not accepted")
+                            tracing::info!(delivery = %report.delivery_id, reason = %message, "report not accepted")
                         }
+                        code if passing(code) => again.push(report),
                         code => tracing::error!(
-                            delivery = %report.delivery_id, ?code, error = %result.message, "report rejected"
+                            delivery = %report.delivery_id, ?code, error = %message, "report rejected"
                         ),
                     }
                 }
-                return;
-            }
-            Err(status)
-                if matches!(
-                    status.code(),
-                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
-                ) =>
-            {
-                if tokio::time::Instant::now() >= deadline {
-                    tracing::error!(reports = request.reports.len(), error = %status.message(), "giving up on reports");
+                if again.is_empty() {
                     return;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                request.reports = again;
+                format!("{} reports not recorded yet", request.reports.len())
             }
+            Err(status) if passing(status.code()) => status.message().to_owned(),
             Err(status) => {
                 tracing::error!(reports = request.reports.len(), code = ?status.code(), error = %status.message(), "reports rejected");
                 return;
             }
+        };
+        if tokio::time::Instant::now() >= deadline {
+            tracing::error!(reports = request.reports.len(), error = %failure, "giving up on reports");
+            return;
         }
+        tracing::debug!(reports = request.reports.len(), error = %failure, retry_in = ?backoff, "reporting again");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -25,6 +25,7 @@ on_both_databases!(
     kill_9_mid_stream_loses_nothing,
     sigterm_finishes_in_flight_deliveries,
     server_restarts_and_crashes_lose_nothing,
+    a_graceful_server_restart_sends_nothing_twice,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -244,6 +245,46 @@ async fn server_restarts_and_crashes_lose_nothing(backend: Backend) {
         DeliveryStatus::Succeeded,
         "the crashed server's lease expired and was delivered"
     );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    restarted.stop().await;
+}
+
+/// A rolling restart: the server stops (gracefully) while its daemon is sending, and a new one takes over the
+/// database. What the daemon had started is finished and recorded once; what it had not started is
+/// handed back and sent once, by the next server's stream. Nothing arrives twice.
+async fn a_graceful_server_restart_sends_nothing_twice(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(400)))).await;
+    let first = server_for_daemons(backend).await;
+    first
+        .create_webhook(&receiver.url("/"), &["interview.*"])
+        .await;
+    let token = first.key(Role::Daemon, None).await;
+    let ids = publish_many(&first, 40).await;
+    let mut daemon = spawn_daemon(&first.server.url(), &token);
+    // Eight requests in flight (the daemon's slots), the other leases held ready.
+    receiver.wait_for(8, WAIT).await;
+    let restarted = first.restart().await;
+    wait_all_received(&receiver, &ids).await;
+    wait_all_succeeded(&restarted, 40).await;
+    let mut times: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for request in receiver.requests() {
+        *times
+            .entry(request.header("webhook-id").to_owned())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    let rows = delivery::Entity::find()
+        .all(restarted.server.store.reader())
+        .await
+        .expect("deliveries");
+    for row in rows {
+        assert_eq!(
+            row.attempt_count, 1,
+            "one attempt each, every one recorded: {row:?}"
+        );
+    }
     let _ = daemon.kill();
     let _ = daemon.wait();
     restarted.stop().await;

@@ -10,6 +10,8 @@ use crate::{
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 /// 64 MiB: two hundred publishes of the largest payload at once, thousands of ordinary ones.
 pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+/// Long enough for a request at the default timeout (15 s) to finish and be reported.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// What a `PublishEventRequest` may carry besides its `data_json` (type, account, idempotency key, framing).
 const PUBLISH_ENVELOPE_BYTES: usize = 16 * 1024;
 
@@ -36,6 +38,9 @@ pub struct Config {
     /// How much longer than the request timeout a lease lasts unrenewed. Only matters when a server dies
     /// holding leases: they go back to the queue this long after its last renewal.
     pub lease_margin: Duration,
+    /// The longest a stopping server waits for its daemons to report the deliveries they were sending
+    /// (it stops as soon as none is left).
+    pub shutdown_grace: Duration,
     /// Run a delivery daemon inside the server process (it connects over gRPC like any other).
     pub embedded_daemon: Option<kit_webhooks_daemon::Options>,
     /// The longest an idle delivery stream waits before looking for due deliveries again: the backstop for
@@ -60,6 +65,7 @@ impl Default for Config {
             retry: RetryPolicy::default(),
             max_in_flight_per_webhook: 16,
             lease_margin: Duration::from_secs(30),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             embedded_daemon: None,
             idle_poll: Duration::from_secs(1),
         }

@@ -33,6 +33,13 @@ use crate::{
 
 /// How often expired leases (of servers that died) are swept back into the queue.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(5);
+/// The longest a stream keeps renewing one lease: well past the longest a daemon takes to send a request and
+/// have it recorded (waiting for its endpoint's turn, the request timeout, and retrying its report through
+/// a server outage). A lease still unreported after that was given up by its daemon; it expires and its
+/// delivery goes back to the queue.
+pub const MAX_LEASE_AGE: Duration = Duration::from_secs(600);
+/// The response metadata that names a delivery stream (`kit.webhooks.v1.DeliveryService`'s doc).
+pub const STREAM_ID_METADATA: &str = "kit-stream-id";
 
 /// One open stream's shared state: its wake-up, and how many of its leases have been reported here.
 #[derive(Default)]
@@ -41,13 +48,34 @@ struct StreamState {
     reported: AtomicU64,
 }
 
-/// The streams open on this server, by lease owner id.
+/// The streams open on this server, by lease owner id, and those that kept their leases at shutdown.
 #[derive(Default)]
 pub struct Streams {
     open: Mutex<HashMap<String, Arc<StreamState>>>,
+    kept: Mutex<Vec<String>>,
 }
 
 impl Streams {
+    /// How many streams are open.
+    pub fn open_count(&self) -> usize {
+        self.open.lock().map_or(0, |open| open.len())
+    }
+
+    /// Notes that stream `owner` ended at shutdown with its leases kept for its daemon to report.
+    pub fn keep(&self, owner: &str) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.push(owner.to_owned());
+        }
+    }
+
+    /// The streams that ended at shutdown with their leases kept.
+    pub fn kept(&self) -> Vec<String> {
+        self.kept
+            .lock()
+            .map(|kept| kept.clone())
+            .unwrap_or_default()
+    }
+
     fn open(&self, owner: &str) -> Arc<StreamState> {
         let state = Arc::new(StreamState::default());
         if let Ok(mut open) = self.open.lock() {
@@ -79,7 +107,10 @@ impl Streams {
 
 pub type TaskSender = tokio::sync::mpsc::Sender<Result<proto::DeliveryTask, Status>>;
 
-/// Feeds stream `owner` until its daemon goes away or the server shuts down, then releases its leases.
+/// Feeds stream `owner` until its daemon goes away or the server shuts down. A stream whose daemon went away
+/// releases its leases; one ended by the shutdown keeps them, for its daemon to finish and report (the
+/// server drains them before it stops: `crate::start_with_signal`). `taken_over` is how many leases of the
+/// daemon's previous stream it holds from the start.
 ///
 /// The stream's unreported leases are counted in memory (tasks sent minus reports recorded here) rather than
 /// queried on every turn; when the stream looks full and nothing has woken it for a while, the count is
@@ -92,13 +123,14 @@ pub async fn run_stream(
     owner: String,
     daemon_id: String,
     max_in_flight: u64,
+    taken_over: u64,
     tx: TaskSender,
 ) {
     let stream = state.streams.open(&owner);
     tracing::info!(stream = %owner, daemon = %daemon_id, max_in_flight, "delivery stream opened");
     let ttl = state.config.lease_ttl();
     let batch = (max_in_flight / 4).max(1);
-    let mut sent: u64 = 0;
+    let mut sent: u64 = taken_over;
     let mut renewed = Instant::now();
     // Whether a claim may find anything due. False once a claim found the due range empty, until something
     // new may have arrived (a publish that left deliveries pending, a release, a retry falling due): then the
@@ -134,8 +166,14 @@ pub async fn run_stream(
             });
         }
         if renewed.elapsed() >= ttl / 3 {
-            let expires = time::now_ms() + ttl.as_millis() as i64;
-            if let Err(err) = state.store.renew_leases(&owner, expires).await {
+            let now = time::now_ms();
+            let expires = now + ttl.as_millis() as i64;
+            let issued_since = now - MAX_LEASE_AGE.as_millis() as i64;
+            if let Err(err) = state
+                .store
+                .renew_leases(&owner, expires, issued_since)
+                .await
+            {
                 tracing::warn!(stream = %owner, error = %err, "renewing leases failed");
             }
             renewed = Instant::now();
@@ -227,6 +265,14 @@ pub async fn run_stream(
     if let Some(standing) = claim.take() {
         // Whatever a cycle leased to it is released below with the rest.
         let _ = standing.withdraw().await;
+    }
+    if state.shutdown.is_cancelled() {
+        // The server stops, not the daemon: it goes on sending what it has started, and its reports are
+        // recorded while the server drains, or after, through whichever stream it opens next.
+        state.streams.keep(&owner);
+        state.streams.close(&owner);
+        tracing::info!(stream = %owner, daemon = %daemon_id, "delivery stream ended by shutdown; its leases stay with its daemon");
+        return;
     }
     state.streams.close(&owner);
     match state.store.release_leases(&owner).await {

@@ -64,6 +64,27 @@ impl RunningServer {
     }
 }
 
+/// Waits, after the streams were told to end, until the leases they kept have all been reported (or passed
+/// to the daemons' next streams), at most `shutdown_grace`. A lease left then waits for its daemon's next
+/// stream, on another server or this one restarted, or expires.
+async fn drain(state: &AppState) {
+    let deadline = tokio::time::Instant::now() + state.config.shutdown_grace;
+    let mut held = 0;
+    while tokio::time::Instant::now() < deadline {
+        held = 0;
+        if state.streams.open_count() == 0 {
+            for owner in state.streams.kept() {
+                held += state.store.count_leases(&owner).await.unwrap_or(1);
+            }
+            if held == 0 {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tracing::warn!(leases = held, "shutdown grace over with deliveries still unreported; their daemons report them to the next server");
+}
+
 /// Connects to the database, migrates it, creates the first keys if it is new, binds `config.listen` and
 /// serves until [`RunningServer::shutdown`].
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
@@ -209,20 +230,22 @@ pub async fn start_with_signal(
     };
 
     let (tx, rx) = oneshot::channel::<()>();
-    let shutdown = state.shutdown.clone();
+    let draining = state.clone();
     let stop = async move {
         tokio::select! {
             _ = rx => {}
             _ = signal => {}
         }
         // The embedded daemon finishes and reports what it has in flight while the server still listens;
-        // then every stream ends and releases its leases, and the server stops.
+        // then every other stream ends, keeping its leases, and the server goes on recording reports until
+        // their daemons have reported them all (or the grace is over), then stops.
         if let Some(daemon) = daemon {
             if let Err(err) = daemon.shutdown().await {
                 tracing::error!(error = %err, "embedded daemon failed");
             }
         }
-        shutdown.cancel();
+        draining.shutdown.cancel();
+        drain(&draining).await;
     };
     tracing::info!(%addr, "Kit Webhooks server listening");
     let task_store = store.clone();

@@ -119,6 +119,9 @@ struct ServeArgs {
         default_value_t = 16
     )]
     max_in_flight_per_webhook: u32,
+    /// On SIGTERM, wait at most this long for daemons to report what they are sending.
+    #[arg(long, env = "KIT_WEBHOOKS_SHUTDOWN_GRACE", default_value = "20s", value_parser = time::parse_duration)]
+    shutdown_grace: Duration,
     /// Also run a delivery daemon in this process (it connects to this server over gRPC).
     #[arg(long, env = "KIT_WEBHOOKS_WITH_DAEMON")]
     with_daemon: bool,
@@ -169,6 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     auto_disable_min_failures: args.auto_disable_min_failures,
                 },
                 max_in_flight_per_webhook: args.max_in_flight_per_webhook,
+                shutdown_grace: args.shutdown_grace,
                 embedded_daemon: args.with_daemon.then_some(args.daemon),
                 ..Config::default()
             };

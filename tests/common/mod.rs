@@ -157,6 +157,8 @@ impl TestServer {
             key_file: Some(key_file.clone()),
             // Many tests run at once against one PostgreSQL server (100 connections by default).
             database_max_connections: 3,
+            // Tests that play the daemon hold leases they never report: a restart need not wait long.
+            shutdown_grace: std::time::Duration::from_secs(3),
             ..Config::default()
         };
         adjust(&mut config);

@@ -16,7 +16,7 @@ use crate::{
     core::{
         id::{self, Kind},
         policy::DeliveryDecision,
-        time, Error,
+        text, time, Error,
     },
     dispatch,
     store::leases::AttemptReport,
@@ -63,16 +63,38 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             }
             n => n,
         };
+        text::refuse_control_characters("daemon_id", &req.daemon_id)?;
+        let held = held_deliveries(&req)?;
         let owner = id::new(Kind::Stream);
+        let taken_over = self
+            .take_over(&req.previous_stream_id, &held, &owner)
+            .await?;
+        let named = |metadata: &mut tonic::metadata::MetadataMap| {
+            if let Ok(value) = owner.parse() {
+                metadata.insert(dispatch::STREAM_ID_METADATA, value);
+            }
+        };
+        if self.state.shutdown.is_cancelled() {
+            // The leases it still works on wait under the new name, which the daemon names next time.
+            self.state.streams.keep(&owner);
+            let mut status = Status::unavailable(
+                "the server is shutting down; open the stream again on another server or after the restart",
+            );
+            named(status.metadata_mut());
+            return Err(status);
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(max_in_flight as usize);
         tokio::spawn(dispatch::run_stream(
             self.state.clone(),
-            owner,
+            owner.clone(),
             req.daemon_id,
             u64::from(max_in_flight),
+            taken_over,
             tx,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let mut response = Response::new(Box::pin(ReceiverStream::new(rx)) as TaskStream);
+        named(response.metadata_mut());
+        Ok(response)
     }
 
     async fn report_delivery(
@@ -123,6 +145,26 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
 }
 
 impl DeliveryApi {
+    /// Passes the leases of the daemon's previous stream that it still works on (`held`) to stream `owner`,
+    /// and returns the others to the queue at once (see `StreamDeliveriesRequest`). Returns how many passed.
+    async fn take_over(&self, previous: &str, held: &[String], owner: &str) -> Result<u64, Error> {
+        if previous.is_empty() {
+            return Ok(0);
+        }
+        let previous = id::parse("previous_stream_id", Kind::Stream, previous)?;
+        let expires = time::now_ms() + self.state.config.lease_ttl().as_millis() as i64;
+        let (taken, returned) = self
+            .state
+            .store
+            .take_over_leases(previous, held, owner, expires)
+            .await?;
+        tracing::info!(stream = %owner, previous = %previous, taken, returned, "took over a previous stream's leases");
+        if returned > 0 {
+            self.state.deliveries_changed.notify();
+        }
+        Ok(taken)
+    }
+
     /// Validates `reports`, records the valid ones in one writer submission (one queue item and one wake-up
     /// for the call, not one per report) and wakes whoever waits on them. Returns each report's outcome, in
     /// order: a report refused, by validation or by the store, does not fail the others.
@@ -173,6 +215,33 @@ impl DeliveryApi {
         }
         outcomes
     }
+}
+
+/// The deliveries of `req.held`, checked.
+fn held_deliveries(req: &proto::StreamDeliveriesRequest) -> Result<Vec<String>, Error> {
+    if req.held.len() > kit_webhooks::MAX_STREAM_IN_FLIGHT as usize {
+        return Err(Error::invalid(
+            "held",
+            format!(
+                "{} leases; a stream holds at most {}",
+                req.held.len(),
+                kit_webhooks::MAX_STREAM_IN_FLIGHT
+            ),
+        ));
+    }
+    if !req.held.is_empty() && req.previous_stream_id.is_empty() {
+        return Err(Error::invalid(
+            "held",
+            "names leases but no previous_stream_id",
+        ));
+    }
+    req.held
+        .iter()
+        .map(|lease| {
+            id::parse("held.lease_id", Kind::Lease, &lease.lease_id)?;
+            Ok(id::parse("held.delivery_id", Kind::Delivery, &lease.delivery_id)?.to_owned())
+        })
+        .collect()
 }
 
 /// A daemon's report as the store takes it, or why it is refused.

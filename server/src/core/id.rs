@@ -66,6 +66,12 @@ pub fn new(kind: Kind) -> String {
     format!("{}{}", kind.prefix(), ulid)
 }
 
+/// The smallest id of `kind` issued at `ms` (Unix milliseconds): ids issued before it sort below it.
+pub fn floor(kind: Kind, ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    format!("{}{}", kind.prefix(), ulid::Ulid::from_parts(ms, 0))
+}
+
 /// Checks that `value`, given in request field `field`, is a well-formed id of `kind`.
 pub fn parse<'a>(field: &'static str, kind: Kind, value: &'a str) -> Result<&'a str, Error> {
     if value.is_empty() {
@@ -110,5 +116,8 @@ mod tests {
         // Past 128 bits, or not in the canonical upper case: never an id of this server.
         assert!(parse("id", Kind::Webhook, "wh_ZZZZZZZZZZZZZZZZZZZZZZZZZZ").is_err());
         assert!(parse("id", Kind::Webhook, &a.to_lowercase()).is_err());
+        let now = crate::core::time::now_ms();
+        assert!(floor(Kind::Webhook, now - 1000) < new(Kind::Webhook));
+        assert!(floor(Kind::Webhook, now + 1000) > new(Kind::Webhook));
     }
 }

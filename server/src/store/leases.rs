@@ -191,8 +191,15 @@ impl Store {
             .await
     }
 
-    /// Extends the leases of a live stream.
-    pub async fn renew_leases(&self, owner: &str, lease_expires_at: i64) -> Result<u64, DbErr> {
+    /// Extends the leases of a live stream that were issued at or after `issued_since` (ms). An older lease
+    /// is one whose report never came (a daemon gave up on it): left to expire, its delivery goes back to
+    /// the queue instead of staying `sending` for as long as the stream lives.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        lease_expires_at: i64,
+        issued_since: i64,
+    ) -> Result<u64, DbErr> {
         let result = delivery::Entity::update_many()
             .col_expr(
                 delivery::Column::LeaseExpiresAt,
@@ -200,6 +207,8 @@ impl Store {
             )
             .filter(delivery::Column::LeaseOwner.eq(owner))
             .filter(in_progress::filter(DeliveryStatus::Sending))
+            // Lease ids are ULIDs: they sort by the time they were issued.
+            .filter(delivery::Column::LeaseId.gte(id::floor(id::Kind::Lease, issued_since)))
             .exec(self.writer())
             .await?;
         Ok(result.rows_affected)
@@ -211,6 +220,38 @@ impl Store {
             .await
     }
 
+    /// Passes to stream `owner` the leases of stream `previous` on the deliveries in `held` (those whose
+    /// requests its daemon has started), with a new expiry, and returns the rest of `previous`'s leases to
+    /// `pending`, in one transaction. Returns how many were taken over and how many returned.
+    pub async fn take_over_leases(
+        &self,
+        previous: &str,
+        held: &[String],
+        owner: &str,
+        lease_expires_at: i64,
+    ) -> Result<(u64, u64), DbErr> {
+        use sea_orm::TransactionTrait;
+        let txn = self.writer().begin().await?;
+        let mut taken = 0;
+        for ids in held.chunks(ROWS_PER_STATEMENT) {
+            taken += delivery::Entity::update_many()
+                .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
+                .col_expr(
+                    delivery::Column::LeaseExpiresAt,
+                    Expr::value(lease_expires_at),
+                )
+                .filter(delivery::Column::LeaseOwner.eq(previous))
+                .filter(in_progress::filter(DeliveryStatus::Sending))
+                .filter(delivery::Column::Id.is_in(ids.iter().cloned()))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+        }
+        let returned = return_leases_on(&txn, delivery::Column::LeaseOwner.eq(previous)).await?;
+        txn.commit().await?;
+        Ok((taken, returned))
+    }
+
     /// Returns every lease whose expiry has passed (its server died) to `pending`.
     pub async fn expire_leases(&self, now: i64) -> Result<u64, DbErr> {
         self.return_leases(delivery::Column::LeaseExpiresAt.lt(now))
@@ -218,16 +259,7 @@ impl Store {
     }
 
     async fn return_leases(&self, which: sea_orm::sea_query::SimpleExpr) -> Result<u64, DbErr> {
-        let result = clear_lease(delivery::Entity::update_many())
-            .col_expr(
-                delivery::Column::Status,
-                Expr::value(DeliveryStatus::Pending.as_str()),
-            )
-            .filter(in_progress::filter(DeliveryStatus::Sending))
-            .filter(which)
-            .exec(self.writer())
-            .await?;
-        Ok(result.rows_affected)
+        return_leases_on(self.writer(), which).await
     }
 
     /// When the next claimable delivery falls due after `now`, if any is scheduled.
@@ -478,6 +510,23 @@ fn header(headers: &BTreeMap<String, String>, name: &str) -> Option<String> {
 }
 
 /// An update that releases the lease: no lease id, owner or expiry.
+/// Returns the leases `which` selects to `pending`, on `db`.
+async fn return_leases_on(
+    db: &impl ConnectionTrait,
+    which: sea_orm::sea_query::SimpleExpr,
+) -> Result<u64, DbErr> {
+    let result = clear_lease(delivery::Entity::update_many())
+        .col_expr(
+            delivery::Column::Status,
+            Expr::value(DeliveryStatus::Pending.as_str()),
+        )
+        .filter(in_progress::filter(DeliveryStatus::Sending))
+        .filter(which)
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
 fn clear_lease(
     update: sea_orm::UpdateMany<delivery::Entity>,
 ) -> sea_orm::UpdateMany<delivery::Entity> {
