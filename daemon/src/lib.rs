@@ -52,7 +52,8 @@ pub(crate) const REPORT_PATIENCE: Duration = Duration::from_secs(120);
 /// per delivery the more it carries (docs/PERFORMANCE.md, step 31). About 15 MiB more peak memory than 512 in
 /// the throughput runs.
 const DEFAULT_PREFETCH: u32 = 2048;
-const DEFAULT_MAX_CONNECTIONS_PER_HOST: u32 = 256;
+/// The most connections kept to one host, whatever `--max-in-flight`: bounds the daemon's memory.
+const MAX_DEFAULT_CONNECTIONS_PER_HOST: u32 = 256;
 
 /// How a daemon delivers, whichever process it runs in (flags of `kit-webhooks-daemon` and of the server's
 /// `serve --with-daemon`).
@@ -66,9 +67,16 @@ pub struct Options {
     #[arg(long, env = "KIT_WEBHOOKS_PREFETCH", default_value_t = DEFAULT_PREFETCH)]
     pub prefetch: u32,
     /// HTTP requests outstanding at once to one host (scheme, host and port); the rest wait their turn.
-    /// Each outstanding HTTP/1.1 request holds a connection, so this bounds sockets and memory per host.
-    #[arg(long, env = "KIT_WEBHOOKS_MAX_CONNECTIONS_PER_HOST", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_HOST)]
-    pub max_connections_per_host: u32,
+    /// Each outstanding HTTP/1.1 request holds a connection, so this bounds sockets and memory per host
+    /// [default: a quarter of --max-in-flight, at most 256].
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_CONNECTIONS_PER_HOST")]
+    pub max_connections_per_host: Option<u32>,
+    /// HTTP requests outstanding at once for one account's webhooks; the rest wait their turn, so that one
+    /// account's slow or dead endpoints hold at most this many of the daemon's slots [default: half of
+    /// --max-in-flight: more than one webhook's leases (--max-in-flight-per-webhook on the server), so that
+    /// one slow endpoint does not hold up its account's others].
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT_PER_ACCOUNT")]
+    pub max_in_flight_per_account: Option<u32>,
     /// Also deliver to addresses in this network (CIDR, e.g. 127.0.0.0/8); repeatable. By default only
     /// globally routable addresses are reached.
     #[arg(long = "allow-network", value_name = "CIDR")]
@@ -83,7 +91,8 @@ impl Default for Options {
         Options {
             max_in_flight: 256,
             prefetch: DEFAULT_PREFETCH,
-            max_connections_per_host: DEFAULT_MAX_CONNECTIONS_PER_HOST,
+            max_connections_per_host: None,
+            max_in_flight_per_account: None,
             allow_networks: Vec::new(),
             ca_file: None,
         }
@@ -109,7 +118,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Graceful stop: take no new tasks, finish and report those in flight, then end the stream.
+    /// Graceful stop: take no new tasks, finish and report the requests started, then end the stream (its
+    /// tasks not started go back to the queue).
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.stop.cancel();
         self.task.await.context("daemon task panicked")?
@@ -127,6 +137,25 @@ impl Daemon {
 }
 
 impl Options {
+    /// A share of the request slots, at least one.
+    fn share(&self, divisor: u32) -> u32 {
+        (self.max_in_flight / divisor).max(1)
+    }
+
+    /// Requests outstanding at once to one host (`--max-connections-per-host` or its default).
+    pub fn per_host(&self) -> u32 {
+        self.max_connections_per_host
+            .unwrap_or_else(|| self.share(4).min(MAX_DEFAULT_CONNECTIONS_PER_HOST))
+            .max(1)
+    }
+
+    /// Requests outstanding at once for one account (`--max-in-flight-per-account` or its default).
+    pub fn per_account(&self) -> u32 {
+        self.max_in_flight_per_account
+            .unwrap_or_else(|| self.share(2))
+            .max(1)
+    }
+
     /// Refuses settings no server accepts: a stream asks for `max-in-flight + prefetch` leases, and a server
     /// refuses a stream that asks for more than [`kit_webhooks::MAX_STREAM_IN_FLIGHT`].
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -160,7 +189,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
     let sender = Sender::new(
         AddressGuard::new(config.options.allow_networks.clone()),
         extra_roots,
-        config.options.max_connections_per_host.max(1) as usize,
+        config.options.per_host() as usize,
     )?;
     let channel = endpoint(&config.server)?.connect_lazy();
     let token: MetadataValue<_> = format!("Bearer {}", config.token)
@@ -170,7 +199,10 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
     let client = DeliveryServiceClient::new(service.clone());
     let stop = CancellationToken::new();
     let requests = Arc::new(Semaphore::new(config.options.max_in_flight.max(1) as usize));
-    let limits = Arc::new(EndpointLimits::new(config.options.max_connections_per_host));
+    let limits = Arc::new(EndpointLimits::new(
+        config.options.per_host(),
+        config.options.per_account(),
+    ));
     let worker = Worker {
         config,
         sender: Arc::new(sender),
@@ -262,6 +294,9 @@ impl Worker {
                             // Stop taking tasks first; the stream stays open until in-flight ones are reported.
                             biased;
                             _ = self.stop.cancelled() => {
+                                // Requests started are finished and reported; tasks not started go back
+                                // to the queue when the stream ends, for another daemon to send.
+                                self.holdings.closed();
                                 self.finish_in_flight().await;
                                 return Ok(());
                             }
@@ -341,6 +376,9 @@ impl Worker {
                 .until_ready(&task.webhook_id, task.rate_limit_per_second)
                 .await;
             let report = {
+                // Account, then host, then a request slot: a task waiting for its account's or host's share
+                // holds none of the daemon's slots meanwhile.
+                let _account = limits.account_slot(&task.account_id).await;
                 let url = task.url.parse::<http::Uri>();
                 // Host first: a task waiting on a busy host must not sit on one of the daemon's slots. A URL
                 // that does not parse has no host to share a limit with; the send reports it.

@@ -1,10 +1,11 @@
-//! Per-endpoint limits: one `governor` rate limiter per webhook, at the rate its task carries, and a cap on
-//! the requests outstanding at once to one host. A task waits for its own webhook's and host's limits only,
-//! so a limited or slow endpoint never holds up the others.
+//! Per-endpoint limits: one `governor` rate limiter per webhook, at the rate its task carries, and caps on
+//! the requests outstanding at once to one host and for one account. A task waits for its own webhook's,
+//! account's and host's limits only, so a limited or slow endpoint never holds up the others.
 //!
-//! The host cap exists because every outstanding HTTP/1.1 request holds a connection of its own (some 25 KB
-//! of client state each): without it, a slow host would get as many sockets as the daemon has deliveries in
-//! flight, and the daemon's memory would grow with them.
+//! The caps are shares of the daemon's request slots (by default a quarter per host, half per account): a host
+//! that never answers, or an account whose endpoints all hang, holds at most its share of them for a request
+//! timeout, and the other hosts and accounts go on with the rest. The host cap also bounds memory: every outstanding HTTP/1.1 request holds a
+//! connection of its own (some 25 KB of client state each).
 //!
 //! Limits are kept per key in a [`Registry`] that drops the idle ones whenever it has doubled in size since it
 //! last did, so a daemon that sends to millions of endpoints over its life keeps only those in use.
@@ -25,8 +26,41 @@ const LIMITER_IDLE: Duration = Duration::from_secs(2);
 
 pub struct EndpointLimits {
     limiters: Mutex<Registry<WebhookLimiter>>,
-    per_host: usize,
-    hosts: Mutex<Registry<Arc<Semaphore>>>,
+    hosts: Slots,
+    accounts: Slots,
+}
+
+/// At most `per_key` requests outstanding at once for each key.
+struct Slots {
+    per_key: usize,
+    by_key: Mutex<Registry<Arc<Semaphore>>>,
+}
+
+impl Slots {
+    fn new(per_key: u32) -> Self {
+        Slots {
+            per_key: per_key.max(1) as usize,
+            by_key: Mutex::default(),
+        }
+    }
+
+    /// Waits for a free slot of `key`, held until the returned permit is dropped.
+    async fn slot(&self, key: &str) -> Option<OwnedSemaphorePermit> {
+        let per_key = self.per_key;
+        let slots = self
+            .by_key
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(
+                key,
+                // Nobody waits on it or holds one of its slots: a new one would be the same.
+                |slots| Arc::strong_count(slots) == 1 && slots.available_permits() == per_key,
+                || Arc::new(Semaphore::new(per_key)),
+            )
+            .clone();
+        // Never closed, so acquiring cannot fail.
+        slots.acquire_owned().await.ok()
+    }
 }
 
 /// A webhook's rate limiter, at the rate it was made for.
@@ -74,13 +108,23 @@ impl<T> Registry<T> {
 }
 
 impl EndpointLimits {
-    /// Limits allowing at most `per_host` requests outstanding to one host at a time.
-    pub fn new(per_host: u32) -> Self {
+    /// Limits allowing at most `per_host` requests outstanding to one host, and `per_account` for one
+    /// account, at a time.
+    pub fn new(per_host: u32, per_account: u32) -> Self {
         EndpointLimits {
             limiters: Mutex::default(),
-            per_host: per_host.max(1) as usize,
-            hosts: Mutex::default(),
+            hosts: Slots::new(per_host),
+            accounts: Slots::new(per_account),
         }
+    }
+
+    /// Waits for a free request slot of account `account_id`; the slot is held until the returned permit is
+    /// dropped. A task that names no account (from an older server) takes none.
+    pub async fn account_slot(&self, account_id: &str) -> Option<OwnedSemaphorePermit> {
+        if account_id.is_empty() {
+            return None;
+        }
+        self.accounts.slot(account_id).await
     }
 
     /// Waits for a free request slot on `url`'s host (scheme, host and port); the slot is held until the
@@ -91,20 +135,7 @@ impl EndpointLimits {
             url.scheme_str().unwrap_or_default(),
             url.authority().map(|a| a.as_str()).unwrap_or_default()
         );
-        let per_host = self.per_host;
-        let slots = self
-            .hosts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(
-                &host,
-                // Nobody waits on it or holds one of its slots: a new one would be the same.
-                |slots| Arc::strong_count(slots) == 1 && slots.available_permits() == per_host,
-                || Arc::new(Semaphore::new(per_host)),
-            )
-            .clone();
-        // Never closed, so acquiring cannot fail.
-        slots.acquire_owned().await.ok()
+        self.hosts.slot(&host).await
     }
 
     /// Waits until webhook `webhook_id` may receive one more request at `per_second`.
@@ -146,7 +177,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_hosts_are_forgotten_busy_ones_kept() {
-        let limits = EndpointLimits::new(2);
+        let limits = EndpointLimits::new(2, 2);
         // A host with a request outstanding all along.
         let uri = |url: &str| url.parse::<http::Uri>().expect("a valid URL");
         let busy = limits.host_slot(&uri("http://busy.example:80/")).await;
@@ -156,10 +187,11 @@ mod tests {
                 .await;
             assert!(slot.is_some());
         }
-        let hosts = limits.hosts.lock().expect("hosts").len();
+        let hosts = limits.hosts.by_key.lock().expect("hosts").len();
         assert!(hosts < 200, "{hosts} hosts kept after 1,000 came and went");
         assert!(limits
             .hosts
+            .by_key
             .lock()
             .expect("hosts")
             .entries
@@ -169,7 +201,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_limiter_is_forgotten_only_once_it_could_no_longer_limit() {
-        let limits = EndpointLimits::new(2);
+        let limits = EndpointLimits::new(2, 2);
         limits.until_ready("wh_first", 1).await;
         for n in 0..1_000 {
             limits.until_ready(&format!("wh_{n}"), 1_000).await;
@@ -188,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_rate_gets_a_new_limiter() {
-        let limits = EndpointLimits::new(2);
+        let limits = EndpointLimits::new(2, 2);
         let first = limits.limiter("wh_a", 5);
         assert!(Arc::ptr_eq(&first, &limits.limiter("wh_a", 5)));
         assert!(!Arc::ptr_eq(&first, &limits.limiter("wh_a", 6)));

@@ -142,5 +142,6 @@ pub fn task(
         webhook_id: lease.webhook_id,
         event_id: lease.event_id,
         event_type: lease.event_type,
+        account_id: lease.event.account_id.clone(),
     }
 }

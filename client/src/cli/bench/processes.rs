@@ -209,6 +209,8 @@ pub fn start_daemon(
             "--max-connections-per-host",
             &max_connections_per_host.to_string(),
         ])
+        // The bench publishes for one account: its share is the whole daemon, as it was before shares.
+        .args(["--max-in-flight-per-account", &max_in_flight.to_string()])
         .env("RUST_LOG", log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
