@@ -149,12 +149,68 @@ pub fn validate_data(data_json: &str, max_bytes: usize) -> Result<String, Error>
             format!("nests objects and arrays {depth} levels deep; at most {MAX_DATA_DEPTH} are allowed"),
         ));
     }
-    serde_json::from_str::<serde::de::IgnoredAny>(trimmed)
+    serde_json::from_str::<Readable>(trimmed)
         .map_err(|e| Error::invalid(field, format!("is not valid JSON: {e}")))?;
     if !trimmed.starts_with('{') {
         return Err(Error::invalid(field, "must be a JSON object (`{...}`)"));
     }
     Ok(trimmed.to_owned())
+}
+
+/// Any JSON value, read as a receiver's parser reads it and then dropped: numbers are parsed, so one out of
+/// range (`1e999999`, which parsers refuse or turn into infinity) is refused, which skipping values unparsed
+/// (`serde::de::IgnoredAny`) would not see.
+struct Readable;
+
+impl<'de> serde::Deserialize<'de> for Readable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Readable)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Readable {
+    type Value = Readable;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_unit<E>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Readable, A::Error> {
+        while seq.next_element::<Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Readable, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, Readable>()?
+            .is_some()
+        {}
+        Ok(Readable)
+    }
 }
 
 /// The first nesting depth past `max` that the JSON text `json` reaches, if any. Brackets inside strings do
@@ -234,6 +290,9 @@ mod tests {
         assert!(validate_data("{", 100).is_err());
         assert!(validate_data("", 100).is_err());
         assert!(validate_data("{\"a\":\"0123456789\"}", 10).is_err());
+        // Numbers a receiver's parser cannot read are refused, wherever they are.
+        assert!(validate_data("{\"a\":[1, {\"b\":1e999999}]}", 100).is_err());
+        assert!(validate_data("{\"a\":[1.5e300, -0, 18446744073709551616]}", 100).is_ok());
     }
 
     #[test]
