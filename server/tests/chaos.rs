@@ -11,7 +11,6 @@
 //! run: `cargo test --release -p kit-webhooks-server --test chaos -- --seconds 600 --seed 7`.
 
 #[path = "../../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::{
