@@ -3,50 +3,24 @@
 //! exhaust its memory. (The full-scale figures: `server/tests/admission_load.rs`, docs/SECURITY.md.)
 
 mod common;
+#[path = "common/stalled.rs"]
+mod stalled;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::{authed, Backend, TestServer};
 use kit_webhooks::proto;
 use tonic::Code;
 
-/// Opens `n` `PublishEvent` streams without a key, each declaring a 4 MB message and sending only its first
-/// 32 KiB, then stalling. Returns how many were answered, and with which `grpc-status`.
-async fn stalled_publishes(
+/// Opens `n` stalled `PublishEvent` streams and returns, for each, the `grpc-status` it was answered with
+/// while its body was still open (`None`: not answered within 5 s).
+async fn answers_to_stalled_publishes(
     addr: std::net::SocketAddr,
     n: usize,
     authorization: Option<&str>,
 ) -> Vec<Option<String>> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    tokio::spawn(connection);
-    let mut held = Vec::new();
-    let mut answers = Vec::new();
-    for _ in 0..n {
-        let mut client = client.clone().ready().await.expect("h2 ready");
-        let mut request = http::Request::builder()
-            .method("POST")
-            .uri(format!(
-                "http://{addr}/kit.webhooks.v1.EventService/PublishEvent"
-            ))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers");
-        if let Some(value) = authorization {
-            request = request.header("authorization", value);
-        }
-        let (response, mut body) = client
-            .send_request(request.body(()).expect("request"), false)
-            .expect("send request");
-        let mut first = vec![0u8; 5 + 32 * 1024];
-        first[1..5].copy_from_slice(&4_000_000u32.to_be_bytes());
-        // Refused fast enough, the stream may be closed already: nothing more to send then.
-        let _ = body.send_data(Bytes::from(first), false);
-        // The stream stays open: its body never ends.
-        held.push(body);
-        answers.push(response);
-    }
-    let answered = answers.into_iter().map(|response| async move {
+    let stalled = stalled::stalled_publishes(&addr.to_string(), n, authorization).await;
+    let answered = stalled.responses.into_iter().map(|response| async move {
         match tokio::time::timeout(Duration::from_secs(5), response).await {
             Ok(Ok(response)) => Some(
                 response
@@ -60,16 +34,14 @@ async fn stalled_publishes(
             Err(_) => None,
         }
     });
-    let statuses = futures::future::join_all(answered).await;
-    drop(held);
-    statuses
+    futures::future::join_all(answered).await
 }
 
 async fn keyless_calls_are_refused_before_their_body(backend: Backend) {
     let server = TestServer::start_without_daemon(backend).await;
     let addr = server.server.addr;
 
-    let statuses = stalled_publishes(addr, 200, None).await;
+    let statuses = answers_to_stalled_publishes(addr, 200, None).await;
     let unauthenticated = (Code::Unauthenticated as i32).to_string();
     assert!(
         statuses
@@ -82,7 +54,7 @@ async fn keyless_calls_are_refused_before_their_body(backend: Backend) {
             .take(3)
             .collect::<Vec<_>>()
     );
-    let statuses = stalled_publishes(addr, 20, Some("Bearer kit_not_a_key")).await;
+    let statuses = answers_to_stalled_publishes(addr, 20, Some("Bearer kit_not_a_key")).await;
     assert!(
         statuses
             .iter()

@@ -16,11 +16,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use kit_webhooks::proto::{
     event_service_client::EventServiceClient, ListEventTypesRequest, PublishEventRequest,
 };
 use tonic::{metadata::MetadataValue, transport::Channel, Code, Request};
+
+#[path = "../../tests/common/flags.rs"]
+mod flags;
+#[path = "../../tests/common/stalled.rs"]
+mod stalled;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_kit-webhooks-server");
 const RSS_LIMIT_MIB: u64 = 300;
@@ -32,23 +36,11 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args {
-        stalled: 200,
-        publishes: 200,
-        connections: 8,
-    };
-    let mut given = std::env::args().skip(1);
-    while let Some(arg) = given.next() {
-        let mut value = || given.next().and_then(|v| v.parse().ok());
-        match arg.as_str() {
-            "--stalled" => args.stalled = value().expect("--stalled N"),
-            "--publishes" => args.publishes = value().expect("--publishes N"),
-            "--connections" => args.connections = value().expect("--connections N"),
-            // libtest's own flags mean nothing here.
-            _ => {}
-        }
+    Args {
+        stalled: flags::value("--stalled").unwrap_or(200),
+        publishes: flags::value("--publishes").unwrap_or(200),
+        connections: flags::value("--connections").unwrap_or(8),
     }
-    args
 }
 
 fn authed<T>(key: &str, message: T) -> Request<T> {
@@ -69,38 +61,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// Opens `n` keyless streams on `connection`, each stalled after the first 32 KiB of a 4 MB message.
-async fn stall(addr: String, n: usize) -> Vec<h2::SendStream<Bytes>> {
-    let tcp = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
-    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    tokio::spawn(connection);
-    let mut held = Vec::new();
-    for _ in 0..n {
-        let Ok(mut client) = client.clone().ready().await else {
-            break;
-        };
-        let request = http::Request::builder()
-            .method("POST")
-            .uri(format!(
-                "http://{addr}/kit.webhooks.v1.EventService/PublishEvent"
-            ))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .expect("request");
-        let Ok((_response, mut body)) = client.send_request(request, false) else {
-            break;
-        };
-        let mut first = vec![0u8; 5 + 32 * 1024];
-        first[1..5].copy_from_slice(&4_000_000u32.to_be_bytes());
-        let _ = body.send_data(Bytes::from(first), false);
-        held.push(body);
-    }
-    held
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -205,11 +165,14 @@ async fn run(args: Args) {
     while left > 0 {
         let n = per_connection.min(left);
         left -= n;
-        stalling.push(tokio::spawn(stall(addr.clone(), n)));
+        let addr = addr.clone();
+        stalling.push(tokio::spawn(async move {
+            stalled::stalled_publishes(&addr, n, None).await
+        }));
     }
     let mut stalled = Vec::new();
     for task in stalling {
-        stalled.extend(task.await.expect("stall"));
+        stalled.push(task.await.expect("stall"));
     }
 
     // The largest publishes, all at once, over a few connections.

@@ -8,6 +8,18 @@ use std::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_kit-webhooks-server");
 
+/// Waits until something listens on `port` of loopback (at most 30 s).
+fn wait_listening(port: u16) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -181,14 +193,7 @@ fn first_serve_writes_a_private_key_file_and_stops_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     assert_eq!(std::fs::read_to_string(&key_file).expect("key file"), text);
     let _ = child.kill();
     let _ = child.wait();
@@ -238,14 +243,7 @@ fn an_existing_key_file_is_made_private() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port);
         let _ = child.kill();
         let _ = child.wait();
         assert!(std::fs::read_to_string(&key_file)
@@ -288,14 +286,7 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     let keys = std::fs::read_to_string(dir.path().join("kit-webhooks.keys")).expect("key file");
     let admin =
         kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY).expect("admin key");

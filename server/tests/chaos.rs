@@ -50,21 +50,10 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args {
-        seconds: 20,
-        seed: rand::random(),
-    };
-    let mut given = std::env::args().skip(1);
-    while let Some(arg) = given.next() {
-        let mut value = || given.next().and_then(|v| v.parse().ok());
-        match arg.as_str() {
-            "--seconds" => args.seconds = value().expect("--seconds N"),
-            "--seed" => args.seed = value().expect("--seed N"),
-            // libtest's own flags (`cargo test -- --nocapture` and the like) mean nothing here.
-            _ => {}
-        }
+    Args {
+        seconds: common::flags::value("--seconds").unwrap_or(20),
+        seed: common::flags::value("--seed").unwrap_or_else(rand::random),
     }
-    args
 }
 
 fn main() {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod flags;
 pub mod python;
 pub mod receiver;
 
