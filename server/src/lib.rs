@@ -1,12 +1,13 @@
 //! The Kit Webhooks control plane: a tonic gRPC server over SeaORM storage.
 //!
 //! Layout (svix-server's shape): [`api`] is the gRPC layer, [`core`] the domain rules, [`store`] the database,
-//! [`dispatch`] the worker that feeds daemon streams, [`writer`] the one committer of the delivery path's writes. [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the `kit-webhooks-server` command.
+//! [`dispatch`] the worker that feeds daemon streams, [`idle`] the closing of silent connections, [`writer`] the one committer of the delivery path's writes. [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the `kit-webhooks-server` command.
 
 pub mod api;
 pub mod config;
 pub mod core;
 pub mod dispatch;
+pub mod idle;
 pub mod keys;
 pub mod replicas;
 pub mod store;
@@ -15,6 +16,7 @@ pub mod writer;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
+use futures::StreamExt;
 use kit_webhooks::proto;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -32,8 +34,6 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 const MAX_WEBHOOK_MESSAGE_BYTES: usize = 1024 * 1024;
 /// The largest `ReportDeliveries` request: its most reports, each with a stored body and capped headers.
 const MAX_REPORTS_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
-const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A server running in this process.
 pub struct RunningServer {
@@ -187,9 +187,6 @@ pub async fn start_with_signal(
         // What one connection may hold: streams at once, and (tonic's default windows, 64 KiB) unread bytes.
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .timeout(limits.call_timeout())
-        // A peer that stops answering pings is gone: its connection and calls end.
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(admission)
         .add_service(health)
         .add_service(reflection_v1)
@@ -250,7 +247,10 @@ pub async fn start_with_signal(
     tracing::info!(%addr, "Kit Webhooks server listening");
     let task_store = store.clone();
     // No Nagle: small stream messages and replies must leave at once, not wait for a delayed ACK (~40 ms).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // A connection whose client is gone or silent is closed after a while (`idle`).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|accepted| accepted.map(|stream| idle::IdleTimeout::new(stream, idle::IDLE_TIMEOUT)));
     let task = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(incoming, stop)
