@@ -1,7 +1,7 @@
 //! The event catalogue: the event types of Kit in 6 categories, plus `test.ping`.
 //!
-//! The catalogue is fixed by the product (DESIGN.md §2 and the help page it starts from). Those pages say
-//! "23 events", but their tables name 22 (5 + 5 + 5 + 2 + 1 + 4); this list is the tables, entry for entry.
+//! The catalogue is fixed by the product (Kit's webhooks help page). That page says "23 events", but its
+//! tables name 22 (5 + 5 + 5 + 2 + 1 + 4); this list is the tables, entry for entry.
 //!
 //! Subscriptions name event types or whole categories (`interview.*`); [`Subscription`] parses one and
 //! [`Subscription::matches`] is the single rule the server uses to fan an event out.

@@ -1,5 +1,5 @@
-//! The HTTP request a delivery task makes (DESIGN.md §4): which of its headers follow from the task, and which
-//! a report names.
+//! The HTTP request a delivery task makes (signed as `crate::signature` says): which of its headers follow
+//! from the task, and which a report names.
 //!
 //! Most of a request's headers follow from its task alone (its event, delivery and attempt number). The
 //! daemon builds its requests with [`task_headers`], and reports only the headers it chose itself

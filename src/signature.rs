@@ -1,4 +1,4 @@
-//! The signature scheme (Standard Webhooks v1, DESIGN.md §4): how the daemon signs a request and how a
+//! The signature scheme (Standard Webhooks v1): how the daemon signs a request and how a
 //! receiver verifies it.
 //!
 //! The signed content is `"{webhook-id}.{webhook-timestamp}.{body}"`, the key is the base64-decoded part of a

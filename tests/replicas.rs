@@ -1,4 +1,4 @@
-//! Several server replicas on one PostgreSQL database (DESIGN.md §6): an event published to one replica is
+//! Several server replicas on one PostgreSQL database (docs/ARCHITECTURE.md, Processes): an event published to one replica is
 //! delivered at once by a daemon streaming from another, woken by PostgreSQL's `NOTIFY`, not at that
 //! replica's next idle poll.
 

@@ -1,4 +1,4 @@
-//! Sending one delivery: sign it (DESIGN.md §4), POST it over a vetted connection, and describe what
+//! Sending one delivery: sign it (`kit_webhooks::signature`), POST it over a vetted connection, and describe what
 //! happened as a `ReportDeliveryRequest`.
 //!
 //! The HTTP client is hyper 1.x with hyper-rustls: HTTP/1.1 and HTTP/2, pooled keep-alive connections,

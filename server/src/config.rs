@@ -1,4 +1,4 @@
-//! Server configuration: what `serve` reads from flags and environment, with DESIGN.md's defaults.
+//! Server configuration: what `serve` reads from flags and environment, with the defaults of docs/ARCHITECTURE.md.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 

@@ -1,4 +1,4 @@
-//! The `kit-webhooks` command line: every admin action of DESIGN.md §1, publishing events, and `listen`.
+//! The `kit-webhooks` command line: every admin action (README.md, The CLI), publishing events, and `listen`.
 //!
 //! - [`connection`]: which server and which key (flags, environment, or the server's key file).
 //! - [`output`]: tables for people, `--output json` for scripts.

@@ -4,7 +4,7 @@ use kit_webhooks::{catalogue, text::quoted};
 
 use super::{text, time, Error};
 
-/// DESIGN.md's default payload limit.
+/// The default payload limit (docs/ARCHITECTURE.md, Defaults).
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 const MAX_ACCOUNT_ID_CHARS: usize = 128;
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
@@ -258,7 +258,7 @@ pub fn validate_idempotency_key(key: &str) -> Result<Option<String>, Error> {
     Ok(Some(key.to_owned()))
 }
 
-/// The request body every delivery of an event sends (DESIGN.md §4): the same bytes on every attempt.
+/// The request body every delivery of an event sends, and signs: the same bytes on every attempt.
 /// `data_json` is spliced in verbatim; it was checked to be a JSON object when the event was accepted.
 pub fn envelope(
     id: &str,

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// DESIGN.md's retry schedule: the waits after attempts 1..=7 (8 attempts, about 27.6 hours).
+/// The default retry schedule (docs/ARCHITECTURE.md, Defaults): the waits after attempts 1..=7 (8 attempts,
+/// about 27.6 hours).
 pub const DEFAULT_RETRY_SCHEDULE: &[Duration] = &[
     Duration::from_secs(5),
     Duration::from_secs(5 * 60),

@@ -85,7 +85,7 @@ impl Store {
                 .connect_timeout(Duration::from_secs(10))
                 .sqlx_logging(false)
                 // Every query of this service is meant to read a short index range or look rows up by key
-                // (DESIGN.md: leasing stays index-backed), but the planner goes by statistics that autovacuum
+                // (docs/PERFORMANCE.md: leasing stays index-backed), but the planner goes by statistics that autovacuum
                 // refreshes about once a minute, while `deliveries` grows by thousands of rows a second and
                 // its rows change status three times in their first seconds. With stale statistics it chose
                 // sequential scans for `id IN (…)` lookups of a few hundred leases (a whole-table scan per
