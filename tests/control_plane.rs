@@ -849,6 +849,41 @@ async fn bad_input_is_rejected_with_the_field_named(backend: Backend) {
             status.message().len()
         );
     }
+    // A message larger than the call takes is refused on its length, before it is read, naming the field
+    // and the limit (not tonic's OUT_OF_RANGE).
+    let status = events
+        .publish_event(authed(
+            &publisher,
+            proto::PublishEventRequest {
+                data_json: format!("{{\"blob\":\"{}\"}}", "x".repeat(1024 * 1024)),
+                ..good.clone()
+            },
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert!(
+        status.message().starts_with("data_json:")
+            && status.message().contains("--max-payload-bytes"),
+        "{}",
+        status.message()
+    );
+    let status = client
+        .create_webhook(authed(
+            &key,
+            proto::CreateWebhookRequest {
+                description: "d".repeat(2 * 1024 * 1024),
+                ..create_request("https://hooks.example.com", &["offer.*"])
+            },
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert!(
+        status.message().starts_with("request: is "),
+        "{}",
+        status.message()
+    );
     assert_status(
         events
             .list_events(authed(

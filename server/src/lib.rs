@@ -30,10 +30,6 @@ use api::{
 
 /// Calls one HTTP/2 connection may have open at once (a daemon needs its stream and a few report calls).
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
-/// The largest `WebhookService` request: a webhook's fields are a few KiB at most.
-const MAX_WEBHOOK_MESSAGE_BYTES: usize = 1024 * 1024;
-/// The largest `ReportDeliveries` request: its most reports, each with a stored body and capped headers.
-const MAX_REPORTS_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// A server running in this process.
 pub struct RunningServer {
@@ -136,9 +132,14 @@ pub async fn start_with_signal(
             lease_ttl_ms: config.lease_ttl().as_millis() as i64,
         },
     );
+    let message_limits = api::admission::MessageLimits {
+        events: config.max_publish_message_bytes(),
+        payload: config.max_payload_bytes,
+    };
     let admission = api::admission::AdmissionLayer::new(
         Arc::new(auth),
         api::admission::Budget::new(config.max_bytes_in_flight),
+        message_limits,
     );
     let state = Arc::new(AppState {
         writer,
@@ -195,19 +196,19 @@ pub async fn start_with_signal(
             proto::webhook_service_server::WebhookServiceServer::new(
                 api::webhooks::WebhookApi::new(state.clone()),
             )
-            .max_decoding_message_size(MAX_WEBHOOK_MESSAGE_BYTES),
+            .max_decoding_message_size(api::admission::MessageLimits::WEBHOOKS),
         )
         .add_service(
             proto::event_service_server::EventServiceServer::new(api::events::EventApi::new(
                 state.clone(),
             ))
-            .max_decoding_message_size(limits.max_publish_message_bytes()),
+            .max_decoding_message_size(message_limits.events),
         )
         .add_service(
             proto::delivery_service_server::DeliveryServiceServer::new(
                 api::deliveries::DeliveryApi::new(state.clone()),
             )
-            .max_decoding_message_size(MAX_REPORTS_MESSAGE_BYTES),
+            .max_decoding_message_size(api::admission::MessageLimits::DELIVERIES),
         );
 
     let daemon = match (embedded_options, daemon_key) {

@@ -5,9 +5,11 @@
 //! (a handler would only run once tonic had buffered the whole message). The caller it admits travels to the
 //! handler as a [`Principal`] in the request's extensions, where `auth::require` checks the role.
 //!
-//! The bodies of admitted calls are counted against one server-wide budget of bytes ([`Budget`]), from the
-//! first frame read until the call is answered: past it a call is answered `RESOURCE_EXHAUSTED`. That also
-//! bounds the writer's queue in bytes, since every write in it belongs to a call being answered.
+//! A message larger than its service takes ([`MessageLimits`]) is refused `INVALID_ARGUMENT` as soon as its
+//! length prefix is read. The bodies of admitted calls are counted against one server-wide budget of bytes
+//! ([`Budget`]), from the first frame read until the call is answered: past it a call is answered
+//! `RESOURCE_EXHAUSTED`. That also bounds the writer's queue in bytes, since every write in it belongs to a
+//! call being answered.
 //!
 //! The standard gRPC health and reflection services stay open: probes and tools call them without a key.
 
@@ -29,6 +31,50 @@ use super::auth::Authenticator;
 
 /// The prefix of every method of the Kit services (those that need a key).
 const KIT_SERVICES: &str = "/kit.webhooks.v1.";
+/// A gRPC message's prefix: a compression flag and its length (big-endian `u32`).
+const MESSAGE_PREFIX_BYTES: usize = 5;
+
+/// The largest message each service takes. The same numbers configure tonic's decoders (`crate::start`),
+/// which would otherwise answer a larger one `OUT_OF_RANGE`, naming no field.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageLimits {
+    /// `EventService` (its `PublishEvent`: the payload limit and the envelope around it).
+    pub events: usize,
+    /// The payload limit itself, for the message that names it.
+    pub payload: usize,
+}
+
+impl MessageLimits {
+    /// `WebhookService`: a webhook's fields are a few KiB at most.
+    pub const WEBHOOKS: usize = 1024 * 1024;
+    /// `DeliveryService`: a report batch at its most reports, each with a stored body and capped headers.
+    pub const DELIVERIES: usize = 32 * 1024 * 1024;
+
+    fn for_path(&self, path: &str) -> usize {
+        let service = path.strip_prefix(KIT_SERVICES).unwrap_or(path);
+        if service.starts_with("EventService/") {
+            self.events
+        } else if service.starts_with("DeliveryService/") {
+            Self::DELIVERIES
+        } else {
+            Self::WEBHOOKS
+        }
+    }
+
+    /// Why a message of `declared` bytes to `path` is refused.
+    fn refusal(&self, path: &str, declared: usize) -> Status {
+        let limit = self.for_path(path);
+        let message = if path.ends_with("/PublishEvent") {
+            format!(
+                "data_json: the request is {declared} bytes, more than a publish takes ({limit}: data_json at most {} bytes, --max-payload-bytes)",
+                self.payload
+            )
+        } else {
+            format!("request: is {declared} bytes; this call takes at most {limit}")
+        };
+        Status::invalid_argument(message)
+    }
+}
 
 /// Request bytes the server holds at once, across all calls.
 #[derive(Clone)]
@@ -50,11 +96,16 @@ impl Budget {
 pub struct AdmissionLayer {
     auth: Arc<Authenticator>,
     budget: Budget,
+    limits: MessageLimits,
 }
 
 impl AdmissionLayer {
-    pub fn new(auth: Arc<Authenticator>, budget: Budget) -> Self {
-        AdmissionLayer { auth, budget }
+    pub fn new(auth: Arc<Authenticator>, budget: Budget, limits: MessageLimits) -> Self {
+        AdmissionLayer {
+            auth,
+            budget,
+            limits,
+        }
     }
 }
 
@@ -66,6 +117,7 @@ impl<S> Layer<S> for AdmissionLayer {
             inner,
             auth: self.auth.clone(),
             budget: self.budget.clone(),
+            limits: self.limits,
         }
     }
 }
@@ -76,6 +128,7 @@ pub struct Admit<S> {
     inner: S,
     auth: Arc<Authenticator>,
     budget: Budget,
+    limits: MessageLimits,
 }
 
 impl<S> Service<http::Request<Body>> for Admit<S>
@@ -100,6 +153,7 @@ where
         }
         let auth = self.auth.clone();
         let budget = self.budget.clone();
+        let limits = self.limits;
         Box::pin(async move {
             let principal = match auth.authenticate(request.headers()).await {
                 Ok(principal) => principal,
@@ -108,10 +162,14 @@ where
             let held = Held::default();
             let (mut parts, body) = request.into_parts();
             parts.extensions.insert(principal);
+            let path = parts.uri.path().to_owned();
             let body = Body::new(Counted {
                 inner: body,
                 budget,
                 held: held.clone(),
+                prefix: Vec::with_capacity(MESSAGE_PREFIX_BYTES),
+                limit: limits.for_path(&path),
+                refusal: move |declared| limits.refusal(&path, declared),
             });
             let response = inner.call(http::Request::from_parts(parts, body)).await;
             // The call is answered: its bytes go back to the budget.
@@ -124,14 +182,43 @@ where
 /// The budget's bytes one call holds, shared by its body and the future that answers it.
 type Held = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
 
-/// A call's body, each frame counted against the budget as it is read.
-struct Counted {
+/// A call's body, each frame counted against the budget as it is read, and its first message's length checked
+/// against the call's limit as soon as its prefix is in.
+struct Counted<R> {
     inner: Body,
     budget: Budget,
     held: Held,
+    /// The first bytes of the body, until the message prefix is complete.
+    prefix: Vec<u8>,
+    limit: usize,
+    refusal: R,
 }
 
-impl Counted {
+impl<R: Fn(usize) -> Status> Counted<R> {
+    /// Reads the message prefix out of the body's first bytes; refuses a message longer than the limit.
+    fn check_length(&mut self, data: &[u8]) -> Result<(), Status> {
+        if self.prefix.len() >= MESSAGE_PREFIX_BYTES {
+            return Ok(());
+        }
+        let wanted = MESSAGE_PREFIX_BYTES - self.prefix.len();
+        self.prefix
+            .extend_from_slice(&data[..wanted.min(data.len())]);
+        if self.prefix.len() < MESSAGE_PREFIX_BYTES {
+            return Ok(());
+        }
+        let declared = u32::from_be_bytes([
+            self.prefix[1],
+            self.prefix[2],
+            self.prefix[3],
+            self.prefix[4],
+        ]);
+        let declared = declared as usize;
+        if declared > self.limit {
+            return Err((self.refusal)(declared));
+        }
+        Ok(())
+    }
+
     fn reserve(&self, bytes: usize) -> Result<(), Status> {
         let exhausted = || {
             Status::resource_exhausted(
@@ -154,7 +241,7 @@ impl Counted {
     }
 }
 
-impl HttpBody for Counted {
+impl<R: Fn(usize) -> Status + Unpin> HttpBody for Counted<R> {
     type Data = Bytes;
     type Error = Status;
 
@@ -167,7 +254,10 @@ impl HttpBody for Counted {
             other => return Poll::Ready(other),
         };
         if let Some(data) = frame.data_ref() {
-            if let Err(status) = self.reserve(data.len()) {
+            let checked = self
+                .check_length(data)
+                .and_then(|()| self.reserve(data.len()));
+            if let Err(status) = checked {
                 return Poll::Ready(Some(Err(status)));
             }
         }
