@@ -9,7 +9,8 @@
 //! length prefix is read. The bodies of admitted calls are counted against one server-wide budget of bytes
 //! ([`Budget`]), from the first frame read until the call is answered: past it a call is answered
 //! `RESOURCE_EXHAUSTED`. That also bounds the writer's queue in bytes, since every write in it belongs to a
-//! call being answered.
+//! call being answered. A call's first [`FREE_BYTES`] are not counted, so that small calls (reads, pings,
+//! ordinary publishes) are served even while large ones have the budget taken.
 //!
 //! The standard gRPC health and reflection services stay open: probes and tools call them without a key.
 
@@ -33,6 +34,9 @@ use super::auth::Authenticator;
 const KIT_SERVICES: &str = "/kit.webhooks.v1.";
 /// A gRPC message's prefix: a compression flag and its length (big-endian `u32`).
 const MESSAGE_PREFIX_BYTES: usize = 5;
+/// The bytes of each call not counted against the budget: what a small call holds is bounded by the calls
+/// open at once (256 per connection) instead.
+pub const FREE_BYTES: usize = 4 * 1024;
 
 /// The largest message each service takes. The same numbers configure tonic's decoders (`crate::start`),
 /// which would otherwise answer a larger one `OUT_OF_RANGE`, naming no field.
@@ -168,6 +172,7 @@ where
                 budget,
                 held: held.clone(),
                 prefix: Vec::with_capacity(MESSAGE_PREFIX_BYTES),
+                free: FREE_BYTES,
                 limit: limits.for_path(&path),
                 refusal: move |declared| limits.refusal(&path, declared),
             });
@@ -190,6 +195,8 @@ struct Counted<R> {
     held: Held,
     /// The first bytes of the body, until the message prefix is complete.
     prefix: Vec<u8>,
+    /// Bytes still to be read before the budget counts them.
+    free: usize,
     limit: usize,
     refusal: R,
 }
@@ -254,9 +261,12 @@ impl<R: Fn(usize) -> Status + Unpin> HttpBody for Counted<R> {
             other => return Poll::Ready(other),
         };
         if let Some(data) = frame.data_ref() {
-            let checked = self
-                .check_length(data)
-                .and_then(|()| self.reserve(data.len()));
+            let counted = data.len().saturating_sub(self.free);
+            self.free = self.free.saturating_sub(data.len());
+            let checked = self.check_length(data).and_then(|()| match counted {
+                0 => Ok(()),
+                n => self.reserve(n),
+            });
             if let Err(status) = checked {
                 return Poll::Ready(Some(Err(status)));
             }
@@ -270,5 +280,51 @@ impl<R: Fn(usize) -> Status + Unpin> HttpBody for Counted<R> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    fn counted(budget: usize, data: Vec<u8>) -> Counted<impl Fn(usize) -> Status + Unpin> {
+        Counted {
+            inner: Body::new(Full::new(Bytes::from(data))),
+            budget: Budget::new(budget),
+            held: Held::default(),
+            prefix: Vec::new(),
+            free: FREE_BYTES,
+            limit: 1 << 20,
+            refusal: |declared| Status::invalid_argument(format!("{declared}")),
+        }
+    }
+
+    fn message(len: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; MESSAGE_PREFIX_BYTES + len];
+        bytes[1..5].copy_from_slice(&(len as u32).to_be_bytes());
+        bytes
+    }
+
+    #[tokio::test]
+    async fn a_small_call_is_served_with_the_budget_taken_and_a_large_one_is_not() {
+        let small = counted(0, message(100)).collect().await;
+        assert!(small.is_ok(), "within the free bytes");
+        let large = counted(0, message(64 * 1024)).collect().await;
+        assert_eq!(
+            large.err().map(|s| s.code()),
+            Some(tonic::Code::ResourceExhausted)
+        );
+        let fits = counted(1 << 20, message(64 * 1024)).collect().await;
+        assert!(fits.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_message_over_its_limit_is_refused_on_its_prefix() {
+        let mut body = counted(1 << 30, message(2 << 20));
+        body.limit = 1 << 20;
+        let refused = body.collect().await.expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert_eq!(refused.message(), (2 << 20).to_string());
     }
 }
