@@ -74,7 +74,7 @@ fn check_url(url: &str) -> Result<(), TestCaseError> {
 }
 
 fn check_data(data: &str) -> Result<(), TestCaseError> {
-    let result = event::validate_data(data, 256 * 1024);
+    let result = event::validate_data(data.to_owned(), 256 * 1024);
     refused_properly(&result, "data_json")?;
     if let Ok(stored) = result {
         let value: serde_json::Value =
@@ -148,7 +148,7 @@ proptest! {
         // The outer object is one level; `depth` more inside it.
         let (open, close) = if arrays { ("[", "]") } else { ("{\"k\":", "}") };
         let data = format!("{{\"a\":{}1{}}}", open.repeat(depth), close.repeat(depth));
-        let result = event::validate_data(&data, 1 << 20);
+        let result = event::validate_data(data.clone(), 1 << 20);
         refused_properly(&result, "data_json")?;
         prop_assert_eq!(result.is_ok(), depth < event::MAX_DATA_DEPTH);
     }

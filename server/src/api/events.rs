@@ -44,7 +44,7 @@ impl proto::event_service_server::EventService for EventApi {
         let req = request.into_inner();
         let account_id = event::validate_account_id("account_id", &req.account_id)?;
         let event_type = event::validate_type("type", &req.r#type)?;
-        let data_json = event::validate_data(&req.data_json, self.state.config.max_payload_bytes)?;
+        let data_json = event::validate_data(req.data_json, self.state.config.max_payload_bytes)?;
         let idempotency_key = event::validate_idempotency_key(&req.idempotency_key)?;
         let row = new_event(account_id, event_type, data_json, idempotency_key);
         let published = self.state.writer.publish(row).await?;
