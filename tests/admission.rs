@@ -97,7 +97,8 @@ async fn request_bytes_beyond_the_budget_are_refused(backend: Backend) {
     .await;
     let data_json = format!(r#"{{"blob":"{}"}}"#, "x".repeat(250 * 1024));
     let channel = server.channel().await;
-    let calls = (0..20).map(|i| {
+    // The `i`th large publish, on its own client over the shared connection.
+    let publish = |i: usize| {
         let mut events = proto::event_service_client::EventServiceClient::new(channel.clone());
         let request = authed(
             &server.publisher_key,
@@ -109,7 +110,8 @@ async fn request_bytes_beyond_the_budget_are_refused(backend: Backend) {
             },
         );
         async move { events.publish_event(request).await.map(|_| ()) }
-    });
+    };
+    let calls = (0..20).map(&publish);
     let results = futures::future::join_all(calls).await;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
@@ -128,20 +130,7 @@ async fn request_bytes_beyond_the_budget_are_refused(backend: Backend) {
 
     // Once they are answered, the whole budget is free again: the refused ones go through on retry.
     for i in 0..20 {
-        let mut events = proto::event_service_client::EventServiceClient::new(channel.clone());
-        let request = authed(
-            &server.publisher_key,
-            proto::PublishEventRequest {
-                account_id: "default".into(),
-                r#type: "application.submitted".into(),
-                data_json: data_json.clone(),
-                idempotency_key: format!("big-{i}"),
-            },
-        );
-        events
-            .publish_event(request)
-            .await
-            .expect("one at a time, every publish fits");
+        publish(i).await.expect("one at a time, every publish fits");
     }
     server.stop().await;
 }
