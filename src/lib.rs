@@ -34,6 +34,9 @@ pub mod proto {
 /// server refuses more, and a daemon refuses to start asking for more.
 pub const MAX_STREAM_IN_FLIGHT: u32 = 100_000;
 
+/// The response metadata in which a server names a delivery stream (`DeliveryService`'s doc in the proto).
+pub const STREAM_ID_METADATA: &str = "kit-stream-id";
+
 /// A future that completes when the process is asked to stop (SIGINT or SIGTERM): the graceful-shutdown
 /// trigger of every Kit Webhooks binary. The handlers are installed when this is called, not when the future
 /// is first polled, so a signal that arrives while the process is still starting is not lost (nor does it

@@ -37,6 +37,20 @@ async fn open(
         .into_inner()
 }
 
+/// A server without a daemon, a webhook (unreachable, never sent to) with `n` deliveries pending, and a daemon
+/// key for the test to play the daemon with.
+async fn with_pending(backend: Backend, n: usize) -> (TestServer, String) {
+    let server = TestServer::start_without_daemon(backend).await;
+    let daemon = server.key(Role::Daemon, None).await;
+    server
+        .create_webhook("http://127.0.0.1:9/", &["offer.*"])
+        .await;
+    for _ in 0..n {
+        server.publish("offer.accepted", "{}").await;
+    }
+    (server, daemon)
+}
+
 async fn take(stream: &mut Streaming<proto::DeliveryTask>, n: usize) -> Vec<proto::DeliveryTask> {
     let mut tasks = Vec::new();
     while tasks.len() < n {
@@ -108,14 +122,7 @@ async fn each_delivery_goes_to_one_stream_and_returns_when_it_ends(backend: Back
 /// not when they expire.
 async fn a_new_stream_takes_over_the_held_leases_and_returns_the_rest(backend: Backend) {
     use kit_webhooks_server::core::{id, time};
-    let server = TestServer::start_without_daemon(backend).await;
-    let daemon = server.key(Role::Daemon, None).await;
-    server
-        .create_webhook("http://127.0.0.1:9/", &["offer.*"])
-        .await;
-    for _ in 0..3 {
-        server.publish("offer.accepted", "{}").await;
-    }
+    let (server, daemon) = with_pending(backend, 3).await;
     // The leases of a stream whose server died: nobody releases them, and they expire in an hour.
     let previous = id::new(id::Kind::Stream);
     let now = time::now_ms();
@@ -211,12 +218,7 @@ async fn a_new_stream_takes_over_the_held_leases_and_returns_the_rest(backend: B
 }
 
 async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
-    let server = TestServer::start_without_daemon(backend).await;
-    let daemon = server.key(Role::Daemon, None).await;
-    server
-        .create_webhook("http://127.0.0.1:9/", &["offer.*"])
-        .await;
-    server.publish("offer.accepted", "{}").await;
+    let (server, daemon) = with_pending(backend, 1).await;
     let mut client = DeliveryServiceClient::new(server.channel().await);
     let mut stream = open(&server, &daemon, 1).await;
     let task = take(&mut stream, 1).await.remove(0);
@@ -372,14 +374,7 @@ async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
 }
 
 async fn an_attempts_request_headers_are_shown_completed_from_its_task(backend: Backend) {
-    let server = TestServer::start_without_daemon(backend).await;
-    let daemon = server.key(Role::Daemon, None).await;
-    server
-        .create_webhook("http://127.0.0.1:9/", &["offer.*"])
-        .await;
-    for _ in 0..3 {
-        server.publish("offer.accepted", "{}").await;
-    }
+    let (server, daemon) = with_pending(backend, 3).await;
     let mut client = DeliveryServiceClient::new(server.channel().await);
     let mut stream = open(&server, &daemon, 3).await;
     let tasks = take(&mut stream, 3).await;

@@ -39,9 +39,6 @@ use crate::{
     sender::Sender,
 };
 
-/// The response metadata in which a server names a delivery stream.
-const STREAM_ID_METADATA: &str = "kit-stream-id";
-
 /// The first and the longest wait between reconnection attempts.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -261,7 +258,7 @@ struct Worker {
 /// The stream name in `metadata`, if the server gave one.
 fn stream_id(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
     metadata
-        .get(STREAM_ID_METADATA)
+        .get(kit_webhooks::STREAM_ID_METADATA)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
 }

@@ -38,8 +38,6 @@ const EXPIRY_SWEEP: Duration = Duration::from_secs(5);
 /// a server outage). A lease still unreported after that was given up by its daemon; it expires and its
 /// delivery goes back to the queue.
 pub const MAX_LEASE_AGE: Duration = Duration::from_secs(600);
-/// The response metadata that names a delivery stream (`kit.webhooks.v1.DeliveryService`'s doc).
-pub const STREAM_ID_METADATA: &str = "kit-stream-id";
 
 /// One open stream's shared state: its wake-up, and how many of its leases have been reported here.
 #[derive(Default)]

@@ -88,11 +88,6 @@ impl Budget {
     pub fn new(bytes: usize) -> Budget {
         Budget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
     }
-
-    /// Bytes of the budget not held by any call now.
-    pub fn available(&self) -> usize {
-        self.0.available_permits()
-    }
 }
 
 /// The tower layer that admits calls ([`Admit`]).

@@ -71,7 +71,7 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             .await?;
         let named = |metadata: &mut tonic::metadata::MetadataMap| {
             if let Ok(value) = owner.parse() {
-                metadata.insert(dispatch::STREAM_ID_METADATA, value);
+                metadata.insert(kit_webhooks::STREAM_ID_METADATA, value);
             }
         };
         if self.state.shutdown.is_cancelled() {
