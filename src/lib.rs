@@ -7,6 +7,7 @@
 //! - [`request`]: the headers of a delivery's HTTP request that follow from its task.
 //! - [`response`]: what an attempt keeps of an endpoint's response.
 //! - [`signature`]: the Standard Webhooks signature scheme, for the daemon that signs and receivers that verify.
+//! - [`sync`]: locking a mutex whose data stays whole if a holder panics.
 //! - [`text`]: how a value a caller sent is quoted back in a message.
 //!
 //! The server, the delivery daemon and the client all depend on this crate, so the contract and the rules
@@ -18,11 +19,12 @@ pub mod key_file;
 pub mod request;
 pub mod response;
 pub mod signature;
+pub mod sync;
 pub mod text;
 
 /// The generated code of `proto/kit/webhooks/v1`.
 pub mod proto {
-    #![allow(clippy::all, missing_docs)]
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("kit.webhooks.v1");
 
     /// The encoded descriptor set of the contract, for gRPC server reflection.

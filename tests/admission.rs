@@ -2,6 +2,9 @@
 //! bytes the server holds at once are bounded, so neither a keyless client nor a flood of large publishes can
 //! exhaust its memory. (The full-scale figures: `server/tests/admission_load.rs`, docs/SECURITY.md.)
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 #[path = "common/stalled.rs"]
 mod stalled;

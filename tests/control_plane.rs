@@ -1,12 +1,15 @@
 //! The control plane end to end: a real server on a real port over a real database, called through the
 //! generated tonic clients, on SQLite and (with `KIT_TEST_DATABASE_URL`) PostgreSQL.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use common::{assert_status, authed, Backend, TestServer};
 use kit_webhooks::proto::{self, DeliveryStatus, WebhookStatus};
 use kit_webhooks_server::{
-    api::auth::Role,
+    core::Role,
     store::entity::{attempt, delivery, event, webhook},
 };
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};

@@ -1,6 +1,9 @@
 //! The delivery pipeline end to end: a real server with its embedded daemon (which connects over gRPC like
 //! any other), real HTTP and HTTPS receivers on loopback, on SQLite and PostgreSQL.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use std::{
@@ -532,7 +535,7 @@ async fn pause_holds_queued_deliveries_until_resume(backend: Backend) {
     );
 
     let daemon_key = server
-        .key(kit_webhooks_server::api::auth::Role::Daemon, None)
+        .key(kit_webhooks_server::core::Role::Daemon, None)
         .await;
     let daemon = kit_webhooks_daemon::spawn(kit_webhooks_daemon::Config {
         server: server.server.url(),
@@ -745,7 +748,7 @@ async fn one_accounts_dead_endpoints_do_not_slow_another_account(backend: Backen
     }
 
     let other_admin = server
-        .key(kit_webhooks_server::api::auth::Role::Admin, Some("other"))
+        .key(kit_webhooks_server::core::Role::Admin, Some("other"))
         .await;
     server
         .webhooks()

@@ -1,5 +1,8 @@
 //! `DeliveryService` at the protocol level, as any daemon implementation sees it: leases go to one stream at
-//! a time, are bound to their stream, and a report on a lease no longer held changes nothing.
+//! a time, are bound to their stream, and a report on a lease that has ended changes nothing.
+
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
 
 mod common;
 
@@ -7,15 +10,15 @@ use std::{collections::HashSet, time::Duration};
 
 use common::{assert_status, authed, Backend, TestServer};
 use kit_webhooks::proto::{self, delivery_service_client::DeliveryServiceClient, DeliveryStatus};
-use kit_webhooks_server::{api::auth::Role, store::entity::attempt};
+use kit_webhooks_server::{core::Role, store::entity::attempt};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use tonic::{Code, Streaming};
 
 on_both_databases!(
     each_delivery_goes_to_one_stream_and_returns_when_it_ends,
-    reports_need_a_held_lease_and_valid_fields,
+    reports_need_a_live_lease_and_valid_fields,
     an_attempts_request_headers_are_shown_completed_from_its_task,
-    a_new_stream_takes_over_the_held_leases_and_returns_the_rest,
+    a_new_stream_takes_over_the_started_leases_and_returns_the_rest,
 );
 
 async fn open(
@@ -120,7 +123,7 @@ async fn each_delivery_goes_to_one_stream_and_returns_when_it_ends(backend: Back
 /// A daemon whose server died reconnects: it names its previous stream and the one lease it is still
 /// sending. That lease passes to its new stream (its report is recorded), and the others come back at once,
 /// not when they expire.
-async fn a_new_stream_takes_over_the_held_leases_and_returns_the_rest(backend: Backend) {
+async fn a_new_stream_takes_over_the_started_leases_and_returns_the_rest(backend: Backend) {
     use kit_webhooks_server::core::{id, time};
     let (server, daemon) = with_pending(backend, 3).await;
     // The leases of a stream whose server died: nobody releases them, and they expire in an hour.
@@ -134,34 +137,34 @@ async fn a_new_stream_takes_over_the_held_leases_and_returns_the_rest(backend: B
         .expect("claim")
         .leased;
     assert_eq!(leased.len(), 3);
-    let held = &leased[0];
+    let started = &leased[0];
 
     let mut client = DeliveryServiceClient::new(server.channel().await);
-    let request = |held: Vec<proto::HeldLease>| {
+    let request = |started: Vec<proto::StartedLease>| {
         authed(
             &daemon,
             proto::StreamDeliveriesRequest {
                 daemon_id: "test".into(),
                 max_in_flight: 10,
                 previous_stream_id: previous.clone(),
-                held,
+                started,
             },
         )
     };
     assert_status(
         client
-            .stream_deliveries(request(vec![proto::HeldLease {
+            .stream_deliveries(request(vec![proto::StartedLease {
                 delivery_id: "dlv_nope".into(),
-                lease_id: held.lease_id.clone(),
+                lease_id: started.lease_id.clone(),
             }]))
             .await,
         Code::InvalidArgument,
-        "held.delivery_id",
+        "started.delivery_id",
     );
     let response = client
-        .stream_deliveries(request(vec![proto::HeldLease {
-            delivery_id: held.delivery_id.clone(),
-            lease_id: held.lease_id.clone(),
+        .stream_deliveries(request(vec![proto::StartedLease {
+            delivery_id: started.delivery_id.clone(),
+            lease_id: started.lease_id.clone(),
         }]))
         .await
         .expect("open stream");
@@ -179,7 +182,7 @@ async fn a_new_stream_takes_over_the_held_leases_and_returns_the_rest(backend: B
         .map(|t| t.delivery_id)
         .collect();
     let returned: HashSet<_> = leased[1..].iter().map(|l| l.delivery_id.clone()).collect();
-    assert_eq!(again, returned, "the leases not held came back at once");
+    assert_eq!(again, returned, "the leases not started came back at once");
     // A stream renews its leases only up to their maximum age: an older one is left to expire.
     let store = &server.server.store;
     let far = now + 7_200_000;
@@ -201,23 +204,23 @@ async fn a_new_stream_takes_over_the_held_leases_and_returns_the_rest(backend: B
         .report_delivery(authed(
             &daemon,
             proto::ReportDeliveryRequest {
-                delivery_id: held.delivery_id.clone(),
-                lease_id: held.lease_id.clone(),
+                delivery_id: started.delivery_id.clone(),
+                lease_id: started.lease_id.clone(),
                 attempt_number: 1,
                 response_status: 204,
                 ..Default::default()
             },
         ))
         .await
-        .expect("the held lease's report is recorded");
+        .expect("the started lease's report is recorded");
     assert_eq!(
-        server.get_delivery(&held.delivery_id).await.status(),
+        server.get_delivery(&started.delivery_id).await.status(),
         DeliveryStatus::Succeeded
     );
     server.stop().await;
 }
 
-async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
+async fn reports_need_a_live_lease_and_valid_fields(backend: Backend) {
     let (server, daemon) = with_pending(backend, 1).await;
     let mut client = DeliveryServiceClient::new(server.channel().await);
     let mut stream = open(&server, &daemon, 1).await;
@@ -267,7 +270,7 @@ async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
             ))
             .await,
         Code::FailedPrecondition,
-        "no longer held",
+        "has ended",
     );
     assert_status(
         client
@@ -285,7 +288,7 @@ async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
             .report_delivery(authed(&daemon, report.clone()))
             .await,
         Code::FailedPrecondition,
-        "no longer held",
+        "has ended",
     );
     let delivery = server.get_delivery(&task.delivery_id).await;
     assert_eq!(delivery.status(), DeliveryStatus::Pending);
@@ -298,7 +301,7 @@ async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
         0
     );
 
-    // With the lease held, the report is recorded.
+    // With the lease live, the report is recorded.
     let mut stream = open(&server, &daemon, 1).await;
     let task = take(&mut stream, 1).await.remove(0);
     client
@@ -350,7 +353,7 @@ async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
         [Code::Ok, Code::InvalidArgument, Code::FailedPrecondition]
     );
     assert!(batch[1].message.contains("delivery_id"));
-    assert!(batch[2].message.contains("no longer held"));
+    assert!(batch[2].message.contains("has ended"));
     assert_eq!(
         server.get_delivery(&task.delivery_id).await.status(),
         DeliveryStatus::Succeeded
@@ -368,7 +371,7 @@ async fn reports_need_a_held_lease_and_valid_fields(backend: Backend) {
             ))
             .await,
         Code::FailedPrecondition,
-        "no longer held",
+        "has ended",
     );
     server.stop().await;
 }

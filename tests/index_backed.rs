@@ -9,6 +9,11 @@
 //! prepare (SQLite's statement trace, installed on each of them), and each is then planned with
 //! `EXPLAIN QUERY PLAN`: none may scan a growing table, only search it through an index.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+// SQLite's statement trace is a C callback.
+#![allow(unsafe_code)]
+
 mod common;
 
 use std::time::Duration;

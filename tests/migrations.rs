@@ -2,6 +2,9 @@
 //! kept through the change and back (m0005, a table rebuild on SQLite), and on PostgreSQL key columns that
 //! compare byte by byte (m0004, `COLLATE "C"`).
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use common::{count, Backend, TestDatabase};

@@ -1,6 +1,9 @@
 //! `examples/python/example.py` runs against a real server: stubs generated from `proto/` by grpcio-tools
 //! create a webhook, publish an event and read the delivery, so the contract stays usable outside Rust.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use std::process::Command;

@@ -2,6 +2,9 @@
 //! delivered at once by a daemon streaming from another, woken by PostgreSQL's `NOTIFY`, not at that
 //! replica's next idle poll.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use std::time::Duration;

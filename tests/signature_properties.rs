@@ -3,6 +3,9 @@
 //! the signatures made with the secret, and an attempt's response headers stay within their limits whatever
 //! an endpoint answers. `PROPTEST_CASES` sets how many cases each property runs (256 by default).
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 use std::collections::BTreeMap;
 
 use kit_webhooks::{

@@ -1,6 +1,9 @@
 //! A receiver written with the Python `standardwebhooks` library verifies the daemon's requests: the
 //! signature scheme is the standard one, not merely one that agrees with our own `verify`.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use std::{

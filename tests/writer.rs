@@ -3,6 +3,9 @@
 //! again, write by write), so a failing write does not take the others down with it. A cycle's new deliveries are handed to the claims of the same cycle,
 //! and a standing claim waits for the next publish.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -11,11 +14,10 @@ use common::{Backend, TestServer};
 use kit_webhooks_server::{
     core::{policy::DeliveryDecision, time},
     store::{
-        batch::Batch,
-        cycle::Cycle,
         entity::delivery,
         events::new_event,
         leases::{AttemptReport, Claim, LeasedDelivery},
+        sql::{batch::Batch, write_txn::WriteTxn},
         writes::{WriteRules, Writes},
     },
     writer::Writer,
@@ -424,7 +426,7 @@ async fn a_failed_cycle_leaves_nothing_and_the_next_one_commits(backend: Backend
     };
 
     let failed = {
-        let cycle = Cycle::begin(store.writer()).await.expect("begin");
+        let cycle = WriteTxn::begin(store.writer()).await.expect("begin");
         cycle.write(insert(&first)).await.expect("the first insert");
         // The same id again: PostgreSQL refuses it now, SQLite at the commit.
         match cycle.write(insert(&first)).await {
@@ -444,7 +446,7 @@ async fn a_failed_cycle_leaves_nothing_and_the_next_one_commits(backend: Backend
     );
 
     let second = new_event("default", "application.submitted", "{}", None);
-    let cycle = Cycle::begin(store.writer()).await.expect("begin again");
+    let cycle = WriteTxn::begin(store.writer()).await.expect("begin again");
     cycle.write(insert(&second)).await.expect("insert");
     cycle.commit().await.expect("commit");
     assert!(store

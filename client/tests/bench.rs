@@ -2,6 +2,9 @@
 //! binaries (built beside it by `cargo test --workspace`), delivers every event to its receivers with valid
 //! signatures, and writes its figures as JSON. Benchmarks proper are not part of the suite.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 

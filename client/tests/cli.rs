@@ -2,6 +2,9 @@
 //! server wrote is found in the working directory), tables and JSON, `listen` verifying real deliveries,
 //! and clear one-line errors.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 

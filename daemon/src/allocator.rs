@@ -18,6 +18,7 @@ const PURGE_DELAY_MS: c_long = 1_000;
 
 /// Sets mimalloc's purge delay to a second, unless `MIMALLOC_PURGE_DELAY` says otherwise (a default, so the
 /// environment still wins). Call before the process starts threads.
+#[allow(unsafe_code)]
 pub fn keep_freed_memory() {
     // SAFETY: sets a plain integer in mimalloc's option table; called at the start of `main`, before any
     // other thread exists, as `mi_option_set_default` requires.
@@ -30,6 +31,7 @@ mod tests {
     use libmimalloc_sys::mi_option_get;
 
     #[test]
+    #[allow(unsafe_code)]
     fn the_option_is_mimallocs_purge_delay() {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
             return;

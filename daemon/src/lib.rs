@@ -5,7 +5,7 @@
 //! - [`address`]: which IP addresses deliveries may reach (the SSRF rule).
 //! - [`allocator`]: how long freed memory stays with the process (mimalloc's purge delay).
 //! - [`connector`]: connects to vetted addresses only.
-//! - `holdings`: which leases the daemon works on, across its streams.
+//! - `leases`: which leases the daemon works on, across its streams.
 //! - [`limiter`]: per-endpoint rate limits and per-host request caps.
 //! - [`sender`]: signs and sends one task, and describes the outcome.
 //! - `reporter`: reports attempts to the server, batched and retried.
@@ -16,8 +16,8 @@
 pub mod address;
 pub mod allocator;
 pub mod connector;
-mod holdings;
-pub mod limiter;
+mod leases;
+mod limiter;
 mod reporter;
 pub mod sender;
 
@@ -35,7 +35,7 @@ use tonic::{
 };
 
 use crate::{
-    address::AddressGuard, holdings::Holdings, limiter::EndpointLimits, reporter::Reporter,
+    address::AddressGuard, leases::Leases, limiter::EndpointLimits, reporter::Reporter,
     sender::Sender,
 };
 
@@ -209,7 +209,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
         stop: stop.clone(),
         in_flight: TaskTracker::new(),
         requests,
-        holdings: Arc::new(Holdings::default()),
+        leases: Arc::new(Leases::default()),
     };
     let task = tokio::spawn(worker.run());
     Ok(Daemon { stop, task })
@@ -252,7 +252,7 @@ struct Worker {
     in_flight: TaskTracker,
     /// One permit per HTTP request allowed in flight (`--max-in-flight`).
     requests: Arc<Semaphore>,
-    holdings: Arc<Holdings>,
+    leases: Arc<Leases>,
 }
 
 /// The stream name in `metadata`, if the server gave one.
@@ -268,12 +268,12 @@ impl Worker {
         let mut backoff = FIRST_BACKOFF;
         while !self.stop.is_cancelled() {
             let options = &self.config.options;
-            let (previous_stream_id, held) = self.holdings.previous();
+            let (previous_stream_id, started) = self.leases.previous();
             let request = proto::StreamDeliveriesRequest {
                 daemon_id: self.config.daemon_id.clone(),
                 max_in_flight: options.max_in_flight.saturating_add(options.prefetch),
                 previous_stream_id,
-                held,
+                started,
             };
             let mut client = self.client.clone();
             let opened = tokio::select! {
@@ -282,7 +282,7 @@ impl Worker {
             };
             match opened {
                 Ok(response) => {
-                    let generation = self.holdings.opened(stream_id(response.metadata()));
+                    let generation = self.leases.opened(stream_id(response.metadata()));
                     tracing::info!(server = %self.config.server, "delivery stream open");
                     backoff = FIRST_BACKOFF;
                     let mut stream = response.into_inner();
@@ -293,7 +293,7 @@ impl Worker {
                             _ = self.stop.cancelled() => {
                                 // Requests started are finished and reported; tasks not started go back
                                 // to the queue when the stream ends, for another daemon to send.
-                                self.holdings.closed();
+                                self.leases.closed();
                                 self.finish_in_flight().await;
                                 return Ok(());
                             }
@@ -310,7 +310,7 @@ impl Worker {
                             }
                         }
                     }
-                    self.holdings.closed();
+                    self.leases.closed();
                 }
                 Err(status)
                     if status.code() == Code::Unauthenticated
@@ -327,7 +327,7 @@ impl Worker {
                 }
                 Err(status) => {
                     if let Some(stream) = stream_id(status.metadata()) {
-                        self.holdings.renamed(stream);
+                        self.leases.renamed(stream);
                     }
                     tracing::warn!(
                         server = %self.config.server,
@@ -361,13 +361,13 @@ impl Worker {
     /// Sends one task on its own tokio task, so a slow or rate-limited endpoint holds up nothing else. A
     /// task takes a request slot only once its endpoint's rate limit lets it go, and gives it back as soon
     /// as the response is in, before its report is committed. A task whose stream (`generation`) has ended
-    /// by the time it has a slot is dropped unsent (`holdings`).
+    /// by the time it has a slot is dropped unsent (`leases`).
     fn start(&self, task: proto::DeliveryTask, generation: u64) {
         let sender = self.sender.clone();
         let limits = self.limits.clone();
         let reporter = self.reporter.clone();
         let requests = self.requests.clone();
-        let holdings = self.holdings.clone();
+        let leases = self.leases.clone();
         self.in_flight.spawn(async move {
             limits
                 .until_ready(&task.webhook_id, task.rate_limit_per_second)
@@ -385,7 +385,7 @@ impl Worker {
                 };
                 // The semaphore is never closed, so this cannot fail; if it did, sending anyway is harmless.
                 let _slot = requests.acquire().await;
-                if !holdings.start(generation, &task.delivery_id, &task.lease_id) {
+                if !leases.start(generation, &task.delivery_id, &task.lease_id) {
                     tracing::debug!(delivery = %task.delivery_id, "its stream ended before it was sent; dropped");
                     return;
                 }
@@ -402,7 +402,7 @@ impl Worker {
             );
             let delivery_id = report.delivery_id.clone();
             reporter.report(report).await;
-            holdings.finished(&delivery_id);
+            leases.finished(&delivery_id);
         });
     }
 }

@@ -2,7 +2,7 @@
 //! batched, and retried until it is recorded or its lease is known lost: a call that fails as a whole (the
 //! server unreachable, busy or restarting) is sent again, and so is each report the server answers with a
 //! passing failure of its own (its storage unavailable), for up to [`REPORT_PATIENCE`]. The lease stays
-//! held until its report commits.
+//! the daemon's until its report commits.
 //!
 //! A report that finds the reporter idle waits up to [`REPORT_LINGER`] for company before it is sent. Nobody
 //! waits on a report but the lease it releases (the receiver already has the delivery), and at a steady
@@ -113,7 +113,7 @@ fn passing(code: Code) -> bool {
 
 /// Reports a batch: the whole call again while it fails in passing, then again the reports the server
 /// answered with a passing failure, until each is recorded, refused for good, or [`REPORT_PATIENCE`] is
-/// over. A report whose lease is no longer held means the delivery went back to the queue; it will be sent
+/// over. A report whose lease has ended means the delivery went back to the queue; it will be sent
 /// again, so that report is dropped. The batch is encoded once per call, not per report.
 async fn deliver_reports(grpc: &mut Grpc, reports: Vec<proto::ReportDeliveryRequest>) {
     let deadline = tokio::time::Instant::now() + REPORT_PATIENCE;

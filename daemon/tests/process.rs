@@ -1,6 +1,9 @@
 //! The daemon as a separate process, the way SREs run it as a sidecar: it delivers, it survives `kill -9`
 //! and server restarts without losing an event, and it stops gracefully on SIGTERM.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
@@ -16,7 +19,7 @@ use common::{
 };
 use kit_webhooks::proto::DeliveryStatus;
 use kit_webhooks_server::{
-    api::auth::Role,
+    core::Role,
     store::entity::{delivery, event},
 };
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};

@@ -100,6 +100,8 @@ fn millis<T: IntoIden>(name: T) -> ColumnDef {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    // A declarative table of the schema: one long function reads better than many small ones.
+    #[allow(clippy::too_many_lines)]
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .create_table(

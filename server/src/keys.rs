@@ -4,7 +4,10 @@ use std::{io::Write, path::Path};
 
 use anyhow::Context;
 
-use crate::{api::auth::Role, core::secret, store::Store};
+use crate::{
+    core::{secret, Role},
+    store::Store,
+};
 
 /// The account the first start's admin key belongs to.
 pub const DEFAULT_ACCOUNT: &str = "default";

@@ -10,7 +10,9 @@ pub mod dispatch;
 pub mod idle;
 pub mod keys;
 pub mod replicas;
+pub mod state;
 pub mod store;
+pub mod streams;
 pub mod writer;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -23,10 +25,9 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 pub use config::Config;
 pub use store::Store;
 
-use api::{
-    auth::{Authenticator, Principal, Role},
-    AppState,
-};
+use api::auth::{Authenticator, Principal};
+use core::Role;
+use state::AppState;
 
 /// Calls one HTTP/2 connection may have open at once (a daemon needs its stream and a few report calls).
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
@@ -65,20 +66,20 @@ impl RunningServer {
 /// stream, on another server or this one restarted, or expires.
 async fn drain(state: &AppState) {
     let deadline = tokio::time::Instant::now() + state.config.shutdown_grace;
-    let mut held = 0;
+    let mut outstanding = 0;
     while tokio::time::Instant::now() < deadline {
-        held = 0;
+        outstanding = 0;
         if state.streams.open_count() == 0 {
             for owner in state.streams.kept() {
-                held += state.store.count_leases(&owner).await.unwrap_or(1);
+                outstanding += state.store.count_leases(&owner).await.unwrap_or(1);
             }
-            if held == 0 {
+            if outstanding == 0 {
                 return;
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    tracing::warn!(leases = held, "shutdown grace over with deliveries still unreported; their daemons report them to the next server");
+    tracing::warn!(leases = outstanding, "shutdown grace over with deliveries still unreported; their daemons report them to the next server");
 }
 
 /// Connects to the database, migrates it, creates the first keys if it is new, binds `config.listen` and

@@ -5,8 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kit_webhooks_server::{
-    api::auth::Role,
     config,
+    core::Role,
     core::{policy::RetryPolicy, time},
     keys,
     store::DEFAULT_DATABASE_URL,

@@ -12,10 +12,10 @@
 //! notification lost (the listener's connection dropped and came back) costs at most an idle poll: on
 //! reconnecting, the listener wakes the streams anyway.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sea_orm::{sqlx::postgres::PgListener, ConnectionTrait, DbBackend, Statement};
-use tokio::sync::{futures::Notified, Notify};
+use tokio::sync::{futures::OwnedNotified, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{core::id, store::Store};
@@ -30,7 +30,7 @@ const LISTEN_RETRY: Duration = Duration::from_secs(1);
 /// "Deliveries may have become due": wakes this server's streams at once and, on PostgreSQL, the other
 /// replicas' through the announcer task ([`announce`]).
 pub struct DeliveriesChanged {
-    streams: Notify,
+    streams: Arc<Notify>,
     /// One permit for the announcer: changes made while it is busy are announced together.
     announce: Notify,
     /// This server's name in announcements, so that it ignores its own.
@@ -40,7 +40,7 @@ pub struct DeliveriesChanged {
 impl Default for DeliveriesChanged {
     fn default() -> Self {
         DeliveriesChanged {
-            streams: Notify::new(),
+            streams: Arc::new(Notify::new()),
             announce: Notify::new(),
             replica: id::new(id::Kind::Replica),
         }
@@ -55,8 +55,8 @@ impl DeliveriesChanged {
     }
 
     /// Completes at the next [`notify`](Self::notify) here, or announcement from another replica.
-    pub fn notified(&self) -> Notified<'_> {
-        self.streams.notified()
+    pub fn notified(&self) -> OwnedNotified {
+        self.streams.clone().notified_owned()
     }
 }
 
@@ -65,7 +65,7 @@ impl DeliveriesChanged {
 pub async fn run(
     store: Store,
     database_url: String,
-    changed: std::sync::Arc<DeliveriesChanged>,
+    changed: Arc<DeliveriesChanged>,
     stop: CancellationToken,
 ) {
     if store.backend() != DbBackend::Postgres {

@@ -18,6 +18,7 @@ use std::sync::{
     Arc,
 };
 
+use kit_webhooks::sync::lock;
 use sea_orm::DbBackend;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -26,7 +27,7 @@ use crate::{
     store::{
         entity::event,
         events::Published,
-        leases::{AttemptReport, Claim, Claimed, ReadyReport, Recorded},
+        leases::{AttemptReport, Claim, ClaimKind, Claimed, ReadyReport, Recorded},
         writes::{WriteRules, Writes},
         Store,
     },
@@ -220,9 +221,7 @@ impl StandingClaim {
 
     /// Removes the claim from the parked ones; whether it was there.
     fn unpark(&self) -> bool {
-        let Ok(mut parked) = self.parked.lock() else {
-            return false;
-        };
+        let mut parked = lock(&self.parked);
         let mine = parked
             .iter()
             .position(|(request, _)| Arc::ptr_eq(&request.withdrawn, &self.withdrawn));
@@ -267,29 +266,28 @@ fn merged(answers: Vec<Result<ClaimAnswer, Error>>) -> Option<Result<Claimed, Er
 /// that a stream that finds its claim parked finds every answer sent before in its channel. A withdrawn claim
 /// gets that answer (or an empty one) and is not parked.
 fn park(parked: &Parked, request: ClaimRequest, reply: ClaimReply, answered: Option<Claimed>) {
-    if let Ok(mut parked) = parked.lock() {
-        // Read under the lock: a stream sets the flag before it takes the lock to look for its claim, so
-        // either it finds the claim here or the flag is already set.
-        if !request.withdrawn.load(Ordering::SeqCst) {
-            let sent = match answered {
-                Some(claimed) => reply
-                    .send(Ok(ClaimAnswer {
-                        claimed,
-                        parked_again: true,
-                    }))
-                    .is_ok(),
-                None => true,
-            };
-            if sent {
-                parked.push((request, reply));
-            }
-            return;
-        }
+    let mut parked = lock(parked);
+    // Read under the lock: a stream sets the flag before it takes the lock to look for its claim, so
+    // either it finds the claim here or the flag is already set.
+    if request.withdrawn.load(Ordering::SeqCst) {
+        let _ = reply.send(Ok(ClaimAnswer {
+            claimed: answered.unwrap_or_default(),
+            parked_again: false,
+        }));
+        return;
     }
-    let _ = reply.send(Ok(ClaimAnswer {
-        claimed: answered.unwrap_or_default(),
-        parked_again: false,
-    }));
+    let sent = match answered {
+        Some(claimed) => reply
+            .send(Ok(ClaimAnswer {
+                claimed,
+                parked_again: true,
+            }))
+            .is_ok(),
+        None => true,
+    };
+    if sent {
+        parked.push((request, reply));
+    }
 }
 
 fn stopped() -> Error {
@@ -304,55 +302,81 @@ async fn submit<I, O>(queue: &mpsc::Sender<Queued<I, O>>, item: I) -> Result<O, 
 
 async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked: Parked) {
     loop {
-        let mut events = Vec::new();
-        let mut reports = Vec::new();
-        let mut claims = Vec::new();
-        let gathering = {
-            // One committer at a time gathers a cycle: wait for the first write of any kind, then take
-            // whatever else has queued up.
-            let mut guard = queues.lock().await;
-            let queues = &mut *guard;
-            tokio::select! {
-                Some(item) = queues.events.recv() => events.push(item),
-                Some(item) = queues.reports.recv() => reports.push(item),
-                Some(item) = queues.claims.recv() => claims.push(item),
-                else => return,
-            }
-            drain(&mut queues.events, &mut events, MAX_EVENTS, |_| 1);
-            drain(
-                &mut queues.reports,
-                &mut reports,
-                MAX_REPORTS,
-                |(group, _)| group.len(),
-            );
-            drain(&mut queues.claims, &mut claims, MAX_CLAIMS, |_| 1);
-            guard
+        // One committer at a time gathers a cycle.
+        let mut gathering = queues.lock().await;
+        let Some(mut cycle) = Cycle::gather(&mut gathering).await else {
+            return;
         };
-        if !events.is_empty() {
-            // The streams waiting for work get this cycle's new deliveries; the due range is not read for
-            // them again (it was empty when they parked; anything since was notified to their streams,
-            // which take their claims back and read it).
-            if let Ok(mut parked) = parked.lock() {
-                for (mut request, reply) in parked.drain(..) {
-                    request.claim.new_only = true;
-                    claims.push((request, reply));
-                }
-            }
+        if !cycle.events.is_empty() {
+            cycle.take_parked(&parked);
         }
-
         // A cycle that takes claims keeps the other committers from gathering until it has answered them and
         // parked again those with room left: a publish gathered beside it would find no claim parked, leave
         // its deliveries pending and notify, and the stream's next claim would be a cycle of its own, beside
-        // the next publish, and so on. Not a cycle leasing from a backlog, though: its claims will not be
-        // parked again, and its long read and write (~15 ms for 1,000 leases on PostgreSQL) would keep every
-        // publish and report waiting, with the machine partly idle (docs/PERFORMANCE.md, step 47).
-        let backlog = claims.iter().any(|(request, _)| request.claim.backlog);
-        let _gathering = (!claims.is_empty() && !backlog).then_some(gathering);
-        let (events, event_replies): (Vec<_>, Vec<_>) = events.into_iter().unzip();
-        let (report_groups, report_replies): (Vec<_>, Vec<_>) = reports.into_iter().unzip();
+        // the next publish, and so on. Not a cycle catching up on a backlog, though: its claims will not be
+        // parked again, and its long read and write would keep every publish and report waiting with the
+        // machine partly idle (docs/PERFORMANCE.md, step 47).
+        let _gathering = cycle.keeps_gathering().then_some(gathering);
+        cycle.commit(&store, &rules, &parked).await;
+    }
+}
+
+/// The writes one cycle took from the queues, each with where its answer goes.
+#[derive(Default)]
+struct Cycle {
+    events: Vec<Queued<event::Model, Published>>,
+    reports: Vec<QueuedReports>,
+    claims: Vec<QueuedClaim>,
+}
+
+impl Cycle {
+    /// Waits for the first write of any kind, then takes whatever else has queued up, up to each kind's
+    /// maximum. `None` once every [`Writer`] is gone.
+    async fn gather(queues: &mut Queues) -> Option<Cycle> {
+        let mut cycle = Cycle::default();
+        tokio::select! {
+            Some(item) = queues.events.recv() => cycle.events.push(item),
+            Some(item) = queues.reports.recv() => cycle.reports.push(item),
+            Some(item) = queues.claims.recv() => cycle.claims.push(item),
+            else => return None,
+        }
+        drain(&mut queues.events, &mut cycle.events, MAX_EVENTS, |_| 1);
+        drain(
+            &mut queues.reports,
+            &mut cycle.reports,
+            MAX_REPORTS,
+            |(group, _)| group.len(),
+        );
+        drain(&mut queues.claims, &mut cycle.claims, MAX_CLAIMS, |_| 1);
+        Some(cycle)
+    }
+
+    /// Takes the parked claims: the streams waiting for work get this cycle's new deliveries. The due range
+    /// is not read for them again (it was empty when they parked; anything since was notified to their
+    /// streams, which take their claims back and read it).
+    fn take_parked(&mut self, parked: &Parked) {
+        for (mut request, reply) in lock(parked).drain(..) {
+            request.claim.kind = ClaimKind::HandOff;
+            self.claims.push((request, reply));
+        }
+    }
+
+    /// Whether the cycle keeps the other committers from gathering until it is answered (see `run`).
+    fn keeps_gathering(&self) -> bool {
+        !self.claims.is_empty()
+            && !self
+                .claims
+                .iter()
+                .any(|(request, _)| request.claim.kind == ClaimKind::CatchUp)
+    }
+
+    /// Commits the cycle's writes in one transaction and answers each.
+    async fn commit(self, store: &Store, rules: &WriteRules, parked: &Parked) {
+        let (events, event_replies): (Vec<_>, Vec<_>) = self.events.into_iter().unzip();
+        let (report_groups, report_replies): (Vec<_>, Vec<_>) = self.reports.into_iter().unzip();
         let group_sizes: Vec<usize> = report_groups.iter().map(Vec::len).collect();
         let reports: Vec<ReadyReport> = report_groups.into_iter().flatten().collect();
-        let (requests, claim_replies): (Vec<_>, Vec<_>) = claims.into_iter().unzip();
+        let (requests, claim_replies): (Vec<_>, Vec<_>) = self.claims.into_iter().unzip();
         let claims = requests.iter().map(|r| r.claim.clone()).collect();
         let started = std::time::Instant::now();
         let writes = Writes {
@@ -360,7 +384,7 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
             reports,
             claims,
         };
-        let written = store.commit_writes(writes, &rules, time::now_ms()).await;
+        let written = store.commit_writes(writes, rules, time::now_ms()).await;
         tracing::debug!(
             events = event_replies.len(),
             reports = group_sizes.iter().sum::<usize>(),
@@ -371,7 +395,7 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
         );
         answer(event_replies, written.published);
         answer(report_replies, split_groups(&group_sizes, written.recorded));
-        answer_claims(&parked, requests, claim_replies, written.claimed);
+        answer_claims(parked, requests, claim_replies, written.claimed);
     }
 }
 
@@ -420,7 +444,7 @@ fn answer_claims(
             Ok(claimed)
                 if !claimed.more_due && (claimed.leased.len() as u64) < request.claim.room =>
             {
-                // Parked again with the room it has left (a publish that takes it marks it `new_only`).
+                // Parked again with the room it has left (a publish that takes it makes it a hand-off).
                 request.claim.room -= claimed.leased.len() as u64;
                 park(parked, request, reply, Some(claimed))
             }

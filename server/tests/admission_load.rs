@@ -7,6 +7,9 @@
 //! `cargo test` runs a small scale. The figures of docs/SECURITY.md come from
 //! `cargo test --release -p kit-webhooks-server --test admission_load -- --stalled 1000 --publishes 2000`.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 use std::{
     process::{Child, Command, Stdio},
     sync::{

@@ -1,6 +1,9 @@
 //! The `kit-webhooks-server` binary as an operator runs it: `migrate`, `keys create`, and a first `serve` on
 //! an empty SQLite file that writes its keys, answers health checks and stops cleanly on SIGTERM.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},

@@ -10,6 +10,9 @@
 //! A short run is part of `cargo test` (SQLite, and PostgreSQL when `KIT_TEST_DATABASE_URL` is set). A soak
 //! run: `cargo test --release -p kit-webhooks-server --test chaos -- --seconds 600 --seed 7`.
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 

@@ -4,6 +4,9 @@
 //! also runs over a corpus of known-hostile inputs (`tests/corpus/`), and `proptest-regressions/` keeps any
 //! failing case found. `PROPTEST_CASES` sets how many generated cases each property runs (256 by default).
 
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 use kit_webhooks_server::core::{
     event,
     id::{self, Kind},

@@ -10,7 +10,7 @@ pub mod receiver;
 use kit_webhooks::proto::{
     event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
 };
-use kit_webhooks_server::{api::auth::Role, keys, Config, RunningServer};
+use kit_webhooks_server::{core::Role, keys, Config, RunningServer};
 use sea_orm::{ConnectionTrait, Database};
 use tonic::{metadata::MetadataValue, transport::Channel, Request};
 

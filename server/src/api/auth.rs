@@ -10,44 +10,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use kit_webhooks::sync::lock;
 use tonic::Request;
 
 use crate::{
-    core::{secret::hash_api_key, Error},
+    core::{secret::hash_api_key, Error, Role},
     store::Store,
 };
 
 /// How long a looked-up key is trusted without asking the database again.
 const CACHE_TTL: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Manages one account's webhooks and reads its deliveries and events.
-    Admin,
-    /// Publishes events for any account, and reads them.
-    Publisher,
-    /// Streams and reports deliveries.
-    Daemon,
-}
-
-impl Role {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Publisher => "publisher",
-            Role::Daemon => "daemon",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "admin" => Some(Role::Admin),
-            "publisher" => Some(Role::Publisher),
-            "daemon" => Some(Role::Daemon),
-            _ => None,
-        }
-    }
-}
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,14 +112,12 @@ impl Authenticator {
             role,
             account_id: row.account_id,
         };
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(hash, (principal.clone(), Instant::now()));
-        }
+        lock(&self.cache).insert(hash, (principal.clone(), Instant::now()));
         Ok(principal)
     }
 
     fn cached(&self, hash: &str) -> Option<Principal> {
-        let cache = self.cache.lock().ok()?;
+        let cache = lock(&self.cache);
         let (principal, at) = cache.get(hash)?;
         (at.elapsed() < CACHE_TTL).then(|| principal.clone())
     }

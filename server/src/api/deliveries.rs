@@ -8,17 +8,15 @@ use kit_webhooks::{proto, request, response};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{
-    auth::{self, Role},
-    AppState,
-};
+use super::auth;
 use crate::{
     core::{
         id::{self, Kind},
         policy::DeliveryDecision,
-        text, time, Error,
+        text, time, Error, Role,
     },
     dispatch,
+    state::AppState,
     store::leases::AttemptReport,
 };
 
@@ -64,10 +62,10 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
             n => n,
         };
         text::refuse_control_characters("daemon_id", &req.daemon_id)?;
-        let held = held_deliveries(&req)?;
+        let started = started_deliveries(&req)?;
         let owner = id::new(Kind::Stream);
         let taken_over = self
-            .take_over(&req.previous_stream_id, &held, &owner)
+            .take_over(&req.previous_stream_id, &started, &owner)
             .await?;
         let named = |metadata: &mut tonic::metadata::MetadataMap| {
             if let Ok(value) = owner.parse() {
@@ -145,9 +143,15 @@ impl proto::delivery_service_server::DeliveryService for DeliveryApi {
 }
 
 impl DeliveryApi {
-    /// Passes the leases of the daemon's previous stream that it still works on (`held`) to stream `owner`,
-    /// and returns the others to the queue at once (see `StreamDeliveriesRequest`). Returns how many passed.
-    async fn take_over(&self, previous: &str, held: &[String], owner: &str) -> Result<u64, Error> {
+    /// Passes the leases of the daemon's previous stream that it still works on (`started`) to stream
+    /// `owner`, and returns the others to the queue at once (see `StreamDeliveriesRequest`). Returns how
+    /// many passed.
+    async fn take_over(
+        &self,
+        previous: &str,
+        started: &[String],
+        owner: &str,
+    ) -> Result<u64, Error> {
         if previous.is_empty() {
             return Ok(0);
         }
@@ -156,7 +160,7 @@ impl DeliveryApi {
         let (taken, returned) = self
             .state
             .store
-            .take_over_leases(previous, held, owner, expires)
+            .take_over_leases(previous, started, owner, expires)
             .await?;
         tracing::info!(stream = %owner, previous = %previous, taken, returned, "took over a previous stream's leases");
         if returned > 0 {
@@ -217,29 +221,29 @@ impl DeliveryApi {
     }
 }
 
-/// The deliveries of `req.held`, checked.
-fn held_deliveries(req: &proto::StreamDeliveriesRequest) -> Result<Vec<String>, Error> {
-    if req.held.len() > kit_webhooks::MAX_STREAM_IN_FLIGHT as usize {
+/// The deliveries of `req.started`, checked.
+fn started_deliveries(req: &proto::StreamDeliveriesRequest) -> Result<Vec<String>, Error> {
+    if req.started.len() > kit_webhooks::MAX_STREAM_IN_FLIGHT as usize {
         return Err(Error::invalid(
-            "held",
+            "started",
             format!(
                 "{} leases; a stream holds at most {}",
-                req.held.len(),
+                req.started.len(),
                 kit_webhooks::MAX_STREAM_IN_FLIGHT
             ),
         ));
     }
-    if !req.held.is_empty() && req.previous_stream_id.is_empty() {
+    if !req.started.is_empty() && req.previous_stream_id.is_empty() {
         return Err(Error::invalid(
-            "held",
+            "started",
             "names leases but no previous_stream_id",
         ));
     }
-    req.held
+    req.started
         .iter()
         .map(|lease| {
-            id::parse("held.lease_id", Kind::Lease, &lease.lease_id)?;
-            Ok(id::parse("held.delivery_id", Kind::Delivery, &lease.delivery_id)?.to_owned())
+            id::parse("started.lease_id", Kind::Lease, &lease.lease_id)?;
+            Ok(id::parse("started.delivery_id", Kind::Delivery, &lease.delivery_id)?.to_owned())
         })
         .collect()
 }

@@ -6,16 +6,17 @@ use kit_webhooks::{catalogue, proto};
 use tonic::{Request, Response, Status};
 
 use super::{
-    auth::{self, Principal, Role},
-    convert, AppState,
+    auth::{self, Principal},
+    convert,
 };
 use crate::{
     core::{
         event,
         id::{self, Kind},
         page::PageRequest,
-        Error,
+        Error, Role,
     },
+    state::AppState,
     store::events::new_event,
 };
 

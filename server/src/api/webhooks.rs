@@ -1,12 +1,12 @@
 //! `WebhookService`: an account admin's view of webhooks and their deliveries. Every call is scoped to the
 //! admin key's account.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use kit_webhooks::{catalogue, proto};
 use tonic::{Request, Response, Status};
 
-use super::{auth, convert, AppState};
+use super::{auth, convert};
 use crate::{
     core::{
         event::{self, DeliveryStatus},
@@ -16,6 +16,7 @@ use crate::{
         webhook::{self, Status as WebhookStatus},
         Error,
     },
+    state::AppState,
     store::{deliveries::DeliveryFilter, entity, events::new_event, webhooks::new_webhook},
 };
 
@@ -306,7 +307,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             .map_err(Error::from)?;
         self.state.deliveries_changed.notify();
         let delivery = if req.wait {
-            self.state.wait_for_attempt(&account, &delivery.id).await?
+            wait_for_attempt(&self.state, &account, &delivery.id).await?
         } else {
             convert::delivery(delivery, Vec::new())
         };
@@ -422,5 +423,33 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         Ok(Response::new(proto::ReplayDeliveriesResponse {
             deliveries_requeued: requeued,
         }))
+    }
+}
+
+/// Waits until the delivery has an attempt recorded (or the request timeout and a margin have passed) and
+/// returns it as it then stands.
+async fn wait_for_attempt(
+    state: &AppState,
+    account: &str,
+    delivery_id: &str,
+) -> Result<proto::Delivery, Error> {
+    let deadline =
+        tokio::time::Instant::now() + state.config.request_timeout + Duration::from_secs(5);
+    loop {
+        // Register interest before reading, so a report between the read and the wait is not missed.
+        let recorded = state.attempt_recorded.notified();
+        tokio::pin!(recorded);
+        recorded.as_mut().enable();
+        let (row, attempts) = state
+            .store
+            .find_delivery(account, delivery_id)
+            .await?
+            .ok_or_else(|| Error::not_found("delivery", delivery_id))?;
+        // The row's count, not the attempts list: the count changes in the same commit as the status,
+        // and the attempts are read after the row, so they include every attempt it counts.
+        if row.attempt_count > 0 || tokio::time::Instant::now() >= deadline {
+            return Ok(convert::delivery(row, attempts));
+        }
+        let _ = tokio::time::timeout_at(deadline, recorded).await;
     }
 }

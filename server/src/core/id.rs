@@ -56,9 +56,7 @@ static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
 /// A new id of `kind`.
 pub fn new(kind: Kind) -> String {
     let ulid = {
-        let mut guard = GENERATOR
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = kit_webhooks::sync::lock(&GENERATOR);
         let generator = guard.get_or_insert_with(ulid::Generator::new);
         // Overflow needs 2^80 ids in one millisecond; fall back to a fresh random ULID rather than fail.
         generator.generate().unwrap_or_else(|_| ulid::Ulid::new())

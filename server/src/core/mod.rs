@@ -8,9 +8,11 @@ pub mod event;
 pub mod id;
 pub mod page;
 pub mod policy;
+pub mod role;
 pub mod secret;
 pub mod text;
 pub mod time;
 pub mod webhook;
 
 pub use error::{Error, Result};
+pub use role::Role;

@@ -8,13 +8,16 @@ use sea_orm::{
 use std::collections::HashMap;
 
 use super::{
-    batch::Batch,
-    cycle::Cycle,
     entity::{delivery, event, webhook},
     hand_off::HandOff,
-    id_list, insert_rows, is_unique_violation,
-    json_rows::{decode_rows, select_json},
-    leases::{decode_held, held_leases, HELD_COLUMNS, HELD_FROM},
+    insert_rows, is_unique_violation,
+    leases::claim::{decode_in_flight, in_flight_cte, IN_FLIGHT_COLUMNS, IN_FLIGHT_FROM},
+    sql::{
+        batch::Batch,
+        id_list,
+        json_rows::{decode_rows, select_json},
+        write_txn::WriteTxn,
+    },
     Store,
 };
 use crate::core::{
@@ -127,9 +130,9 @@ impl Store {
 
     /// [`publish_in`] in a transaction of its own.
     async fn publish_group(&self, events: Vec<event::Model>) -> Result<Vec<Published>, DbErr> {
-        let cycle = Cycle::begin(self.writer()).await?;
-        let published = publish_in(&cycle, &events, None).await?;
-        cycle.commit().await?;
+        let txn = WriteTxn::begin(self.writer()).await?;
+        let published = publish_in(&txn, &events, None).await?;
+        txn.commit().await?;
         Ok(published)
     }
 
@@ -216,7 +219,7 @@ pub async fn insert_deliveries(
 /// commits: a handful of statements whatever the group's size. With a `hand_off`, new deliveries are
 /// offered to the streams claiming in the same cycle before they are inserted.
 pub async fn publish_in(
-    txn: &Cycle,
+    txn: &WriteTxn,
     events: &[event::Model],
     mut hand_off: Option<&mut HandOff>,
 ) -> Result<Vec<Published>, DbErr> {
@@ -316,7 +319,7 @@ pub async fn publish_in(
 
 /// The active webhooks of `accounts`, and, when `hand_off` wants them, the leases each webhook holds: one read.
 async fn read_fan_out(
-    txn: &Cycle,
+    txn: &WriteTxn,
     accounts: &[&str],
     hand_off: Option<&mut HandOff>,
 ) -> Result<Vec<webhook::Model>, DbErr> {
@@ -330,15 +333,15 @@ async fn read_fan_out(
     values.push(WebhookStatus::Active.as_str().into());
     let hooks = match hand_off {
         Some(hand_off) if hand_off.wants_counts() => {
-            let with = format!("WITH {} ", held_leases());
-            let [hooks, held] = select_json(
+            let with = format!("WITH {} ", in_flight_cte());
+            let [hooks, in_flight] = select_json(
                 txn,
                 &with,
-                [(&columns, &from), (&HELD_COLUMNS, HELD_FROM)],
+                [(&columns, &from), (&IN_FLIGHT_COLUMNS, IN_FLIGHT_FROM)],
                 values,
             )
             .await?;
-            hand_off.counted(decode_held(&held)?);
+            hand_off.counted(decode_in_flight(&in_flight)?);
             hooks
         }
         _ => {

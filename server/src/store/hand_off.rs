@@ -7,7 +7,7 @@
 //! and it leaves with the commit that stores it, not a claim cycle later. The per-webhook cap applies as in a
 //! claim; what does not fit stays `pending` for the next one.
 //!
-//! A parked claim (`Claim::new_only`, see `crate::writer`) does not read the due range: its stream's last
+//! A parked claim (`ClaimKind::HandOff`, see `crate::writer`) does not read the due range: its stream's last
 //! read found it empty. If no claim of the cycle read the lease counts, the fan-out reads them with the
 //! webhooks (`crate::store::events::publish_in`).
 
@@ -15,7 +15,10 @@ use std::{collections::HashMap, sync::Arc};
 
 use super::{
     entity::{delivery, event, webhook},
-    leases::{Claim, Claimed, DueDelivery, InFlight, LeasedDelivery, SendingEvent, SendingWebhook},
+    leases::{
+        sending::DueDelivery, Claim, Claimed, InFlight, LeasedDelivery, SendingEvent,
+        SendingWebhook,
+    },
 };
 use crate::core::{event::DeliveryStatus, id};
 
@@ -100,12 +103,12 @@ impl HandOff {
             self.left_pending = true;
             return false;
         };
-        let held = in_flight.entry(hook.id.clone()).or_insert(0);
-        if *held >= self.per_webhook_cap {
+        let count = in_flight.entry(hook.id.clone()).or_insert(0);
+        if *count >= self.per_webhook_cap {
             self.left_pending = true;
             return false;
         }
-        *held += 1;
+        *count += 1;
         self.next = (at + 1) % self.claims.len();
         // The deliveries of one event are offered one after another: its sending form is made once.
         if self.event.as_ref().is_some_and(|e| e.id != event.id) {

@@ -9,27 +9,24 @@
 //! would stall every claim, publish and report queued behind the writer.
 
 pub mod backlog;
-pub mod batch;
-pub mod cycle;
 pub mod deliveries;
 pub mod entity;
 pub mod events;
 pub mod hand_off;
-mod id_list;
-mod in_progress;
-mod json_rows;
 pub mod keys;
 pub mod leases;
+pub mod sql;
 pub mod webhooks;
 pub mod writes;
+
+pub use sql::{insert_rows, is_unique_violation, ROWS_PER_STATEMENT};
 
 use std::time::Duration;
 
 use kit_webhooks_migrations::{Migrator, MigratorTrait};
 use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
-    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
-    DbErr,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
 };
 
 /// PostgreSQL connections per server by default.
@@ -292,6 +289,7 @@ fn sqlite_options(url: &str, connections: u32, cache_kib: u32) -> ConnectOptions
 /// setting is only accepted before SQLite initialises, i.e. before this process opens its first SQLite
 /// connection, which is why every SQLite connection of the server is opened after this (`Once`: the other
 /// callers wait until it has run). Called later, SQLite refuses it (`SQLITE_MISUSE`) and nothing changes.
+#[allow(unsafe_code)]
 fn sqlite_without_memory_statistics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -310,29 +308,4 @@ fn sqlite_without_memory_statistics() {
             );
         }
     });
-}
-
-/// Rows per multi-row statement (the rows of an INSERT, the ids of an `IN` list): well under SQLite's
-/// bound-parameter limit, large enough to amortise round trips.
-pub const ROWS_PER_STATEMENT: usize = 500;
-
-/// Inserts `rows` in multi-row INSERTs of at most [`ROWS_PER_STATEMENT`] rows each.
-pub async fn insert_rows<A>(
-    db: &impl ConnectionTrait,
-    rows: impl IntoIterator<Item = A>,
-) -> Result<(), DbErr>
-where
-    A: ActiveModelTrait,
-{
-    let mut batch = batch::Batch::new(db.get_database_backend());
-    batch.insert_rows(rows);
-    batch.run(db).await
-}
-
-/// Whether `err` is a unique-constraint violation (a lost race on an idempotency key, say).
-pub fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(
-        err.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
 }

@@ -10,11 +10,13 @@
 use sea_orm::DbErr;
 
 use super::{
-    cycle::Cycle,
     entity::event,
     events::{publish_in, Published},
     hand_off::HandOff,
-    leases::{claim_in, record_in, Claim, Claimed, ReadyReport, Recorded},
+    leases::{
+        claim::claim_in, record::record_in, Claim, ClaimKind, Claimed, ReadyReport, Recorded,
+    },
+    sql::write_txn::WriteTxn,
     Store,
 };
 use crate::core::{policy::RetryPolicy, Error};
@@ -67,7 +69,7 @@ impl Store {
         now: i64,
     ) -> Result<Written, DbErr> {
         let started = std::time::Instant::now();
-        let txn = Cycle::begin(self.writer()).await?;
+        let txn = WriteTxn::begin(self.writer()).await?;
         let recorded = if writes.reports.is_empty() {
             Vec::new()
         } else {
@@ -77,7 +79,7 @@ impl Store {
         let mut hand_off = HandOff::new(rules.per_webhook_cap, now + rules.lease_ttl_ms);
         let mut claimed = Vec::with_capacity(writes.claims.len());
         for claim in &writes.claims {
-            if claim.new_only {
+            if claim.kind == ClaimKind::HandOff {
                 let nothing = Claimed::default();
                 hand_off.open(claim, &nothing, None);
                 claimed.push(nothing);

@@ -15,7 +15,7 @@ use super::json_rows::placeholders;
 
 /// `column IN (ids)` as a condition for a query builder's `filter` (the column unqualified: for statements on
 /// one table).
-pub(super) fn filter<'a>(
+pub(in crate::store) fn filter<'a>(
     backend: DbBackend,
     column: impl ColumnTrait,
     ids: impl IntoIterator<Item = &'a str>,
@@ -31,7 +31,7 @@ pub(super) fn filter<'a>(
 }
 
 /// `column IN (ids)` as SQL with `?` placeholders, and the values they bind.
-pub(super) fn sql<'a>(
+pub(in crate::store) fn sql<'a>(
     backend: DbBackend,
     column: &str,
     ids: impl IntoIterator<Item = &'a str>,

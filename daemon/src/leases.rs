@@ -1,21 +1,18 @@
-//! Holdings: which leases a daemon is working on, across its streams.
+//! Leases: which leases a daemon is working on, across its streams.
 //!
 //! A task's request is *started* once it has its endpoint's turn and a request slot; from then on it is sent
 //! and reported whatever happens to the stream it came on. A task not started when its stream ends is
 //! dropped unsent: the server returns its lease to the queue (at once, or, if the server is shutting down,
 //! when this daemon opens its next stream). The next stream names the previous one and the started leases
-//! whose reports are not recorded yet (`StreamDeliveriesRequest.held`), so that the server passes those to
+//! whose reports are not recorded yet (`StreamDeliveriesRequest.started`), so that the server passes those to
 //! the new stream and returns the rest, instead of waiting for them to expire or sending them twice.
 
-use std::{
-    collections::HashMap,
-    sync::{Mutex, PoisonError},
-};
+use std::{collections::HashMap, sync::Mutex};
 
-use kit_webhooks::proto::HeldLease;
+use kit_webhooks::proto::StartedLease;
 
 #[derive(Default)]
-pub(crate) struct Holdings(Mutex<State>);
+pub(crate) struct Leases(Mutex<State>);
 
 #[derive(Default)]
 struct State {
@@ -28,26 +25,26 @@ struct State {
     started: HashMap<String, String>,
 }
 
-impl Holdings {
+impl Leases {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        kit_webhooks::sync::lock(&self.0)
     }
 
-    /// What the next stream request names: the previous stream and the leases still held from it.
-    pub(crate) fn previous(&self) -> (String, Vec<HeldLease>) {
+    /// What the next stream request names: the previous stream and the leases started on it and not recorded.
+    pub(crate) fn previous(&self) -> (String, Vec<StartedLease>) {
         let state = self.state();
-        let held = match &state.stream {
+        let started = match &state.stream {
             Some(_) => state
                 .started
                 .iter()
-                .map(|(delivery_id, lease_id)| HeldLease {
+                .map(|(delivery_id, lease_id)| StartedLease {
                     delivery_id: delivery_id.clone(),
                     lease_id: lease_id.clone(),
                 })
                 .collect(),
             None => Vec::new(),
         };
-        (state.stream.clone().unwrap_or_default(), held)
+        (state.stream.clone().unwrap_or_default(), started)
     }
 
     /// A stream opened (named `stream` by the server, if it names streams); returns its generation.
@@ -59,7 +56,7 @@ impl Holdings {
         state.generation
     }
 
-    /// The server refused a stream but passed the held leases to a stream of this name.
+    /// The server refused a stream but passed the started leases to a stream of this name.
     pub(crate) fn renamed(&self, stream: String) {
         self.state().stream = Some(stream);
     }
@@ -70,7 +67,7 @@ impl Holdings {
     }
 
     /// Whether the task of `delivery_id`, which arrived on stream `generation`, may be sent now; if so it is
-    /// held until [`Holdings::finished`].
+    /// counted as started until [`Leases::finished`].
     pub(crate) fn start(&self, generation: u64, delivery_id: &str, lease_id: &str) -> bool {
         let mut state = self.state();
         if !state.open || state.generation != generation {
@@ -94,30 +91,30 @@ mod tests {
 
     #[test]
     fn tasks_of_an_ended_stream_are_not_started_and_started_ones_are_named_next_time() {
-        let holdings = Holdings::default();
-        assert_eq!(holdings.previous(), (String::new(), Vec::new()));
-        let first = holdings.opened(Some("dst_1".into()));
-        assert!(holdings.start(first, "dlv_a", "lse_1"));
-        assert!(holdings.start(first, "dlv_b", "lse_1"));
-        holdings.finished("dlv_b");
-        holdings.closed();
-        assert!(!holdings.start(first, "dlv_c", "lse_1"), "its stream ended");
-        let (previous, held) = holdings.previous();
+        let leases = Leases::default();
+        assert_eq!(leases.previous(), (String::new(), Vec::new()));
+        let first = leases.opened(Some("dst_1".into()));
+        assert!(leases.start(first, "dlv_a", "lse_1"));
+        assert!(leases.start(first, "dlv_b", "lse_1"));
+        leases.finished("dlv_b");
+        leases.closed();
+        assert!(!leases.start(first, "dlv_c", "lse_1"), "its stream ended");
+        let (previous, started) = leases.previous();
         assert_eq!(previous, "dst_1");
         assert_eq!(
-            held,
-            vec![HeldLease {
+            started,
+            vec![StartedLease {
                 delivery_id: "dlv_a".into(),
                 lease_id: "lse_1".into()
             }]
         );
-        holdings.renamed("dst_2".into());
-        assert_eq!(holdings.previous().0, "dst_2");
-        let second = holdings.opened(Some("dst_3".into()));
+        leases.renamed("dst_2".into());
+        assert_eq!(leases.previous().0, "dst_2");
+        let second = leases.opened(Some("dst_3".into()));
         assert!(
-            !holdings.start(first, "dlv_d", "lse_1"),
+            !leases.start(first, "dlv_d", "lse_1"),
             "a task of an older stream"
         );
-        assert!(holdings.start(second, "dlv_d", "lse_2"));
+        assert!(leases.start(second, "dlv_d", "lse_2"));
     }
 }

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 /// `?` placeholders in `sql` renumbered as `$1, $2, …` for PostgreSQL.
-pub(super) fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+pub(in crate::store) fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     if backend != DbBackend::Postgres {
         return Statement::from_sql_and_values(backend, sql, values);
     }
@@ -31,7 +31,7 @@ pub(super) fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> St
 /// about as much as reading the row; one aggregated row costs one. The writer reads a row per report and
 /// per lease this way, a claim reads everything it needs in one statement, and so does a report group and a
 /// publish's fan-out.
-pub(super) async fn select_json<const N: usize>(
+pub(in crate::store) async fn select_json<const N: usize>(
     db: &impl ConnectionTrait,
     with: &str,
     sets: [(&[&str], &str); N],
@@ -71,7 +71,10 @@ pub(super) async fn select_json<const N: usize>(
     Ok(sets)
 }
 
-pub(super) fn decode_rows<T: DeserializeOwned>(json: &str, from: &str) -> Result<Vec<T>, DbErr> {
+pub(in crate::store) fn decode_rows<T: DeserializeOwned>(
+    json: &str,
+    from: &str,
+) -> Result<Vec<T>, DbErr> {
     serde_json::from_str(json)
         .map_err(|err| DbErr::Custom(format!("decoding the rows `{from}`: {err}")))
 }

@@ -1,14 +1,13 @@
-//! A cycle: the transaction a writer cycle (and each `_in` operation run on its own) works in.
+//! A write transaction: the one a writer cycle (and each `_in` operation run on its own) works in.
 //!
 //! On SQLite every statement crosses to the connection's worker thread and back, and sqlx's `BEGIN` and
-//! `COMMIT` cross through a rendezvous on top: a cycle of one read and one write cost four crossings, each
-//! waking a sleeping thread on either side. At a steady 1,000 events/s that switching was most of the
-//! server's CPU (docs/PERFORMANCE.md, step 44). So a SQLite cycle holds its connection itself and sends its
-//! statements late: `BEGIN` goes with the first statement, a batch of writes ([`Cycle::write`]) with the
-//! statement after it or with the `COMMIT`, all in one multi-statement text each time. A cycle of one read
-//! and one write now crosses twice. Nothing changes in what runs or in what order, only in when it is sent:
-//! a read still sees every write queued before it, and a write that fails fails the statement it was sent
-//! with, and with it the cycle.
+//! `COMMIT` cross through a rendezvous on top, each crossing waking a sleeping thread on either side: under a
+//! steady load that switching was most of the server's CPU (docs/PERFORMANCE.md, step 44). So a SQLite
+//! transaction holds its connection itself and sends its statements late: `BEGIN` goes with the first
+//! statement, a batch of writes ([`WriteTxn::write`]) with the statement after it or with the `COMMIT`, all in
+//! one multi-statement text each time. Nothing changes in what runs or in what order, only in when it is
+//! sent: a read still sees every write queued before it, and a write that fails fails the statement it was
+//! sent with, and with it the transaction.
 //!
 //! PostgreSQL runs a plain SeaORM transaction: its statements are network round trips, which a batch
 //! already shares ([`Batch`]).
@@ -24,24 +23,24 @@ use tokio::sync::Mutex;
 
 use super::batch::{self, Batch};
 
-/// The transaction of a cycle (see the module's doc).
-pub enum Cycle {
-    Sqlite(SqliteCycle),
+/// A write transaction (see the module's doc).
+pub enum WriteTxn {
+    Sqlite(SqliteTxn),
     Other(DatabaseTransaction),
 }
 
-impl Cycle {
-    /// Begins a cycle on `db` (SQLite: takes the connection; `BEGIN` goes with the first statement).
-    pub async fn begin(db: &DatabaseConnection) -> Result<Cycle, DbErr> {
+impl WriteTxn {
+    /// Begins a transaction on `db` (SQLite: takes the connection; `BEGIN` goes with the first statement).
+    pub async fn begin(db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
         if db.get_database_backend() != DbBackend::Sqlite {
-            return Ok(Cycle::Other(db.begin().await?));
+            return Ok(WriteTxn::Other(db.begin().await?));
         }
         let connection = db
             .get_sqlite_connection_pool()
             .acquire()
             .await
             .map_err(|err| DbErr::Conn(RuntimeErr::SqlxError(err.into())))?;
-        Ok(Cycle::Sqlite(SqliteCycle {
+        Ok(WriteTxn::Sqlite(SqliteTxn {
             state: Mutex::new(State {
                 connection: Some(connection),
                 queued: vec![plain("BEGIN IMMEDIATE")],
@@ -49,45 +48,44 @@ impl Cycle {
         }))
     }
 
-    /// Runs `batch`'s writes: on SQLite with the cycle's next statement (or its commit), elsewhere now.
+    /// Runs `batch`'s writes: on SQLite with the transaction's next statement (or its commit), elsewhere now.
     pub async fn write(&self, batch: Batch) -> Result<(), DbErr> {
         match self {
-            Cycle::Sqlite(cycle) => {
-                cycle
-                    .state
+            WriteTxn::Sqlite(txn) => {
+                txn.state
                     .lock()
                     .await
                     .queued
                     .extend(batch.into_statements());
                 Ok(())
             }
-            Cycle::Other(txn) => batch.run(txn).await,
+            WriteTxn::Other(txn) => batch.run(txn).await,
         }
     }
 
-    /// Commits the cycle (on SQLite with the writes still queued).
+    /// Commits the transaction (on SQLite with the writes still queued).
     pub async fn commit(self) -> Result<(), DbErr> {
         match self {
-            Cycle::Sqlite(cycle) => cycle.commit().await,
-            Cycle::Other(txn) => txn.commit().await,
+            WriteTxn::Sqlite(txn) => txn.commit().await,
+            WriteTxn::Other(txn) => txn.commit().await,
         }
     }
 }
 
-/// A SQLite cycle: its connection, held from begin to commit, and the statements not sent yet.
-pub struct SqliteCycle {
-    // `ConnectionTrait` takes `&self`; the lock is never contended (one cycle, one task).
+/// A SQLite write transaction: its connection, held from begin to commit, and the statements not sent yet.
+pub struct SqliteTxn {
+    // `ConnectionTrait` takes `&self`; the lock is never contended (one transaction, one task).
     state: Mutex<State>,
 }
 
 struct State {
-    /// `None` once committed, or once a failed cycle has handed it to its rollback.
+    /// `None` once committed, or once a failed transaction has handed it to its rollback.
     connection: Option<PoolConnection<Sqlite>>,
     /// Sent with the next statement, in order: `BEGIN` until the first statement goes, then queued writes.
     queued: Vec<Statement>,
 }
 
-impl SqliteCycle {
+impl SqliteTxn {
     /// Sends the queued statements and then `last` as one text; returns the rows (every row comes from
     /// `last`: queued writes return none) and `last`'s own result.
     async fn send(&self, last: Statement) -> Result<(Vec<SqliteRow>, ExecResult), DbErr> {
@@ -95,7 +93,7 @@ impl SqliteCycle {
         let mut statements = std::mem::take(&mut state.queued);
         statements.push(last);
         let Some(connection) = state.connection.as_mut() else {
-            return Err(DbErr::Custom("the cycle is over".into()));
+            return Err(DbErr::Custom("the transaction is over".into()));
         };
         let Some(text) = batch::joined(statements) else {
             return Err(DbErr::Custom("nothing to send".into()));
@@ -124,9 +122,9 @@ impl SqliteCycle {
     }
 }
 
-impl Drop for SqliteCycle {
-    /// A cycle dropped before its commit (it failed, or its task ended) may hold an open transaction: its
-    /// connection goes back to the pool only after a `ROLLBACK`, so the next cycle, which waits for that
+impl Drop for SqliteTxn {
+    /// A transaction dropped before its commit (it failed, or its task ended) may hold an open transaction: its
+    /// connection goes back to the pool only after a `ROLLBACK`, so the next transaction, which waits for that
     /// connection, never finds the transaction open. A connection whose rollback fails is closed instead.
     fn drop(&mut self) {
         let Some(mut connection) = self.state.get_mut().connection.take() else {
@@ -142,7 +140,7 @@ impl Drop for SqliteCycle {
             // autocommit either way. Anything else leaves the connection's state unknown.
             if let Err(err) = sqlx::query("ROLLBACK").execute(&mut *connection).await {
                 if !err.to_string().contains("no transaction is active") {
-                    tracing::warn!(error = %err, "rolling back a failed cycle failed; closing its connection");
+                    tracing::warn!(error = %err, "rolling back a failed write transaction failed; closing its connection");
                     drop(connection.detach());
                 }
             }
@@ -151,47 +149,45 @@ impl Drop for SqliteCycle {
 }
 
 #[async_trait::async_trait]
-impl ConnectionTrait for Cycle {
+impl ConnectionTrait for WriteTxn {
     fn get_database_backend(&self) -> DbBackend {
         match self {
-            Cycle::Sqlite(_) => DbBackend::Sqlite,
-            Cycle::Other(txn) => txn.get_database_backend(),
+            WriteTxn::Sqlite(_) => DbBackend::Sqlite,
+            WriteTxn::Other(txn) => txn.get_database_backend(),
         }
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self {
-            Cycle::Sqlite(cycle) => Ok(cycle.send(stmt).await?.1),
-            Cycle::Other(txn) => txn.execute_raw(stmt).await,
+            WriteTxn::Sqlite(txn) => Ok(txn.send(stmt).await?.1),
+            WriteTxn::Other(txn) => txn.execute_raw(stmt).await,
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match self {
-            Cycle::Sqlite(cycle) => Ok(cycle.send(plain(sql)).await?.1),
-            Cycle::Other(txn) => txn.execute_unprepared(sql).await,
+            WriteTxn::Sqlite(txn) => Ok(txn.send(plain(sql)).await?.1),
+            WriteTxn::Other(txn) => txn.execute_unprepared(sql).await,
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self {
-            Cycle::Sqlite(cycle) => {
-                Ok(cycle.send(stmt).await?.0.into_iter().next().map(Into::into))
-            }
-            Cycle::Other(txn) => txn.query_one_raw(stmt).await,
+            WriteTxn::Sqlite(txn) => Ok(txn.send(stmt).await?.0.into_iter().next().map(Into::into)),
+            WriteTxn::Other(txn) => txn.query_one_raw(stmt).await,
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self {
-            Cycle::Sqlite(cycle) => Ok(cycle
+            WriteTxn::Sqlite(txn) => Ok(txn
                 .send(stmt)
                 .await?
                 .0
                 .into_iter()
                 .map(Into::into)
                 .collect()),
-            Cycle::Other(txn) => txn.query_all_raw(stmt).await,
+            WriteTxn::Other(txn) => txn.query_all_raw(stmt).await,
         }
     }
 }

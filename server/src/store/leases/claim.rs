@@ -1,0 +1,308 @@
+//! Claiming: leasing the head of the due range to a stream, in one read and one write.
+//!
+//! The read returns the leases each webhook holds (few rows, from the status index), the head of the due
+//! range in `next_attempt_at` order (only the delivery columns, limited in the index, so the database reads
+//! only what it leases whatever the range's size or its statistics), and each of those deliveries' webhooks
+//! and events once. Webhooks at their cap are left out of the due range, so a slow endpoint's backlog cannot
+//! fill the window and starve the others. Then one statement leases what was picked.
+
+use std::{collections::HashMap, sync::Arc};
+
+use kit_webhooks::catalogue::TEST_PING;
+use sea_orm::{sea_query::Expr, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter};
+
+use super::sending::{DueDelivery, LeasedDelivery, SendingEvent, SendingWebhook};
+use crate::{
+    core::{event::DeliveryStatus, id, webhook::Status as WebhookStatus},
+    store::{
+        entity::delivery,
+        sql::{
+            batch::Batch,
+            id_list, in_progress,
+            json_rows::{decode_rows, select_json},
+            write_txn::WriteTxn,
+        },
+        Store,
+    },
+};
+
+/// What a claim reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimKind {
+    /// The head of the due range.
+    Due,
+    /// The head of the due range, which the stream's last claim left non-empty: most likely a full window,
+    /// a long read and write. Answered with more due, it is not parked again; a writer cycle leasing one
+    /// does not keep the other committers waiting (`crate::writer`).
+    CatchUp,
+    /// Only the deliveries its cycle publishes (`super::super::hand_off`): a parked claim, taken by a
+    /// publishing cycle. The due range is not read: the stream's last read found it empty, with nothing
+    /// notified since.
+    HandOff,
+}
+
+/// A stream's request for up to `room` more leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub owner: String,
+    pub room: u64,
+    pub kind: ClaimKind,
+}
+
+impl Claim {
+    /// A claim for up to `room` due deliveries.
+    pub fn new(owner: impl Into<String>, room: u64) -> Self {
+        Claim {
+            owner: owner.into(),
+            room,
+            kind: ClaimKind::Due,
+        }
+    }
+
+    /// This claim, of `kind`.
+    pub fn of_kind(mut self, kind: ClaimKind) -> Self {
+        self.kind = kind;
+        self
+    }
+}
+
+/// What a claim leased.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub leased: Vec<LeasedDelivery>,
+    /// Whether due deliveries may remain that this claim did not lease: it filled its room, or webhooks at
+    /// their cap kept some back (a report will free room for them). When false the due range held nothing
+    /// more, so only something new (a publish, a retry falling due, a release) can give the stream work.
+    pub more_due: bool,
+}
+
+/// Leases each webhook holds, by webhook id: what a claim counted, plus what it leased.
+pub type InFlight = HashMap<String, u64>;
+
+/// The CTE `in_flight` that claims and the hand-off read for the per-webhook cap: the leases each webhook
+/// holds.
+pub(in crate::store) fn in_flight_cte() -> String {
+    format!(
+        "in_flight AS MATERIALIZED (SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE {} GROUP BY webhook_id)",
+        in_progress::sql("status", DeliveryStatus::Sending)
+    )
+}
+/// The columns of [`in_flight_cte`], and the set read from it.
+pub(in crate::store) const IN_FLIGHT_COLUMNS: [&str; 2] = ["webhook_id", "n"];
+pub(in crate::store) const IN_FLIGHT_FROM: &str = "FROM in_flight";
+
+/// The rows of [`in_flight_cte`] as read.
+pub(in crate::store) fn decode_in_flight(json: &str) -> Result<InFlight, DbErr> {
+    Ok(decode_rows::<(String, i64)>(json, IN_FLIGHT_FROM)?
+        .into_iter()
+        .map(|(webhook_id, n)| (webhook_id, n.max(0) as u64))
+        .collect())
+}
+
+impl Store {
+    /// Leases up to `room` due deliveries to stream `owner`, never letting one webhook hold more than
+    /// `per_webhook_cap` leases. Returns them ready to send, with their webhook and event ([`claim_in`]).
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        room: u64,
+        per_webhook_cap: u64,
+        now: i64,
+        lease_expires_at: i64,
+    ) -> Result<Claimed, DbErr> {
+        let txn = WriteTxn::begin(self.writer()).await?;
+        let claim = Claim::new(owner, room);
+        let (claimed, _) = claim_in(&txn, &claim, per_webhook_cap, now, lease_expires_at).await?;
+        txn.commit().await?;
+        Ok(claimed)
+    }
+}
+
+/// What a claim's read found: the lease counts, the head of the due range, and its webhooks and events.
+struct DueHead {
+    in_flight: InFlight,
+    due: Vec<DueDelivery>,
+    webhooks: HashMap<String, Arc<SendingWebhook>>,
+    events: HashMap<String, Arc<SendingEvent>>,
+}
+
+/// [`Store::claim_due`] inside a transaction the caller commits; also returns the lease counts it went by
+/// (for the hand-off, `super::super::hand_off`).
+pub async fn claim_in(
+    txn: &WriteTxn,
+    claim: &Claim,
+    per_webhook_cap: u64,
+    now: i64,
+    lease_expires_at: i64,
+) -> Result<(Claimed, InFlight), DbErr> {
+    let DueHead {
+        mut in_flight,
+        due,
+        webhooks,
+        events,
+    } = read_due_head(txn, claim.room, per_webhook_cap, now).await?;
+    let capped = in_flight.values().any(|n| *n >= per_webhook_cap);
+    // A full window of candidates may have more behind it; capped webhooks keep some back.
+    let mut more_due = due.len() as u64 >= claim.room || capped;
+    let lease_id = id::new(id::Kind::Lease);
+    let mut leased = Vec::new();
+    let mut paused = Vec::new();
+    for delivery in due {
+        if leased.len() as u64 >= claim.room {
+            break;
+        }
+        let (Some(hook), Some(event)) = (
+            webhooks.get(&delivery.webhook_id),
+            events.get(&delivery.event_id),
+        ) else {
+            // Deleted with its webhook in the meantime (PostgreSQL's snapshot of this read is newer).
+            continue;
+        };
+        if hook.status != WebhookStatus::Active.as_str() && delivery.event_type != TEST_PING {
+            // Left pending by a race with a pause (a lease released, a fan-out read just before the pause
+            // committed): `held` now, so it neither goes out nor sits at the head of the due range.
+            paused.push(delivery.id);
+            continue;
+        }
+        let count = in_flight.entry(delivery.webhook_id.clone()).or_insert(0);
+        if *count >= per_webhook_cap {
+            more_due = true;
+            continue;
+        }
+        *count += 1;
+        leased.push(LeasedDelivery::new(delivery, &lease_id, hook, event));
+    }
+    write_leases(
+        txn,
+        &leased,
+        &paused,
+        &lease_id,
+        &claim.owner,
+        lease_expires_at,
+    )
+    .await?;
+    Ok((Claimed { leased, more_due }, in_flight))
+}
+
+/// The one statement a claim reads with: the leases each webhook holds (`in_flight`, counted once for both
+/// its uses); the head of the due range without the webhooks already at their cap (`due`), materialised so
+/// that every set below sees the same rows (and, on PostgreSQL, the rows this claim locked); and each due
+/// delivery's webhook and event, once each however many of its deliveries fell due.
+async fn read_due_head(
+    txn: &WriteTxn,
+    room: u64,
+    per_webhook_cap: u64,
+    now: i64,
+) -> Result<DueHead, DbErr> {
+    let lock = match txn.get_database_backend() {
+        DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+        _ => "",
+    };
+    // No slack beyond `room`: capped webhooks are left out, and a webhook reaching its cap within this
+    // claim only leaves a few slots for the next one. The limit is cast, not bound bare: SQLite (3.47 on)
+    // plans with the value of a bare `LIMIT ?` and so prepares the statement again whenever it changes.
+    let with = format!(
+        "WITH {}, \
+         due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
+         WHERE {} AND next_attempt_at <= ? \
+         AND webhook_id NOT IN (SELECT webhook_id FROM in_flight WHERE n >= ?) \
+         ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}) ",
+        in_flight_cte(),
+        DueDelivery::COLUMNS.join(", "),
+        in_progress::sql("status", DeliveryStatus::Pending),
+    );
+    let values = vec![
+        now.into(),
+        (per_webhook_cap.min(i64::MAX as u64) as i64).into(),
+        (room.min(i64::MAX as u64) as i64).into(),
+    ];
+    let due_from = "FROM due ORDER BY next_attempt_at";
+    let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM due)";
+    let events_from = "FROM events WHERE id IN (SELECT event_id FROM due)";
+    let [counts, due, hooks, events] = select_json(
+        txn,
+        &with,
+        [
+            (&IN_FLIGHT_COLUMNS, IN_FLIGHT_FROM),
+            (&DueDelivery::COLUMNS, due_from),
+            (&SendingWebhook::COLUMNS, hooks_from),
+            (&SendingEvent::COLUMNS, events_from),
+        ],
+        values,
+    )
+    .await?;
+    let due: Vec<DueDelivery> = decode_rows(&due, due_from)?;
+    let (webhooks, events) = if due.is_empty() {
+        (HashMap::new(), HashMap::new())
+    } else {
+        (
+            by_id(decode_rows::<SendingWebhook>(&hooks, hooks_from)?, |w| {
+                &w.id
+            }),
+            by_id(decode_rows::<SendingEvent>(&events, events_from)?, |e| {
+                &e.id
+            }),
+        )
+    };
+    Ok(DueHead {
+        in_flight: decode_in_flight(&counts)?,
+        due,
+        webhooks,
+        events,
+    })
+}
+
+/// `rows` shared, by their id.
+fn by_id<T>(rows: Vec<T>, id: impl Fn(&T) -> &String) -> HashMap<String, Arc<T>> {
+    rows.into_iter()
+        .map(|row| (id(&row).clone(), Arc::new(row)))
+        .collect()
+}
+
+/// Marks `leased` `sending` under `lease_id`, and `paused` `held`, in one batch.
+async fn write_leases(
+    txn: &WriteTxn,
+    leased: &[LeasedDelivery],
+    paused: &[String],
+    lease_id: &str,
+    owner: &str,
+    lease_expires_at: i64,
+) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    let mut batch = Batch::new(backend);
+    if !paused.is_empty() {
+        batch.push(
+            &delivery::Entity::update_many()
+                .col_expr(
+                    delivery::Column::Status,
+                    Expr::value(DeliveryStatus::Held.as_str()),
+                )
+                .filter(id_list::filter(
+                    backend,
+                    delivery::Column::Id,
+                    paused.iter().map(String::as_str),
+                )),
+        );
+    }
+    if !leased.is_empty() {
+        batch.push(
+            &delivery::Entity::update_many()
+                .col_expr(
+                    delivery::Column::Status,
+                    Expr::value(DeliveryStatus::Sending.as_str()),
+                )
+                .col_expr(delivery::Column::LeaseId, Expr::value(lease_id))
+                .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
+                .col_expr(
+                    delivery::Column::LeaseExpiresAt,
+                    Expr::value(lease_expires_at),
+                )
+                .filter(id_list::filter(
+                    backend,
+                    delivery::Column::Id,
+                    leased.iter().map(|l| l.delivery_id.as_str()),
+                )),
+        );
+    }
+    txn.write(batch).await
+}
