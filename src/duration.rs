@@ -53,6 +53,61 @@ pub fn human_duration(duration: Duration) -> String {
     format!("{ms}ms")
 }
 
+/// A duration flag: parsed as [`parse_duration`] does, shown exactly (`--help`'s defaults) in the largest
+/// unit that divides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationArg(pub Duration);
+
+impl std::str::FromStr for DurationArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_duration(text).map(DurationArg)
+    }
+}
+
+impl std::fmt::Display for DurationArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        let unit = [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ]
+        .into_iter()
+        .find(|(_, size)| ms >= *size && ms % size == 0);
+        match unit {
+            Some((unit, size)) => write!(f, "{}{unit}", ms / size),
+            None => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+/// A comma-separated list of durations as one flag (`5s,5m,30m`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationList(pub Vec<Duration>);
+
+impl std::str::FromStr for DurationList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_durations(text).map(DurationList)
+    }
+}
+
+impl std::fmt::Display for DurationList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, duration) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{}", DurationArg(*duration))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +123,15 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert_eq!(parse_durations("5s,5m").map(|v| v.len()), Ok(2));
         assert_eq!(human_duration(Duration::from_secs(5 * 86_400)), "5d");
+    }
+
+    #[test]
+    fn flags_show_their_value_exactly() {
+        for text in ["250ms", "90s", "15s", "5m", "36h", "7d", "1500ms"] {
+            let parsed: DurationArg = text.parse().expect("parses");
+            assert_eq!(parsed.to_string(), text);
+        }
+        let list: DurationList = "5s,5m,30m,2h".parse().expect("parses");
+        assert_eq!(list.to_string(), "5s,5m,30m,2h");
     }
 }

@@ -5,8 +5,7 @@
 //! daemon builds its requests with [`task_headers`], and reports only the headers it chose itself
 //! (`user-agent` and the signature's); the server records those ([`reported_headers`]) and shows an
 //! attempt's headers completed with [`complete`]. So a report does not carry back what the server already
-//! knows: with the whole header map in every report, its encoding, decoding and storage were ~10 % of a busy
-//! pipeline's CPU.
+//! knows (docs/PERFORMANCE.md, step 51).
 
 use std::collections::BTreeMap;
 

@@ -1,11 +1,10 @@
 //! How long freed memory stays with the process: the one allocator setting the daemon's and the server's
 //! processes change (both allocate with mimalloc; each `main` calls [`keep_freed_memory`] first).
 //!
-//! By default mimalloc gives a page's memory back to the OS 10 ms after the last block on it is freed. A
-//! process delivering thousands of webhooks a second frees and reuses the same pages continually, so it gave
-//! them back and faulted them in again moments later: page faults were ~5 % of the daemon's CPU and ~3 % of
-//! the server's under load. A second's delay keeps working memory in the process while it is busy; an idle
-//! process still returns it a second later, and peak RSS is unchanged (docs/PERFORMANCE.md, step 39).
+//! By default mimalloc gives a page's memory back to the OS moments after the last block on it is freed. A
+//! busy process frees and reuses the same pages continually, so it gave them back and faulted them in again
+//! moments later. A second's delay keeps working memory in the process while it is busy; an idle process
+//! still returns it a second later (docs/PERFORMANCE.md, step 39).
 
 use std::ffi::c_long;
 

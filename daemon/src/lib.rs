@@ -46,9 +46,10 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub(crate) const REPORT_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Large enough that a busy stream's claims and report groups are large: the server's writer cycle costs less
-/// per delivery the more it carries (docs/PERFORMANCE.md, step 31). About 15 MiB more peak memory than 512 in
-/// the throughput runs.
+/// per delivery the more it carries (docs/PERFORMANCE.md, step 31).
 const DEFAULT_PREFETCH: u32 = 2048;
+/// HTTP requests in flight at once by default, across all endpoints.
+const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 /// The most connections kept to one host, whatever `--max-in-flight`: bounds the daemon's memory.
 const MAX_DEFAULT_CONNECTIONS_PER_HOST: u32 = 256;
 
@@ -57,7 +58,7 @@ const MAX_DEFAULT_CONNECTIONS_PER_HOST: u32 = 256;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
     /// HTTP requests in flight at once, across all endpoints.
-    #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT", default_value_t = 256)]
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: u32,
     /// Leased deliveries held ready beyond those being sent, so a free request slot never waits for the
     /// server's next claim and report commits (the stream asks for `max-in-flight + prefetch` leases).
@@ -86,7 +87,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            max_in_flight: 256,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             prefetch: DEFAULT_PREFETCH,
             max_connections_per_host: None,
             max_in_flight_per_account: None,

@@ -6,9 +6,9 @@
 //!
 //! A report that finds the reporter idle waits up to [`REPORT_LINGER`] for company before it is sent. Nobody
 //! waits on a report but the lease it releases (the receiver already has the delivery), and at a steady
-//! low rate each report would otherwise be a call of its own and a server transaction of its own: at 1,000
-//! deliveries/s that was half of the server's cycles. Under load the reports queue while the previous call
-//! is out, their linger has long passed, and they go at once.
+//! low rate each report would otherwise be a call of its own and a server transaction of its own
+//! (docs/PERFORMANCE.md, step 41). Under load the reports queue while the previous call is out, their linger
+//! has long passed, and they go at once.
 //!
 //! A batch is encoded once per call: the common case (one call, answered) never copies the reports' header
 //! maps and bodies, which cloning the request for a possible retry did on every call.

@@ -77,7 +77,6 @@ impl Sender {
     ) -> proto::ReportDeliveryRequest {
         let started = std::time::SystemTime::now();
         let clock = std::time::Instant::now();
-        let timestamp = signature::unix_now();
         let mut report = proto::ReportDeliveryRequest {
             delivery_id: task.delivery_id.clone(),
             lease_id: std::mem::take(&mut task.lease_id),
@@ -85,74 +84,27 @@ impl Sender {
             started_at: Some(prost_types::Timestamp::from(started)),
             ..Default::default()
         };
-        let signed =
-            match signature::signature_header(&task.secrets, &task.event_id, timestamp, &task.body)
-            {
-                Ok(signed) => signed,
-                Err(err) => {
-                    fail(&mut report, "signing", err.to_string());
-                    return report;
-                }
-            };
-        // The report carries only the headers the task does not determine; the server shows the rest as
-        // `kit_webhooks::request` defines them, the same definition these requests are built from.
-        let user_agent = http::HeaderValue::from_static(USER_AGENT);
-        let signed_at = http::HeaderValue::from(timestamp);
-        let signature = http::HeaderValue::try_from(signed.as_str());
-        report.user_agent = USER_AGENT.to_owned();
-        report.signed_at = timestamp;
-        report.signature = signed;
-        let task_headers = request::task_headers(
-            std::mem::take(&mut task.event_id),
-            std::mem::take(&mut task.event_type),
-            std::mem::take(&mut task.delivery_id),
-            task.attempt_number,
-        );
-        // The body moves into the request: no copy of the payload per delivery. Built in place: the
-        // `http::request::Builder` moves itself (and the request so far) through every `header` call.
-        let body = std::mem::take(&mut task.body);
-        let request = url.map_err(http::Error::from).and_then(|url| {
-            let mut request = http::Request::new(Full::new(body));
-            *request.method_mut() = http::Method::POST;
-            *request.uri_mut() = url;
-            let map = request.headers_mut();
-            map.reserve(4 + task_headers.len());
-            let (name, value) = request::CONTENT_TYPE;
-            map.insert(
-                http::HeaderName::from_static(name),
-                http::HeaderValue::from_static(value),
-            );
-            map.insert(http::header::USER_AGENT, user_agent);
-            map.insert(
-                http::HeaderName::from_static(signature::WEBHOOK_TIMESTAMP),
-                signed_at,
-            );
-            map.insert(
-                http::HeaderName::from_static(signature::WEBHOOK_SIGNATURE),
-                signature?,
-            );
-            for (name, value) in task_headers {
-                // The task's strings become the header values as they are, without a copy.
-                map.insert(
-                    http::HeaderName::from_static(name),
-                    http::HeaderValue::from_maybe_shared(Bytes::from(value))?,
-                );
+        match signed_request(&mut task, url, &mut report) {
+            Ok(request) => {
+                let timeout = Duration::from_millis(u64::from(task.timeout_ms.max(1)));
+                self.exchange(request, timeout, &mut report).await;
             }
-            Ok(request)
-        });
-        let request = match request {
-            Ok(request) => request,
-            Err(err) => {
-                fail(
-                    &mut report,
-                    "invalid_url",
-                    format!("cannot build a request for `{}`: {err}", task.url),
-                );
+            Err((kind, text)) => {
+                fail(&mut report, kind, text);
                 return report;
             }
-        };
+        }
+        report.duration_ms = clock.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+        report
+    }
 
-        let timeout = Duration::from_millis(u64::from(task.timeout_ms.max(1)));
+    /// Sends `request` and notes its response (or why there is none) in `report`.
+    async fn exchange(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+        report: &mut proto::ReportDeliveryRequest,
+    ) {
         let exchange = async {
             let response = self.client.request(request).await?;
             let status = response.status();
@@ -163,13 +115,13 @@ impl Sender {
         };
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => fail(
-                &mut report,
+                report,
                 "timeout",
                 format!("no complete response within {timeout:?}"),
             ),
             Ok(Err(err)) => {
                 let (kind, text) = classify(&err);
-                fail(&mut report, kind, text);
+                fail(report, kind, text);
             }
             Ok(Ok((status, headers, body))) => {
                 report.response_status = u32::from(status.as_u16());
@@ -177,19 +129,80 @@ impl Sender {
                 if status.is_redirection() {
                     let location = headers.get("location").map_or("-", String::as_str);
                     fail(
-                        &mut report,
+                        report,
                         "redirect",
                         format!("HTTP {status}: redirects are not followed (location: {location})"),
                     );
                 } else if !status.is_success() {
-                    fail(&mut report, "status", format!("HTTP {status}"));
+                    fail(report, "status", format!("HTTP {status}"));
                 }
                 report.response_headers = response::capped_headers(headers);
             }
         }
-        report.duration_ms = clock.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
-        report
     }
+}
+
+/// The task's request, signed now: its body moved in, its headers set. The signature headers the report
+/// carries are noted in `report`; an error is the attempt's error kind and text.
+fn signed_request(
+    task: &mut proto::DeliveryTask,
+    url: Result<http::Uri, http::uri::InvalidUri>,
+    report: &mut proto::ReportDeliveryRequest,
+) -> Result<http::Request<Full<Bytes>>, (&'static str, String)> {
+    let timestamp = signature::unix_now();
+    let signed = signature::signature_header(&task.secrets, &task.event_id, timestamp, &task.body)
+        .map_err(|err| ("signing", err.to_string()))?;
+    // The report carries only the headers the task does not determine; the server shows the rest as
+    // `kit_webhooks::request` defines them, the same definition these requests are built from.
+    let user_agent = http::HeaderValue::from_static(USER_AGENT);
+    let signed_at = http::HeaderValue::from(timestamp);
+    let signature = http::HeaderValue::try_from(signed.as_str());
+    report.user_agent = USER_AGENT.to_owned();
+    report.signed_at = timestamp;
+    report.signature = signed;
+    let task_headers = request::task_headers(
+        std::mem::take(&mut task.event_id),
+        std::mem::take(&mut task.event_type),
+        std::mem::take(&mut task.delivery_id),
+        task.attempt_number,
+    );
+    // The body moves into the request: no copy of the payload per delivery.
+    let body = std::mem::take(&mut task.body);
+    let request = url.map_err(http::Error::from).and_then(|url| {
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = url;
+        let map = request.headers_mut();
+        map.reserve(4 + task_headers.len());
+        let (name, value) = request::CONTENT_TYPE;
+        map.insert(
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        );
+        map.insert(http::header::USER_AGENT, user_agent);
+        map.insert(
+            http::HeaderName::from_static(signature::WEBHOOK_TIMESTAMP),
+            signed_at,
+        );
+        map.insert(
+            http::HeaderName::from_static(signature::WEBHOOK_SIGNATURE),
+            signature?,
+        );
+        for (name, value) in task_headers {
+            // The task's strings become the header values as they are, without a copy.
+            map.insert(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_maybe_shared(Bytes::from(value))?,
+            );
+        }
+        Ok(request)
+    });
+    request.map_err(|err| {
+        (
+            "invalid_url",
+            format!("cannot build a request for `{}`: {err}", task.url),
+        )
+    })
 }
 
 fn fail(report: &mut proto::ReportDeliveryRequest, kind: &str, text: String) {

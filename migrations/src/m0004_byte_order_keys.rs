@@ -3,9 +3,8 @@
 //! compares them.
 //!
 //! Under the database's default collation (`en_US.UTF-8`, or even `C.UTF-8` on PostgreSQL 15) every B-tree
-//! comparison of a key went through the C library's `strcoll`, after copying both strings to terminate them:
-//! ~9 % of PostgreSQL's CPU under load, where each delivery writes about ten index entries (docs/PERFORMANCE.md,
-//! seventh round). Byte order is also the order the ids are made in (a prefix and a ULID), so a page cursor
+//! comparison of a key went through the C library's `strcoll`, after copying both strings to terminate them,
+//! and each delivery writes about ten index entries (docs/PERFORMANCE.md, step 36). Byte order is also the order the ids are made in (a prefix and a ULID), so a page cursor
 //! means the same on both databases; a language's collation orders them by other rules (case and punctuation
 //! ignored at first).
 //!

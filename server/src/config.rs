@@ -1,13 +1,27 @@
-//! Server configuration: what `serve` reads from flags and environment, with the defaults of docs/ARCHITECTURE.md.
+//! Server configuration: what `serve` reads from flags and environment.
+//!
+//! Each default is written once, here or beside the rule it belongs to (`core::policy`, `core::event`,
+//! `store`): `Config::default` and the flags of `main.rs` both use these constants, and a test holds the
+//! README's table to `--help` (`server/tests/readme_flags.rs`).
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::PathBuf,
+    time::Duration,
+};
 
 use crate::{
     core::{event::DEFAULT_MAX_PAYLOAD_BYTES, policy::RetryPolicy},
     store::DEFAULT_DATABASE_URL,
 };
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7400));
+/// The time limit of one delivery request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Leases one webhook may hold at once.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_WEBHOOK: u32 = 16;
+const DEFAULT_LEASE_MARGIN: Duration = Duration::from_secs(30);
+const DEFAULT_IDLE_POLL: Duration = Duration::from_secs(1);
 /// 32 MiB: over a hundred publishes of the largest payload at once, thousands of ordinary ones. What the
 /// server holds for a call is a few times its request bytes (the decoded message, the stored row, the
 /// answer), which this keeps within the memory target of docs/SECURITY.md.
@@ -54,22 +68,20 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: DEFAULT_LISTEN
-                .parse()
-                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7400))),
+            listen: DEFAULT_LISTEN,
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             database_max_connections: crate::store::DEFAULT_MAX_CONNECTIONS,
             allow_http: false,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
             key_file: None,
-            request_timeout: Duration::from_secs(15),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
-            max_in_flight_per_webhook: 16,
-            lease_margin: Duration::from_secs(30),
+            max_in_flight_per_webhook: DEFAULT_MAX_IN_FLIGHT_PER_WEBHOOK,
+            lease_margin: DEFAULT_LEASE_MARGIN,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             embedded_daemon: None,
-            idle_poll: Duration::from_secs(1),
+            idle_poll: DEFAULT_IDLE_POLL,
         }
     }
 }

@@ -94,45 +94,22 @@ pub async fn start_with_signal(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
     config.validate()?;
-    let store = Store::connect_with(&config.database_url, config.database_max_connections)
-        .await
-        .with_context(|| format!("connecting to {}", store::redacted(&config.database_url)))?;
-    store.migrate().await.context("migrating the database")?;
-    let key_file = config.key_file_path();
-    if keys::bootstrap(&store, &key_file).await? {
-        tracing::info!(
-            key_file = %key_file.display(),
-            "new database: created an admin key (account `{}`) and a publisher key",
-            keys::DEFAULT_ACCOUNT
-        );
-    }
-
+    let store = open_store(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let mut auth = Authenticator::new(store.clone());
     // The embedded daemon's key lives in this process's memory only.
-    let daemon_key = config.embedded_daemon.as_ref().map(|_| {
+    let embedded = config.embedded_daemon.clone().map(|options| {
         let key = core::secret::new_api_key();
-        auth.add_in_memory_key(
-            &key,
-            Principal {
-                role: Role::Daemon,
-                account_id: None,
-            },
-        );
-        key
+        let daemon = Principal {
+            role: Role::Daemon,
+            account_id: None,
+        };
+        auth.add_in_memory_key(&key, daemon);
+        (options, key)
     });
-    let embedded_options = config.embedded_daemon.clone();
-    let writer = writer::Writer::spawn(
-        store.clone(),
-        store::writes::WriteRules {
-            retry: config.retry.clone(),
-            per_webhook_cap: u64::from(config.max_in_flight_per_webhook),
-            lease_ttl_ms: config.lease_ttl().as_millis() as i64,
-        },
-    );
     let message_limits = api::admission::MessageLimits {
         events: config.max_publish_message_bytes(),
         payload: config.max_payload_bytes,
@@ -143,7 +120,7 @@ pub async fn start_with_signal(
         message_limits,
     );
     let state = Arc::new(AppState {
-        writer,
+        writer: writer::Writer::spawn(store.clone(), write_rules(&config)),
         store: store.clone(),
         config,
         deliveries_changed: Default::default(),
@@ -151,104 +128,28 @@ pub async fn start_with_signal(
         streams: Default::default(),
         shutdown: Default::default(),
     });
-    // Leases left behind by a server that died come back before the first stream opens.
-    let expired = store.expire_leases(core::time::now_ms()).await?;
-    if expired > 0 {
-        tracing::warn!(leases = expired, "returned expired leases to the queue");
-    }
-    tokio::spawn(dispatch::sweep_expired_leases(state.clone()));
-    tokio::spawn(store.clone().checkpoint_wal(state.shutdown.clone()));
-    tokio::spawn(replicas::run(
-        store.clone(),
-        state.config.database_url.clone(),
-        state.deliveries_changed.clone(),
-        state.shutdown.clone(),
-    ));
-
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<proto::webhook_service_server::WebhookServiceServer<api::webhooks::WebhookApi>>()
-        .await;
-    health_reporter
-        .set_serving::<proto::event_service_server::EventServiceServer<api::events::EventApi>>()
-        .await;
-    health_reporter
-        .set_serving::<proto::delivery_service_server::DeliveryServiceServer<api::deliveries::DeliveryApi>>()
-        .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-
-    let limits = &state.config;
+    start_background_tasks(&state).await?;
     let router = tonic::transport::Server::builder()
         // What one connection may hold: streams at once, and (tonic's default windows, 64 KiB) unread bytes.
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-        .timeout(limits.call_timeout())
-        .layer(admission)
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            proto::webhook_service_server::WebhookServiceServer::new(
-                api::webhooks::WebhookApi::new(state.clone()),
-            )
-            .max_decoding_message_size(api::admission::MessageLimits::WEBHOOKS),
-        )
-        .add_service(
-            proto::event_service_server::EventServiceServer::new(api::events::EventApi::new(
-                state.clone(),
-            ))
-            .max_decoding_message_size(message_limits.events),
-        )
-        .add_service(
-            proto::delivery_service_server::DeliveryServiceServer::new(
-                api::deliveries::DeliveryApi::new(state.clone()),
-            )
-            .max_decoding_message_size(api::admission::MessageLimits::DELIVERIES),
-        );
-
-    let daemon = match (embedded_options, daemon_key) {
-        (Some(options), Some(token)) => {
-            let mut target = addr;
-            if target.ip().is_unspecified() {
-                target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            Some(kit_webhooks_daemon::spawn(kit_webhooks_daemon::Config {
-                server: format!("http://{target}"),
-                token,
-                daemon_id: "embedded".into(),
-                options,
-            })?)
-        }
-        _ => None,
+        .timeout(state.config.call_timeout())
+        .layer(admission);
+    let router = add_services(router, &state, message_limits).await?;
+    let daemon = match embedded {
+        Some((options, token)) => Some(spawn_embedded_daemon(addr, options, token)?),
+        None => None,
     };
 
     let (tx, rx) = oneshot::channel::<()>();
-    let draining = state.clone();
-    let stop = async move {
+    let stop = stopping(state.clone(), daemon, async move {
         tokio::select! {
             _ = rx => {}
             _ = signal => {}
         }
-        // The embedded daemon finishes and reports what it has in flight while the server still listens;
-        // then every other stream ends, keeping its leases, and the server goes on recording reports until
-        // their daemons have reported them all (or the grace is over), then stops.
-        if let Some(daemon) = daemon {
-            if let Err(err) = daemon.shutdown().await {
-                tracing::error!(error = %err, "embedded daemon failed");
-            }
-        }
-        draining.shutdown.cancel();
-        drain(&draining).await;
-    };
+    });
     tracing::info!(%addr, "Kit Webhooks server listening");
     let task_store = store.clone();
-    // No Nagle: small stream messages and replies must leave at once, not wait for a delayed ACK (~40 ms).
+    // No Nagle: small stream messages and replies must leave at once, not wait for a delayed ACK.
     // A connection whose client is gone or silent is closed after a while (`idle`).
     let incoming = tonic::transport::server::TcpIncoming::from(listener)
         .with_nodelay(Some(true))
@@ -267,5 +168,132 @@ pub async fn start_with_signal(
         store,
         shutdown: Some(tx),
         task,
+    })
+}
+
+/// The server's shutdown, once `asked`: the embedded daemon finishes and reports what it has in flight
+/// while the server still listens; then every other stream ends, keeping its leases, and the server goes on
+/// recording reports until their daemons have reported them all (or the grace is over), then stops.
+async fn stopping(
+    state: Arc<AppState>,
+    daemon: Option<kit_webhooks_daemon::Daemon>,
+    asked: impl Future<Output = ()>,
+) {
+    asked.await;
+    if let Some(daemon) = daemon {
+        if let Err(err) = daemon.shutdown().await {
+            tracing::error!(error = %err, "embedded daemon failed");
+        }
+    }
+    state.shutdown.cancel();
+    drain(&state).await;
+}
+
+/// Connects to the database, migrates it, and on a new database writes the first keys.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect_with(&config.database_url, config.database_max_connections)
+        .await
+        .with_context(|| format!("connecting to {}", store::redacted(&config.database_url)))?;
+    store.migrate().await.context("migrating the database")?;
+    let key_file = config.key_file_path();
+    if keys::bootstrap(&store, &key_file).await? {
+        tracing::info!(
+            key_file = %key_file.display(),
+            "new database: created an admin key (account `{}`) and a publisher key",
+            keys::DEFAULT_ACCOUNT
+        );
+    }
+    Ok(store)
+}
+
+fn write_rules(config: &Config) -> store::writes::WriteRules {
+    store::writes::WriteRules {
+        retry: config.retry.clone(),
+        per_webhook_cap: u64::from(config.max_in_flight_per_webhook),
+        lease_ttl_ms: config.lease_ttl().as_millis() as i64,
+    }
+}
+
+/// Returns expired leases to the queue, then starts the lease sweeper, the WAL checkpointer and the replica
+/// wake-ups.
+async fn start_background_tasks(state: &Arc<AppState>) -> anyhow::Result<()> {
+    let store = &state.store;
+    // Leases left behind by a server that died come back before the first stream opens.
+    let expired = store.expire_leases(core::time::now_ms()).await?;
+    if expired > 0 {
+        tracing::warn!(leases = expired, "returned expired leases to the queue");
+    }
+    tokio::spawn(dispatch::sweep_expired_leases(state.clone()));
+    tokio::spawn(store.clone().checkpoint_wal(state.shutdown.clone()));
+    tokio::spawn(replicas::run(
+        store.clone(),
+        state.config.database_url.clone(),
+        state.deliveries_changed.clone(),
+        state.shutdown.clone(),
+    ));
+    Ok(())
+}
+
+/// The three services, each with its message limit, with health and reflection beside them.
+async fn add_services<L>(
+    mut server: tonic::transport::Server<L>,
+    state: &Arc<AppState>,
+    message_limits: api::admission::MessageLimits,
+) -> anyhow::Result<tonic::transport::server::Router<L>>
+where
+    L: Clone,
+{
+    use proto::{
+        delivery_service_server::DeliveryServiceServer, event_service_server::EventServiceServer,
+        webhook_service_server::WebhookServiceServer,
+    };
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<WebhookServiceServer<api::webhooks::WebhookApi>>()
+        .await;
+    health_reporter
+        .set_serving::<EventServiceServer<api::events::EventApi>>()
+        .await;
+    health_reporter
+        .set_serving::<DeliveryServiceServer<api::deliveries::DeliveryApi>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok(server
+        .add_service(health)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(
+            WebhookServiceServer::new(api::webhooks::WebhookApi::new(state.clone()))
+                .max_decoding_message_size(api::admission::MessageLimits::WEBHOOKS),
+        )
+        .add_service(
+            EventServiceServer::new(api::events::EventApi::new(state.clone()))
+                .max_decoding_message_size(message_limits.events),
+        )
+        .add_service(
+            DeliveryServiceServer::new(api::deliveries::DeliveryApi::new(state.clone()))
+                .max_decoding_message_size(api::admission::MessageLimits::DELIVERIES),
+        ))
+}
+
+/// The daemon inside this process, streaming from this server at `addr` with the in-memory `token`.
+fn spawn_embedded_daemon(
+    addr: SocketAddr,
+    options: kit_webhooks_daemon::Options,
+    token: String,
+) -> anyhow::Result<kit_webhooks_daemon::Daemon> {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    kit_webhooks_daemon::spawn(kit_webhooks_daemon::Config {
+        server: format!("http://{target}"),
+        token,
+        daemon_id: "embedded".into(),
+        options,
     })
 }

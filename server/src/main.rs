@@ -1,22 +1,29 @@
 //! `kit-webhooks-server`: serve the control plane, migrate a database, or create API keys.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use kit_webhooks::duration::{DurationArg, DurationList};
 use kit_webhooks_server::{
     config,
-    core::Role,
-    core::{policy::RetryPolicy, time},
+    core::{
+        event::DEFAULT_MAX_PAYLOAD_BYTES,
+        policy::{
+            RetryPolicy, DEFAULT_AUTO_DISABLE_AFTER, DEFAULT_AUTO_DISABLE_MIN_FAILURES,
+            DEFAULT_RETRY_SCHEDULE,
+        },
+        Role,
+    },
     keys,
-    store::DEFAULT_DATABASE_URL,
+    store::{DEFAULT_DATABASE_URL, DEFAULT_MAX_CONNECTIONS},
     Config, Store,
 };
 
 // mimalloc rather than glibc's malloc: the hot paths allocate and free many small buffers across threads,
 // where glibc spends measurable time consolidating (`malloc_consolidate` in the profile). With the crate's
-// `override` feature it serves SQLite's own `malloc` calls too (its page cache, its statements' values):
-// 55 -> 41 µs of CPU per delivery in the criterion `writer` bench.
+// `override` feature it serves SQLite's own `malloc` calls too (its page cache, its statements' values;
+// docs/PERFORMANCE.md, step 15).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -72,17 +79,13 @@ enum KeysCommand {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "KIT_WEBHOOKS_LISTEN", default_value = config::DEFAULT_LISTEN)]
+    #[arg(long, env = "KIT_WEBHOOKS_LISTEN", default_value_t = config::DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// `sqlite://FILE` (created if missing) or `postgres://…`.
     #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
     /// Most PostgreSQL connections this server opens.
-    #[arg(
-        long,
-        env = "KIT_WEBHOOKS_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 16
-    )]
+    #[arg(long, env = "KIT_WEBHOOKS_DATABASE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     database_max_connections: u32,
     /// Also admit `http://` webhook URLs (development only).
     #[arg(long, env = "KIT_WEBHOOKS_ALLOW_HTTP")]
@@ -91,46 +94,35 @@ struct ServeArgs {
     #[arg(long, env = "KIT_WEBHOOKS_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// Largest accepted `data_json`, in bytes.
-    #[arg(long, env = "KIT_WEBHOOKS_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_PAYLOAD_BYTES", default_value_t = DEFAULT_MAX_PAYLOAD_BYTES)]
     max_payload_bytes: usize,
     /// Request bytes held at once across all calls; a call past it is answered RESOURCE_EXHAUSTED.
     #[arg(long, env = "KIT_WEBHOOKS_MAX_BYTES_IN_FLIGHT", default_value_t = config::DEFAULT_MAX_BYTES_IN_FLIGHT)]
     max_bytes_in_flight: usize,
     /// Waits between attempts: one more attempt than entries. Units: ms, s, m, h, d.
-    #[arg(long, env = "KIT_WEBHOOKS_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = time::parse_durations)]
-    retry_schedule: Durations,
+    #[arg(long, env = "KIT_WEBHOOKS_RETRY_SCHEDULE", default_value_t = DurationList(DEFAULT_RETRY_SCHEDULE.to_vec()))]
+    retry_schedule: DurationList,
     /// Time limit of one delivery request.
-    #[arg(long, env = "KIT_WEBHOOKS_REQUEST_TIMEOUT", default_value = "15s", value_parser = time::parse_duration)]
-    request_timeout: Duration,
+    #[arg(long, env = "KIT_WEBHOOKS_REQUEST_TIMEOUT", default_value_t = DurationArg(config::DEFAULT_REQUEST_TIMEOUT))]
+    request_timeout: DurationArg,
     /// Disable a webhook failing for this long with no 2xx ...
-    #[arg(long, env = "KIT_WEBHOOKS_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = time::parse_duration)]
-    auto_disable_after: Duration,
+    #[arg(long, env = "KIT_WEBHOOKS_AUTO_DISABLE_AFTER", default_value_t = DurationArg(DEFAULT_AUTO_DISABLE_AFTER))]
+    auto_disable_after: DurationArg,
     /// ... and at least this many consecutive failed attempts.
-    #[arg(
-        long,
-        env = "KIT_WEBHOOKS_AUTO_DISABLE_MIN_FAILURES",
-        default_value_t = 20
-    )]
+    #[arg(long, env = "KIT_WEBHOOKS_AUTO_DISABLE_MIN_FAILURES", default_value_t = DEFAULT_AUTO_DISABLE_MIN_FAILURES)]
     auto_disable_min_failures: u32,
     /// Leases one webhook may hold at once.
-    #[arg(
-        long,
-        env = "KIT_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK",
-        default_value_t = 16
-    )]
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK", default_value_t = config::DEFAULT_MAX_IN_FLIGHT_PER_WEBHOOK)]
     max_in_flight_per_webhook: u32,
     /// On SIGTERM, wait at most this long for daemons to report what they are sending.
-    #[arg(long, env = "KIT_WEBHOOKS_SHUTDOWN_GRACE", default_value = "20s", value_parser = time::parse_duration)]
-    shutdown_grace: Duration,
+    #[arg(long, env = "KIT_WEBHOOKS_SHUTDOWN_GRACE", default_value_t = DurationArg(config::DEFAULT_SHUTDOWN_GRACE))]
+    shutdown_grace: DurationArg,
     /// Also run a delivery daemon in this process (it connects to this server over gRPC).
     #[arg(long, env = "KIT_WEBHOOKS_WITH_DAEMON")]
     with_daemon: bool,
     #[command(flatten)]
     daemon: kit_webhooks_daemon::Options,
 }
-
-/// A list of durations as one clap value.
-type Durations = Vec<Duration>;
 
 fn main() {
     // Before the runtime's threads exist.
@@ -165,14 +157,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_payload_bytes: args.max_payload_bytes,
                 max_bytes_in_flight: args.max_bytes_in_flight,
                 key_file: args.key_file,
-                request_timeout: args.request_timeout,
+                request_timeout: args.request_timeout.0,
                 retry: RetryPolicy {
-                    schedule: args.retry_schedule,
-                    auto_disable_after: args.auto_disable_after,
+                    schedule: args.retry_schedule.0,
+                    auto_disable_after: args.auto_disable_after.0,
                     auto_disable_min_failures: args.auto_disable_min_failures,
                 },
                 max_in_flight_per_webhook: args.max_in_flight_per_webhook,
-                shutdown_grace: args.shutdown_grace,
+                shutdown_grace: args.shutdown_grace.0,
                 embedded_daemon: args.with_daemon.then_some(args.daemon),
                 ..Config::default()
             };

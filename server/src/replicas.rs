@@ -3,9 +3,9 @@
 //! A change that may make deliveries due (a publish that left some pending, a resume, a retry or a replay,
 //! leases released or expired) wakes this server's streams through [`DeliveriesChanged`]. On PostgreSQL other
 //! server replicas may share the database (docs/ARCHITECTURE.md), each with daemon streams of its own, which
-//! would otherwise find those deliveries only at their next idle poll (publish → receipt across replicas took
-//! half a second at the median; docs/PERFORMANCE.md). So each change is also announced with PostgreSQL's
-//! `NOTIFY` on [`CHANNEL`], and every replica listens there and wakes its own streams.
+//! would otherwise find those deliveries only at their next idle poll (docs/PERFORMANCE.md, step 46). So
+//! each change is also announced with PostgreSQL's `NOTIFY` on [`CHANNEL`], and every replica listens there
+//! and wakes its own streams.
 //!
 //! Announcements are coalesced: at most one `NOTIFY` is in flight per replica, and the next waits
 //! [`NOTIFY_SPACING`], so a replica publishing thousands of events a second sends a few hundred. A

@@ -41,8 +41,7 @@ const MAX_REPORTS: usize = 1024;
 const MAX_CLAIMS: usize = 64;
 const QUEUE: usize = 8192;
 /// Committers on PostgreSQL: one per four connections of the pool (the rest serve the API and the streams),
-/// at most three (the number measured in docs/PERFORMANCE.md, step 11). Cycles
-/// in parallel do not deadlock: reports lock their deliveries and webhooks in id order, and claims skip
+/// at most three (docs/PERFORMANCE.md, step 11). Cycles in parallel do not deadlock: reports lock their deliveries and webhooks in id order, and claims skip
 /// locked rows instead of waiting for them.
 const POSTGRES_COMMITTERS: usize = 3;
 const CONNECTIONS_PER_COMMITTER: usize = 4;

@@ -40,43 +40,11 @@ pub async fn webhooks(
                 rate_limit_per_second: rate_limit,
             };
             let (webhook, secret) = client.create_webhook(new).await?;
-            match format {
-                Format::Json => output::print_json(
-                    &json!({ "webhook": output::webhook_json(&webhook), "secret": secret }),
-                ),
-                Format::Table => {
-                    output::fields(&[("id", webhook.id.clone()), ("secret", secret)]);
-                    println!("\nGive the secret to the endpoint: it verifies every request's signature with it.");
-                }
-            }
+            output::created_webhook(format, &webhook, secret);
         }
         WebhooksCommand::List => {
             let webhooks: Vec<_> = client.list_webhooks().try_collect().await?;
-            match format {
-                Format::Json => output::print_json(&json!(webhooks
-                    .iter()
-                    .map(output::webhook_json)
-                    .collect::<Vec<_>>())),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = webhooks
-                        .iter()
-                        .map(|w| {
-                            vec![
-                                w.id.clone(),
-                                output::webhook_status(w).into(),
-                                w.url.clone(),
-                                w.events.join(","),
-                                w.failure_count.to_string(),
-                                w.description.clone(),
-                            ]
-                        })
-                        .collect();
-                    output::table(
-                        &["ID", "STATUS", "URL", "EVENTS", "FAILURES", "DESCRIPTION"],
-                        &rows,
-                    );
-                }
-            }
+            output::webhook_list(format, &webhooks);
         }
         WebhooksCommand::Get { id } => show(&client.get_webhook(&id).await?),
         WebhooksCommand::Update {
@@ -110,21 +78,7 @@ pub async fn webhooks(
         }
         WebhooksCommand::RotateSecret { id, grace } => {
             let (webhook, secret) = client.rotate_secret(&id, grace).await?;
-            match format {
-                Format::Json => output::print_json(
-                    &json!({ "webhook": output::webhook_json(&webhook), "secret": secret }),
-                ),
-                Format::Table => {
-                    output::fields(&[
-                        ("id", webhook.id.clone()),
-                        ("new secret", secret),
-                        (
-                            "old secret until",
-                            output::time(&webhook.previous_secret_expires_at),
-                        ),
-                    ]);
-                }
-            }
+            output::rotated_secret(format, &webhook, secret);
         }
         WebhooksCommand::Secret { id } => {
             let secret = client.webhook_secret(&id).await?;
@@ -133,25 +87,26 @@ pub async fn webhooks(
                 Format::Table => println!("{secret}"),
             }
         }
-        WebhooksCommand::Ping { id } => {
-            let delivery = client.send_test_ping(&id, true).await?;
-            let succeeded = delivery.status() == DeliveryStatus::Succeeded;
-            match format {
-                Format::Json => output::print_json(&output::delivery_json(&delivery)),
-                Format::Table => match delivery.attempts.last() {
-                    Some(attempt) => {
-                        println!("ping {}: {}", delivery.id, output::attempt_summary(attempt))
-                    }
-                    None => println!(
-                        "ping {}: no attempt yet (is a delivery daemon running?)",
-                        delivery.id
-                    ),
-                },
-            }
-            if !succeeded {
-                bail!("the endpoint did not acknowledge the ping with a 2xx");
-            }
-        }
+        WebhooksCommand::Ping { id } => ping(&client, format, &id).await?,
+    }
+    Ok(())
+}
+
+/// `webhooks ping`: a test ping, waited for; an error unless the endpoint answered 2xx.
+async fn ping(client: &Client, format: Format, id: &str) -> anyhow::Result<()> {
+    let delivery = client.send_test_ping(id, true).await?;
+    match format {
+        Format::Json => output::print_json(&output::delivery_json(&delivery)),
+        Format::Table => match delivery.attempts.last() {
+            Some(attempt) => println!("ping {}: {}", delivery.id, output::attempt_summary(attempt)),
+            None => println!(
+                "ping {}: no attempt yet (is a delivery daemon running?)",
+                delivery.id
+            ),
+        },
+    }
+    if delivery.status() != DeliveryStatus::Succeeded {
+        bail!("the endpoint did not acknowledge the ping with a 2xx");
     }
     Ok(())
 }
@@ -168,54 +123,14 @@ pub async fn deliveries(
             status,
             event_type,
         } => {
-            let status = match status.as_deref() {
-                None => None,
-                Some("pending") => Some(DeliveryStatus::Pending),
-                Some("sending") => Some(DeliveryStatus::Sending),
-                Some("succeeded") => Some(DeliveryStatus::Succeeded),
-                Some("failed") => Some(DeliveryStatus::Failed),
-                Some(other) => {
-                    bail!("--status: `{other}` is not one of pending, sending, succeeded, failed")
-                }
-            };
+            let status = status.as_deref().map(delivery_status).transpose()?;
             let query = DeliveryQuery {
                 webhook_id: webhook,
                 status,
                 event_type,
             };
             let deliveries: Vec<_> = client.list_deliveries(query).try_collect().await?;
-            match format {
-                Format::Json => output::print_json(&json!(deliveries
-                    .iter()
-                    .map(output::delivery_json)
-                    .collect::<Vec<_>>())),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = deliveries
-                        .iter()
-                        .map(|d| {
-                            vec![
-                                d.id.clone(),
-                                output::delivery_status(d).into(),
-                                d.event_type.clone(),
-                                d.attempt_count.to_string(),
-                                output::time(&d.created_at),
-                                output::time(&d.next_attempt_at),
-                            ]
-                        })
-                        .collect();
-                    output::table(
-                        &[
-                            "ID",
-                            "STATUS",
-                            "EVENT TYPE",
-                            "ATTEMPTS",
-                            "CREATED",
-                            "NEXT ATTEMPT",
-                        ],
-                        &rows,
-                    );
-                }
-            }
+            output::delivery_list(format, &deliveries);
         }
         DeliveriesCommand::Show { id } => {
             let delivery = client.get_delivery(&id).await?;
@@ -360,6 +275,17 @@ pub async fn event_types(connection: &ConnectionArgs, format: Format) -> anyhow:
         }
     }
     Ok(())
+}
+
+/// `--status` of `deliveries list`.
+fn delivery_status(text: &str) -> anyhow::Result<DeliveryStatus> {
+    Ok(match text {
+        "pending" => DeliveryStatus::Pending,
+        "sending" => DeliveryStatus::Sending,
+        "succeeded" => DeliveryStatus::Succeeded,
+        "failed" => DeliveryStatus::Failed,
+        other => bail!("--status: `{other}` is not one of pending, sending, succeeded, failed"),
+    })
 }
 
 /// `TIME` of `--since`/`--until`: RFC 3339, or a duration meaning that long ago (`72h`).

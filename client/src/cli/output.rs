@@ -229,3 +229,92 @@ pub fn delivery_details(delivery: &Delivery) {
         }
     }
 }
+
+/// A new webhook and its secret, shown once.
+pub fn created_webhook(format: Format, webhook: &Webhook, secret: String) {
+    match format {
+        Format::Json => print_json(&json!({ "webhook": webhook_json(webhook), "secret": secret })),
+        Format::Table => {
+            fields(&[("id", webhook.id.clone()), ("secret", secret)]);
+            println!(
+                "\nGive the secret to the endpoint: it verifies every request's signature with it."
+            );
+        }
+    }
+}
+
+/// A webhook's new secret, and until when the old one is still accepted.
+pub fn rotated_secret(format: Format, webhook: &Webhook, secret: String) {
+    match format {
+        Format::Json => print_json(&json!({ "webhook": webhook_json(webhook), "secret": secret })),
+        Format::Table => fields(&[
+            ("id", webhook.id.clone()),
+            ("new secret", secret),
+            (
+                "old secret until",
+                time(&webhook.previous_secret_expires_at),
+            ),
+        ]),
+    }
+}
+
+pub fn webhook_list(format: Format, webhooks: &[Webhook]) {
+    match format {
+        Format::Json => print_json(&json!(webhooks
+            .iter()
+            .map(webhook_json)
+            .collect::<Vec<_>>())),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = webhooks
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.id.clone(),
+                        webhook_status(w).into(),
+                        w.url.clone(),
+                        w.events.join(","),
+                        w.failure_count.to_string(),
+                        w.description.clone(),
+                    ]
+                })
+                .collect();
+            table(
+                &["ID", "STATUS", "URL", "EVENTS", "FAILURES", "DESCRIPTION"],
+                &rows,
+            );
+        }
+    }
+}
+
+pub fn delivery_list(format: Format, deliveries: &[Delivery]) {
+    match format {
+        Format::Json => print_json(&json!(deliveries
+            .iter()
+            .map(delivery_json)
+            .collect::<Vec<_>>())),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = deliveries
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.id.clone(),
+                        delivery_status(d).into(),
+                        d.event_type.clone(),
+                        d.attempt_count.to_string(),
+                        time(&d.created_at),
+                        time(&d.next_attempt_at),
+                    ]
+                })
+                .collect();
+            let headers = [
+                "ID",
+                "STATUS",
+                "EVENT TYPE",
+                "ATTEMPTS",
+                "CREATED",
+                "NEXT ATTEMPT",
+            ];
+            table(&headers, &rows);
+        }
+    }
+}

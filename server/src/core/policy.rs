@@ -24,6 +24,11 @@ const JITTER: f64 = 0.2;
 const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
+/// A webhook failing this long with no `2xx` ...
+pub const DEFAULT_AUTO_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
+/// ... and at least this many consecutive failed attempts is disabled.
+pub const DEFAULT_AUTO_DISABLE_MIN_FAILURES: u32 = 20;
+
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Waits after each failed attempt; one more attempt than there are waits.
@@ -38,8 +43,8 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
-            auto_disable_after: Duration::from_secs(5 * 24 * 3600),
-            auto_disable_min_failures: 20,
+            auto_disable_after: DEFAULT_AUTO_DISABLE_AFTER,
+            auto_disable_min_failures: DEFAULT_AUTO_DISABLE_MIN_FAILURES,
         }
     }
 }

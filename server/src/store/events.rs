@@ -221,29 +221,10 @@ pub async fn insert_deliveries(
 pub async fn publish_in(
     txn: &WriteTxn,
     events: &[event::Model],
-    mut hand_off: Option<&mut HandOff>,
+    hand_off: Option<&mut HandOff>,
 ) -> Result<Vec<Published>, DbErr> {
     // Events whose key was seen before (in the database, or earlier in this group) come back as they were.
-    let mut originals: HashMap<(String, String), event::Model> = HashMap::new();
-    let keyed: Vec<&event::Model> = events
-        .iter()
-        .filter(|e| e.idempotency_key.is_some())
-        .collect();
-    if !keyed.is_empty() {
-        let found = event::Entity::find()
-            .filter(event::Column::AccountId.is_in(keyed.iter().map(|e| e.account_id.as_str())))
-            .filter(
-                event::Column::IdempotencyKey
-                    .is_in(keyed.iter().filter_map(|e| e.idempotency_key.as_deref())),
-            )
-            .all(txn)
-            .await?;
-        for original in found {
-            if let Some(key) = original.idempotency_key.clone() {
-                originals.insert((original.account_id.clone(), key), original);
-            }
-        }
-    }
+    let mut originals = find_originals(txn, events).await?;
     let mut outcomes = Vec::with_capacity(events.len());
     let mut fresh = Vec::with_capacity(events.len());
     for event in events {
@@ -258,37 +239,7 @@ pub async fn publish_in(
         outcomes.push(Ok(fresh.len()));
         fresh.push(event.clone());
     }
-
-    let mut accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
-    accounts.sort_unstable();
-    accounts.dedup();
-    let mut webhooks: HashMap<String, Vec<webhook::Model>> = HashMap::new();
-    if !accounts.is_empty() {
-        for hook in read_fan_out(txn, &accounts, hand_off.as_deref_mut()).await? {
-            webhooks
-                .entry(hook.account_id.clone())
-                .or_default()
-                .push(hook);
-        }
-    }
-    let mut deliveries = Vec::new();
-    // Per fresh event: deliveries queued, and of those left pending.
-    let mut queued = Vec::with_capacity(fresh.len());
-    for event in &fresh {
-        let (mut count, mut pending) = (0, 0);
-        for hook in webhooks.get(&event.account_id).into_iter().flatten() {
-            if subscribes(&hook.events, &event.r#type) {
-                let mut delivery = new_delivery(event, hook);
-                let handed = hand_off
-                    .as_deref_mut()
-                    .is_some_and(|hand_off| hand_off.offer(&mut delivery, hook, event));
-                count += 1;
-                pending += u32::from(!handed);
-                deliveries.push(delivery);
-            }
-        }
-        queued.push((count, pending));
-    }
+    let (deliveries, queued) = fan_out(txn, &fresh, hand_off).await?;
     // The events and their deliveries in one batch.
     let mut batch = Batch::new(txn.get_database_backend());
     batch.insert_rows(
@@ -315,6 +266,74 @@ pub async fn publish_in(
             Err(original) => Published::original(original),
         })
         .collect())
+}
+
+/// The stored events of `events`' idempotency keys, by account and key.
+async fn find_originals(
+    txn: &WriteTxn,
+    events: &[event::Model],
+) -> Result<HashMap<(String, String), event::Model>, DbErr> {
+    let keyed: Vec<&event::Model> = events
+        .iter()
+        .filter(|e| e.idempotency_key.is_some())
+        .collect();
+    if keyed.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = event::Entity::find()
+        .filter(event::Column::AccountId.is_in(keyed.iter().map(|e| e.account_id.as_str())))
+        .filter(
+            event::Column::IdempotencyKey
+                .is_in(keyed.iter().filter_map(|e| e.idempotency_key.as_deref())),
+        )
+        .all(txn)
+        .await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|original| {
+            let key = original.idempotency_key.clone()?;
+            Some(((original.account_id.clone(), key), original))
+        })
+        .collect())
+}
+
+/// The deliveries of `fresh` events, one per subscribed active webhook of the event's account (offered to
+/// the `hand_off` first), and per event how many were queued and how many of those left pending.
+async fn fan_out(
+    txn: &WriteTxn,
+    fresh: &[event::Model],
+    mut hand_off: Option<&mut HandOff>,
+) -> Result<(Vec<delivery::Model>, Vec<(u32, u32)>), DbErr> {
+    let mut accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    let mut webhooks: HashMap<String, Vec<webhook::Model>> = HashMap::new();
+    if !accounts.is_empty() {
+        for hook in read_fan_out(txn, &accounts, hand_off.as_deref_mut()).await? {
+            webhooks
+                .entry(hook.account_id.clone())
+                .or_default()
+                .push(hook);
+        }
+    }
+    let mut deliveries = Vec::new();
+    let mut queued = Vec::with_capacity(fresh.len());
+    for event in fresh {
+        let (mut count, mut pending) = (0, 0);
+        for hook in webhooks.get(&event.account_id).into_iter().flatten() {
+            if subscribes(&hook.events, &event.r#type) {
+                let mut delivery = new_delivery(event, hook);
+                let handed = hand_off
+                    .as_deref_mut()
+                    .is_some_and(|hand_off| hand_off.offer(&mut delivery, hook, event));
+                count += 1;
+                pending += u32::from(!handed);
+                deliveries.push(delivery);
+            }
+        }
+        queued.push((count, pending));
+    }
+    Ok((deliveries, queued))
 }
 
 /// The active webhooks of `accounts`, and, when `hand_off` wants them, the leases each webhook holds: one read.

@@ -81,27 +81,7 @@ impl Store {
                 .min_connections(1)
                 .connect_timeout(Duration::from_secs(10))
                 .sqlx_logging(false)
-                // Every query of this service is meant to read a short index range or look rows up by key
-                // (docs/PERFORMANCE.md: leasing stays index-backed), but the planner goes by statistics that autovacuum
-                // refreshes about once a minute, while `deliveries` grows by thousands of rows a second and
-                // its rows change status three times in their first seconds. With stale statistics it chose
-                // sequential scans for `id IN (…)` lookups of a few hundred leases (a whole-table scan per
-                // claim and per report group) and bitmap scans for the due range, which sort the whole pending
-                // range and, unlike plain index scans, never mark the index entries of dead row versions as
-                // dead, so counting held leases went through tens of thousands of them. Both cost 5-25 ms a
-                // statement where an index scan takes a fraction of a millisecond; these connections tell the
-                // planner to use the indexes. (A query with no usable index still runs, as a sequential scan.)
-                // With the plan thus settled by the indexes, a prepared statement's plan does not depend on its
-                // parameters: generic plans spare the writer's statements a custom plan per execution, which
-                // also parsed each insert's JSON rows once more to fold them as constants (~6 % of
-                // PostgreSQL's CPU under load, docs/PERFORMANCE.md step 37).
-                .map_sqlx_postgres_opts(|postgres| {
-                    postgres.options([
-                        ("enable_seqscan", "off"),
-                        ("enable_bitmapscan", "off"),
-                        ("plan_cache_mode", "force_generic_plan"),
-                    ])
-                });
+                .map_sqlx_postgres_opts(|postgres| postgres.options(POSTGRES_SESSION));
             let pool = Database::connect(options).await?;
             Ok(Store {
                 write: pool.clone(),
@@ -240,11 +220,21 @@ fn normalize_url(url: &str) -> String {
     }
 }
 
-/// The page size of a database this server creates (SQLite's default is 4 KiB). Under load each delivery
-/// touches ~15 B-tree entries spread over a handful of tables and indexes; with 8 KiB pages a cycle's
-/// rows share fewer pages, B-trees are a level shallower, and the WAL gets fewer, larger frames: server CPU
-/// per delivery -2 to -3 %, throughput +3 to +4 % (docs/PERFORMANCE.md, step 49). 16 KiB measured the same as
-/// 8. An existing database keeps the page size it was created with (a WAL database cannot change it).
+/// The planner settings of every PostgreSQL session of the server. Every query here is meant to read a
+/// short index range or look rows up by key, but the planner goes by statistics that autovacuum refreshes
+/// far more slowly than `deliveries` changes; with stale statistics it chose sequential and bitmap scans that
+/// cost tens of times more (docs/PERFORMANCE.md, step 24). So the sessions plan with the indexes (a query no
+/// index serves still runs, as a sequential scan), and with the plan thus settled, generic plans spare every
+/// statement a custom plan per execution (step 37).
+const POSTGRES_SESSION: [(&str, &str); 3] = [
+    ("enable_seqscan", "off"),
+    ("enable_bitmapscan", "off"),
+    ("plan_cache_mode", "force_generic_plan"),
+];
+
+/// The page size of a database this server creates (SQLite's default is 4 KiB): a cycle's rows share fewer
+/// pages, B-trees are a level shallower and the WAL gets fewer, larger frames (docs/PERFORMANCE.md, step 49).
+/// An existing database keeps the page size it was created with (a WAL database cannot change it).
 const PAGE_SIZE_BYTES: u32 = 8192;
 /// How often the WAL is checkpointed in the background.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
@@ -252,10 +242,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// [`PAGE_SIZE_BYTES`] pages.
 const WAL_BACKSTOP_PAGES: u32 = 64 * 1024 * 1024 / PAGE_SIZE_BYTES;
 /// Page cache of the writer connection and of each reader: the hot end of the deliveries table and its
-/// indexes should stay in memory (SQLite's default is 2 MiB). The writer's is kept modest on purpose: every
-/// commit ends with SQLite truncating the page cache to the database's size, a walk of the cache's hash
-/// table, and at 64 MiB that walk cost the writer ~8 % more CPU per delivery than at 8 MiB (measured with
-/// the criterion `writer` bench); the OS page cache serves what falls out.
+/// indexes should stay in memory. The writer's is kept modest on purpose: every commit ends with a walk of
+/// the cache's hash table, which costs more the larger the cache (docs/PERFORMANCE.md, step 16); the OS page
+/// cache serves what falls out.
 const WRITER_CACHE_KIB: u32 = 8 * 1024;
 const READER_CACHE_KIB: u32 = 16 * 1024;
 
@@ -284,8 +273,8 @@ fn sqlite_options(url: &str, connections: u32, cache_kib: u32) -> ConnectOptions
     options
 }
 
-/// SQLite keeps memory statistics by default, entering a process-wide mutex on every allocation and free:
-/// under load ~10 % of the writer thread's time went to that mutex, for statistics nothing here reads. The
+/// SQLite keeps memory statistics by default, entering a process-wide mutex on every allocation and free,
+/// for statistics nothing here reads (docs/PERFORMANCE.md, step 26). The
 /// setting is only accepted before SQLite initialises, i.e. before this process opens its first SQLite
 /// connection, which is why every SQLite connection of the server is opened after this (`Once`: the other
 /// callers wait until it has run). Called later, SQLite refuses it (`SQLITE_MISUSE`) and nothing changes.

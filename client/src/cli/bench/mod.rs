@@ -8,25 +8,32 @@
 //! delivery has been received.
 
 mod ceiling;
+mod figures;
 mod processes;
+mod progress;
 mod receivers;
+mod target;
 
 use std::{
-    io::IsTerminal,
+    collections::HashMap,
     path::PathBuf,
-    sync::{atomic::Ordering, Arc},
+    sync::{atomic::Ordering, Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
 use kit_webhooks::signature::Secret;
+use kit_webhooks::sync::lock;
 use kit_webhooks_client::{Client, NewWebhook};
-use serde::Serialize;
 use tokio::sync::Semaphore;
 
+pub use self::figures::{Figures, Latency};
 use self::{
+    figures::{percentile, print_table},
     processes::Usage,
+    progress::Progress,
     receivers::{EventKey, Tally},
+    target::Target,
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -92,48 +99,6 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
 }
 
-/// The figures of one run.
-#[derive(Debug, Serialize)]
-pub struct Figures {
-    pub events: usize,
-    pub webhooks: usize,
-    pub deliveries_expected: usize,
-    pub backlog: usize,
-    pub deliveries_received: usize,
-    pub duplicates: u64,
-    pub bad_signatures: u64,
-    pub payload_bytes: usize,
-    pub concurrency: u32,
-    pub prefetch: u32,
-    pub max_connections_per_host: u32,
-    pub database: String,
-    /// The mean of the ceiling measured before the run and after it.
-    pub raw_ceiling_per_second: f64,
-    pub raw_ceiling_before_per_second: f64,
-    pub raw_ceiling_after_per_second: f64,
-    pub deliveries_per_second: f64,
-    pub ratio_to_ceiling: f64,
-    pub publish_calls_per_second: f64,
-    pub latency_ms: Latency,
-    pub attempts_per_delivery: f64,
-    pub elapsed_seconds: f64,
-    pub server: Option<Usage>,
-    pub daemon: Option<Usage>,
-    /// How busy the whole machine was from the first publish to the last receipt (1.0: every core, all the
-    /// time), where `/proc/stat` tells.
-    pub machine_busy: Option<f64>,
-    /// CPU seconds this machine's PostgreSQL processes used over the same span (PostgreSQL runs only).
-    pub postgres_cpu_seconds: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Latency {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
 pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
     let figures = measure(&args).await?;
     if let Some(path) = &args.json {
@@ -163,44 +128,88 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     let tally = Arc::new(Tally::default());
     let receivers = receivers::start(args.receivers, args.latency, tally.clone()).await?;
     // The ceiling is measured before the system under test starts and again after it has stopped: on a
-    // shared machine it drifts (by a third within minutes on the 2-core machines of docs/PERFORMANCE.md), and
-    // the mean of the two brackets the run it is compared with. `--ceiling-duration 0s` skips it (the memory
-    // run's 10,000 connections would need twice as many file descriptors in this one process).
-    let measure_ceiling = |when: &'static str| {
-        let receivers = &receivers;
-        async move {
-            if args.ceiling_duration.is_zero() {
-                return Ok::<_, anyhow::Error>(0.0);
-            }
-            progress_note(when);
-            ceiling::measure(
-                receivers,
-                args.concurrency as usize,
-                args.payload_bytes,
-                args.ceiling_duration,
-            )
-            .await
-        }
-    };
-    let ceiling_before = measure_ceiling("measuring the raw ceiling").await?;
+    // shared machine it drifts within minutes, and the mean of the two brackets the run it is compared with.
+    let ceiling_before = measure_ceiling(args, &receivers, "measuring the raw ceiling").await?;
 
-    // The system under test.
     let dir = tempfile::tempdir()?;
     let system = match &args.target {
         Some(server_url) => Target::existing(server_url, args)?,
         None => Target::start(args, dir.path())?,
     };
-    let Target {
-        ref server_url,
-        ref admin_key,
-        ref publisher_key,
-        ref account,
-        ref server,
-        ref daemon,
-        ref database,
-    } = system;
+    let admin = Client::connect(&system.server_url, &system.admin_key).await?;
+    create_webhooks(&admin, args, &receivers, &tally).await?;
 
-    let admin = Client::connect(server_url, admin_key).await?;
+    let expected = args.events * args.webhooks;
+    // Room for every receipt up front: the map does not grow (and copy itself) while receivers record.
+    lock(&tally.first_seen).reserve(expected);
+    let machine_before = processes::machine_ticks();
+    let postgres_before = processes::postgres_cpu_seconds();
+    let started = Instant::now();
+    let progress = Progress::start(expected, tally.clone());
+    let published = publish(&system, args, started).await?;
+    let deadline = Instant::now() + args.timeout;
+    while tally.unique() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    progress.stop();
+    let spent = Spent {
+        machine_busy: machine_before.zip(processes::machine_ticks()).and_then(
+            |((busy0, all0), (busy1, all1))| {
+                (all1 > all0).then(|| (busy1 - busy0) as f64 / (all1 - all0) as f64)
+            },
+        ),
+        postgres_cpu: (system.database == "postgresql")
+            .then(|| processes::postgres_cpu_seconds() - postgres_before),
+        server: system
+            .server
+            .as_ref()
+            .and_then(|p| processes::usage(p.0.id())),
+        daemon: system
+            .daemon
+            .as_ref()
+            .and_then(|p| processes::usage(p.0.id())),
+        database: system.database.clone(),
+    };
+    drop(system);
+    let ceiling_after =
+        measure_ceiling(args, &receivers, "measuring the raw ceiling again").await?;
+    Ok(figures(
+        args,
+        &tally,
+        &published,
+        started,
+        (ceiling_before, ceiling_after),
+        spent,
+    ))
+}
+
+/// The raw ceiling over `receivers` (0 with `--ceiling-duration 0s`, which skips it: the memory run's 10,000
+/// connections would need twice as many file descriptors in this one process).
+async fn measure_ceiling(
+    args: &BenchArgs,
+    receivers: &[String],
+    when: &str,
+) -> anyhow::Result<f64> {
+    if args.ceiling_duration.is_zero() {
+        return Ok(0.0);
+    }
+    progress::note(when);
+    ceiling::measure(
+        receivers,
+        args.concurrency as usize,
+        args.payload_bytes,
+        args.ceiling_duration,
+    )
+    .await
+}
+
+/// Creates `--webhooks` webhooks spread over the receivers, and gives the receivers their secrets.
+async fn create_webhooks(
+    admin: &Client,
+    args: &BenchArgs,
+    receivers: &[String],
+    tally: &Tally,
+) -> anyhow::Result<()> {
     for index in 0..args.webhooks {
         let url = format!("{}/wh/{index}", receivers[index % receivers.len()]);
         // The bench sends far more than the default 100 requests/s to one endpoint.
@@ -217,23 +226,20 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
             .map_err(|_| anyhow::anyhow!("lock"))?
             .insert(index, secret);
     }
+    Ok(())
+}
 
-    let publisher = Client::connect(server_url, publisher_key).await?;
+/// When each event was published, and how long publishing them all took.
+struct Published {
+    at: HashMap<EventKey, Instant>,
+    seconds: f64,
+}
+
+/// Publishes `--events` events, `--publishers` calls at a time (at `--rate` a second, if set).
+async fn publish(system: &Target, args: &BenchArgs, started: Instant) -> anyhow::Result<Published> {
+    let publisher = Client::connect(&system.server_url, &system.publisher_key).await?;
     let data = payload(args.payload_bytes);
-    let expected = args.events * args.webhooks;
-    // Room for every receipt up front: the map does not grow (and copy itself) while receivers record.
-    tally
-        .first_seen
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .reserve(expected);
-    let published_at = Arc::new(std::sync::Mutex::new(
-        std::collections::HashMap::with_capacity(args.events),
-    ));
-    let machine_before = processes::machine_ticks();
-    let postgres_before = processes::postgres_cpu_seconds();
-    let started = Instant::now();
-    let progress = Progress::start(expected, tally.clone());
+    let published_at = Arc::new(Mutex::new(HashMap::with_capacity(args.events)));
     let slots = Arc::new(Semaphore::new(args.publishers.max(1)));
     let mut calls = Vec::with_capacity(args.events);
     for n in 0..args.events {
@@ -246,7 +252,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
             publisher.clone(),
             data.clone(),
             published_at.clone(),
-            account.clone(),
+            system.account.clone(),
         );
         calls.push(tokio::spawn(async move {
             let sent = Instant::now();
@@ -254,9 +260,8 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
                 .publish_event(&account, "interview.scheduled", &data, None)
                 .await;
             drop(permit);
-            let reply = reply?;
-            if let (Some(event), Ok(mut map)) = (reply.event, published_at.lock()) {
-                map.insert(EventKey::of(&event.id), sent);
+            if let Some(event) = reply?.event {
+                lock(&published_at).insert(EventKey::of(&event.id), sent);
             }
             Ok::<_, kit_webhooks_client::Error>(())
         }));
@@ -264,42 +269,38 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     for call in calls {
         call.await??;
     }
-    let publish_seconds = started.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
+    let at = lock(&published_at).clone();
+    Ok(Published { at, seconds })
+}
 
-    let deadline = Instant::now() + args.timeout;
-    while tally.unique() < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    progress.stop();
-    let machine_busy = machine_before.zip(processes::machine_ticks()).and_then(
-        |((busy0, all0), (busy1, all1))| {
-            (all1 > all0).then(|| (busy1 - busy0) as f64 / (all1 - all0) as f64)
-        },
-    );
-    let postgres_cpu =
-        (database == "postgresql").then(|| processes::postgres_cpu_seconds() - postgres_before);
-    let server_usage = server.as_ref().and_then(|p| processes::usage(p.0.id()));
-    let daemon_usage = daemon.as_ref().and_then(|p| processes::usage(p.0.id()));
-    let database = database.clone();
-    drop(system);
-    let ceiling_after = measure_ceiling("measuring the raw ceiling again").await?;
+/// What the run cost, read as it ended.
+struct Spent {
+    machine_busy: Option<f64>,
+    postgres_cpu: Option<f64>,
+    server: Option<Usage>,
+    daemon: Option<Usage>,
+    database: String,
+}
+
+/// The run's figures from what the receivers saw.
+fn figures(
+    args: &BenchArgs,
+    tally: &Tally,
+    published: &Published,
+    started: Instant,
+    (ceiling_before, ceiling_after): (f64, f64),
+    spent: Spent,
+) -> Figures {
     let ceiling = (ceiling_before + ceiling_after) / 2.0;
-
-    let first_seen = tally
-        .first_seen
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .clone();
-    let published_at = published_at
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .clone();
+    let first_seen = lock(&tally.first_seen).clone();
     let last = first_seen.values().max().copied().unwrap_or(started);
     let elapsed = last.duration_since(started).as_secs_f64().max(1e-9);
     let mut latencies: Vec<f64> = first_seen
         .iter()
         .filter_map(|((event, _), at)| {
-            published_at
+            published
+                .at
                 .get(event)
                 .map(|sent| at.duration_since(*sent).as_secs_f64() * 1000.0)
         })
@@ -307,10 +308,10 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     latencies.sort_by(|a, b| a.total_cmp(b));
     let received = first_seen.len();
     let deliveries_per_second = received as f64 / elapsed;
-    Ok(Figures {
+    Figures {
         events: args.events,
         webhooks: args.webhooks,
-        deliveries_expected: expected,
+        deliveries_expected: args.events * args.webhooks,
         backlog: args.backlog,
         deliveries_received: received,
         duplicates: tally.duplicates.load(Ordering::Relaxed),
@@ -319,7 +320,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         concurrency: args.concurrency,
         prefetch: args.prefetch,
         max_connections_per_host: args.max_connections_per_host,
-        database,
+        database: spent.database,
         raw_ceiling_per_second: ceiling,
         raw_ceiling_before_per_second: ceiling_before,
         raw_ceiling_after_per_second: ceiling_after,
@@ -329,7 +330,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         } else {
             0.0
         },
-        publish_calls_per_second: args.events as f64 / publish_seconds.max(1e-9),
+        publish_calls_per_second: args.events as f64 / published.seconds.max(1e-9),
         latency_ms: Latency {
             p50: percentile(&latencies, 0.50),
             p90: percentile(&latencies, 0.90),
@@ -339,107 +340,10 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         attempts_per_delivery: tally.requests.load(Ordering::Relaxed) as f64
             / received.max(1) as f64,
         elapsed_seconds: elapsed,
-        server: server_usage,
-        daemon: daemon_usage,
-        machine_busy,
-        postgres_cpu_seconds: postgres_cpu,
-    })
-}
-
-/// The system under test: started here (server and daemon processes), or an existing deployment.
-struct Target {
-    server_url: String,
-    admin_key: String,
-    publisher_key: String,
-    /// The account of `admin_key`: events are published to it.
-    account: String,
-    // Fields drop in this order: the daemon is stopped before the server it streams from, so it does not
-    // log a lost stream at the end of every run.
-    daemon: Option<processes::Process>,
-    server: Option<processes::Process>,
-    database: String,
-}
-
-impl Target {
-    /// `kit-webhooks-server` and `kit-webhooks-daemon`, the binaries beside this one, on `--database-url` or a
-    /// SQLite file in `dir`.
-    fn start(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Target> {
-        let database_url = args
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
-        let listen = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-            probe.local_addr()?.to_string()
-        };
-        let server_bin = processes::sibling("kit-webhooks-server")?;
-        let daemon_bin = processes::sibling("kit-webhooks-daemon")?;
-        if args.backlog > 0 {
-            progress_note("seeding the backlog");
-            processes::seed_backlog(&server_bin, &database_url, args.backlog)?;
-        }
-        // An account of this run's own, so that on a database used before (PostgreSQL's, typically) the
-        // events fan out to this run's webhooks only, not to earlier runs' long-gone receivers.
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let account = format!("bench-{}", since_epoch.as_millis());
-        let admin_key = processes::create_key(&server_bin, &database_url, "admin", Some(&account))?;
-        let publisher_key = processes::create_key(&server_bin, &database_url, "publisher", None)?;
-        let daemon_key = processes::create_key(&server_bin, &database_url, "daemon", None)?;
-        let server = processes::start_server(
-            &server_bin,
-            &listen,
-            &database_url,
-            dir,
-            // One webhook may use the daemon's whole window (the fan-out 1 runs need it).
-            (args.concurrency + args.prefetch).max(16),
-        )?;
-        let server_url = format!("http://{listen}");
-        let daemon = processes::start_daemon(
-            &daemon_bin,
-            &server_url,
-            &daemon_key,
-            args.concurrency,
-            args.prefetch,
-            args.max_connections_per_host,
-        )?;
-        Ok(Target {
-            server_url,
-            admin_key,
-            publisher_key,
-            account,
-            server: Some(server),
-            daemon: Some(daemon),
-            database: if database_url.starts_with("postgres") {
-                "postgresql"
-            } else {
-                "sqlite"
-            }
-            .into(),
-        })
-    }
-
-    /// A running deployment (`--target`): its daemons must be able to reach this machine's loopback
-    /// receivers, and its CPU and memory are not measured.
-    fn existing(server_url: &str, args: &BenchArgs) -> anyhow::Result<Target> {
-        if args.backlog > 0 || args.database_url.is_some() {
-            bail!(
-                "--backlog and --database-url apply to a server the bench starts, not to --target"
-            );
-        }
-        let (Some(admin_key), Some(publisher_key)) = (&args.admin_key, &args.publisher_key) else {
-            bail!("--target needs --admin-key and --publisher-key");
-        };
-        Ok(Target {
-            server_url: server_url.to_owned(),
-            admin_key: admin_key.clone(),
-            publisher_key: publisher_key.clone(),
-            account: args.account.clone(),
-            server: None,
-            daemon: None,
-            database: "deployment".into(),
-        })
+        server: spent.server,
+        daemon: spent.daemon,
+        machine_busy: spent.machine_busy,
+        postgres_cpu_seconds: spent.postgres_cpu,
     }
 }
 
@@ -447,136 +351,4 @@ impl Target {
 fn payload(bytes: usize) -> String {
     let filler = "x".repeat(bytes.saturating_sub(40));
     format!(r#"{{"candidate_id":9007199254740993,"notes":"{filler}"}}"#)
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn print_table(f: &Figures) {
-    let usage = |u: &Option<Usage>| match u {
-        Some(u) => format!(
-            "{:.2} s CPU, {:.1} MiB peak RSS",
-            u.cpu_seconds, u.peak_rss_mib
-        ),
-        None => "-".into(),
-    };
-    super::output::fields(&[
-        (
-            "database",
-            format!("{} ({} deliveries of history)", f.database, f.backlog),
-        ),
-        (
-            "events × webhooks",
-            format!(
-                "{} × {} = {} deliveries",
-                f.events, f.webhooks, f.deliveries_expected
-            ),
-        ),
-        (
-            "received",
-            format!(
-                "{} ({} duplicates, {} bad signatures)",
-                f.deliveries_received, f.duplicates, f.bad_signatures
-            ),
-        ),
-        (
-            "raw ceiling",
-            if f.raw_ceiling_per_second > 0.0 {
-                format!(
-                    "{:.0} requests/s (before the run {:.0}, after it {:.0})",
-                    f.raw_ceiling_per_second,
-                    f.raw_ceiling_before_per_second,
-                    f.raw_ceiling_after_per_second
-                )
-            } else {
-                "not measured".into()
-            },
-        ),
-        (
-            "end to end",
-            if f.raw_ceiling_per_second > 0.0 {
-                format!(
-                    "{:.0} deliveries/s ({:.1} % of the ceiling)",
-                    f.deliveries_per_second,
-                    f.ratio_to_ceiling * 100.0
-                )
-            } else {
-                format!("{:.0} deliveries/s", f.deliveries_per_second)
-            },
-        ),
-        (
-            "publish",
-            format!("{:.0} calls/s", f.publish_calls_per_second),
-        ),
-        (
-            "publish → receipt",
-            format!(
-                "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                f.latency_ms.p50, f.latency_ms.p90, f.latency_ms.p99, f.latency_ms.max
-            ),
-        ),
-        (
-            "attempts per delivery",
-            format!("{:.3}", f.attempts_per_delivery),
-        ),
-        ("server", usage(&f.server)),
-        ("daemon", usage(&f.daemon)),
-        (
-            "postgres",
-            f.postgres_cpu_seconds.map_or("-".into(), |s| {
-                format!("{s:.2} s CPU (this machine's postgres processes)")
-            }),
-        ),
-        (
-            "machine",
-            f.machine_busy.map_or("-".into(), |b| {
-                format!(
-                    "{:.0} % busy, every core, first publish to last receipt",
-                    b * 100.0
-                )
-            }),
-        ),
-    ]);
-}
-
-fn progress_note(text: &str) {
-    if std::io::stderr().is_terminal() {
-        eprint!("\r\x1b[2K{text}…");
-    }
-}
-
-/// A progress bar on stderr (when it is a terminal) while deliveries arrive.
-struct Progress(Option<tokio::task::JoinHandle<()>>);
-
-impl Progress {
-    fn start(expected: usize, tally: Arc<Tally>) -> Progress {
-        if !std::io::stderr().is_terminal() {
-            return Progress(None);
-        }
-        Progress(Some(tokio::spawn(async move {
-            loop {
-                let done = tally.unique();
-                let width = 30;
-                let filled = (done * width / expected.max(1)).min(width);
-                eprint!(
-                    "\r\x1b[2K[{}{}] {done}/{expected} deliveries",
-                    "#".repeat(filled),
-                    "-".repeat(width - filled)
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })))
-    }
-
-    fn stop(self) {
-        if let Some(task) = self.0 {
-            task.abort();
-            eprint!("\r\x1b[2K");
-        }
-    }
 }

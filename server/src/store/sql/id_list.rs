@@ -3,8 +3,8 @@
 //! SQLite gets one placeholder per id. PostgreSQL gets the whole list bound as one `text[]` value
 //! (`column = ANY(CAST($1 AS text[]))`), so the statement's text is the same whatever the list's length: the
 //! driver prepares it once per connection, where a text per length meant a new prepare (an extra round trip),
-//! parse and plan almost every writer cycle. (SQLite re-prepares as cheaply as it binds; measured, its
-//! `json_each` alternative was no faster.)
+//! parse and plan almost every writer cycle (docs/PERFORMANCE.md, step 25). SQLite re-prepares as cheaply as
+//! it binds.
 
 use sea_orm::{
     sea_query::{Expr, SimpleExpr},

@@ -1,0 +1,142 @@
+//! What a run measured, and how it is shown.
+
+use serde::Serialize;
+
+use super::processes::Usage;
+
+/// The figures of one run.
+#[derive(Debug, Serialize)]
+pub struct Figures {
+    pub events: usize,
+    pub webhooks: usize,
+    pub deliveries_expected: usize,
+    pub backlog: usize,
+    pub deliveries_received: usize,
+    pub duplicates: u64,
+    pub bad_signatures: u64,
+    pub payload_bytes: usize,
+    pub concurrency: u32,
+    pub prefetch: u32,
+    pub max_connections_per_host: u32,
+    pub database: String,
+    /// The mean of the ceiling measured before the run and after it.
+    pub raw_ceiling_per_second: f64,
+    pub raw_ceiling_before_per_second: f64,
+    pub raw_ceiling_after_per_second: f64,
+    pub deliveries_per_second: f64,
+    pub ratio_to_ceiling: f64,
+    pub publish_calls_per_second: f64,
+    pub latency_ms: Latency,
+    pub attempts_per_delivery: f64,
+    pub elapsed_seconds: f64,
+    pub server: Option<Usage>,
+    pub daemon: Option<Usage>,
+    /// How busy the whole machine was from the first publish to the last receipt (1.0: every core, all the
+    /// time), where `/proc/stat` tells.
+    pub machine_busy: Option<f64>,
+    /// CPU seconds this machine's PostgreSQL processes used over the same span (PostgreSQL runs only).
+    pub postgres_cpu_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// The value at quantile `q` of `sorted`.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// The figures as a table for people.
+pub fn print_table(f: &Figures) {
+    let usage = |u: &Option<Usage>| match u {
+        Some(u) => format!(
+            "{:.2} s CPU, {:.1} MiB peak RSS",
+            u.cpu_seconds, u.peak_rss_mib
+        ),
+        None => "-".into(),
+    };
+    crate::cli::output::fields(&[
+        (
+            "database",
+            format!("{} ({} deliveries of history)", f.database, f.backlog),
+        ),
+        (
+            "events × webhooks",
+            format!(
+                "{} × {} = {} deliveries",
+                f.events, f.webhooks, f.deliveries_expected
+            ),
+        ),
+        (
+            "received",
+            format!(
+                "{} ({} duplicates, {} bad signatures)",
+                f.deliveries_received, f.duplicates, f.bad_signatures
+            ),
+        ),
+        ("raw ceiling", ceiling(f)),
+        ("end to end", throughput(f)),
+        (
+            "publish",
+            format!("{:.0} calls/s", f.publish_calls_per_second),
+        ),
+        (
+            "publish → receipt",
+            format!(
+                "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                f.latency_ms.p50, f.latency_ms.p90, f.latency_ms.p99, f.latency_ms.max
+            ),
+        ),
+        (
+            "attempts per delivery",
+            format!("{:.3}", f.attempts_per_delivery),
+        ),
+        ("server", usage(&f.server)),
+        ("daemon", usage(&f.daemon)),
+        (
+            "postgres",
+            f.postgres_cpu_seconds.map_or("-".into(), |s| {
+                format!("{s:.2} s CPU (this machine's postgres processes)")
+            }),
+        ),
+        (
+            "machine",
+            f.machine_busy.map_or("-".into(), |b| {
+                format!(
+                    "{:.0} % busy, every core, first publish to last receipt",
+                    b * 100.0
+                )
+            }),
+        ),
+    ]);
+}
+
+fn ceiling(f: &Figures) -> String {
+    if f.raw_ceiling_per_second <= 0.0 {
+        return "not measured".into();
+    }
+    format!(
+        "{:.0} requests/s (before the run {:.0}, after it {:.0})",
+        f.raw_ceiling_per_second, f.raw_ceiling_before_per_second, f.raw_ceiling_after_per_second
+    )
+}
+
+fn throughput(f: &Figures) -> String {
+    if f.raw_ceiling_per_second <= 0.0 {
+        return format!("{:.0} deliveries/s", f.deliveries_per_second);
+    }
+    format!(
+        "{:.0} deliveries/s ({:.1} % of the ceiling)",
+        f.deliveries_per_second,
+        f.ratio_to_ceiling * 100.0
+    )
+}

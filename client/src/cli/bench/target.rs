@@ -1,0 +1,102 @@
+//! The system under test: a server and a daemon started for the run, or a deployment given by its URL.
+
+use anyhow::bail;
+
+use super::{processes, progress, BenchArgs};
+
+/// The system under test: started here (server and daemon processes), or an existing deployment.
+pub struct Target {
+    pub server_url: String,
+    pub admin_key: String,
+    pub publisher_key: String,
+    /// The account of `admin_key`: events are published to it.
+    pub account: String,
+    // Fields drop in this order: the daemon is stopped before the server it streams from, so it does not
+    // log a lost stream at the end of every run.
+    pub daemon: Option<processes::Process>,
+    pub server: Option<processes::Process>,
+    pub database: String,
+}
+
+impl Target {
+    /// `kit-webhooks-server` and `kit-webhooks-daemon`, the binaries beside this one, on `--database-url` or a
+    /// SQLite file in `dir`.
+    pub fn start(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Target> {
+        let database_url = args
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
+        let listen = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?.to_string()
+        };
+        let server_bin = processes::sibling("kit-webhooks-server")?;
+        let daemon_bin = processes::sibling("kit-webhooks-daemon")?;
+        if args.backlog > 0 {
+            progress::note("seeding the backlog");
+            processes::seed_backlog(&server_bin, &database_url, args.backlog)?;
+        }
+        // An account of this run's own, so that on a database used before (PostgreSQL's, typically) the
+        // events fan out to this run's webhooks only, not to earlier runs' long-gone receivers.
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let account = format!("bench-{}", since_epoch.as_millis());
+        let admin_key = processes::create_key(&server_bin, &database_url, "admin", Some(&account))?;
+        let publisher_key = processes::create_key(&server_bin, &database_url, "publisher", None)?;
+        let daemon_key = processes::create_key(&server_bin, &database_url, "daemon", None)?;
+        let server = processes::start_server(
+            &server_bin,
+            &listen,
+            &database_url,
+            dir,
+            // One webhook may use the daemon's whole window (the fan-out 1 runs need it).
+            (args.concurrency + args.prefetch).max(16),
+        )?;
+        let server_url = format!("http://{listen}");
+        let daemon = processes::start_daemon(
+            &daemon_bin,
+            &server_url,
+            &daemon_key,
+            args.concurrency,
+            args.prefetch,
+            args.max_connections_per_host,
+        )?;
+        Ok(Target {
+            server_url,
+            admin_key,
+            publisher_key,
+            account,
+            server: Some(server),
+            daemon: Some(daemon),
+            database: if database_url.starts_with("postgres") {
+                "postgresql"
+            } else {
+                "sqlite"
+            }
+            .into(),
+        })
+    }
+
+    /// A running deployment (`--target`): its daemons must be able to reach this machine's loopback
+    /// receivers, and its CPU and memory are not measured.
+    pub fn existing(server_url: &str, args: &BenchArgs) -> anyhow::Result<Target> {
+        if args.backlog > 0 || args.database_url.is_some() {
+            bail!(
+                "--backlog and --database-url apply to a server the bench starts, not to --target"
+            );
+        }
+        let (Some(admin_key), Some(publisher_key)) = (&args.admin_key, &args.publisher_key) else {
+            bail!("--target needs --admin-key and --publisher-key");
+        };
+        Ok(Target {
+            server_url: server_url.to_owned(),
+            admin_key: admin_key.clone(),
+            publisher_key: publisher_key.clone(),
+            account: args.account.clone(),
+            server: None,
+            daemon: None,
+            database: "deployment".into(),
+        })
+    }
+}
