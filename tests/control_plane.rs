@@ -148,7 +148,7 @@ async fn webhook_lifecycle(backend: Backend) {
         .expect("read")
         .expect("row")
         .into();
-    row.status = Set("disabled".into());
+    row.status = Set(kit_webhooks_server::core::webhook::Status::Disabled);
     row.failure_count = Set(25);
     row.disabled_reason = Set("failing for 5 days".into());
     row.update(server.server.store.writer())
@@ -1227,7 +1227,7 @@ async fn publish_fans_out_by_subscription_and_status(backend: Backend) {
         .expect("read")
         .expect("row")
         .into();
-    row.status = Set("disabled".into());
+    row.status = Set(kit_webhooks_server::core::webhook::Status::Disabled);
     row.update(server.server.store.writer())
         .await
         .expect("disable");
@@ -1531,7 +1531,7 @@ async fn test_ping_retry_and_replay(backend: Backend) {
     let window_start = kit_webhooks_server::core::time::now_ms() - 60_000;
     for (index, row) in rows.iter().enumerate() {
         let mut active: delivery::ActiveModel = row.clone().into();
-        active.status = Set("failed".into());
+        active.status = Set(kit_webhooks_server::core::event::DeliveryStatus::Failed);
         active.next_attempt_at = Set(None);
         active.completed_at = Set(Some(1));
         active.update(db).await.expect("fail it");

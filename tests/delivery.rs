@@ -999,12 +999,12 @@ async fn a_pending_delivery_of_a_paused_webhook_is_held_not_sent(backend: Backen
                 .await
                 .expect("read delivery")
                 .expect("delivery row");
-        if found.status == "held" {
+        if found.status == kit_webhooks_server::core::event::DeliveryStatus::Held {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "still {} after {WAIT:?}",
+            "still {:?} after {WAIT:?}",
             found.status
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,6 +1,6 @@
-//! Several server replicas on one PostgreSQL database (docs/ARCHITECTURE.md, Processes): an event published to one replica is
-//! delivered at once by a daemon streaming from another, woken by PostgreSQL's `NOTIFY`, not at that
-//! replica's next idle poll.
+//! Several server replicas on one PostgreSQL database (docs/ARCHITECTURE.md, Processes): an event published
+//! to one replica is delivered at once by a daemon streaming from another, woken by PostgreSQL's `NOTIFY`,
+//! not at that replica's next idle poll.
 
 // A test reads as one scenario, top to bottom, however long.
 #![allow(clippy::too_many_lines)]

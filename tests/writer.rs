@@ -1,7 +1,7 @@
 //! The writer's cycle at the storage level, on SQLite and PostgreSQL: writes of different kinds share one
 //! transaction, and when that transaction fails, each kind is committed on its own (and a kind that fails
-//! again, write by write), so a failing write does not take the others down with it. A cycle's new deliveries are handed to the claims of the same cycle,
-//! and a standing claim waits for the next publish.
+//! again, write by write), so a failing write does not take the others down with it. A cycle's new deliveries
+//! are handed to the claims of the same cycle, and a standing claim waits for the next publish.
 
 // A test reads as one scenario, top to bottom, however long.
 #![allow(clippy::too_many_lines)]
@@ -14,7 +14,7 @@ use common::{Backend, TestServer};
 use kit_webhooks_server::{
     core::{policy::DeliveryDecision, time},
     store::{
-        entity::delivery,
+        entity::delivery::{self, DeliveryStatus},
         events::new_event,
         leases::{AttemptReport, Claim, LeasedDelivery},
         sql::{batch::Batch, write_txn::WriteTxn},
@@ -62,7 +62,7 @@ fn ok_report(delivery_id: &str, lease_id: &str) -> AttemptReport {
     }
 }
 
-async fn status_of(server: &TestServer, delivery_id: &str) -> String {
+async fn status_of(server: &TestServer, delivery_id: &str) -> DeliveryStatus {
     delivery::Entity::find_by_id(delivery_id.to_owned())
         .one(server.server.store.writer())
         .await
@@ -140,10 +140,13 @@ async fn one_cycle_publishes_records_and_leases(backend: Backend) {
     );
     assert_eq!(claimed.leased[0].event_id, event_id);
     assert!(!claimed.more_due, "nothing else is due");
-    assert_eq!(status_of(&server, &first.delivery_id).await, "succeeded");
+    assert_eq!(
+        status_of(&server, &first.delivery_id).await,
+        DeliveryStatus::Succeeded
+    );
     assert_eq!(
         status_of(&server, &claimed.leased[0].delivery_id).await,
-        "sending"
+        DeliveryStatus::Sending
     );
     server.stop().await;
 }
@@ -181,7 +184,10 @@ async fn a_failing_publish_does_not_fail_the_reports_of_its_cycle(backend: Backe
         recorded.decision.delivery,
         DeliveryDecision::Succeeded
     ));
-    assert_eq!(status_of(&server, &leased.delivery_id).await, "succeeded");
+    assert_eq!(
+        status_of(&server, &leased.delivery_id).await,
+        DeliveryStatus::Succeeded
+    );
     server.stop().await;
 }
 
@@ -297,14 +303,17 @@ async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(
 
     // What the claim got is what the rows say: leased to the stream under the lease it was given.
     let handed = &deliveries_of(&server, &second.id).await[0];
-    assert_eq!(handed.status, "sending");
+    assert_eq!(handed.status, DeliveryStatus::Sending);
     assert_eq!(handed.lease_owner.as_deref(), Some("dst_test"));
     assert_eq!(
         handed.lease_id.as_deref(),
         Some(claimed.leased[1].lease_id.as_str())
     );
     assert_eq!(handed.id, claimed.leased[1].delivery_id);
-    assert_eq!(deliveries_of(&server, &third.id).await[0].status, "pending");
+    assert_eq!(
+        deliveries_of(&server, &third.id).await[0].status,
+        DeliveryStatus::Pending
+    );
 
     // The webhook's cap counts handed-over deliveries too: at 2 leases and a cap of 2, a new event's
     // delivery stays pending however much room the claim has.
@@ -329,7 +338,7 @@ async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(
     assert!(claimed.more_due);
     assert_eq!(
         deliveries_of(&server, &fourth.id).await[0].status,
-        "pending"
+        DeliveryStatus::Pending
     );
     server.stop().await;
 }
@@ -364,7 +373,7 @@ async fn a_standing_claim_waits_for_the_next_publish(backend: Backend) {
     assert_eq!(claimed.leased[0].event_id, event.id);
     assert_eq!(
         status_of(&server, &claimed.leased[0].delivery_id).await,
-        "sending"
+        DeliveryStatus::Sending
     );
 
     // Answered with room to spare, the claim is parked again at once: the next publish hands it its delivery

@@ -495,11 +495,10 @@ async fn replay_requeues_exactly_the_failed_deliveries_in_the_window(backend: Ba
     for row in &rows {
         let mut active: delivery::ActiveModel = row.clone().into();
         active.status = Set(if row.id == mine[1].id {
-            "succeeded"
+            delivery::DeliveryStatus::Succeeded
         } else {
-            "failed"
-        }
-        .into());
+            delivery::DeliveryStatus::Failed
+        });
         active.next_attempt_at = Set(None);
         active.update(db).await.expect("update");
     }

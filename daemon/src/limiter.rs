@@ -2,10 +2,10 @@
 //! the requests outstanding at once to one host and for one account. A task waits for its own webhook's,
 //! account's and host's limits only, so a limited or slow endpoint never holds up the others.
 //!
-//! The caps are shares of the daemon's request slots (by default a quarter per host, half per account): a host
-//! that never answers, or an account whose endpoints all hang, holds at most its share of them for a request
-//! timeout, and the other hosts and accounts go on with the rest. The host cap also bounds memory: every outstanding HTTP/1.1 request holds a
-//! connection of its own (some 25 KB of client state each).
+//! The caps are shares of the daemon's request slots (by default a quarter per host, half per account): a
+//! host that never answers, or an account whose endpoints all hang, holds at most its share of them for a
+//! request timeout, and the other hosts and accounts go on with the rest. The host cap also bounds memory:
+//! every outstanding HTTP/1.1 request holds a connection of its own (some 25 KB of client state each).
 //!
 //! Limits are kept per key in a [`Registry`] that drops the idle ones whenever it has doubled in size since it
 //! last did, so a daemon that sends to millions of endpoints over its life keeps only those in use.

@@ -1,5 +1,5 @@
-//! Sending one delivery: sign it (`kit_webhooks::signature`), POST it over a vetted connection, and describe what
-//! happened as a `ReportDeliveryRequest`.
+//! Sending one delivery: sign it (`kit_webhooks::signature`), POST it over a vetted connection, and describe
+//! what happened as a `ReportDeliveryRequest`.
 //!
 //! The HTTP client is hyper 1.x with hyper-rustls: HTTP/1.1 and HTTP/2, pooled keep-alive connections,
 //! redirects never followed, and at most what an attempt keeps of a response read (`kit_webhooks::response`).

@@ -177,7 +177,7 @@ async fn sigterm_finishes_in_flight_deliveries(backend: Backend) {
         .expect("deliveries");
     assert_eq!(rows.len(), 5);
     for row in rows {
-        assert_eq!(row.status, "succeeded", "{row:?}");
+        assert_eq!(row.status, delivery::DeliveryStatus::Succeeded, "{row:?}");
         assert_eq!(row.attempt_count, 1);
     }
     server.stop().await;
@@ -220,7 +220,7 @@ async fn server_restarts_and_crashes_lose_nothing(backend: Backend) {
         account_id: Set("default".into()),
         event_id: Set(orphan_event.id.clone()),
         event_type: Set("interview.completed".into()),
-        status: Set("sending".into()),
+        status: Set(delivery::DeliveryStatus::Sending),
         attempt_count: Set(0),
         next_attempt_at: Set(Some(0)),
         lease_id: Set(Some("lse_01JD0000000000000000000000".into())),

@@ -4,9 +4,9 @@
 //!
 //! Under the database's default collation (`en_US.UTF-8`, or even `C.UTF-8` on PostgreSQL 15) every B-tree
 //! comparison of a key went through the C library's `strcoll`, after copying both strings to terminate them,
-//! and each delivery writes about ten index entries (docs/PERFORMANCE.md, step 36). Byte order is also the order the ids are made in (a prefix and a ULID), so a page cursor
-//! means the same on both databases; a language's collation orders them by other rules (case and punctuation
-//! ignored at first).
+//! and each delivery writes about ten index entries (docs/PERFORMANCE.md, step 36). Byte order is also the
+//! order the ids are made in (a prefix and a ULID), so a page cursor means the same on both databases; a
+//! language's collation orders them by other rules (case and punctuation ignored at first).
 //!
 //! Changing a column's collation rebuilds its indexes but not the table. SQLite already compares with
 //! `BINARY`: nothing to do there.
@@ -21,7 +21,8 @@ impl MigrationName for Migration {
     }
 }
 
-/// Every `VARCHAR` column of the schema, with its length (sea-orm's own `seaql_migrations` is left as it made it).
+/// Every `VARCHAR` column of the schema, with its length (sea-orm's own `seaql_migrations` is left as it made
+/// it).
 const KEY_COLUMNS: [(&str, &str, u32); 22] = [
     ("api_keys", "id", 64),
     ("api_keys", "key_hash", 64),

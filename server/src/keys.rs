@@ -25,7 +25,7 @@ pub async fn create(store: &Store, role: Role, account: Option<&str>) -> anyhow:
     };
     let key = secret::new_api_key();
     store
-        .insert_api_key(secret::hash_api_key(&key), role.as_str(), account)
+        .insert_api_key(secret::hash_api_key(&key), role, account)
         .await?;
     Ok(key)
 }

@@ -1,7 +1,11 @@
 //! The Kit Webhooks control plane: a tonic gRPC server over SeaORM storage.
 //!
-//! Layout (svix-server's shape): [`api`] is the gRPC layer, [`core`] the domain rules, [`store`] the database,
-//! [`dispatch`] the worker that feeds daemon streams, [`idle`] the closing of silent connections, [`writer`] the one committer of the delivery path's writes. [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the `kit-webhooks-server` command.
+//! Layout (svix-server's shape), each module depending only on those before it: [`core`] the domain rules,
+//! [`store`] the database, [`writer`] the one committer of the delivery path's writes, [`streams`] the daemon
+//! streams open here, [`state`] what everything shares, [`dispatch`] the worker that feeds the streams, and
+//! [`api`] the gRPC layer. [`idle`] closes silent connections, [`replicas`] wakes the streams of servers that
+//! share a database. [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the
+//! `kit-webhooks-server` command. docs/ARCHITECTURE.md follows a delivery through all of them.
 
 pub mod api;
 pub mod config;

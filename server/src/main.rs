@@ -68,8 +68,8 @@ enum KeysCommand {
         #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
         /// admin (one account's webhooks), publisher (publishes events) or daemon (delivers).
-        #[arg(long, value_parser = ["admin", "publisher", "daemon"])]
-        role: String,
+        #[arg(long, value_parser = role_parser())]
+        role: Role,
         /// The account of an admin key.
         #[arg(long)]
         account: Option<String>,
@@ -122,6 +122,14 @@ struct ServeArgs {
     with_daemon: bool,
     #[command(flatten)]
     daemon: kit_webhooks_daemon::Options,
+}
+
+/// `--role`: one of the roles' stored names, offered as the flag's possible values.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser;
+    use sea_orm::{ActiveEnum, Iterable};
+    clap::builder::PossibleValuesParser::new(Role::iter().map(|role| role.to_value()))
+        .try_map(|name| Role::try_from_value(&name).map_err(|err| err.to_string()))
 }
 
 fn main() {
@@ -199,7 +207,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             role,
             account,
         }) => {
-            let role = Role::parse(&role).context("unknown role")?;
             let store = Store::connect(&database_url).await.context("connecting")?;
             store.migrate().await.context("migrating")?;
             let key = keys::create(&store, role, account.as_deref()).await?;

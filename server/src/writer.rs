@@ -41,8 +41,8 @@ const MAX_REPORTS: usize = 1024;
 const MAX_CLAIMS: usize = 64;
 const QUEUE: usize = 8192;
 /// Committers on PostgreSQL: one per four connections of the pool (the rest serve the API and the streams),
-/// at most three (docs/PERFORMANCE.md, step 11). Cycles in parallel do not deadlock: reports lock their deliveries and webhooks in id order, and claims skip
-/// locked rows instead of waiting for them.
+/// at most three (docs/PERFORMANCE.md, step 11). Cycles in parallel do not deadlock: reports lock their
+/// deliveries and webhooks in id order, and claims skip locked rows instead of waiting for them.
 const POSTGRES_COMMITTERS: usize = 3;
 const CONNECTIONS_PER_COMMITTER: usize = 4;
 
@@ -260,10 +260,10 @@ fn merged(answers: Vec<Result<ClaimAnswer, Error>>) -> Option<Result<Claimed, Er
     merged
 }
 
-/// Parks a standing claim for the next publish, unless its stream has withdrawn it meanwhile. `answered` is what
-/// a cycle just leased to a claim parked again with the room it has left: it is sent first, under the lock, so
-/// that a stream that finds its claim parked finds every answer sent before in its channel. A withdrawn claim
-/// gets that answer (or an empty one) and is not parked.
+/// Parks a standing claim for the next publish, unless its stream has withdrawn it meanwhile. `answered` is
+/// what a cycle just leased to a claim parked again with the room it has left: it is sent first, under the
+/// lock, so that a stream that finds its claim parked finds every answer sent before in its channel. A
+/// withdrawn claim gets that answer (or an empty one) and is not parked.
 fn park(parked: &Parked, request: ClaimRequest, reply: ClaimReply, answered: Option<Claimed>) {
     let mut parked = lock(parked);
     // Read under the lock: a stream sets the flag before it takes the lock to look for its claim, so

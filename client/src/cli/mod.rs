@@ -4,7 +4,7 @@
 //! - [`output`]: tables for people, `--output json` for scripts.
 //! - [`listen`]: a local endpoint that verifies signatures and prints what arrives.
 //! - [`commands`]: one function per subcommand.
-//! - [`bench`]: the benchmark harness.
+//! - [`bench`](mod@bench): the benchmark harness.
 
 pub mod bench;
 pub mod commands;

@@ -3,7 +3,7 @@
 //! Every call to a Kit service carries `authorization: Bearer <key>`; this layer checks it on the request's
 //! headers, so a caller without a known key is answered `UNAUTHENTICATED` without a byte of its message read
 //! (a handler would only run once tonic had buffered the whole message). The caller it admits travels to the
-//! handler as a [`Principal`] in the request's extensions, where `auth::require` checks the role.
+//! handler as a [`Principal`](super::auth::Principal) in the request's extensions, where `auth::require` checks the role.
 //!
 //! A message larger than its service takes ([`MessageLimits`]) is refused `INVALID_ARGUMENT` as soon as its
 //! length prefix is read. The bodies of admitted calls are counted against one server-wide budget of bytes

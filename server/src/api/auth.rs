@@ -1,8 +1,9 @@
 //! Authentication and authorisation: `authorization: Bearer <key>` to a [`Principal`] with a role.
 //!
 //! The key is checked on a call's headers before its body is read (`super::admission`); a handler checks the
-//! role with [`require`]. Keys live hashed in the database (so `keys create` from another process takes effect at once); lookups
-//! are cached briefly because every RPC makes one. The embedded daemon's key exists only in memory.
+//! role with [`require`]. Keys live hashed in the database (so `keys create` from another process takes
+//! effect at once); lookups are cached briefly because every RPC makes one. The embedded daemon's key exists
+//! only in memory.
 
 use std::{
     collections::HashMap,
@@ -11,6 +12,7 @@ use std::{
 };
 
 use kit_webhooks::sync::lock;
+use sea_orm::ActiveEnum;
 use tonic::Request;
 
 use crate::{
@@ -39,11 +41,11 @@ pub fn require<T>(request: &Request<T>, roles: &[Role]) -> Result<Principal, Err
     if roles.contains(&principal.role) {
         return Ok(principal);
     }
-    let wanted: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+    let wanted: Vec<_> = roles.iter().map(|r| r.to_value()).collect();
     Err(Error::PermissionDenied(format!(
         "this call needs a key with role {}; this key has role {}",
         wanted.join(" or "),
-        principal.role.as_str()
+        principal.role.to_value()
     )))
 }
 
@@ -105,11 +107,8 @@ impl Authenticator {
             .find_api_key(&hash)
             .await?
             .ok_or_else(|| Error::Unauthenticated("unknown API key".into()))?;
-        let role = Role::parse(&row.role).ok_or_else(|| {
-            Error::Unauthenticated(format!("API key has unknown role `{}`", row.role))
-        })?;
         let principal = Principal {
-            role,
+            role: row.role,
             account_id: row.account_id,
         };
         lock(&self.cache).insert(hash, (principal.clone(), Instant::now()));

@@ -8,11 +8,10 @@ use crate::{
 };
 
 pub fn webhook(row: webhook_row::Model) -> proto::Webhook {
-    let status = match webhook::Status::parse(&row.status) {
-        Some(webhook::Status::Active) => proto::WebhookStatus::Active,
-        Some(webhook::Status::Paused) => proto::WebhookStatus::Paused,
-        Some(webhook::Status::Disabled) => proto::WebhookStatus::Disabled,
-        None => proto::WebhookStatus::Unspecified,
+    let status = match row.status {
+        webhook::Status::Active => proto::WebhookStatus::Active,
+        webhook::Status::Paused => proto::WebhookStatus::Paused,
+        webhook::Status::Disabled => proto::WebhookStatus::Disabled,
     };
     proto::Webhook {
         events: webhook::decode_events(&row.events),
@@ -55,9 +54,7 @@ pub fn delivery(row: delivery::Model, attempts: Vec<attempt::Model>) -> proto::D
         .into_iter()
         .map(|attempt| self::attempt(attempt, &row))
         .collect();
-    let status = DeliveryStatus::parse(&row.status)
-        .map(delivery_status)
-        .unwrap_or(proto::DeliveryStatus::Unspecified);
+    let status = delivery_status(row.status);
     proto::Delivery {
         id: row.id,
         webhook_id: row.webhook_id,

@@ -203,20 +203,16 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
     ) -> Result<Response<proto::Webhook>, Status> {
         let account = auth::require_admin(&request)?;
         let row = self
-            .change_webhook(
-                &account,
-                &request.get_ref().id,
-                |row| match WebhookStatus::parse(&row.status) {
-                    Some(WebhookStatus::Disabled) => Err(Error::FailedPrecondition(format!(
-                        "webhook `{}` is disabled ({}); resume it instead",
-                        row.id, row.disabled_reason
-                    ))),
-                    _ => {
-                        row.status = WebhookStatus::Paused.as_str().to_owned();
-                        Ok(())
-                    }
-                },
-            )
+            .change_webhook(&account, &request.get_ref().id, |row| match row.status {
+                WebhookStatus::Disabled => Err(Error::FailedPrecondition(format!(
+                    "webhook `{}` is disabled ({}); resume it instead",
+                    row.id, row.disabled_reason
+                ))),
+                _ => {
+                    row.status = WebhookStatus::Paused;
+                    Ok(())
+                }
+            })
             .await?;
         Ok(Response::new(convert::webhook(row)))
     }
@@ -228,8 +224,8 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let account = auth::require_admin(&request)?;
         let row = self
             .change_webhook(&account, &request.get_ref().id, |row| {
-                if row.status != WebhookStatus::Active.as_str() {
-                    row.status = WebhookStatus::Active.as_str().to_owned();
+                if row.status != WebhookStatus::Active {
+                    row.status = WebhookStatus::Active;
                     row.failure_count = 0;
                     row.failing_since = None;
                     row.disabled_reason.clear();

@@ -1,6 +1,8 @@
 //! Event rules: what a publishable event is, the envelope each delivery sends, and the delivery states.
 
 use kit_webhooks::{catalogue, text::quoted};
+use sea_orm::{DeriveActiveEnum, EnumIter};
+use serde::Deserialize;
 
 use super::{text, time, Error};
 
@@ -12,8 +14,10 @@ const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 /// JSON parsers take (recursive ones overflow at a few thousand levels, and every attempt would fail).
 pub const MAX_DATA_DEPTH: usize = 64;
 
-/// The state of a delivery, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The state of a delivery, stored as its lowercase name (`pending`, `held`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     /// Waiting for its next attempt.
     Pending,
@@ -34,27 +38,6 @@ impl DeliveryStatus {
             DeliveryStatus::Pending
         } else {
             DeliveryStatus::Held
-        }
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Held => "held",
-            DeliveryStatus::Sending => "sending",
-            DeliveryStatus::Succeeded => "succeeded",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "pending" => Some(DeliveryStatus::Pending),
-            "held" => Some(DeliveryStatus::Held),
-            "sending" => Some(DeliveryStatus::Sending),
-            "succeeded" => Some(DeliveryStatus::Succeeded),
-            "failed" => Some(DeliveryStatus::Failed),
-            _ => None,
         }
     }
 }

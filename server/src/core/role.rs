@@ -1,6 +1,12 @@
 //! Roles: what an API key may do. A key grants exactly one.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use sea_orm::{DeriveActiveEnum, EnumIter};
+use serde::Deserialize;
+
+/// Stored as its lowercase name (`admin`, `publisher`, `daemon`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Manages one account's webhooks and reads its deliveries and events.
     Admin,
@@ -8,23 +14,4 @@ pub enum Role {
     Publisher,
     /// Streams and reports deliveries.
     Daemon,
-}
-
-impl Role {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Publisher => "publisher",
-            Role::Daemon => "daemon",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "admin" => Some(Role::Admin),
-            "publisher" => Some(Role::Publisher),
-            "daemon" => Some(Role::Daemon),
-            _ => None,
-        }
-    }
 }

@@ -2,6 +2,8 @@
 //! webhooks an event fans out to.
 
 use kit_webhooks::{catalogue::Subscription, text::quoted};
+use sea_orm::{DeriveActiveEnum, EnumIter};
+use serde::Deserialize;
 
 use super::{text, Error};
 
@@ -12,31 +14,14 @@ pub const MAX_RATE_LIMIT_PER_SECOND: u32 = 100_000;
 pub const MAX_GRACE_PERIOD_SECONDS: u32 = 7 * 24 * 3600;
 const MAX_URL_CHARS: usize = 2048;
 
-/// The lifecycle state of a webhook, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The lifecycle state of a webhook, stored as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     Active,
     Paused,
     Disabled,
-}
-
-impl Status {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Status::Active => "active",
-            Status::Paused => "paused",
-            Status::Disabled => "disabled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "active" => Some(Status::Active),
-            "paused" => Some(Status::Paused),
-            "disabled" => Some(Status::Disabled),
-            _ => None,
-        }
-    }
 }
 
 /// Checks a webhook URL: absolute, `https://` (or `http://` when the server allows it), with a host.

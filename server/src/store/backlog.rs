@@ -16,8 +16,8 @@ use crate::core::{event::DeliveryStatus, id, time, webhook as rules};
 const BATCH: usize = 5_000;
 
 impl Store {
-    /// Adds `deliveries` deliveries to account `backlog`: half `succeeded`, half waiting (`held`) for a paused webhook
-    /// (so they are never due). One event per delivery.
+    /// Adds `deliveries` deliveries to account `backlog`: half `succeeded`, half waiting (`held`) for a
+    /// paused webhook (so they are never due). One event per delivery.
     pub async fn seed_backlog(&self, deliveries: usize) -> Result<(), DbErr> {
         let now = time::now_ms();
         let mut hooks = Vec::new();
@@ -30,7 +30,7 @@ impl Store {
                 &events,
                 100,
             );
-            hook.status = status.as_str().into();
+            hook.status = status;
             webhook::Entity::insert(hook.clone().into_active_model())
                 .exec_without_returning(self.writer())
                 .await?;
@@ -66,10 +66,10 @@ impl Store {
                     let mut row = super::events::new_delivery(e, &hooks[usize::from(!succeeded)]);
                     if !succeeded {
                         // What pausing the webhook did to its waiting deliveries.
-                        row.status = DeliveryStatus::Held.as_str().into();
+                        row.status = DeliveryStatus::Held;
                     }
                     if succeeded {
-                        row.status = DeliveryStatus::Succeeded.as_str().into();
+                        row.status = DeliveryStatus::Succeeded;
                         row.attempt_count = 1;
                         row.next_attempt_at = None;
                         row.completed_at = Some(now);

@@ -1,8 +1,8 @@
 //! Delivery and attempt rows: listing, reading with history, and re-queueing (retry and replay).
 
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+    sea_query::Expr, ActiveEnum, ActiveModelTrait, ColumnTrait, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
 };
 
 use super::{
@@ -34,13 +34,10 @@ impl Store {
             .filter(delivery::Column::WebhookId.eq(webhook_id));
         if let Some(status) = filter.status {
             query = match status {
-                DeliveryStatus::Pending | DeliveryStatus::Held => {
-                    query.filter(delivery::Column::Status.is_in([
-                        DeliveryStatus::Pending.as_str(),
-                        DeliveryStatus::Held.as_str(),
-                    ]))
-                }
-                other => query.filter(delivery::Column::Status.eq(other.as_str())),
+                DeliveryStatus::Pending | DeliveryStatus::Held => query.filter(
+                    delivery::Column::Status.is_in([DeliveryStatus::Pending, DeliveryStatus::Held]),
+                ),
+                other => query.filter(delivery::Column::Status.eq(other)),
             };
         }
         if let Some(event_type) = filter.event_type {
@@ -91,21 +88,19 @@ impl Store {
         else {
             return Ok(None);
         };
-        let finished = [DeliveryStatus::Succeeded, DeliveryStatus::Failed]
-            .iter()
-            .any(|s| s.as_str() == found.status);
+        let finished = [DeliveryStatus::Succeeded, DeliveryStatus::Failed].contains(&found.status);
         if !finished {
             return Err(Error::FailedPrecondition(format!(
                 "delivery `{id}` is {}; only succeeded or failed deliveries can be retried",
-                found.status
+                found.status.to_value()
             )));
         }
         let webhook_active = Self::find_webhook_on(&txn, account_id, &found.webhook_id)
             .await?
-            .is_some_and(|w| w.status == WebhookStatus::Active.as_str());
+            .is_some_and(|w| w.status == WebhookStatus::Active);
         let status = DeliveryStatus::waiting(webhook_active, &found.event_type);
         let mut active = found.into_active_model();
-        active.status = sea_orm::Set(status.as_str().to_owned());
+        active.status = sea_orm::Set(status);
         active.next_attempt_at = sea_orm::Set(Some(time::now_ms()));
         active.completed_at = sea_orm::Set(None);
         let updated = active.update(&txn).await?;
@@ -125,7 +120,7 @@ impl Store {
     ) -> Result<u64, DbErr> {
         let webhook_id = webhook.id.as_str();
         // Test pings are never failed-and-replayed (they are tried once), so the webhook decides alone.
-        let status = DeliveryStatus::waiting(webhook.status == WebhookStatus::Active.as_str(), "");
+        let status = DeliveryStatus::waiting(webhook.status == WebhookStatus::Active, "");
         let events_in_window = event::Entity::find()
             .select_only()
             .column(event::Column::Id)
@@ -134,7 +129,7 @@ impl Store {
             .filter(event::Column::CreatedAt.lt(until_ms))
             .into_query();
         let result = delivery::Entity::update_many()
-            .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
+            .col_expr(delivery::Column::Status, Expr::value(status))
             .col_expr(delivery::Column::NextAttemptAt, Expr::value(time::now_ms()))
             .col_expr(
                 delivery::Column::CompletedAt,
@@ -142,7 +137,7 @@ impl Store {
             )
             .filter(delivery::Column::AccountId.eq(account_id))
             .filter(delivery::Column::WebhookId.eq(webhook_id))
-            .filter(delivery::Column::Status.eq(DeliveryStatus::Failed.as_str()))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Failed))
             .filter(delivery::Column::EventId.in_subquery(events_in_window))
             .exec(self.writer())
             .await?;

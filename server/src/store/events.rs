@@ -75,7 +75,7 @@ pub fn new_delivery(event: &event::Model, webhook: &webhook::Model) -> delivery:
         account_id: event.account_id.clone(),
         event_id: event.id.clone(),
         event_type: event.r#type.clone(),
-        status: DeliveryStatus::Pending.as_str().to_owned(),
+        status: DeliveryStatus::Pending,
         attempt_count: 0,
         next_attempt_at: Some(event.created_at),
         lease_id: None,
@@ -349,7 +349,7 @@ async fn read_fan_out(
         accounts.iter().copied(),
     );
     let from = format!("FROM webhooks WHERE {accounts} AND status = ?");
-    values.push(WebhookStatus::Active.as_str().into());
+    values.push(WebhookStatus::Active.into());
     let hooks = match hand_off {
         Some(hand_off) if hand_off.wants_counts() => {
             let with = format!("WITH {} ", in_flight_cte());

@@ -123,7 +123,7 @@ impl HandOff {
             .or_insert_with(|| Arc::new(SendingWebhook::from(hook)));
         let claim = &mut self.claims[at];
         claim.room -= 1;
-        delivery.status = DeliveryStatus::Sending.as_str().to_owned();
+        delivery.status = DeliveryStatus::Sending;
         delivery.lease_id = Some(claim.lease_id.clone());
         delivery.lease_owner = Some(claim.owner.clone());
         delivery.lease_expires_at = Some(self.lease_expires_at);

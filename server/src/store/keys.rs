@@ -3,19 +3,19 @@
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 
 use super::{entity::api_key, Store};
-use crate::core::{id, time};
+use crate::core::{id, time, Role};
 
 impl Store {
     pub async fn insert_api_key(
         &self,
         key_hash: String,
-        role: &str,
+        role: Role,
         account_id: Option<String>,
     ) -> Result<api_key::Model, sea_orm::DbErr> {
         api_key::ActiveModel {
             id: Set(id::new(id::Kind::ApiKey)),
             key_hash: Set(key_hash),
-            role: Set(role.to_owned()),
+            role: Set(role),
             account_id: Set(account_id),
             created_at: Set(time::now_ms()),
         }

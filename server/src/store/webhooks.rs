@@ -27,7 +27,7 @@ pub fn new_webhook(
         url: url.to_owned(),
         description: description.to_owned(),
         events: crate::core::webhook::encode_events(events),
-        status: WebhookStatus::Active.as_str().to_owned(),
+        status: WebhookStatus::Active,
         failure_count: 0,
         failing_since: None,
         disabled_reason: String::new(),
@@ -109,12 +109,7 @@ impl Store {
             .update(&txn)
             .await?;
         if before.status != updated.status {
-            Self::set_waiting(
-                &txn,
-                &updated.id,
-                updated.status == WebhookStatus::Active.as_str(),
-            )
-            .await?;
+            Self::set_waiting(&txn, &updated.id, updated.status == WebhookStatus::Active).await?;
         }
         txn.commit().await?;
         Ok(Some(updated))
@@ -160,9 +155,9 @@ impl Store {
             (DeliveryStatus::Pending, DeliveryStatus::Held)
         };
         let result = delivery::Entity::update_many()
-            .col_expr(delivery::Column::Status, Expr::value(to.as_str()))
+            .col_expr(delivery::Column::Status, Expr::value(to))
             .filter(delivery::Column::WebhookId.eq(webhook_id))
-            .filter(delivery::Column::Status.eq(from.as_str()))
+            .filter(delivery::Column::Status.eq(from))
             .filter(delivery::Column::EventType.ne(kit_webhooks::catalogue::TEST_PING))
             .exec(db)
             .await?;

@@ -1,5 +1,5 @@
-//! One recorded HTTP attempt of a delivery, keyed by its delivery and number (migration m0005; `id` is its public
-//! name). Header maps are stored as JSON objects ([`stored_headers`], read back with [`headers`]).
+//! One recorded HTTP attempt of a delivery, keyed by its delivery and number (migration m0005; `id` is its
+//! public name). Header maps are stored as JSON objects ([`stored_headers`], read back with [`headers`]).
 
 use std::collections::BTreeMap;
 

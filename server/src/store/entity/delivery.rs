@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+pub use crate::core::event::DeliveryStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "deliveries")]
 pub struct Model {
@@ -12,11 +14,11 @@ pub struct Model {
     pub account_id: String,
     pub event_id: String,
     pub event_type: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempt_count: i32,
     pub next_attempt_at: Option<i64>,
     pub lease_id: Option<String>,
-    /// The stream (`lse_…`) holding the lease; its leases are released when it ends.
+    /// The stream (`dst_…`) that owns the lease; its leases are released when it ends.
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<i64>,
     pub created_at: i64,

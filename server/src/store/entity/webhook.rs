@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+pub use crate::core::webhook::Status as WebhookStatus;
+
 /// `Deserialize` reads a row as the JSON array of its columns in field order, as the writer's reads return
 /// them (`webhook_columns`, `crate::store::json_rows`).
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Deserialize)]
@@ -14,7 +16,7 @@ pub struct Model {
     pub url: String,
     pub description: String,
     pub events: String,
-    pub status: String,
+    pub status: WebhookStatus,
     pub failure_count: i32,
     /// When the current run of failures began (for auto-disable); `None` after a success.
     pub failing_since: Option<i64>,

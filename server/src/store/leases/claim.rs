@@ -158,7 +158,7 @@ pub async fn claim_in(
             // Deleted with its webhook in the meantime (PostgreSQL's snapshot of this read is newer).
             continue;
         };
-        if hook.status != WebhookStatus::Active.as_str() && delivery.event_type != TEST_PING {
+        if hook.status != WebhookStatus::Active && delivery.event_type != TEST_PING {
             // Left pending by a race with a pause (a lease released, a fan-out read just before the pause
             // committed): `held` now, so it neither goes out nor sits at the head of the due range.
             paused.push(delivery.id);
@@ -273,10 +273,7 @@ async fn write_leases(
     if !paused.is_empty() {
         batch.push(
             &delivery::Entity::update_many()
-                .col_expr(
-                    delivery::Column::Status,
-                    Expr::value(DeliveryStatus::Held.as_str()),
-                )
+                .col_expr(delivery::Column::Status, Expr::value(DeliveryStatus::Held))
                 .filter(id_list::filter(
                     backend,
                     delivery::Column::Id,
@@ -289,7 +286,7 @@ async fn write_leases(
             &delivery::Entity::update_many()
                 .col_expr(
                     delivery::Column::Status,
-                    Expr::value(DeliveryStatus::Sending.as_str()),
+                    Expr::value(DeliveryStatus::Sending),
                 )
                 .col_expr(delivery::Column::LeaseId, Expr::value(lease_id))
                 .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))

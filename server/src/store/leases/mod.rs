@@ -125,11 +125,7 @@ impl Store {
             .query_one_raw(statement(
                 self.backend(),
                 &sql,
-                vec![
-                    now.into(),
-                    WebhookStatus::Active.as_str().into(),
-                    TEST_PING.into(),
-                ],
+                vec![now.into(), WebhookStatus::Active.into(), TEST_PING.into()],
             ))
             .await?;
         match row {
@@ -147,7 +143,7 @@ async fn return_leases_on(
     let result = clear_lease(delivery::Entity::update_many())
         .col_expr(
             delivery::Column::Status,
-            Expr::value(DeliveryStatus::Pending.as_str()),
+            Expr::value(DeliveryStatus::Pending),
         )
         .filter(in_progress::filter(DeliveryStatus::Sending))
         .filter(which)

@@ -97,7 +97,7 @@ impl From<AttemptReport> for ReadyReport {
 #[derive(Debug, Deserialize)]
 struct LeaseRow {
     id: String,
-    status: String,
+    status: DeliveryStatus,
     webhook_id: String,
     event_type: String,
     attempt_count: i32,
@@ -240,7 +240,7 @@ async fn read(txn: &WriteTxn, reports: &[ReadyReport]) -> Result<Recording, DbEr
     .await?;
     let leases = decode_rows::<LeaseRow>(&leases, leases_from)?
         .into_iter()
-        .filter(|d| d.status == DeliveryStatus::Sending.as_str())
+        .filter(|d| d.status == DeliveryStatus::Sending)
         .map(|d| (d.id.clone(), d))
         .collect();
     let mut hooks: Vec<webhook::Model> = decode_rows(&hooks, hooks_from)?;
@@ -337,7 +337,7 @@ impl Recording {
             DeliveryDecision::Succeeded => self.succeeded.push(lease.id.clone()),
             DeliveryDecision::Failed => self.failed.push(lease.id.clone()),
             DeliveryDecision::RetryAt(at) => {
-                let active = hook.status == WebhookStatus::Active.as_str();
+                let active = hook.status == WebhookStatus::Active;
                 let waiting = DeliveryStatus::waiting(active, &lease.event_type);
                 self.retries.push((lease.id.clone(), at, waiting));
             }
@@ -359,7 +359,7 @@ impl Recording {
         for (delivery_id, at, status) in self.retries {
             batch.push(
                 &unlease(delivery::Entity::update_many())
-                    .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
+                    .col_expr(delivery::Column::Status, Expr::value(status))
                     .col_expr(delivery::Column::NextAttemptAt, Expr::value(at))
                     .filter(delivery::Column::Id.eq(delivery_id)),
             );
@@ -369,7 +369,7 @@ impl Recording {
             if !changed {
                 continue;
             }
-            if hook.status != WebhookStatus::Active.as_str() {
+            if hook.status != WebhookStatus::Active {
                 Store::set_waiting(txn, &hook.id, false).await?;
             }
             hook.into_active_model().reset_all().update(txn).await?;
@@ -400,7 +400,7 @@ fn finish(batch: &mut Batch, ids: &[String], status: DeliveryStatus, now: i64) {
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         batch.push(
             &unlease(delivery::Entity::update_many())
-                .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
+                .col_expr(delivery::Column::Status, Expr::value(status))
                 .col_expr(
                     delivery::Column::NextAttemptAt,
                     Expr::value(Option::<i64>::None),
@@ -443,7 +443,7 @@ fn apply_to_webhook(hook: &mut webhook::Model, decision: &WebhookDecision, now: 
         } => {
             hook.failure_count = *failure_count as i32;
             hook.failing_since = Some(*failing_since);
-            hook.status = WebhookStatus::Disabled.as_str().to_owned();
+            hook.status = WebhookStatus::Disabled;
             hook.disabled_reason = reason.clone();
             hook.updated_at = now;
             true

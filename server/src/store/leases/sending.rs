@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::store::entity::{delivery, event, webhook};
+use crate::{
+    core::webhook::Status as WebhookStatus,
+    store::entity::{delivery, event, webhook},
+};
 
 /// A leased delivery with everything needed to send it: read in the same query that finds it due
 /// (or built by the hand-off as its row is inserted). Its
@@ -44,7 +47,7 @@ impl LeasedDelivery {
     }
 }
 
-/// A due delivery as a claim reads it ([`select_json`]), with its webhook and event beside it, once each
+/// A due delivery as a claim reads it ([`select_json`](crate::store::sql::json_rows::select_json)), with its webhook and event beside it, once each
 /// however many of its deliveries fall due.
 #[derive(Debug, Deserialize)]
 pub(in crate::store) struct DueDelivery {
@@ -81,7 +84,7 @@ impl DueDelivery {
 #[derive(Debug, Deserialize)]
 pub struct SendingWebhook {
     pub id: String,
-    pub status: String,
+    pub status: WebhookStatus,
     pub url: String,
     pub rate_limit_per_second: i32,
     pub secret: String,
@@ -93,7 +96,7 @@ impl From<&webhook::Model> for SendingWebhook {
     fn from(hook: &webhook::Model) -> Self {
         SendingWebhook {
             id: hook.id.clone(),
-            status: hook.status.clone(),
+            status: hook.status,
             url: hook.url.clone(),
             rate_limit_per_second: hook.rate_limit_per_second,
             secret: hook.secret.clone(),

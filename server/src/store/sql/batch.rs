@@ -209,8 +209,8 @@ fn parameters(statement: &Statement) -> usize {
     statement.values.as_ref().map_or(0, |v| v.0.len())
 }
 
-/// SQLite: the statements as one multi-statement text (also how a SQLite write transaction sends its queued writes with
-/// the statement after them, `super::write_txn`).
+/// SQLite: the statements as one multi-statement text (also how a SQLite write transaction sends its queued
+/// writes with the statement after them, `super::write_txn`).
 pub(super) fn joined(statements: Vec<Statement>) -> Option<Statement> {
     if statements.len() < 2 {
         return statements.into_iter().next();

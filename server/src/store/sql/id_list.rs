@@ -21,7 +21,8 @@ pub(in crate::store) fn filter<'a>(
     ids: impl IntoIterator<Item = &'a str>,
 ) -> SimpleExpr {
     match backend {
-        // Written out whole: sea-query would parenthesise a custom right-hand side, and `= (ANY(…))` is not SQL.
+        // Written out whole: sea-query would parenthesise a custom right-hand side, and `= (ANY(…))` is not
+        // SQL.
         DbBackend::Postgres => Expr::cust_with_values(
             format!(r#""{}" = ANY(CAST($1 AS text[]))"#, column.as_str()),
             [text_array(ids)],

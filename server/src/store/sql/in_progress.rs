@@ -8,6 +8,8 @@
 
 use sea_orm::sea_query::{Expr, SimpleExpr};
 
+use sea_orm::ActiveEnum;
+
 use crate::core::event::DeliveryStatus;
 
 /// `column = '<status>'`, for `pending` or `sending`.
@@ -16,7 +18,7 @@ pub fn sql(column: &str, status: DeliveryStatus) -> String {
         matches!(status, DeliveryStatus::Pending | DeliveryStatus::Sending),
         "deliveries_in_progress holds only pending and sending deliveries"
     );
-    format!("{column} = '{}'", status.as_str())
+    format!("{column} = '{}'", status.to_value())
 }
 
 /// [`sql`] on `deliveries.status`, as a filter.

@@ -26,9 +26,9 @@ pub(in crate::store) fn statement(backend: DbBackend, sql: &str, values: Vec<Val
 
 /// One statement returning, for each `(columns, from)` of `sets`, the rows of `SELECT {columns} {from}` as
 /// one JSON array of arrays, after the common table expressions in `with` (empty, or `WITH … ` that the sets
-/// may read); `values` bind the placeholders in the order they appear. SQLite's driver hands every
-/// result row from its worker thread to the async side on its own, each hand-off costing about as much as
-/// reading the row; one aggregated row costs one (docs/PERFORMANCE.md, step 20). The writer reads a row per report and
+/// may read); `values` bind the placeholders in the order they appear. SQLite's driver hands every result row
+/// from its worker thread to the async side on its own, each hand-off costing about as much as reading the
+/// row; one aggregated row costs one (docs/PERFORMANCE.md, step 20). The writer reads a row per report and
 /// per lease this way, a claim reads everything it needs in one statement, and so does a report group and a
 /// publish's fan-out.
 pub(in crate::store) async fn select_json<const N: usize>(
