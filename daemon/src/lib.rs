@@ -60,7 +60,7 @@ pub struct Options {
     /// HTTP requests in flight at once, across all endpoints.
     #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: u32,
-    /// Leased deliveries held ready beyond those being sent, so a free request slot never waits for the
+    /// Leased deliveries kept ready beyond those being sent, so a free request slot never waits for the
     /// server's next claim and report commits (the stream asks for `max-in-flight + prefetch` leases).
     #[arg(long, env = "KIT_WEBHOOKS_PREFETCH", default_value_t = DEFAULT_PREFETCH)]
     pub prefetch: u32,

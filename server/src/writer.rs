@@ -146,7 +146,7 @@ impl Writer {
     /// finds nothing due is not answered: it waits, parked, for the next cycle that publishes, which hands it
     /// the new deliveries.
     pub async fn standing_claim(&self, claim: Claim) -> StandingClaim {
-        let (request, standing) = self.standing(claim);
+        let (request, standing) = standing(&self.parked, claim);
         // If the writer has stopped, the claim's answer says so.
         let _ = self.claims.send(request).await;
         standing
@@ -156,25 +156,26 @@ impl Writer {
     /// answered and found nothing else due, with nothing notified since (see `crate::dispatch`), so that a
     /// claim would find nothing either.
     pub fn park_claim(&self, claim: Claim) -> StandingClaim {
-        let ((request, reply), standing) = self.standing(claim);
+        let ((request, reply), standing) = standing(&self.parked, claim);
         park(&self.parked, request, reply, None);
         standing
     }
+}
 
-    fn standing(&self, claim: Claim) -> (QueuedClaim, StandingClaim) {
-        let (reply, answers) = mpsc::unbounded_channel();
-        let withdrawn = Arc::new(AtomicBool::new(false));
-        let request = ClaimRequest {
-            claim,
-            withdrawn: withdrawn.clone(),
-        };
-        let standing = StandingClaim {
-            answers,
-            withdrawn,
-            parked: self.parked.clone(),
-        };
-        ((request, reply), standing)
-    }
+/// `claim` as queued, and the stream's handle on it.
+fn standing(parked: &Parked, claim: Claim) -> (QueuedClaim, StandingClaim) {
+    let (reply, answers) = mpsc::unbounded_channel();
+    let withdrawn = Arc::new(AtomicBool::new(false));
+    let request = ClaimRequest {
+        claim,
+        withdrawn: withdrawn.clone(),
+    };
+    let standing = StandingClaim {
+        answers,
+        withdrawn,
+        parked: parked.clone(),
+    };
+    ((request, reply), standing)
 }
 
 /// A stream's claim that may be waiting for a publish ([`Writer::standing_claim`]). Dropping it takes it back
@@ -462,5 +463,169 @@ fn answer<O>(replies: Vec<oneshot::Sender<Result<O, Error>>>, results: Vec<Resul
     // A caller that went away (its call was cancelled) simply misses its answer; its write stands.
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
+    }
+}
+
+/// The claim protocol between a stream and the cycles, without a database: how claims are answered, parked
+/// again and withdrawn.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        core::webhook::Status as WebhookStatus,
+        store::leases::{LeasedDelivery, SendingEvent, SendingWebhook},
+    };
+
+    /// What a cycle leased: a delivery per id.
+    fn claimed(ids: &[&str], more_due: bool) -> Claimed {
+        let webhook = Arc::new(SendingWebhook {
+            id: "wh_1".into(),
+            status: WebhookStatus::Active,
+            url: "https://example.com/".into(),
+            rate_limit_per_second: 100,
+            secret: "whsec_x".into(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+        });
+        let event = Arc::new(SendingEvent {
+            id: "evt_1".into(),
+            account_id: "acme".into(),
+            data_json: "{}".into(),
+            created_at: 0,
+        });
+        let leased = ids
+            .iter()
+            .map(|id| LeasedDelivery {
+                delivery_id: (*id).into(),
+                attempt_count: 0,
+                lease_id: "lse_1".into(),
+                webhook_id: webhook.id.clone(),
+                event_id: event.id.clone(),
+                event_type: "interview.scheduled".into(),
+                webhook: webhook.clone(),
+                event: event.clone(),
+            })
+            .collect();
+        Claimed { leased, more_due }
+    }
+
+    /// Answers one queued claim as a cycle would.
+    fn answer_one(parked: &Parked, (request, reply): QueuedClaim, result: Claimed) {
+        answer_claims(parked, vec![request], vec![reply], vec![Ok(result)]);
+    }
+
+    fn parked_rooms(parked: &Parked) -> Vec<u64> {
+        lock(parked)
+            .iter()
+            .map(|(request, _)| request.claim.room)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_found_nothing_waits_parked_and_is_withdrawn_empty() {
+        let parked = Parked::default();
+        let (queued, standing) = standing(&parked, Claim::new("dst_1", 8));
+        answer_one(&parked, queued, claimed(&[], false));
+        assert_eq!(parked_rooms(&parked), [8], "parked with all its room");
+        assert!(standing.withdraw().await.is_none(), "no answer to take");
+        assert!(
+            parked_rooms(&parked).is_empty(),
+            "withdrawn from the parked claims"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claim_with_room_left_is_answered_and_parked_again() {
+        let parked = Parked::default();
+        let (queued, mut standing) = standing(&parked, Claim::new("dst_1", 8));
+        answer_one(&parked, queued, claimed(&["dlv_a", "dlv_b"], false));
+        assert_eq!(
+            parked_rooms(&parked),
+            [6],
+            "parked again with the room it has left"
+        );
+        let answer = standing.answer().await.expect("answered");
+        assert!(answer.parked_again);
+        assert_eq!(answer.claimed.leased.len(), 2);
+        assert!(
+            standing.withdraw().await.is_none(),
+            "its one answer was taken"
+        );
+    }
+
+    #[tokio::test]
+    async fn withdrawing_takes_every_answer_not_yet_taken() {
+        let parked = Parked::default();
+        let (queued, standing) = standing(&parked, Claim::new("dst_1", 8));
+        answer_one(&parked, queued, claimed(&["dlv_a", "dlv_b"], false));
+        // The next publishing cycle takes it, leases it one more, and parks it again.
+        let again = lock(&parked).pop().expect("parked again");
+        answer_one(&parked, again, claimed(&["dlv_c"], false));
+        assert_eq!(parked_rooms(&parked), [5]);
+        let merged = standing.withdraw().await.expect("answers").expect("leases");
+        let ids: Vec<_> = merged
+            .leased
+            .iter()
+            .map(|l| l.delivery_id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            ["dlv_a", "dlv_b", "dlv_c"],
+            "nothing leased to it is lost"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_answer_is_not_parked_again() {
+        let parked = Parked::default();
+        let (queued, mut standing) = standing(&parked, Claim::new("dst_1", 2));
+        answer_one(&parked, queued, claimed(&["dlv_a", "dlv_b"], true));
+        assert!(parked_rooms(&parked).is_empty());
+        let answer = standing.answer().await.expect("answered");
+        assert!(!answer.parked_again);
+        assert!(answer.claimed.more_due);
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_claim_is_answered_but_never_parked() {
+        let parked = Parked::default();
+        let (queued, mut standing) = standing(&parked, Claim::new("dst_1", 8));
+        standing.withdrawn.store(true, Ordering::SeqCst);
+        answer_one(&parked, queued, claimed(&["dlv_a"], false));
+        assert!(
+            parked_rooms(&parked).is_empty(),
+            "a claim nobody waits on gets no deliveries"
+        );
+        let answer = standing.answer().await.expect("answered");
+        assert!(!answer.parked_again);
+        assert_eq!(
+            answer.claimed.leased.len(),
+            1,
+            "what it leased reaches its stream"
+        );
+    }
+
+    #[test]
+    fn a_publishing_cycle_takes_the_parked_claims_as_hand_offs() {
+        let parked = Parked::default();
+        let ((request, reply), _standing) = standing(&parked, Claim::new("dst_1", 8));
+        park(&parked, request, reply, None);
+        let mut cycle = Cycle::default();
+        cycle.take_parked(&parked);
+        assert_eq!(cycle.claims.len(), 1);
+        assert_eq!(cycle.claims[0].0.claim.kind, ClaimKind::HandOff);
+        assert!(
+            cycle.keeps_gathering(),
+            "it answers and parks again before the next cycle gathers"
+        );
+        let (catch_up, _standing) =
+            standing(&parked, Claim::new("dst_2", 8).of_kind(ClaimKind::CatchUp));
+        cycle.claims.push(catch_up);
+        assert!(
+            !cycle.keeps_gathering(),
+            "a catch-up's long read does not hold the others back"
+        );
     }
 }
