@@ -185,7 +185,7 @@ async fn webhook_lifecycle(backend: Backend) {
             &key,
             proto::RotateSecretRequest {
                 id: hook.id.clone(),
-                grace_period_seconds: 3600,
+                grace_period_seconds: Some(3600),
             },
         ))
         .await
@@ -207,12 +207,27 @@ async fn webhook_lifecycle(backend: Backend) {
         Some(created.secret.as_str()),
         "old secret kept for the grace"
     );
+    // A second rotation with a grace would end the first one's early: refused, naming until when.
+    let during_grace = client
+        .rotate_secret(authed(
+            &key,
+            proto::RotateSecretRequest {
+                id: hook.id.clone(),
+                grace_period_seconds: Some(60),
+            },
+        ))
+        .await;
+    assert_status(
+        during_grace,
+        Code::FailedPrecondition,
+        "previous secret is still accepted until",
+    );
     let rotated_again = client
         .rotate_secret(authed(
             &key,
             proto::RotateSecretRequest {
                 id: hook.id.clone(),
-                grace_period_seconds: 0,
+                grace_period_seconds: Some(0),
             },
         ))
         .await
@@ -223,6 +238,33 @@ async fn webhook_lifecycle(backend: Backend) {
         .expect("webhook")
         .previous_secret_expires_at
         .is_none());
+    // Unset: the old secret is accepted for a day.
+    let before = std::time::SystemTime::now();
+    let rotated_default = client
+        .rotate_secret(authed(
+            &key,
+            proto::RotateSecretRequest {
+                id: hook.id.clone(),
+                grace_period_seconds: None,
+            },
+        ))
+        .await
+        .expect("rotate with the default grace")
+        .into_inner();
+    let until = rotated_default
+        .webhook
+        .expect("webhook")
+        .previous_secret_expires_at
+        .expect("the old secret is still accepted");
+    let day_later = before
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+        + 24 * 3600;
+    assert!(
+        (until.seconds - day_later).abs() <= 5,
+        "accepted until {until:?}, a day from now"
+    );
 
     client
         .delete_webhook(authed(
@@ -626,7 +668,7 @@ async fn bad_input_is_rejected_with_the_field_named(backend: Backend) {
                 &key,
                 proto::RotateSecretRequest {
                     id: hook.id.clone(),
-                    grace_period_seconds: 604_801,
+                    grace_period_seconds: Some(604_801),
                 },
             ))
             .await,
@@ -1078,7 +1120,7 @@ async fn accounts_never_see_each_other(backend: Backend) {
                 &acme,
                 proto::RotateSecretRequest {
                     id: id.clone(),
-                    grace_period_seconds: 0,
+                    grace_period_seconds: Some(0),
                 },
             ))
             .await,
@@ -1332,6 +1374,53 @@ async fn publish_is_idempotent_per_account(backend: Backend) {
     let db = server.server.store.reader();
     assert_eq!(event::Entity::find().count(db).await.expect("count"), 1);
     assert_eq!(delivery::Entity::find().count(db).await.expect("count"), 1);
+
+    // The same request spelled differently (spacing, key order) is the same request.
+    let respelled = server
+        .events()
+        .await
+        .publish_event(authed(
+            &server.publisher_key,
+            proto::PublishEventRequest {
+                account_id: "default".into(),
+                r#type: "offer.accepted".into(),
+                data_json: r#"{ "candidate_id":9007199254740993 }"#.into(),
+                idempotency_key: "order-42".into(),
+            },
+        ))
+        .await
+        .expect("the same request again")
+        .into_inner();
+    assert_eq!(respelled.event, first.event);
+    // The key reused for another event: refused, naming the key and the event it belongs to.
+    let first_id = first.event.clone().expect("event").id;
+    for (event_type, data_json) in [
+        ("offer.accepted", r#"{"candidate_id": 7}"#),
+        ("offer.declined", r#"{"candidate_id": 9007199254740993}"#),
+    ] {
+        let refused = server
+            .events()
+            .await
+            .publish_event(authed(
+                &server.publisher_key,
+                proto::PublishEventRequest {
+                    account_id: "default".into(),
+                    r#type: event_type.into(),
+                    data_json: data_json.into(),
+                    idempotency_key: "order-42".into(),
+                },
+            ))
+            .await
+            .expect_err("a reused key for another event is refused");
+        assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+        assert!(
+            refused.message().contains("order-42") && refused.message().contains(&first_id),
+            "{}",
+            refused.message()
+        );
+    }
+    let db = server.server.store.reader();
+    assert_eq!(event::Entity::find().count(db).await.expect("count"), 1);
 
     let elsewhere = publish(&server, "acme", "offer.accepted", "order-42").await;
     assert_ne!(

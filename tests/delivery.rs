@@ -165,7 +165,7 @@ async fn rotation_grace_sends_both_signatures_then_only_the_new_one(backend: Bac
             &server.admin_key,
             proto::RotateSecretRequest {
                 id: hook.id.clone(),
-                grace_period_seconds: 2,
+                grace_period_seconds: Some(2),
             },
         ))
         .await

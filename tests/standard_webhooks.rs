@@ -94,7 +94,7 @@ async fn python_standardwebhooks_verifies_deliveries(backend: Backend) {
             &server.admin_key,
             proto::RotateSecretRequest {
                 id: hook.id.clone(),
-                grace_period_seconds: 60,
+                grace_period_seconds: Some(60),
             },
         ))
         .await

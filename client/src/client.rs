@@ -232,18 +232,20 @@ impl Client {
             .into_inner())
     }
 
-    /// A new signing secret; the old one keeps signing for `grace` (at most 7 days).
+    /// A new signing secret; the old one keeps signing for `grace` (at most 7 days; `None` for the server's
+    /// default, 24 hours).
     pub async fn rotate_secret(
         &self,
         id: &str,
-        grace: Duration,
+        grace: Option<Duration>,
     ) -> Result<(proto::Webhook, String), Error> {
         let reply = self
             .webhooks
             .clone()
             .rotate_secret(proto::RotateSecretRequest {
                 id: id.into(),
-                grace_period_seconds: u32::try_from(grace.as_secs()).unwrap_or(u32::MAX),
+                grace_period_seconds: grace
+                    .map(|grace| u32::try_from(grace.as_secs()).unwrap_or(u32::MAX)),
             })
             .await?
             .into_inner();

@@ -2,7 +2,7 @@
 
 mod cli;
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
 use cli::{connection::ConnectionArgs, output::Format};
@@ -89,7 +89,12 @@ pub enum WebhooksCommand {
         rate_limit: Option<u32>,
     },
     /// List the account's webhooks.
-    List,
+    #[command(after_help = "Example:\n  kit-webhooks webhooks list --limit 20 -o json")]
+    List {
+        /// Show at most N (and fetch no more pages than needed).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
     /// Show one webhook.
     Get { id: String },
     /// Change a webhook's URL, description, events or rate limit (only the flags given).
@@ -113,13 +118,18 @@ pub enum WebhooksCommand {
     Resume { id: String },
     /// Delete a webhook with its whole delivery history.
     Delete { id: String },
-    /// Generate a new signing secret; the old one keeps signing during --grace.
-    #[command(after_help = "Example:\n  kit-webhooks webhooks rotate-secret wh_01J… --grace 24h")]
+    /// Generate a new signing secret; the old one keeps signing beside it during --grace.
+    #[command(
+        after_help = "Examples:\n  kit-webhooks webhooks rotate-secret wh_01J…\n  \
+        kit-webhooks webhooks rotate-secret wh_01J… --grace 0s   # a leaked secret: stop accepting it now\n\n\
+        While an earlier rotation's old secret is still accepted, a rotation with a grace is refused;\n\
+        --grace 0s ends both at once."
+    )]
     RotateSecret {
         id: String,
         /// How long the old secret stays valid (at most 7d).
-        #[arg(long, default_value = "0s", value_parser = kit_webhooks::duration::parse_duration)]
-        grace: Duration,
+        #[arg(long, default_value = "24h")]
+        grace: kit_webhooks::duration::DurationArg,
     },
     /// Print the webhook's current signing secret.
     Secret { id: String },
@@ -141,6 +151,9 @@ pub enum DeliveriesCommand {
         status: Option<String>,
         #[arg(long)]
         event_type: Option<String>,
+        /// Show at most N (and fetch no more pages than needed).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
     },
     /// Show a delivery with every attempt (request headers, response, timing, error).
     Show { id: String },
@@ -181,39 +194,49 @@ pub enum EventsCommand {
         idempotency_key: Option<String>,
     },
     /// List events, newest first.
+    #[command(after_help = "Examples:\n  kit-webhooks events list --limit 10\n  \
+        kit-webhooks events list --type offer.accepted --account default -o json")]
     List {
         #[arg(long = "type")]
         event_type: Option<String>,
         #[arg(long)]
         account: Option<String>,
+        /// Show at most N (and fetch no more pages than needed).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
     },
     /// Show one event.
     Get { id: String },
 }
 
-#[tokio::main]
-async fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+fn main() {
+    quiet_on_closed_stdout();
+    // A usage error is clap's whole message (what is missing, "a similar subcommand exists", the possible
+    // values) and exit code 2; failures at run time are one line below.
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
         Err(err) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                err.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                err.exit();
-            }
-            // One line, like every other error; `--help` has the rest.
-            let text = err.render().to_string();
-            eprintln!(
-                "{}",
-                text.lines().next().unwrap_or("error: invalid arguments")
-            );
-            std::process::exit(2);
+            eprintln!("error: starting the async runtime: {err}");
+            std::process::exit(1);
         }
     };
+    runtime.block_on(entry(cli));
+}
+
+/// A closed stdout (`kit-webhooks events list | head`) ends the process quietly, as it ends `cat`, instead of
+/// making the next print panic: SIGPIPE goes back to its default, which Rust's runtime had set to ignore.
+#[allow(unsafe_code)]
+fn quiet_on_closed_stdout() {
+    // SAFETY: `signal` with `SIG_DFL` changes only the process's disposition of SIGPIPE; called first thing
+    // in `main`, before any other thread exists.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+async fn entry(cli: Cli) {
     if let Err(err) = run(cli).await {
         // One line, whatever went wrong.
         eprintln!("error: {}", format!("{err:#}").replace('\n', " "));

@@ -169,3 +169,56 @@ async fn bench_targets_a_running_deployment(backend: Backend) {
     );
     server.stop().await;
 }
+
+/// After `cargo install`, `kit-webhooks` sits apart from the server and the daemon: bench finds them on `PATH`,
+/// and says where it looked when they are nowhere.
+#[tokio::test]
+async fn bench_finds_the_system_on_path() {
+    let built = std::path::Path::new(env!("CARGO_BIN_EXE_kit-webhooks"));
+    let installed = tempfile::tempdir().expect("temp dir");
+    let cli = installed.path().join("kit-webhooks");
+    std::fs::copy(built, &cli).expect("copy the CLI alone");
+    let target_dir = built.parent().expect("target dir").to_path_buf();
+    let run = move |path: std::ffi::OsString| {
+        Command::new(&cli)
+            .args([
+                "bench",
+                "--events",
+                "20",
+                "--webhooks",
+                "1",
+                "--receivers",
+                "1",
+            ])
+            .args(["--ceiling-duration", "0s", "--timeout", "60s"])
+            .env("PATH", path)
+            .output()
+            .expect("run the installed kit-webhooks")
+    };
+    let system_path = std::env::var_os("PATH").unwrap_or_default();
+    let mut with_system = vec![target_dir.clone()];
+    with_system.extend(std::env::split_paths(&system_path));
+    let path = std::env::join_paths(with_system).expect("PATH");
+    let found = {
+        let run = run.clone();
+        tokio::task::spawn_blocking(move || run(path))
+            .await
+            .expect("join")
+    };
+    assert!(
+        found.status.success(),
+        "bench with the system on PATH: {}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let nowhere =
+        tokio::task::spawn_blocking(move || run(std::ffi::OsString::from("/nonexistent")))
+            .await
+            .expect("join");
+    assert!(!nowhere.status.success());
+    let stderr = String::from_utf8_lossy(&nowhere.stderr);
+    assert!(
+        stderr.contains("kit-webhooks-server not found beside this binary or on PATH")
+            && stderr.contains("/nonexistent"),
+        "{stderr}"
+    );
+}

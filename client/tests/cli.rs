@@ -22,6 +22,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::Value;
 
 on_both_databases!(
+    a_long_list_stops_quietly_at_a_closed_pipe_and_takes_a_limit,
     readme_quick_start_needs_no_token_and_no_secret,
     quick_start_flow_with_listen,
     webhook_lifecycle_in_json,
@@ -68,6 +69,19 @@ fn fails(output: &Output, needles: &[&str]) {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "`{stderr}` does not mention `{needle}`"
+        );
+    }
+}
+
+/// Asserts a usage error as clap writes it, whole: exit code 2, and every `needle` on stderr.
+#[track_caller]
+fn usage_error(output: &Output, needles: &[&str]) {
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
     for needle in needles {
         assert!(
             stderr.contains(needle),
@@ -333,20 +347,26 @@ async fn webhook_lifecycle_in_json(backend: Backend) {
         json(&cli(&server, &["webhooks", "resume", &id, "-o", "json"]))["status"],
         "active"
     );
+    // Rotation keeps the old secret for a day unless told otherwise, and will not cut an earlier grace short.
     let rotated = json(&cli(
         &server,
-        &[
-            "webhooks",
-            "rotate-secret",
-            &id,
-            "--grace",
-            "24h",
-            "-o",
-            "json",
-        ],
+        &["webhooks", "rotate-secret", &id, "-o", "json"],
     ));
     assert_ne!(rotated["secret"], created["secret"]);
     assert!(rotated["webhook"]["previous_secret_expires_at"].is_string());
+    fails(
+        &cli(&server, &["webhooks", "rotate-secret", &id]),
+        &["FAILED_PRECONDITION", "still accepted until"],
+    );
+    let revoked = ok(&cli(
+        &server,
+        &["webhooks", "rotate-secret", &id, "--grace", "0s"],
+    ));
+    assert!(revoked.contains("no longer accepted"), "{revoked}");
+    let rotated = json(&cli(
+        &server,
+        &["webhooks", "rotate-secret", &id, "-o", "json"],
+    ));
     let secret = ok(&cli(&server, &["webhooks", "secret", &id]));
     assert_eq!(secret.trim(), rotated["secret"].as_str().expect("secret"));
     let listed = json(&cli(&server, &["webhooks", "list", "-o", "json"]));
@@ -399,12 +419,12 @@ async fn webhook_lifecycle_in_json(backend: Backend) {
         &cli(&server, &["webhooks", "update", &id]),
         &["nothing to change"],
     );
-    fails(
+    usage_error(
         &cli(
             &server,
             &["webhooks", "rotate-secret", &id, "--grace", "3y"],
         ),
-        &["--grace"],
+        &["--grace", "3y"],
     );
     fails(
         &cli(
@@ -562,7 +582,7 @@ async fn replay_requeues_exactly_the_failed_deliveries_in_the_window(backend: Ba
             .all(|d| d.status() == kit_webhooks::proto::DeliveryStatus::Failed),
         "other webhooks untouched"
     );
-    fails(
+    usage_error(
         &cli(
             &server,
             &[
@@ -576,5 +596,87 @@ async fn replay_requeues_exactly_the_failed_deliveries_in_the_window(backend: Ba
         ),
         &["--since"],
     );
+    server.stop().await;
+}
+
+/// A mistyped command gets clap's whole message: what is missing, a similar name, the usage.
+#[test]
+fn usage_errors_say_everything_clap_knows() {
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env_remove("KIT_WEBHOOKS_TOKEN")
+            .output()
+            .expect("run kit-webhooks")
+    };
+    usage_error(
+        &run(&["webhooks", "create", "--url", "https://x.example.com/"]),
+        &["required arguments were not provided", "--events", "Usage"],
+    );
+    usage_error(&run(&["webhooks", "craete"]), &["similar", "create"]);
+    usage_error(
+        &run(&["webhooks", "list", "--output", "yaml"]),
+        &["yaml", "table", "json"],
+    );
+}
+
+/// `kit-webhooks events list | head`: the reader goes away after a line; the CLI ends quietly (no panic), and
+/// `--limit` prints only what was asked.
+async fn a_long_list_stops_quietly_at_a_closed_pipe_and_takes_a_limit(backend: Backend) {
+    use kit_webhooks_server::store::events::new_event;
+    let server = TestServer::start(backend).await;
+    // Far more output than a pipe holds.
+    let rows: Vec<event::ActiveModel> = (0..2000)
+        .map(|n| {
+            let data = format!(r#"{{"application_id": {n}}}"#);
+            new_event("default", "application.submitted", data, None).into()
+        })
+        .collect();
+    event::Entity::insert_many(rows)
+        .exec_without_returning(server.server.store.writer())
+        .await
+        .expect("insert events");
+    let dir = server.key_file.parent().expect("key dir").to_path_buf();
+    let url = server.server.url();
+    let (first_line, status, stderr) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(BIN)
+            .current_dir(&dir)
+            .env("KIT_WEBHOOKS_SERVER", &url)
+            .env_remove("KIT_WEBHOOKS_TOKEN")
+            .args(["events", "list"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kit-webhooks");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first_line = String::new();
+        stdout.read_line(&mut first_line).expect("a first line");
+        drop(stdout);
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut stderr)
+            .expect("stderr");
+        (first_line, child.wait().expect("wait"), stderr)
+    })
+    .await
+    .expect("join");
+    assert!(first_line.contains("ID"), "{first_line}");
+    assert!(stderr.is_empty(), "quiet at a closed pipe: {stderr}");
+    assert_ne!(status.code(), Some(101), "no panic");
+
+    let limited = ok(&cli(&server, &["events", "list", "--limit", "3"]));
+    assert_eq!(
+        limited.lines().count(),
+        1 + 3,
+        "a header and three events: {limited}"
+    );
+    let limited = json(&cli(
+        &server,
+        &["events", "list", "--limit", "5", "-o", "json"],
+    ));
+    assert_eq!(limited.as_array().expect("array").len(), 5);
     server.stop().await;
 }

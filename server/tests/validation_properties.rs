@@ -173,7 +173,7 @@ proptest! {
     #[test]
     fn rates_and_grace_periods(n in any::<u32>()) {
         refused_properly(&webhook::validate_rate_limit(n), "rate_limit_per_second")?;
-        refused_properly(&webhook::validate_grace_period(n), "grace_period_seconds")?;
+        refused_properly(&webhook::validate_grace_period(Some(n)), "grace_period_seconds")?;
     }
 
     #[test]

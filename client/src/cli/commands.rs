@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::bail;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kit_webhooks_client::{Client, DeliveryQuery, DeliveryStatus, NewWebhook, WebhookUpdate};
 use serde_json::json;
 
@@ -42,8 +42,12 @@ pub async fn webhooks(
             let (webhook, secret) = client.create_webhook(new).await?;
             output::created_webhook(format, &webhook, secret);
         }
-        WebhooksCommand::List => {
-            let webhooks: Vec<_> = client.list_webhooks().try_collect().await?;
+        WebhooksCommand::List { limit } => {
+            let webhooks: Vec<_> = client
+                .list_webhooks()
+                .take(limit.unwrap_or(usize::MAX))
+                .try_collect()
+                .await?;
             output::webhook_list(format, &webhooks);
         }
         WebhooksCommand::Get { id } => show(&client.get_webhook(&id).await?),
@@ -77,7 +81,7 @@ pub async fn webhooks(
             }
         }
         WebhooksCommand::RotateSecret { id, grace } => {
-            let (webhook, secret) = client.rotate_secret(&id, grace).await?;
+            let (webhook, secret) = client.rotate_secret(&id, Some(grace.0)).await?;
             output::rotated_secret(format, &webhook, secret);
         }
         WebhooksCommand::Secret { id } => {
@@ -122,6 +126,7 @@ pub async fn deliveries(
             webhook,
             status,
             event_type,
+            limit,
         } => {
             let status = status.as_deref().map(delivery_status).transpose()?;
             let query = DeliveryQuery {
@@ -129,7 +134,11 @@ pub async fn deliveries(
                 status,
                 event_type,
             };
-            let deliveries: Vec<_> = client.list_deliveries(query).try_collect().await?;
+            let deliveries: Vec<_> = client
+                .list_deliveries(query)
+                .take(limit.unwrap_or(usize::MAX))
+                .try_collect()
+                .await?;
             output::delivery_list(format, &deliveries);
         }
         DeliveriesCommand::Show { id } => {
@@ -202,9 +211,11 @@ pub async fn events(
         EventsCommand::List {
             event_type,
             account,
+            limit,
         } => {
             let events: Vec<_> = client
                 .list_events(event_type, account)
+                .take(limit.unwrap_or(usize::MAX))
                 .try_collect()
                 .await?;
             match format {

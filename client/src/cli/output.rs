@@ -251,8 +251,14 @@ pub fn rotated_secret(format: Format, webhook: &Webhook, secret: String) {
             ("id", webhook.id.clone()),
             ("new secret", secret),
             (
-                "old secret until",
-                time(&webhook.previous_secret_expires_at),
+                "old secret",
+                match &webhook.previous_secret_expires_at {
+                    Some(_) => format!(
+                        "still accepted until {}",
+                        time(&webhook.previous_secret_expires_at)
+                    ),
+                    None => "no longer accepted".into(),
+                },
             ),
         ]),
     }

@@ -48,7 +48,23 @@ impl proto::event_service_server::EventService for EventApi {
         let data_json = event::validate_data(req.data_json, self.state.config.max_payload_bytes)?;
         let idempotency_key = event::validate_idempotency_key(&req.idempotency_key)?;
         let row = new_event(account_id, event_type, data_json, idempotency_key);
+        // What a reused key must match; kept only when there is a key (the data may be 256 KiB).
+        let asked = row
+            .idempotency_key
+            .is_some()
+            .then(|| (row.id.clone(), row.data_json.clone()));
         let published = self.state.writer.publish(row).await?;
+        if let (Some((id, data_json)), Some(key)) = (asked, &published.event.idempotency_key) {
+            let original = &published.event;
+            if original.id != id {
+                event::check_same_request(
+                    key,
+                    (&original.id, &original.r#type, &original.data_json),
+                    event_type,
+                    &data_json,
+                )?;
+            }
+        }
         // Deliveries handed to a waiting stream in the publishing cycle are on their way already.
         if published.deliveries_pending > 0 {
             self.state.deliveries_changed.notify();

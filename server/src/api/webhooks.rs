@@ -247,10 +247,21 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let grace = webhook::validate_grace_period(req.grace_period_seconds)?;
         let row = self
             .change_webhook(&account, &req.id, |row| {
+                let now = time::now_ms();
+                let in_grace = row.previous_secret_expires_at.filter(|until| *until > now);
+                if let (Some(until), true) = (in_grace, grace > 0) {
+                    // Replacing the previous secret would end its grace early, and its receivers would fail.
+                    return Err(Error::FailedPrecondition(format!(
+                        "webhook `{}`'s previous secret is still accepted until {}; rotate again after that, \
+                         or with grace_period_seconds 0 to stop accepting both old secrets now",
+                        row.id,
+                        time::rfc3339(until)
+                    )));
+                }
                 let old = std::mem::replace(&mut row.secret, secret::new_signing_secret());
                 if grace > 0 {
                     row.previous_secret = Some(old);
-                    row.previous_secret_expires_at = Some(time::now_ms() + i64::from(grace) * 1000);
+                    row.previous_secret_expires_at = Some(now + i64::from(grace) * 1000);
                 } else {
                     row.previous_secret = None;
                     row.previous_secret_expires_at = None;

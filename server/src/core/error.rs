@@ -18,6 +18,9 @@ pub enum Error {
     /// The request is valid but the resource is not in a state that allows it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// What the request would create exists already, differently (an idempotency key used for another event).
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -53,6 +56,7 @@ impl Error {
             },
             Error::NotFound(message) => Error::NotFound(message.clone()),
             Error::FailedPrecondition(message) => Error::FailedPrecondition(message.clone()),
+            Error::AlreadyExists(message) => Error::AlreadyExists(message.clone()),
             Error::Unauthenticated(message) => Error::Unauthenticated(message.clone()),
             Error::PermissionDenied(message) => Error::PermissionDenied(message.clone()),
             Error::Storage(db) => Error::Storage(sea_orm::DbErr::Custom(match db {
@@ -70,6 +74,7 @@ impl From<Error> for Status {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Storage(db) => {

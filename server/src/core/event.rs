@@ -231,6 +231,40 @@ fn nesting_beyond(json: &str, max: usize) -> Option<usize> {
     None
 }
 
+/// A publish that reuses an idempotency key answers with the event first published under it, but only when
+/// it asks for the same thing: the same type and the same data (compared as JSON values, so spacing and key
+/// order do not matter). Otherwise the key was reused by mistake and the new event would be lost silently:
+/// `ALREADY_EXISTS`, naming the key and the event it belongs to, as Stripe answers.
+pub fn check_same_request(
+    key: &str,
+    original: (&str, &str, &str),
+    event_type: &str,
+    data_json: &str,
+) -> Result<(), Error> {
+    let (original_id, original_type, original_data) = original;
+    let same_data = original_data == data_json
+        || matches!(
+            (
+                serde_json::from_str::<serde_json::Value>(original_data),
+                serde_json::from_str::<serde_json::Value>(data_json),
+            ),
+            (Ok(a), Ok(b)) if a == b
+        );
+    if original_type == event_type && same_data {
+        return Ok(());
+    }
+    let differs = if original_type != event_type {
+        format!("type `{original_type}`")
+    } else {
+        "other data".to_owned()
+    };
+    Err(Error::AlreadyExists(format!(
+        "idempotency_key {} was already used for event `{original_id}` with {differs}; use a new key for a new \
+         event, or send the same type and data to get that event back",
+        quoted(key)
+    )))
+}
+
 pub fn validate_idempotency_key(key: &str) -> Result<Option<String>, Error> {
     if key.is_empty() {
         return Ok(None);

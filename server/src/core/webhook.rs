@@ -10,6 +10,9 @@ use super::{text, Error};
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
 pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 100;
 pub const MAX_RATE_LIMIT_PER_SECOND: u32 = 100_000;
+/// How long a rotated-out secret keeps signing when the rotation does not say: receivers have a day to take
+/// the new one.
+pub const DEFAULT_GRACE_PERIOD_SECONDS: u32 = 24 * 3600;
 /// Seven days: the longest a rotated-out secret keeps signing.
 pub const MAX_GRACE_PERIOD_SECONDS: u32 = 7 * 24 * 3600;
 const MAX_URL_CHARS: usize = 2048;
@@ -118,7 +121,9 @@ pub fn validate_rate_limit(rate: u32) -> Result<u32, Error> {
     }
 }
 
-pub fn validate_grace_period(seconds: u32) -> Result<u32, Error> {
+/// A rotation's grace period: as asked, [`DEFAULT_GRACE_PERIOD_SECONDS`] when not, at most seven days.
+pub fn validate_grace_period(seconds: Option<u32>) -> Result<u32, Error> {
+    let seconds = seconds.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS);
     if seconds > MAX_GRACE_PERIOD_SECONDS {
         return Err(Error::invalid(
             "grace_period_seconds",

@@ -82,17 +82,32 @@ impl Drop for Process {
     }
 }
 
-/// The sibling binary `name` of this executable (both live in `target/<profile>/` or the same bin directory).
-pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+/// The binary `name`: beside this executable (both in `target/<profile>/`, or one bin directory), else the
+/// first on `PATH` (as after `cargo install`). The error says where it looked.
+pub fn system_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let path = exe.parent().context("executable directory")?.join(name);
-    if !path.exists() {
-        bail!(
-            "{} not found; build it first (`cargo build --release --workspace`)",
-            path.display()
-        );
+    let beside = exe.parent().context("executable directory")?.to_path_buf();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    find_binary(name, &beside, &path)
+}
+
+fn find_binary(name: &str, beside: &Path, path: &std::ffi::OsStr) -> anyhow::Result<PathBuf> {
+    let mut looked = vec![beside.to_path_buf()];
+    looked.extend(std::env::split_paths(path));
+    if let Some(found) = looked
+        .iter()
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+    {
+        return Ok(found);
     }
-    Ok(path)
+    let places: Vec<String> = looked.iter().map(|dir| dir.display().to_string()).collect();
+    bail!(
+        "{name} not found beside this binary or on PATH (looked in {}); install it with \
+         `cargo install --locked --path server` (or `--path daemon`), or build the workspace \
+         (`cargo build --release --workspace`) and run target/release/kit-webhooks",
+        places.join(", ")
+    )
 }
 
 /// Starts the server on `database_url` and waits until it listens. Its keys are made beforehand
@@ -223,4 +238,34 @@ pub fn start_daemon(
 /// else warnings only.
 fn log_filter() -> String {
     std::env::var("KIT_BENCH_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_is_found_beside_first_then_on_path() {
+        let beside = tempfile::tempdir().expect("dir");
+        let on_path = tempfile::tempdir().expect("dir");
+        let name = "kit-webhooks-test-binary";
+        std::fs::write(on_path.path().join(name), "").expect("write");
+        let path = std::env::join_paths([on_path.path()]).expect("PATH");
+        assert_eq!(
+            find_binary(name, beside.path(), &path).expect("on PATH"),
+            on_path.path().join(name)
+        );
+        std::fs::write(beside.path().join(name), "").expect("write");
+        assert_eq!(
+            find_binary(name, beside.path(), &path).expect("beside"),
+            beside.path().join(name)
+        );
+        let missing = find_binary("nothing-by-this-name", beside.path(), &path)
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            missing.contains("PATH") && missing.contains(&on_path.path().display().to_string()),
+            "{missing}"
+        );
+    }
 }

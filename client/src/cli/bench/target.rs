@@ -19,7 +19,7 @@ pub struct Target {
 }
 
 impl Target {
-    /// `kit-webhooks-server` and `kit-webhooks-daemon`, the binaries beside this one, on `--database-url` or a
+    /// `kit-webhooks-server` and `kit-webhooks-daemon` (beside this binary, or on `PATH`), on `--database-url` or a
     /// SQLite file in `dir`.
     pub fn start(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Target> {
         let database_url = args
@@ -30,8 +30,8 @@ impl Target {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.to_string()
         };
-        let server_bin = processes::sibling("kit-webhooks-server")?;
-        let daemon_bin = processes::sibling("kit-webhooks-daemon")?;
+        let server_bin = processes::system_binary("kit-webhooks-server")?;
+        let daemon_bin = processes::system_binary("kit-webhooks-daemon")?;
         if args.backlog > 0 {
             progress::note("seeding the backlog");
             processes::seed_backlog(&server_bin, &database_url, args.backlog)?;
