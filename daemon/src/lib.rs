@@ -77,10 +77,15 @@ pub struct Options {
     pub max_in_flight_per_account: Option<u32>,
     /// Also deliver to addresses in this network (CIDR, e.g. 127.0.0.0/8); repeatable. By default only
     /// globally routable addresses are reached.
-    #[arg(long = "allow-network", value_name = "CIDR")]
+    #[arg(
+        long = "allow-network",
+        value_name = "CIDR",
+        env = "KIT_WEBHOOKS_ALLOW_NETWORKS",
+        value_delimiter = ','
+    )]
     pub allow_networks: Vec<ipnet::IpNet>,
     /// Extra trusted CA certificates (PEM) for endpoints' TLS, besides the system and webpki roots.
-    #[arg(long, value_name = "PEM")]
+    #[arg(long, value_name = "PEM", env = "KIT_WEBHOOKS_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 }
 

@@ -41,13 +41,7 @@ fn main() {
 
 #[tokio::main]
 async fn entry() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    kit_webhooks::logging::init("info");
     let cli = Cli::parse();
     // Installed before anything starts, so an early SIGTERM still means a clean stop.
     let signal = kit_webhooks::shutdown_signal();

@@ -140,14 +140,7 @@ fn main() {
 
 #[tokio::main]
 async fn entry() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    kit_webhooks::logging::init("info,sqlx=warn,sea_orm=warn");
     if let Err(err) = run(Cli::parse()).await {
         eprintln!("error: {err:#}");
         std::process::exit(1);

@@ -272,7 +272,9 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
     use receiver::{always, Receiver, Reply};
 
     let receiver = Receiver::http(always(Reply::ok())).await;
+    let gone = Receiver::http(always(Reply::status(410))).await;
     let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
     let port = free_port();
     let mut child = Command::new(BIN)
         .current_dir(dir.path())
@@ -285,8 +287,9 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
         ])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env_remove("KIT_WEBHOOKS_DATABASE_URL")
+        .env_remove("NO_COLOR")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("spawn");
     wait_listening(port);
@@ -310,6 +313,20 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
         ))
         .await
         .expect("create webhook");
+    let gone_hook = webhooks
+        .create_webhook(authed(
+            &admin,
+            CreateWebhookRequest {
+                url: gone.url("/kit"),
+                events: vec!["application.*".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create webhook")
+        .into_inner()
+        .webhook
+        .expect("webhook");
     let mut events = EventServiceClient::connect(url).await.expect("connect");
     events
         .publish_event(authed(
@@ -325,6 +342,28 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
         .expect("publish");
     let got = receiver.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(got[0].header("kit-event-type"), "application.submitted");
+    gone.wait_for(1, Duration::from_secs(20)).await;
+    // An SRE sees the disabling in the log, with the webhook and the reason; no colour codes in a file.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let logged = std::fs::read_to_string(&log).expect("log");
+        if logged.contains("webhook disabled") || std::time::Instant::now() > deadline {
+            break logged;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let line = logged
+        .lines()
+        .find(|line| line.contains("webhook disabled"))
+        .unwrap_or_else(|| panic!("no `webhook disabled` line in {logged}"));
+    assert!(
+        line.contains("WARN") && line.contains(&gone_hook.id) && line.contains("410"),
+        "{line}"
+    );
+    assert!(
+        !logged.contains('\x1b'),
+        "colour codes in a log file: {logged}"
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

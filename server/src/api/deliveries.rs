@@ -12,7 +12,7 @@ use super::auth;
 use crate::{
     core::{
         id::{self, Kind},
-        policy::DeliveryDecision,
+        policy::{DeliveryDecision, WebhookDecision},
         text, time, Error, Role,
     },
     dispatch,
@@ -205,6 +205,9 @@ impl DeliveryApi {
                     }
                     retry_scheduled |=
                         matches!(recorded.decision.delivery, DeliveryDecision::RetryAt(_));
+                    if let WebhookDecision::Disable { reason, .. } = &recorded.decision.webhook {
+                        tracing::warn!(webhook = %recorded.webhook_id, %reason, "webhook disabled");
+                    }
                 }
                 Err(err) => *slot = Err(err),
             }

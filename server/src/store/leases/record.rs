@@ -123,6 +123,8 @@ pub struct Recorded {
     pub decision: Decision,
     /// The stream that owned the lease.
     pub lease_owner: Option<String>,
+    /// The delivery's webhook.
+    pub webhook_id: String,
 }
 
 impl Store {
@@ -347,6 +349,7 @@ impl Recording {
         Ok(Recorded {
             decision,
             lease_owner: lease.lease_owner,
+            webhook_id: lease.webhook_id,
         })
     }
 
