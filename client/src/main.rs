@@ -53,9 +53,11 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Run a local endpoint that verifies signatures and prints each delivery.
     #[command(
-        after_help = "Example:\n  kit-webhooks listen --port 9000 --secret whsec_…\n\n\
+        after_help = "Examples:\n  kit-webhooks listen --port 9000 --secret whsec_…\n  \
+        kit-webhooks listen --port 9000 --forward-to http://127.0.0.1:3000/webhooks\n\n\
         Point a webhook at http://127.0.0.1:9000/ (the server needs --allow-http, its daemon\n\
-        --allow-network 127.0.0.0/8). Valid requests get 204, invalid ones 401."
+        --allow-network 127.0.0.0/8). Valid requests get 204 (with --forward-to, the application's\n\
+        answer), invalid ones 401 and are not forwarded."
     )]
     Listen {
         #[arg(long, default_value_t = 9000)]
@@ -67,6 +69,10 @@ enum Command {
         /// with the admin key].
         #[arg(long, env = "KIT_WEBHOOKS_SECRET", hide_env_values = true)]
         secret: Option<String>,
+        /// Also pass each verified request on to this local application (http://…), headers and body
+        /// unchanged, and answer the sender with the application's status and body.
+        #[arg(long, value_name = "URL")]
+        forward_to: Option<String>,
     },
 }
 
@@ -256,7 +262,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(command) => commands::events(&cli.connection, cli.output, command).await,
         Command::EventTypes => commands::event_types(&cli.connection, cli.output).await,
         Command::Bench(args) => cli::bench::run(args, cli.output == Format::Json).await,
-        Command::Listen { port, host, secret } => {
+        Command::Listen {
+            port,
+            host,
+            secret,
+            forward_to,
+        } => {
+            let forward = forward_to
+                .as_deref()
+                .map(cli::listen::Forward::to)
+                .transpose()?;
             let secrets = match secret {
                 Some(secret) => cli::listen::Secrets::Fixed(secret),
                 None => cli::listen::Secrets::from_server(
@@ -265,7 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await?,
                 ),
             };
-            cli::listen::run(SocketAddr::new(host, port), secrets, cli.output).await
+            cli::listen::run(SocketAddr::new(host, port), secrets, forward, cli.output).await
         }
     }
 }

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 on_both_databases!(
     a_long_list_stops_quietly_at_a_closed_pipe_and_takes_a_limit,
+    listen_forwards_verified_requests_to_the_application,
     readme_quick_start_needs_no_token_and_no_secret,
     quick_start_flow_with_listen,
     webhook_lifecycle_in_json,
@@ -103,8 +104,14 @@ struct Listener {
 }
 
 impl Listener {
-    /// `listen` in `dir`, pointed at `server`, with `--secret` when given.
-    fn start(dir: &Path, server: &TestServer, port: u16, secret: Option<&str>) -> Listener {
+    /// `listen` in `dir`, pointed at `server`, with `--secret` when given, and `extra` arguments.
+    fn start(
+        dir: &Path,
+        server: &TestServer,
+        port: u16,
+        secret: Option<&str>,
+        extra: &[&str],
+    ) -> Listener {
         let mut args = vec![
             "listen".to_string(),
             "--port".into(),
@@ -115,6 +122,7 @@ impl Listener {
         if let Some(secret) = secret {
             args.extend(["--secret".to_string(), secret.to_string()]);
         }
+        args.extend(extra.iter().map(|arg| arg.to_string()));
         let mut child = Command::new(BIN)
             .current_dir(dir)
             .env("KIT_WEBHOOKS_SERVER", server.server.url())
@@ -164,7 +172,7 @@ async fn readme_quick_start_needs_no_token_and_no_secret(backend: Backend) {
         TestServer::start_with(backend, |config| common::fast_delivery(config, None)).await;
     let dir = server.key_file.parent().expect("dir").to_owned();
     let port = free_port();
-    let listener = Listener::start(&dir, &server, port, None);
+    let listener = Listener::start(&dir, &server, port, None, &[]);
     let created = ok(&cli(
         &server,
         &[
@@ -219,7 +227,7 @@ async fn quick_start_flow_with_listen(backend: Backend) {
         created["webhook"]["events"],
         serde_json::json!(["application.*", "offer.accepted"])
     );
-    let listener = Listener::start(&dir, &server, port, Some(&secret));
+    let listener = Listener::start(&dir, &server, port, Some(&secret), &[]);
 
     let ping = ok(&cli(&server, &["webhooks", "ping", &id]));
     assert!(ping.contains("HTTP 204"), "{ping}");
@@ -678,5 +686,81 @@ async fn a_long_list_stops_quietly_at_a_closed_pipe_and_takes_a_limit(backend: B
         &["events", "list", "--limit", "5", "-o", "json"],
     ));
     assert_eq!(limited.as_array().expect("array").len(), 5);
+    server.stop().await;
+}
+
+/// `listen --forward-to`: the application under development gets each verified delivery with its headers and
+/// body unchanged, and its answer is what the server records; a forged request never reaches it.
+async fn listen_forwards_verified_requests_to_the_application(backend: Backend) {
+    use common::receiver::{always, Receiver, Reply};
+    let server =
+        TestServer::start_with(backend, |config| common::fast_delivery(config, None)).await;
+    let app = Receiver::http(always(Reply::status(202).body("queued by the app"))).await;
+    let dir = server.key_file.parent().expect("dir").to_owned();
+    let port = free_port();
+    let created = json(&cli(
+        &server,
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            &format!("http://127.0.0.1:{port}/hooks"),
+            "--events",
+            "application.*",
+            "-o",
+            "json",
+        ],
+    ));
+    let id = created["webhook"]["id"].as_str().expect("id").to_owned();
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    let app_url = app.url("/webhooks");
+    let listener = Listener::start(
+        &dir,
+        &server,
+        port,
+        Some(&secret),
+        &["--forward-to", &app_url],
+    );
+
+    let ping = ok(&cli(&server, &["webhooks", "ping", &id]));
+    assert!(
+        ping.contains("HTTP 202"),
+        "the application's answer: {ping}"
+    );
+    let seen = listener.next();
+    assert_eq!(seen["verified"], true);
+    assert_eq!(seen["forwarded_status"], 202);
+    let got = app.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].path, "/webhooks");
+    assert_eq!(got[0].header("kit-event-type"), "test.ping");
+    assert!(got[0].header("webhook-signature").starts_with("v1,"));
+    let signed = kit_webhooks::signature::SignedHeaders::read(|name| {
+        Some(got[0].header(name)).filter(|value| !value.is_empty())
+    });
+    assert_eq!(
+        signed.verify(&secret, &got[0].body),
+        Ok(()),
+        "the application verifies what it got, headers and body unchanged"
+    );
+
+    // A forged request is refused and not forwarded.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let body = r#"{"forged":true}"#;
+    write!(
+        stream,
+        "POST /hooks HTTP/1.1\r\nhost: x\r\nwebhook-id: evt_1\r\nwebhook-timestamp: {}\r\n\
+         webhook-signature: v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        kit_webhooks::signature::unix_now(),
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    let seen = listener.next();
+    assert_eq!(seen["verified"], false);
+    assert!(seen["forwarded_status"].is_null());
+    assert_eq!(app.requests().len(), 1, "the forged request stayed out");
     server.stop().await;
 }

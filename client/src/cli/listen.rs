@@ -1,17 +1,23 @@
 //! `kit-webhooks listen`: a local endpoint for trying webhooks out. It checks each request as a customer's
 //! endpoint should (signature and timestamp, with the same `verify` receivers use), answers `204` to valid
-//! requests and `401` to the rest, and prints what arrived.
+//! requests and `401` to the rest, and prints what arrived. With `--forward-to URL` it passes each verified
+//! request on to a local application, headers and body unchanged, and answers the sender with the
+//! application's status and body, as `stripe listen --forward-to` does: the application under development
+//! sees real, signed deliveries, and the server records what it answered.
 //!
 //! The secret is either given (`--secret`), as a real endpoint has it, or looked up on the server with the
 //! admin key: the webhook of the request's `kit-delivery-id`, and that webhook's current secret. The lookup
 //! only chooses which secret to check; a request still verifies only if it was signed with it.
 
-use std::{collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::{body::Incoming, service::service_fn, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{body::Incoming, service::service_fn, HeaderMap, Request, Response, StatusCode};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client as HttpClient},
+    rt::{TokioExecutor, TokioIo},
+};
 use kit_webhooks::signature;
 use kit_webhooks_client::Client;
 use serde_json::{json, Value};
@@ -21,6 +27,69 @@ use super::output::Format;
 
 /// Request bodies larger than this are refused (the server never sends more than 256 KiB of data).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long the application behind `--forward-to` has to answer: less than the server's request timeout, so
+/// that the sender sees the application's answer rather than its own timeout.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where verified requests go on to, with `--forward-to`.
+pub struct Forward {
+    url: hyper::Uri,
+    client: HttpClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Forward {
+    /// Forwarding to `url`, an `http://` address of a local application.
+    pub fn to(url: &str) -> anyhow::Result<Forward> {
+        let url: hyper::Uri = url
+            .parse()
+            .map_err(|err| anyhow::anyhow!("--forward-to `{url}`: {err}"))?;
+        if url.scheme_str() != Some("http") || url.host().is_none() {
+            anyhow::bail!(
+                "--forward-to must be an http:// URL of a local application (http://127.0.0.1:3000/webhooks)"
+            );
+        }
+        let client = HttpClient::builder(TokioExecutor::new()).build_http();
+        Ok(Forward { url, client })
+    }
+
+    /// Sends the request on; the application's answer, or `502` saying why there is none.
+    async fn send(&self, headers: &HeaderMap, body: Bytes) -> (StatusCode, Bytes) {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = hyper::Method::POST;
+        *request.uri_mut() = self.url.clone();
+        for (name, value) in headers {
+            // The connection's own headers are the forwarding connection's to set.
+            if !matches!(
+                name.as_str(),
+                "host" | "connection" | "content-length" | "transfer-encoding"
+            ) {
+                request.headers_mut().append(name, value.clone());
+            }
+        }
+        let answered = tokio::time::timeout(FORWARD_TIMEOUT, async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        })
+        .await;
+        let why = match answered {
+            Ok(Ok(answer)) => return answer,
+            Ok(Err(err)) => err,
+            Err(_) => format!("no answer within {FORWARD_TIMEOUT:?}"),
+        };
+        let text = format!("forwarding to {} failed: {why}", self.url);
+        (StatusCode::BAD_GATEWAY, Bytes::from(text))
+    }
+}
 
 /// Where the secret to verify with comes from.
 pub enum Secrets {
@@ -68,22 +137,36 @@ impl Secrets {
     }
 }
 
-pub async fn run(address: SocketAddr, secrets: Secrets, format: Format) -> anyhow::Result<()> {
+pub async fn run(
+    address: SocketAddr,
+    secrets: Secrets,
+    forward: Option<Forward>,
+    format: Format,
+) -> anyhow::Result<()> {
     if let Secrets::Fixed(secret) = &secrets {
         signature::secret_key(secret)
             .map_err(|_| anyhow::anyhow!("--secret must be the webhook's `whsec_…` secret"))?;
     }
     let listener = TcpListener::bind(address).await?;
     let address = listener.local_addr()?;
-    eprintln!("listening on http://{address}/ — verifying signatures; Ctrl-C to stop");
-    let secret = Arc::new(secrets);
+    match &forward {
+        Some(forward) => eprintln!(
+            "listening on http://{address}/ — verifying signatures, forwarding to {}; Ctrl-C to stop",
+            forward.url
+        ),
+        None => eprintln!("listening on http://{address}/ — verifying signatures; Ctrl-C to stop"),
+    }
+    let shared = Arc::new((secrets, forward));
     loop {
         let (stream, _) = listener.accept().await?;
-        let secret = secret.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let secret = secret.clone();
-                async move { Ok::<_, Infallible>(handle(request, &secret, format).await) }
+                let shared = shared.clone();
+                async move {
+                    let (secrets, forward) = &*shared;
+                    Ok::<_, Infallible>(handle(request, secrets, forward.as_ref(), format).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -95,6 +178,7 @@ pub async fn run(address: SocketAddr, secrets: Secrets, format: Format) -> anyho
 async fn handle(
     request: Request<Incoming>,
     secrets: &Secrets,
+    forward: Option<&Forward>,
     format: Format,
 ) -> Response<Full<Bytes>> {
     let header = |name: &str| {
@@ -113,6 +197,7 @@ async fn handle(
         header("kit-delivery-id"),
         header("kit-attempt"),
     );
+    let headers = forward.map(|_| request.headers().clone());
     let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
@@ -125,6 +210,12 @@ async fn handle(
         Err(why) => Err(why),
     };
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    // Only a verified request reaches the application, as only those would in production.
+    let forwarded = match (forward, &verdict, headers) {
+        (Some(forward), Ok(()), Some(headers)) => Some(forward.send(&headers, body.clone()).await),
+        _ => None,
+    };
+    let forwarded_status = forwarded.as_ref().map(|(status, _)| status.as_u16());
     match format {
         Format::Json => {
             let line = json!({
@@ -134,6 +225,7 @@ async fn handle(
                 "event_id": signed.id,
                 "delivery_id": delivery,
                 "attempt": attempt,
+                "forwarded_status": forwarded_status,
                 "body": parsed.clone().unwrap_or_else(|| Value::String(String::from_utf8_lossy(&body).into_owned())),
             });
             println!("{line}");
@@ -143,8 +235,10 @@ async fn handle(
                 Ok(()) => "verified".to_string(),
                 Err(err) => format!("REJECTED ({err})"),
             };
+            let forwarded =
+                forwarded_status.map_or(String::new(), |s| format!("  → application {s}"));
             println!(
-                "{event_type} {}  delivery {delivery}  attempt {attempt}  {outcome}",
+                "{event_type} {}  delivery {delivery}  attempt {attempt}  {outcome}{forwarded}",
                 signed.id
             );
             let pretty = parsed
@@ -154,9 +248,14 @@ async fn handle(
             println!("{pretty}\n");
         }
     }
-    match verdict {
-        Ok(()) => reply(StatusCode::NO_CONTENT, ""),
-        Err(err) => reply(StatusCode::UNAUTHORIZED, &err),
+    match (verdict, forwarded) {
+        (Ok(()), Some((status, body))) => {
+            let mut response = Response::new(Full::new(body));
+            *response.status_mut() = status;
+            response
+        }
+        (Ok(()), None) => reply(StatusCode::NO_CONTENT, ""),
+        (Err(err), _) => reply(StatusCode::UNAUTHORIZED, &err),
     }
 }
 
