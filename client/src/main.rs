@@ -32,15 +32,30 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create, inspect and manage webhooks.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kit-webhooks webhooks list\n  \
+        kit-webhooks webhooks create --url https://example.com/hooks --events 'offer.*'"
+    )]
     Webhooks(WebhooksCommand),
     /// Inspect, retry and replay deliveries.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kit-webhooks deliveries list --webhook wh_01J… --status failed\n  \
+        kit-webhooks deliveries show dlv_01J…"
+    )]
     Deliveries(DeliveriesCommand),
     /// Publish and read events.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kit-webhooks events publish --account default --type offer.accepted --data '{}'\n  \
+        kit-webhooks events list --limit 10"
+    )]
     Events(EventsCommand),
     /// The catalogue of event types, by category.
+    #[command(
+        after_help = "Examples:\n  kit-webhooks event-types\n  kit-webhooks event-types -o json"
+    )]
     EventTypes,
     /// Measure end-to-end delivery throughput and latency against the raw ceiling of this machine.
     #[command(
@@ -102,6 +117,7 @@ pub enum WebhooksCommand {
         limit: Option<usize>,
     },
     /// Show one webhook.
+    #[command(after_help = "Example:\n  kit-webhooks webhooks get wh_01J… -o json")]
     Get { id: String },
     /// Change a webhook's URL, description, events or rate limit (only the flags given).
     #[command(
@@ -119,10 +135,13 @@ pub enum WebhooksCommand {
         rate_limit: Option<u32>,
     },
     /// Stop deliveries (events firing meanwhile are not queued).
+    #[command(after_help = "Example:\n  kit-webhooks webhooks pause wh_01J…")]
     Pause { id: String },
     /// Re-enable a paused or auto-disabled webhook (resets its failure counter).
+    #[command(after_help = "Example:\n  kit-webhooks webhooks resume wh_01J…")]
     Resume { id: String },
     /// Delete a webhook with its whole delivery history.
+    #[command(after_help = "Example:\n  kit-webhooks webhooks delete wh_01J…")]
     Delete { id: String },
     /// Generate a new signing secret; the old one keeps signing beside it during --grace.
     #[command(
@@ -138,8 +157,12 @@ pub enum WebhooksCommand {
         grace: kit_webhooks::duration::DurationArg,
     },
     /// Print the webhook's current signing secret.
+    #[command(after_help = "Example:\n  kit-webhooks webhooks secret wh_01J… > secret.txt")]
     Secret { id: String },
     /// Send a test.ping and wait for the outcome (exit code 1 if the endpoint did not answer 2xx).
+    #[command(
+        after_help = "Example:\n  kit-webhooks webhooks ping wh_01J… && echo the endpoint answers"
+    )]
     Ping { id: String },
 }
 
@@ -162,8 +185,10 @@ pub enum DeliveriesCommand {
         limit: Option<usize>,
     },
     /// Show a delivery with every attempt (request headers, response, timing, error).
+    #[command(after_help = "Example:\n  kit-webhooks deliveries show dlv_01J…")]
     Show { id: String },
     /// Send a finished delivery again now.
+    #[command(after_help = "Example:\n  kit-webhooks deliveries retry dlv_01J…")]
     Retry { id: String },
     /// Re-queue every failed delivery of a webhook whose event was created in a window.
     #[command(
@@ -212,6 +237,7 @@ pub enum EventsCommand {
         limit: Option<usize>,
     },
     /// Show one event.
+    #[command(after_help = "Example:\n  kit-webhooks events get evt_01J…")]
     Get { id: String },
 }
 
@@ -244,8 +270,8 @@ fn quiet_on_closed_stdout() {
 
 async fn entry(cli: Cli) {
     if let Err(err) = run(cli).await {
-        // One line, whatever went wrong.
-        eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
+        // One line, whatever went wrong, in the CLI's words.
+        eprintln!("error: {}", cli::words::error_line(&err));
         std::process::exit(1);
     }
 }

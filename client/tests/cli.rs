@@ -448,7 +448,7 @@ async fn webhook_lifecycle_in_json(backend: Backend) {
                 "[1]",
             ],
         ),
-        &["data_json", "object"],
+        &["--data", "object"],
     );
     fails(
         &cli(
@@ -763,4 +763,44 @@ async fn listen_forwards_verified_requests_to_the_application(backend: Backend) 
     assert!(seen["forwarded_status"].is_null());
     assert_eq!(app.requests().len(), 1, "the forged request stayed out");
     server.stop().await;
+}
+
+/// Every command's `--help` ends with at least one example, found by walking the command tree as a user would.
+#[test]
+fn every_command_shows_an_example() {
+    fn help(path: &[String]) -> String {
+        let output = Command::new(BIN)
+            .args(path)
+            .arg("--help")
+            .output()
+            .expect("run kit-webhooks");
+        assert!(output.status.success(), "{path:?} --help");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    }
+    fn walk(path: Vec<String>, leaves: &mut Vec<Vec<String>>) {
+        let text = help(&path);
+        let commands: Vec<String> = text
+            .lines()
+            .skip_while(|line| !line.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|line| !line.trim().is_empty())
+            .filter_map(|line| line.split_whitespace().next())
+            .filter(|name| *name != "help")
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            text.contains("Example"),
+            "`{}` has no example:\n{text}",
+            path.join(" ")
+        );
+        for command in commands {
+            let mut next = path.clone();
+            next.push(command);
+            walk(next, leaves);
+        }
+        leaves.push(path);
+    }
+    let mut seen = Vec::new();
+    walk(Vec::new(), &mut seen);
+    assert!(seen.len() >= 20, "walked only {seen:?}");
 }

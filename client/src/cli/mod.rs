@@ -4,6 +4,7 @@
 //! - [`output`]: tables for people, `--output json` for scripts.
 //! - [`listen`]: a local endpoint that verifies signatures and prints what arrives.
 //! - [`commands`]: one function per subcommand.
+//! - [`words`]: errors in the CLI's words (a refused field named as its flag).
 //! - [`bench`](mod@bench): the benchmark harness.
 
 pub mod bench;
@@ -11,3 +12,4 @@ pub mod commands;
 pub mod connection;
 pub mod listen;
 pub mod output;
+pub mod words;
