@@ -1,21 +1,31 @@
 """Kit Webhooks from Python, through stubs generated from the repository's .proto files.
 
 It creates a webhook, publishes an event to it, and reads the delivery back: the three calls every
-integration makes. Run it against a server (the README's start command) with the keys the server wrote:
+integration makes. The webhook points at a small endpoint the example starts on this machine, which checks each
+request's signature as a customer's endpoint would, so the example runs start to finish against the README's
+start command (which lets the embedded daemon deliver to 127.0.0.1). Run it with the keys the server wrote:
 
     python -m pip install grpcio-tools
     set -a; . ./kit-webhooks.keys; set +a
     python examples/python/example.py --server 127.0.0.1:7400
 
-It prints one JSON object: the webhook, the event and the delivery.
+It prints one JSON object: the webhook, the event, the delivery and what the endpoint received. With
+`--url` the webhook points there instead, and the example does not wait for the delivery.
 """
 
 import argparse
+import base64
+import hashlib
+import hmac
+import http.server
 import json
 import os
 import pathlib
+import queue
 import sys
 import tempfile
+import threading
+import time
 
 from grpc_tools import protoc
 
@@ -42,11 +52,43 @@ from kit.webhooks.v1 import (  # noqa: E402
 )
 
 
+class Endpoint(http.server.BaseHTTPRequestHandler):
+    """A webhook endpoint on 127.0.0.1: it keeps each request and answers 204."""
+
+    received = queue.Queue()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        Endpoint.received.put(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def start_endpoint():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/kit"
+
+
+def verify(secret, headers, body):
+    """Standard Webhooks: HMAC-SHA256 of `id.timestamp.body` under the secret's bytes, in `webhook-signature`."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    given = [part.split(",", 1)[1] for part in headers["webhook-signature"].split() if part.startswith("v1,")]
+    return any(hmac.compare_digest(expected, signature) for signature in given)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="127.0.0.1:7400", help="host:port of the gRPC server")
-    parser.add_argument("--url", default="https://hooks.example.com/kit", help="the webhook's endpoint")
+    parser.add_argument("--url", help="the webhook's endpoint [default: one this example starts on 127.0.0.1]")
     args = parser.parse_args()
+    local = args.url is None
+    url = start_endpoint() if local else args.url
 
     # 2. Every call carries `authorization: Bearer <key>`: the admin key for webhooks, the publisher key
     #    for events.
@@ -59,7 +101,7 @@ def main():
     # 3. Create a webhook subscribed to a whole category and one event type.
     created = webhooks.CreateWebhook(
         webhook_service_pb2.CreateWebhookRequest(
-            url=args.url, description="python example", events=["application.*", "offer.accepted"]
+            url=url, description="python example", events=["application.*", "offer.accepted"]
         ),
         metadata=admin,
     )
@@ -79,9 +121,24 @@ def main():
     deliveries = webhooks.ListDeliveries(
         webhook_service_pb2.ListDeliveriesRequest(webhook_id=created.webhook.id), metadata=admin
     )
-    delivery = webhooks.GetDelivery(
-        webhook_service_pb2.GetDeliveryRequest(id=deliveries.deliveries[0].id), metadata=admin
-    )
+    delivery_id = deliveries.deliveries[0].id
+    delivery = webhooks.GetDelivery(webhook_service_pb2.GetDeliveryRequest(id=delivery_id), metadata=admin)
+
+    # 6. With the local endpoint: the request arrives signed, and the delivery is recorded as succeeded.
+    received = None
+    if local:
+        headers, body = Endpoint.received.get(timeout=30)
+        received = {
+            "event_type": headers.get("kit-event-type"),
+            "signature_valid": verify(created.secret, headers, body),
+            "data": json.loads(body)["data"],
+        }
+        deadline = time.monotonic() + 30
+        while delivery.status != resources_pb2.DELIVERY_STATUS_SUCCEEDED and time.monotonic() < deadline:
+            time.sleep(0.1)
+            delivery = webhooks.GetDelivery(
+                webhook_service_pb2.GetDeliveryRequest(id=delivery_id), metadata=admin
+            )
 
     print(json.dumps({
         "webhook_id": created.webhook.id,
@@ -91,6 +148,7 @@ def main():
         "delivery_id": delivery.id,
         "delivery_event_id": delivery.event_id,
         "delivery_status": resources_pb2.DeliveryStatus.Name(delivery.status),
+        "received": received,
     }))
 
 
