@@ -47,7 +47,10 @@ async fn python_example_runs_against_the_server(backend: Backend) {
     assert_eq!(result["secret_prefix"], "whsec_");
     assert_eq!(result["deliveries_queued"], 1);
     assert_eq!(result["delivery_event_id"], result["event_id"]);
-    assert_eq!(result["delivery_status"], "DELIVERY_STATUS_SUCCEEDED", "{result}");
+    assert_eq!(
+        result["delivery_status"], "DELIVERY_STATUS_SUCCEEDED",
+        "{result}"
+    );
     assert_eq!(result["received"]["event_type"], "application.submitted");
     assert_eq!(result["received"]["signature_valid"], true, "{result}");
     assert_eq!(
