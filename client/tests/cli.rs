@@ -765,20 +765,21 @@ async fn listen_forwards_verified_requests_to_the_application(backend: Backend) 
     server.stop().await;
 }
 
-/// Every command's `--help` ends with at least one example, found by walking the command tree as a user would.
-#[test]
-fn every_command_shows_an_example() {
-    fn help(path: &[String]) -> String {
-        let output = Command::new(BIN)
-            .args(path)
-            .arg("--help")
-            .output()
-            .expect("run kit-webhooks");
-        assert!(output.status.success(), "{path:?} --help");
-        String::from_utf8(output.stdout).expect("UTF-8")
-    }
-    fn walk(path: Vec<String>, leaves: &mut Vec<Vec<String>>) {
-        let text = help(&path);
+/// `kit-webhooks PATH --help`.
+fn help_of(path: &[String]) -> String {
+    let output = Command::new(BIN)
+        .args(path)
+        .arg("--help")
+        .output()
+        .expect("run kit-webhooks");
+    assert!(output.status.success(), "{path:?} --help");
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// Every command of the CLI with its `--help`, found by walking the tree as a user would.
+fn command_tree() -> Vec<(Vec<String>, String)> {
+    fn walk(path: Vec<String>, found: &mut Vec<(Vec<String>, String)>) {
+        let text = help_of(&path);
         let commands: Vec<String> = text
             .lines()
             .skip_while(|line| !line.starts_with("Commands:"))
@@ -788,19 +789,126 @@ fn every_command_shows_an_example() {
             .filter(|name| *name != "help")
             .map(str::to_owned)
             .collect();
+        for command in commands {
+            let mut next = path.clone();
+            next.push(command);
+            walk(next, found);
+        }
+        found.push((path, text));
+    }
+    let mut found = Vec::new();
+    walk(Vec::new(), &mut found);
+    found
+}
+
+/// Every command's `--help` ends with at least one example.
+#[test]
+fn every_command_shows_an_example() {
+    let tree = command_tree();
+    assert!(tree.len() >= 20, "walked only {tree:?}");
+    for (path, text) in &tree {
         assert!(
             text.contains("Example"),
             "`{}` has no example:\n{text}",
             path.join(" ")
         );
-        for command in commands {
-            let mut next = path.clone();
-            next.push(command);
-            walk(next, leaves);
-        }
-        leaves.push(path);
     }
-    let mut seen = Vec::new();
-    walk(Vec::new(), &mut seen);
-    assert!(seen.len() >= 20, "walked only {seen:?}");
+}
+
+/// The README's CLI table and quick start against the binary: every command they show exists with every flag
+/// they give it, and every command of the CLI has a row in the table.
+#[test]
+fn the_readme_shows_the_cli_as_it_is() {
+    let tree = command_tree();
+    let help: std::collections::HashMap<String, &String> = tree
+        .iter()
+        .map(|(path, text)| (path.join(" "), text))
+        .collect();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let section = |heading: &str| -> String {
+        readme
+            .split("\n## ")
+            .find(|part| part.starts_with(heading))
+            .unwrap_or_else(|| panic!("no `## {heading}` in the README"))
+            .to_owned()
+    };
+    // Each shown use: the words of one command with its flags.
+    let mut uses: Vec<Vec<String>> = Vec::new();
+    for row in section("The CLI").lines().filter(|l| l.starts_with("| `")) {
+        let cell = row
+            .trim_start_matches("| ")
+            .split(" | ")
+            .next()
+            .unwrap_or_default();
+        let mut group: Option<String> = None;
+        for shown in cell.split(" / ") {
+            let words: Vec<String> = shown
+                .trim_matches('`')
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            let words = match (&group, words.first().map(String::as_str)) {
+                (_, Some("webhooks" | "deliveries" | "events")) => {
+                    group = words.first().cloned();
+                    words
+                }
+                (Some(group), Some(first)) if !help.contains_key(first) => {
+                    std::iter::once(group.clone()).chain(words).collect()
+                }
+                _ => words,
+            };
+            uses.push(words);
+        }
+    }
+    let table_rows = uses.len();
+    for line in section("Quick start").lines() {
+        if let Some(command) = line.trim().strip_prefix("kit-webhooks ") {
+            let command = command.split('#').next().unwrap_or_default();
+            uses.push(command.split_whitespace().map(str::to_owned).collect());
+        }
+    }
+    assert!(table_rows >= 15 && uses.len() > table_rows, "{uses:?}");
+    let mut documented = std::collections::HashSet::new();
+    for words in &uses {
+        let path: Vec<&str> = words
+            .iter()
+            .map(String::as_str)
+            .take_while(|word| !word.starts_with('-') && !word.starts_with('['))
+            .take(2)
+            .filter(|word| word.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+            .collect();
+        let (path, text) = (1..=path.len())
+            .rev()
+            .map(|n| path[..n].join(" "))
+            .find_map(|path| help.get(&path).map(|text| (path, *text)))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the README shows `{}`, which is no command",
+                    words.join(" ")
+                )
+            });
+        documented.insert(path.clone());
+        for flag in words.iter().filter_map(|word| {
+            let flag = word.trim_start_matches('[');
+            flag.starts_with("--")
+                .then(|| flag.trim_end_matches(']').to_owned())
+        }) {
+            let flag = flag.split('=').next().unwrap_or_default().to_owned();
+            assert!(
+                text.contains(&format!("{flag} ")) || text.contains(&format!("{flag}\n")),
+                "the README gives `{path}` the flag `{flag}`, which its --help does not have"
+            );
+        }
+    }
+    for (path, text) in &tree {
+        let is_leaf = !text.contains("Commands:");
+        if is_leaf && !path.is_empty() {
+            assert!(
+                documented.contains(&path.join(" ")),
+                "`{}` has no row in the README's CLI table",
+                path.join(" ")
+            );
+        }
+    }
 }
