@@ -4,8 +4,8 @@ use clap::Parser;
 use kit_webhooks_daemon::{Config, Options};
 
 // mimalloc rather than glibc's malloc: every delivery allocates and frees a few dozen small buffers (the task,
-// its headers, hyper's request and response, the report), and glibc spent a fifth of the daemon's CPU in
-// `malloc`, `free` and `malloc_consolidate`.
+// its headers, hyper's request and response, the report), where glibc spent much of the daemon's CPU
+// (docs/PERFORMANCE.md, step 17).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
