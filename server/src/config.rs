@@ -43,6 +43,9 @@ pub struct Config {
     /// Request bytes the server holds at once across all calls; a call past it is answered
     /// `RESOURCE_EXHAUSTED` (`crate::api::admission`).
     pub max_bytes_in_flight: usize,
+    /// Origins (`https://console.example.com`) whose pages may call the API from a browser (gRPC-Web); none
+    /// by default: a page served by this server itself needs none.
+    pub cors_origins: Vec<String>,
     /// Where the first start writes its keys; `None` for beside the SQLite file (or the working directory).
     pub key_file: Option<PathBuf>,
     /// The time limit of one delivery request.
@@ -74,6 +77,7 @@ impl Default for Config {
             allow_http: false,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
+            cors_origins: Vec::new(),
             key_file: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
@@ -125,6 +129,9 @@ impl Config {
         );
         if let Some(daemon) = &self.embedded_daemon {
             daemon.validate()?;
+        }
+        for origin in &self.cors_origins {
+            crate::api::web::parse_origin(origin)?;
         }
         // A publish of the largest payload must fit in the budget, or it could never be accepted.
         anyhow::ensure!(

@@ -134,9 +134,14 @@ pub async fn start_with_signal(
     });
     start_background_tasks(&state).await?;
     let router = tonic::transport::Server::builder()
+        // Browsers speak gRPC-Web, over HTTP/1.1 as well as HTTP/2 (`api::web`).
+        .accept_http1(true)
         // What one connection may hold: streams at once, and (tonic's default windows, 64 KiB) unread bytes.
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .timeout(state.config.call_timeout())
+        // Outermost first: CORS answers preflights, gRPC-Web becomes gRPC, then admission as for any call.
+        .layer(api::web::cors(&state.config.cors_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(admission);
     let router = add_services(router, &state, message_limits).await?;
     let daemon = match embedded {

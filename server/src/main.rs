@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the gRPC API (migrates the database first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Bring a database's schema up to date, then exit.
     Migrate {
         #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
@@ -90,6 +90,15 @@ struct ServeArgs {
     /// Also admit `http://` webhook URLs (development only).
     #[arg(long, env = "KIT_WEBHOOKS_ALLOW_HTTP")]
     allow_http: bool,
+    /// Also let pages from this origin call the API from a browser (gRPC-Web); repeatable. By default only
+    /// pages served by this server do.
+    #[arg(
+        long = "cors-origin",
+        value_name = "ORIGIN",
+        env = "KIT_WEBHOOKS_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
     /// Where the first start writes its API keys [default: beside the SQLite file].
     #[arg(long, env = "KIT_WEBHOOKS_KEY_FILE")]
     key_file: Option<PathBuf>,
@@ -157,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_http: args.allow_http,
                 max_payload_bytes: args.max_payload_bytes,
                 max_bytes_in_flight: args.max_bytes_in_flight,
+                cors_origins: args.cors_origins,
                 key_file: args.key_file,
                 request_timeout: args.request_timeout.0,
                 retry: RetryPolicy {

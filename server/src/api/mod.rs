@@ -6,4 +6,5 @@ pub mod auth;
 pub mod convert;
 pub mod deliveries;
 pub mod events;
+pub mod web;
 pub mod webhooks;

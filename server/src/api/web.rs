@@ -1,0 +1,72 @@
+//! The API for browsers: gRPC-Web on the same listener as gRPC (HTTP/1.1 or HTTP/2, `application/grpc-web`),
+//! translated to gRPC before admission (`super::admission`), so that a page calls `WebhookService` and
+//! `EventService` with the same key check, limits and answers as any other client. No REST duplicate, no proxy.
+//!
+//! Cross-origin calls are refused unless the page's origin is listed (`--cors-origin`): a page served by this
+//! server needs none, and the key travels in a header, never a cookie, so no origin gets credentials.
+
+use http::{header, HeaderName, HeaderValue, Method};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// The request headers a gRPC-Web client sends besides the simple ones.
+const REQUEST_HEADERS: [&str; 5] = [
+    "authorization",
+    "content-type",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+];
+/// The response headers a gRPC-Web client must read: the call's outcome in a trailers-only answer.
+const RESPONSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+
+/// `origin` (`scheme://host[:port]`, nothing after) as a header value, or why it is not one.
+pub fn parse_origin(origin: &str) -> anyhow::Result<HeaderValue> {
+    let parsed = url::Url::parse(origin)
+        .map_err(|err| anyhow::anyhow!("--cors-origin `{origin}`: {err}"))?;
+    let bare = matches!(parsed.scheme(), "http" | "https")
+        && parsed.host_str().is_some()
+        && parsed.path() == "/"
+        && parsed.query().is_none()
+        && !origin.ends_with('/');
+    anyhow::ensure!(
+        bare,
+        "--cors-origin `{origin}` must be an origin: http(s)://host[:port], with no path"
+    );
+    Ok(HeaderValue::from_str(origin)?)
+}
+
+/// The CORS answers for `origins` (checked by `Config::validate`; one that does not parse is left out).
+pub fn cors(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| parse_origin(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::POST])
+        .allow_headers(REQUEST_HEADERS.map(HeaderName::from_static))
+        .expose_headers(RESPONSE_HEADERS.map(HeaderName::from_static))
+        .max_age(std::time::Duration::from_secs(3600))
+        .vary([header::ORIGIN])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_is_a_scheme_a_host_and_maybe_a_port() {
+        for origin in ["https://console.kit.example", "http://localhost:5173"] {
+            assert!(parse_origin(origin).is_ok(), "{origin}");
+        }
+        for origin in [
+            "https://console.kit.example/",
+            "https://console.kit.example/app",
+            "ftp://console.kit.example",
+            "console.kit.example",
+            "*",
+        ] {
+            assert!(parse_origin(origin).is_err(), "{origin}");
+        }
+    }
+}
