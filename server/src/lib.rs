@@ -141,7 +141,7 @@ pub async fn start_with_signal(
         .timeout(state.config.call_timeout())
         // Outermost first: CORS answers preflights, gRPC-Web becomes gRPC, then admission as for any call.
         .layer(api::web::cors(&state.config.cors_origins))
-        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(api::web::GrpcWebLayer)
         .layer(admission);
     let router = add_services(router, &state, message_limits).await?;
     let daemon = match embedded {
@@ -243,7 +243,7 @@ async fn start_background_tasks(state: &Arc<AppState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The three services, each with its message limit, with health and reflection beside them.
+/// The three services, each with its message limit, with health and reflection beside them, and the console.
 async fn add_services<L>(
     mut server: tonic::transport::Server<L>,
     state: &Arc<AppState>,
@@ -271,7 +271,7 @@ where
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    Ok(server
+    let routes = tonic::service::Routes::default()
         .add_service(health)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -286,7 +286,11 @@ where
         .add_service(
             DeliveryServiceServer::new(api::deliveries::DeliveryApi::new(state.clone()))
                 .max_decoding_message_size(api::admission::MessageLimits::DELIVERIES),
-        ))
+        );
+    // The console's page beside the services, on the same listener (`api::console`).
+    let routes =
+        tonic::service::Routes::from(routes.into_axum_router().merge(api::console::routes()));
+    Ok(server.add_routes(routes))
 }
 
 /// The daemon inside this process, streaming from this server at `addr` with the in-memory `token`.

@@ -5,8 +5,14 @@
 //! Cross-origin calls are refused unless the page's origin is listed (`--cors-origin`): a page served by this
 //! server needs none, and the key travels in a header, never a cookie, so no origin gets credentials.
 
-use http::{header, HeaderName, HeaderValue, Method};
+use std::task::{Context, Poll};
+
+use futures::future::Either;
+use http::{header, HeaderName, HeaderValue, Method, Request, Response};
+use tonic::body::Body;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_layer::Layer;
+use tower_service::Service;
 
 /// The request headers a gRPC-Web client sends besides the simple ones.
 const REQUEST_HEADERS: [&str; 5] = [
@@ -48,6 +54,62 @@ pub fn cors(origins: &[String]) -> CorsLayer {
         .expose_headers(RESPONSE_HEADERS.map(HeaderName::from_static))
         .max_age(std::time::Duration::from_secs(3600))
         .vary([header::ORIGIN])
+}
+
+/// gRPC-Web translation for the requests that are gRPC-Web, and nothing else: tonic-web answers `400` to any
+/// other HTTP/1.1 request, which would keep a browser from loading the console's page on the same listener.
+#[derive(Clone, Copy, Default)]
+pub struct GrpcWebLayer;
+
+impl<S: Clone> Layer<S> for GrpcWebLayer {
+    type Service = GrpcWeb<S>;
+
+    fn layer(&self, inner: S) -> GrpcWeb<S> {
+        GrpcWeb {
+            web: tonic_web::GrpcWebLayer::new().layer(inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+/// See [`GrpcWebLayer`].
+#[derive(Clone)]
+pub struct GrpcWeb<S> {
+    web: tonic_web::GrpcWebService<S>,
+    plain: S,
+}
+
+type WebFuture<S> = <tonic_web::GrpcWebService<S> as Service<Request<Body>>>::Future;
+
+impl<S> Service<Request<Body>> for GrpcWeb<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone,
+    tonic_web::GrpcWebService<S>:
+        Service<Request<Body>, Response = Response<Body>, Error = S::Error>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Either<WebFuture<S>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self.plain.poll_ready(cx) {
+            Poll::Ready(Ok(())) => self.web.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let grpc_web = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/grpc-web"));
+        if grpc_web {
+            Either::Left(self.web.call(request))
+        } else {
+            Either::Right(self.plain.call(request))
+        }
+    }
 }
 
 #[cfg(test)]
