@@ -23,7 +23,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 #[tokio::test]
 async fn an_admin_does_everything_in_the_console() {
     let chromium = std::env::var("KIT_CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_owned());
-    let console = common::python::root().join("console");
+    let console = common::root().join("console");
     let script = console.join("tests/console.test.mjs");
     tokio::task::spawn_blocking({
         let (console, chromium) = (console.clone(), chromium.clone());
@@ -96,25 +96,9 @@ async fn an_admin_does_everything_in_the_console() {
 
 /// Installs the console's locked Node.js packages and Debian's Chromium, each unless it is there.
 fn install(console: &std::path::Path, chromium: &str) {
-    let run = |command: &mut Command, what: &str| {
-        let status = command
-            .status()
-            .unwrap_or_else(|err| panic!("{what}: {err}"));
-        assert!(status.success(), "{what} failed");
-    };
-    if !console.join("node_modules/playwright-core").exists() {
-        run(
-            Command::new("npm").current_dir(console).args([
-                "ci",
-                "--no-audit",
-                "--no-fund",
-                "--silent",
-            ]),
-            "npm ci in console/",
-        );
-    }
+    common::node::install(console, &["playwright-core", "esbuild"]);
     if !std::path::Path::new(chromium).exists() {
-        run(
+        common::node::run(
             Command::new("sh").args([
                 "-c",
                 "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",

@@ -19,7 +19,7 @@ async fn python_example_runs_against_the_server(backend: Backend) {
     let server =
         TestServer::start_with(backend, |config| common::fast_delivery(config, None)).await;
     let python = common::python::python();
-    let script = common::python::root().join("examples/python/example.py");
+    let script = common::root().join("examples/python/example.py");
     let server_addr = server.server.addr.to_string();
     let (admin, publisher) = (server.admin_key.clone(), server.publisher_key.clone());
     // A blocking child process: keep it off the runtime's worker threads.

@@ -26,7 +26,7 @@ struct PythonReceiver {
 impl PythonReceiver {
     fn start(port: u16, secret: &str) -> PythonReceiver {
         let mut child = Command::new(common::python::python())
-            .arg(common::python::root().join("tests/python/standardwebhooks_receiver.py"))
+            .arg(common::root().join("tests/python/standardwebhooks_receiver.py"))
             .arg(port.to_string())
             .arg(secret)
             .stdout(Stdio::piped())

@@ -8,21 +8,18 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::process::Command;
 
-use common::{Backend, TestServer};
+use common::{node, Backend, TestServer};
 use serde_json::Value;
 
 #[tokio::test]
 async fn a_generated_typescript_client_calls_the_server() {
     let server = TestServer::start(Backend::Sqlite).await;
-    let package = common::python::root().join("clients/typescript");
+    let package = common::root().join("clients/typescript");
     let (url, key) = (server.server.url(), server.admin_key.clone());
     let output = tokio::task::spawn_blocking(move || {
-        install(&package);
+        node::install(&package, &["tsc", "buf"]);
         // A copy of the package's sources, so the generated code and the build stay out of the repository.
         let work = tempfile::tempdir().expect("temp dir");
         for file in [
@@ -40,27 +37,27 @@ async fn a_generated_typescript_client_calls_the_server() {
             work.path().join("node_modules"),
         )
         .expect("link node_modules");
-        let proto = common::python::root().join("proto");
+        let proto = common::root().join("proto");
         // buf runs protoc-gen-es from the package's binaries, as `npm run generate` would.
         let mut path = vec![package.join("node_modules/.bin")];
         path.extend(std::env::split_paths(
             &std::env::var_os("PATH").unwrap_or_default(),
         ));
-        run(
-            Command::new(bin(&package, "buf"))
+        node::run(
+            Command::new(node::bin(&package, "buf"))
                 .current_dir(work.path())
                 .env("PATH", std::env::join_paths(path).expect("PATH"))
                 .args(["generate", "--template", "buf.gen.yaml"])
                 .arg(&proto),
             "buf generate",
         );
-        run(
-            Command::new(bin(&package, "tsc"))
+        node::run(
+            Command::new(node::bin(&package, "tsc"))
                 .current_dir(work.path())
                 .args(["-p", "tsconfig.json"]),
             "tsc",
         );
-        run(
+        node::run(
             Command::new("node").current_dir(work.path()).args([
                 "dist/call.js",
                 "--server",
@@ -79,35 +76,4 @@ async fn a_generated_typescript_client_calls_the_server() {
     assert_eq!(reply["event_types"], catalogue.len() + 1, "{reply}");
     assert_eq!(reply["first"]["name"], catalogue[0].name, "{reply}");
     server.stop().await;
-}
-
-/// Installs the package's locked dependencies unless they are there.
-fn install(package: &Path) {
-    if bin(package, "tsc").exists() && bin(package, "buf").exists() {
-        return;
-    }
-    run(
-        Command::new("npm")
-            .current_dir(package)
-            .args(["ci", "--no-audit", "--no-fund"]),
-        "npm ci",
-    );
-}
-
-fn bin(package: &Path, name: &str) -> PathBuf {
-    package.join("node_modules/.bin").join(name)
-}
-
-/// Runs `command`; its stdout, or a failure showing what it said.
-fn run(command: &mut Command, what: &str) -> Vec<u8> {
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("{what}: {err}"));
-    assert!(
-        output.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
 }

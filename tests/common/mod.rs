@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod flags;
+pub mod node;
 pub mod python;
 pub mod receiver;
 
@@ -234,6 +235,11 @@ impl TestServer {
 }
 
 /// `message` with `authorization: Bearer key`.
+/// The repository root.
+pub fn root() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 pub fn authed<T>(key: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     let value: MetadataValue<_> = format!("Bearer {key}").parse().expect("ascii key");

@@ -3,25 +3,16 @@
 
 #![allow(dead_code)]
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    sync::Mutex,
-};
-
-/// The repository root.
-pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use std::{path::PathBuf, process::Command, sync::Mutex};
 
 static VENV: Mutex<()> = Mutex::new(());
 
 /// The venv's Python, with the test requirements installed.
 pub fn python() -> PathBuf {
     let _guard = VENV.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let venv = root().join(".venv");
+    let venv = super::root().join(".venv");
     let python = venv.join("bin").join("python");
-    let requirements = root().join("tests/python/requirements.txt");
+    let requirements = super::root().join("tests/python/requirements.txt");
     let ready = python.exists()
         && Command::new(&python)
             .args(["-c", "import standardwebhooks, grpc_tools"])
