@@ -4,7 +4,7 @@
 //! - [`catalogue`]: the fixed catalogue of event types and the subscription rules over it.
 //! - [`duration`]: durations in flags and messages (`5s`, `24h`).
 //! - [`key_file`]: the file of first-start API keys the server writes and the CLI reads.
-//! - [`logging`]: the server's and the daemon's log lines (`RUST_LOG`, `NO_COLOR`).
+//! - [`logging`]: the server's and the daemon's log lines (`RUST_LOG`, `NO_COLOR`, text or JSON).
 //! - [`request`]: the headers of a delivery's HTTP request that follow from its task.
 //! - [`response`]: what an attempt keeps of an endpoint's response.
 //! - [`signature`]: the Standard Webhooks signature scheme, for the daemon that signs and receivers that verify.

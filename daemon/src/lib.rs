@@ -397,10 +397,17 @@ impl Worker {
                 }
                 // Boxed, so that its state (the HTTP exchange's, several KiB) is allocated only once a slot
                 // is taken: the tasks waiting for one, often most of the daemon's leases, stay small.
-                Box::pin(sender.send(task, url)).await
+                // The webhook's id for the attempt's log line; copied only when that line is written.
+                let webhook_id = match tracing::enabled!(tracing::Level::DEBUG) {
+                    true => task.webhook_id.clone(),
+                    false => String::new(),
+                };
+                (Box::pin(sender.send(task, url)).await, webhook_id)
             };
+            let (report, webhook_id) = report;
             tracing::debug!(
                 delivery = %report.delivery_id,
+                webhook = %webhook_id,
                 attempt = report.attempt_number,
                 status = report.response_status,
                 error = %report.error,

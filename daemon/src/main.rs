@@ -29,6 +29,9 @@ struct Cli {
     /// A name for this daemon in the server's logs [default: daemon-<pid>].
     #[arg(long, env = "KIT_WEBHOOKS_DAEMON_ID")]
     daemon_id: Option<String>,
+    /// How log lines are written: `text`, or `json` (one object per line) for a log pipeline.
+    #[arg(long, env = "KIT_WEBHOOKS_LOG_FORMAT", default_value_t = kit_webhooks::logging::Format::Text)]
+    log_format: kit_webhooks::logging::Format,
     #[command(flatten)]
     options: Options,
 }
@@ -41,8 +44,8 @@ fn main() {
 
 #[tokio::main]
 async fn entry() {
-    kit_webhooks::logging::init("info");
     let cli = Cli::parse();
+    kit_webhooks::logging::init("info", cli.log_format);
     // Installed before anything starts, so an early SIGTERM still means a clean stop.
     let signal = kit_webhooks::shutdown_signal();
     let config = Config {

@@ -34,6 +34,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "The Kit Webhooks control plane"
 )]
 struct Cli {
+    /// How log lines are written: `text`, or `json` (one object per line) for a log pipeline.
+    #[arg(
+        long,
+        global = true,
+        env = "KIT_WEBHOOKS_LOG_FORMAT",
+        default_value_t = kit_webhooks::logging::Format::Text
+    )]
+    log_format: kit_webhooks::logging::Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -149,8 +157,9 @@ fn main() {
 
 #[tokio::main]
 async fn entry() {
-    kit_webhooks::logging::init("info,sqlx=warn,sea_orm=warn");
-    if let Err(err) = run(Cli::parse()).await {
+    let cli = Cli::parse();
+    kit_webhooks::logging::init("info,sqlx=warn,sea_orm=warn", cli.log_format);
+    if let Err(err) = run(cli).await {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

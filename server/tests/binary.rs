@@ -374,6 +374,117 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
     );
 }
 
+/// `--log-format json`: every line an object a log pipeline can index, and an attempt's line carries its
+/// delivery, webhook and attempt number as fields.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_the_delivery_on_every_attempt() {
+    use kit_webhooks::proto::{
+        event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
+        CreateWebhookRequest, PublishEventRequest,
+    };
+    use receiver::{always, Receiver, Reply};
+
+    let receiver = Receiver::http(always(Reply::ok())).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "--with-daemon",
+            "--allow-http",
+            "--allow-network",
+            "127.0.0.0/8",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .env_remove("KIT_WEBHOOKS_DATABASE_URL")
+        .env("RUST_LOG", "info,kit_webhooks_daemon=debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn");
+    wait_listening(port);
+    let keys = std::fs::read_to_string(dir.path().join("kit-webhooks.keys")).expect("key file");
+    let admin =
+        kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY).expect("admin key");
+    let publisher = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::PUBLISHER_KEY)
+        .expect("publisher key");
+    let url = format!("http://127.0.0.1:{port}");
+    let hook = WebhookServiceClient::connect(url.clone())
+        .await
+        .expect("connect")
+        .create_webhook(authed(
+            &admin,
+            CreateWebhookRequest {
+                url: receiver.url("/kit"),
+                events: vec!["offer.*".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create webhook")
+        .into_inner()
+        .webhook
+        .expect("webhook");
+    EventServiceClient::connect(url)
+        .await
+        .expect("connect")
+        .publish_event(authed(
+            &publisher,
+            PublishEventRequest {
+                account_id: "default".into(),
+                r#type: "offer.accepted".into(),
+                data_json: "{}".into(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("publish");
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let attempt = loop {
+        let logged = std::fs::read_to_string(&log).expect("log");
+        let lines: Vec<serde_json::Value> = logged
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
+            })
+            .collect();
+        for line in &lines {
+            for key in ["timestamp", "level", "target", "message"] {
+                assert!(line.get(key).is_some(), "no `{key}` in {line}");
+            }
+        }
+        let found = lines
+            .into_iter()
+            .find(|line| line["message"] == "attempt made");
+        match found {
+            Some(line) => break line,
+            None if std::time::Instant::now() > deadline => panic!("no attempt line in {logged}"),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert!(
+        attempt["delivery"]
+            .as_str()
+            .expect("delivery")
+            .starts_with("dlv_"),
+        "{attempt}"
+    );
+    assert_eq!(attempt["webhook"], hook.id, "{attempt}");
+    assert_eq!(attempt["attempt"], 1, "{attempt}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().expect("wait").success());
+}
+
 fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
