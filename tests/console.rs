@@ -1,7 +1,8 @@
 //! The web console in a real browser: headless Chromium, driven by Playwright
 //! (`console/tests/console.test.mjs`), against a real server on SQLite with its embedded daemon delivering to
 //! a real receiver. Between the script's two phases the test publishes an event through the API, as a Kit
-//! service would, and the second phase finds its delivery in the Deliveries tab. The console's Node.js packages
+//! service would, and the second phase finds its delivery in the Deliveries tab; a third pages through 55
+//! webhooks. The console's Node.js packages
 //! and Debian's Chromium are installed on first use when missing (as `.ci/run` does beforehand); where that is
 //! not possible the test fails, saying what to install, rather than skip.
 
@@ -91,6 +92,14 @@ async fn an_admin_does_everything_in_the_console() {
         .expect("list")
         .into_inner();
     assert!(webhooks.webhooks.is_empty(), "deleted in the console");
+
+    // Past 50 webhooks, the list goes by pages.
+    for n in 0..55 {
+        server
+            .create_webhook(&format!("https://hooks{n}.example.com/kit"), &["offer.*"])
+            .await;
+    }
+    run("pages", String::new()).await.expect("join");
     server.stop().await;
 }
 

@@ -4,6 +4,7 @@
 //                                 secret shown once, a field error beside its field, a test ping's result
 //   node console.test.mjs second  the published event's delivery with its request headers and status, pause
 //                                 and resume, rotate, edit, delete with confirmation
+//   node console.test.mjs pages   with 55 webhooks, 50 to a page, and the next page's 5
 // Each prints one JSON line of what the harness needs next, and fails (exit 1) at the first thing a user would
 // not see.
 
@@ -113,11 +114,27 @@ async function second(page, previousSecret) {
   return {};
 }
 
+async function pages(page) {
+  await signIn(page, key);
+  const rows = page.locator("tbody tr");
+  await page.getByRole("button", { name: "Next page" }).waitFor();
+  check((await rows.count()) === 50, `50 webhooks on the first page, not ${await rows.count()}`);
+  await page.getByRole("button", { name: "Next page" }).click();
+  await page.getByRole("button", { name: "Previous page" }).waitFor();
+  check((await rows.count()) === 5, `5 webhooks on the second page, not ${await rows.count()}`);
+  check((await page.getByRole("button", { name: "Next page" }).count()) === 0, "no page after the last");
+  await page.getByRole("button", { name: "Previous page" }).click();
+  await page.getByRole("button", { name: "Next page" }).waitFor();
+  check((await rows.count()) === 50, "back on the first page");
+  return {};
+}
+
 const browser = await chromium.launch({ executablePath: executable || "/usr/bin/chromium", args: ["--no-sandbox"] });
 try {
   const page = await (await browser.newContext()).newPage();
   page.setDefaultTimeout(15000);
-  const result = phase === "first" ? await first(page) : await second(page, process.env.KIT_PREVIOUS_SECRET);
+  const phases = { first: () => first(page), second: () => second(page, process.env.KIT_PREVIOUS_SECRET), pages: () => pages(page) };
+  const result = await phases[phase]();
   console.log(JSON.stringify(result));
 } catch (err) {
   console.error(err.stack || String(err));
