@@ -139,9 +139,8 @@ pub async fn start_with_signal(
         // What one connection may hold: streams at once, and (tonic's default windows, 64 KiB) unread bytes.
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .timeout(state.config.call_timeout())
-        // Outermost first: CORS answers preflights, gRPC-Web becomes gRPC, then admission as for any call.
-        .layer(api::web::cors(&state.config.cors_origins))
-        .layer(api::web::GrpcWebLayer)
+        // Outermost first: a browser's call gets CORS and becomes gRPC, then admission as for any call.
+        .layer(api::web::BrowserLayer::new(&state.config.cors_origins))
         .layer(admission);
     let router = add_services(router, &state, message_limits).await?;
     let daemon = match embedded {

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use futures::future::Either;
 use http::{header, HeaderName, HeaderValue, Method, Request, Response};
 use tonic::body::Body;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -42,7 +42,7 @@ pub fn parse_origin(origin: &str) -> anyhow::Result<HeaderValue> {
 }
 
 /// The CORS answers for `origins` (checked by `Config::validate`; one that does not parse is left out).
-pub fn cors(origins: &[String]) -> CorsLayer {
+fn cors(origins: &[String]) -> CorsLayer {
     let allowed: Vec<HeaderValue> = origins
         .iter()
         .filter_map(|origin| parse_origin(origin).ok())
@@ -56,35 +56,50 @@ pub fn cors(origins: &[String]) -> CorsLayer {
         .vary([header::ORIGIN])
 }
 
-/// gRPC-Web translation for the requests that are gRPC-Web, and nothing else: tonic-web answers `400` to any
-/// other HTTP/1.1 request, which would keep a browser from loading the console's page on the same listener.
-#[derive(Clone, Copy, Default)]
-pub struct GrpcWebLayer;
+/// What browsers need, for browsers' requests only: CORS and gRPC-Web translation for gRPC-Web calls and CORS
+/// preflights; everything else (gRPC from daemons and services, the console's own page) passes straight
+/// through. tonic-web alone would answer `400` to any other HTTP/1.1 request, keeping a browser from the
+/// page, and CORS on every call would add its headers to every gRPC answer.
+#[derive(Clone)]
+pub struct BrowserLayer {
+    cors: CorsLayer,
+}
 
-impl<S: Clone> Layer<S> for GrpcWebLayer {
-    type Service = GrpcWeb<S>;
+impl BrowserLayer {
+    /// CORS for `origins` (see [`cors`]).
+    pub fn new(origins: &[String]) -> Self {
+        BrowserLayer {
+            cors: cors(origins),
+        }
+    }
+}
 
-    fn layer(&self, inner: S) -> GrpcWeb<S> {
-        GrpcWeb {
-            web: tonic_web::GrpcWebLayer::new().layer(inner.clone()),
+impl<S: Clone> Layer<S> for BrowserLayer {
+    type Service = Browser<S>;
+
+    fn layer(&self, inner: S) -> Browser<S> {
+        Browser {
+            web: self
+                .cors
+                .layer(tonic_web::GrpcWebLayer::new().layer(inner.clone())),
             plain: inner,
         }
     }
 }
 
-/// See [`GrpcWebLayer`].
+/// See [`BrowserLayer`].
 #[derive(Clone)]
-pub struct GrpcWeb<S> {
-    web: tonic_web::GrpcWebService<S>,
+pub struct Browser<S> {
+    web: Cors<tonic_web::GrpcWebService<S>>,
     plain: S,
 }
 
-type WebFuture<S> = <tonic_web::GrpcWebService<S> as Service<Request<Body>>>::Future;
+type WebFuture<S> = <Cors<tonic_web::GrpcWebService<S>> as Service<Request<Body>>>::Future;
 
-impl<S> Service<Request<Body>> for GrpcWeb<S>
+impl<S> Service<Request<Body>> for Browser<S>
 where
     S: Service<Request<Body>, Response = Response<Body>> + Clone,
-    tonic_web::GrpcWebService<S>:
+    Cors<tonic_web::GrpcWebService<S>>:
         Service<Request<Body>, Response = Response<Body>, Error = S::Error>,
 {
     type Response = Response<Body>;
@@ -104,7 +119,7 @@ where
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("application/grpc-web"));
-        if grpc_web {
+        if grpc_web || request.method() == Method::OPTIONS {
             Either::Left(self.web.call(request))
         } else {
             Either::Right(self.plain.call(request))
