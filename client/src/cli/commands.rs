@@ -218,26 +218,7 @@ pub async fn events(
                 .take(limit.unwrap_or(usize::MAX))
                 .try_collect()
                 .await?;
-            match format {
-                Format::Json => output::print_json(&json!(events
-                    .iter()
-                    .map(output::event_json)
-                    .collect::<Vec<_>>())),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = events
-                        .iter()
-                        .map(|e| {
-                            vec![
-                                e.id.clone(),
-                                e.account_id.clone(),
-                                e.r#type.clone(),
-                                output::time(&e.created_at),
-                            ]
-                        })
-                        .collect();
-                    output::table(&["ID", "ACCOUNT", "TYPE", "CREATED"], &rows);
-                }
-            }
+            output::event_list(format, &events);
         }
         EventsCommand::Get { id } => {
             let event = client.get_event(&id).await?;

@@ -264,63 +264,63 @@ pub fn rotated_secret(format: Format, webhook: &Webhook, secret: String) {
     }
 }
 
-pub fn webhook_list(format: Format, webhooks: &[Webhook]) {
+/// A list: a JSON array of `json` for scripts, a table of `headers` and `row` for people.
+fn list<T>(
+    format: Format,
+    items: &[T],
+    json: impl Fn(&T) -> Value,
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
     match format {
-        Format::Json => print_json(&json!(webhooks
-            .iter()
-            .map(webhook_json)
-            .collect::<Vec<_>>())),
-        Format::Table => {
-            let rows: Vec<Vec<String>> = webhooks
-                .iter()
-                .map(|w| {
-                    vec![
-                        w.id.clone(),
-                        webhook_status(w).into(),
-                        w.url.clone(),
-                        w.events.join(","),
-                        w.failure_count.to_string(),
-                        w.description.clone(),
-                    ]
-                })
-                .collect();
-            table(
-                &["ID", "STATUS", "URL", "EVENTS", "FAILURES", "DESCRIPTION"],
-                &rows,
-            );
-        }
+        Format::Json => print_json(&Value::Array(items.iter().map(json).collect())),
+        Format::Table => table(headers, &items.iter().map(row).collect::<Vec<_>>()),
     }
 }
 
+pub fn webhook_list(format: Format, webhooks: &[Webhook]) {
+    let headers = ["ID", "STATUS", "URL", "EVENTS", "FAILURES", "DESCRIPTION"];
+    list(format, webhooks, webhook_json, &headers, |w| {
+        vec![
+            w.id.clone(),
+            webhook_status(w).into(),
+            w.url.clone(),
+            w.events.join(","),
+            w.failure_count.to_string(),
+            w.description.clone(),
+        ]
+    });
+}
+
 pub fn delivery_list(format: Format, deliveries: &[Delivery]) {
-    match format {
-        Format::Json => print_json(&json!(deliveries
-            .iter()
-            .map(delivery_json)
-            .collect::<Vec<_>>())),
-        Format::Table => {
-            let rows: Vec<Vec<String>> = deliveries
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.id.clone(),
-                        delivery_status(d).into(),
-                        d.event_type.clone(),
-                        d.attempt_count.to_string(),
-                        time(&d.created_at),
-                        time(&d.next_attempt_at),
-                    ]
-                })
-                .collect();
-            let headers = [
-                "ID",
-                "STATUS",
-                "EVENT TYPE",
-                "ATTEMPTS",
-                "CREATED",
-                "NEXT ATTEMPT",
-            ];
-            table(&headers, &rows);
-        }
-    }
+    let headers = [
+        "ID",
+        "STATUS",
+        "EVENT TYPE",
+        "ATTEMPTS",
+        "CREATED",
+        "NEXT ATTEMPT",
+    ];
+    list(format, deliveries, delivery_json, &headers, |d| {
+        vec![
+            d.id.clone(),
+            delivery_status(d).into(),
+            d.event_type.clone(),
+            d.attempt_count.to_string(),
+            time(&d.created_at),
+            time(&d.next_attempt_at),
+        ]
+    });
+}
+
+pub fn event_list(format: Format, events: &[Event]) {
+    let headers = ["ID", "ACCOUNT", "TYPE", "CREATED"];
+    list(format, events, event_json, &headers, |e| {
+        vec![
+            e.id.clone(),
+            e.account_id.clone(),
+            e.r#type.clone(),
+            time(&e.created_at),
+        ]
+    });
 }
