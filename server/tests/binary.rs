@@ -261,97 +261,130 @@ fn an_existing_key_file_is_made_private() {
     }
 }
 
+/// The README's start command, `serve --with-daemon --allow-http --allow-network 127.0.0.0/8`, run on a fresh
+/// directory with `extra` arguments and `env`, its stderr in a log file; the keys its first start wrote.
+struct ReadmeSystem {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    url: String,
+    admin: String,
+    publisher: String,
+}
+
+impl ReadmeSystem {
+    fn start(extra: &[&str], env: &[(&str, &str)]) -> ReadmeSystem {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let child = Command::new(BIN)
+            .current_dir(dir.path())
+            .args([
+                "serve",
+                "--with-daemon",
+                "--allow-http",
+                "--allow-network",
+                "127.0.0.0/8",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env_remove("KIT_WEBHOOKS_DATABASE_URL")
+            .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn");
+        wait_listening(port);
+        let keys = std::fs::read_to_string(dir.path().join("kit-webhooks.keys")).expect("key file");
+        let read = |name| kit_webhooks::key_file::read(&keys, name).expect("a key");
+        ReadmeSystem {
+            url: format!("http://127.0.0.1:{port}"),
+            admin: read(kit_webhooks::key_file::ADMIN_KEY),
+            publisher: read(kit_webhooks::key_file::PUBLISHER_KEY),
+            child,
+            dir,
+        }
+    }
+
+    async fn create_webhook(&self, url: String, events: &str) -> kit_webhooks::proto::Webhook {
+        kit_webhooks::proto::webhook_service_client::WebhookServiceClient::connect(self.url.clone())
+            .await
+            .expect("connect")
+            .create_webhook(authed(
+                &self.admin,
+                kit_webhooks::proto::CreateWebhookRequest {
+                    url,
+                    events: vec![events.into()],
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create webhook")
+            .into_inner()
+            .webhook
+            .expect("webhook")
+    }
+
+    async fn publish(&self, event_type: &str) {
+        kit_webhooks::proto::event_service_client::EventServiceClient::connect(self.url.clone())
+            .await
+            .expect("connect")
+            .publish_event(authed(
+                &self.publisher,
+                kit_webhooks::proto::PublishEventRequest {
+                    account_id: "default".into(),
+                    r#type: event_type.into(),
+                    data_json: "{}".into(),
+                    idempotency_key: String::new(),
+                },
+            ))
+            .await
+            .expect("publish");
+    }
+
+    /// The log once `found` finds what it looks for in it (or after 10 s, for the caller to say what is
+    /// missing).
+    fn log_when(&self, found: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let logged = std::fs::read_to_string(self.dir.path().join("server.log")).expect("log");
+            if found(&logged) || std::time::Instant::now() > deadline {
+                return logged;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM; whether it then exited cleanly.
+    fn stop(mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait").success()
+    }
+}
+
 /// The README's start command: `serve --with-daemon` on a fresh directory delivers a published event to a
 /// local receiver, with nothing set up beforehand but the keys the first start writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_start_command_delivers_to_a_local_receiver() {
-    use kit_webhooks::proto::{
-        event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
-        CreateWebhookRequest, PublishEventRequest,
-    };
     use receiver::{always, Receiver, Reply};
 
     let receiver = Receiver::http(always(Reply::ok())).await;
     let gone = Receiver::http(always(Reply::status(410))).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("server.log");
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args([
-            "serve",
-            "--with-daemon",
-            "--allow-http",
-            "--allow-network",
-            "127.0.0.0/8",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env_remove("KIT_WEBHOOKS_DATABASE_URL")
-        .env_remove("NO_COLOR")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn");
-    wait_listening(port);
-    let keys = std::fs::read_to_string(dir.path().join("kit-webhooks.keys")).expect("key file");
-    let admin =
-        kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY).expect("admin key");
-    let publisher = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::PUBLISHER_KEY)
-        .expect("publisher key");
-    let url = format!("http://127.0.0.1:{port}");
-    let mut webhooks = WebhookServiceClient::connect(url.clone())
-        .await
-        .expect("connect");
-    webhooks
-        .create_webhook(authed(
-            &admin,
-            CreateWebhookRequest {
-                url: receiver.url("/kit"),
-                events: vec!["application.*".into()],
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("create webhook");
-    let gone_hook = webhooks
-        .create_webhook(authed(
-            &admin,
-            CreateWebhookRequest {
-                url: gone.url("/kit"),
-                events: vec!["application.*".into()],
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("create webhook")
-        .into_inner()
-        .webhook
-        .expect("webhook");
-    let mut events = EventServiceClient::connect(url).await.expect("connect");
-    events
-        .publish_event(authed(
-            &publisher,
-            PublishEventRequest {
-                account_id: "default".into(),
-                r#type: "application.submitted".into(),
-                data_json: "{}".into(),
-                idempotency_key: String::new(),
-            },
-        ))
-        .await
-        .expect("publish");
+    let system = ReadmeSystem::start(&[], &[]);
+    system
+        .create_webhook(receiver.url("/kit"), "application.*")
+        .await;
+    let gone_hook = system
+        .create_webhook(gone.url("/kit"), "application.*")
+        .await;
+    system.publish("application.submitted").await;
     let got = receiver.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(got[0].header("kit-event-type"), "application.submitted");
     gone.wait_for(1, Duration::from_secs(20)).await;
     // An SRE sees the disabling in the log, with the webhook and the reason; no colour codes in a file.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let logged = loop {
-        let logged = std::fs::read_to_string(&log).expect("log");
-        if logged.contains("webhook disabled") || std::time::Instant::now() > deadline {
-            break logged;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let logged = system.log_when(|logged| logged.contains("webhook disabled"));
     let line = logged
         .lines()
         .find(|line| line.contains("webhook disabled"))
@@ -364,12 +397,8 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
         !logged.contains('\x1b'),
         "colour codes in a log file: {logged}"
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let exit = child.wait().expect("wait");
     assert!(
-        exit.success(),
+        system.stop(),
         "clean exit on SIGTERM with the embedded daemon"
     );
 }
@@ -378,98 +407,32 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
 /// delivery, webhook and attempt number as fields.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_carry_the_delivery_on_every_attempt() {
-    use kit_webhooks::proto::{
-        event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
-        CreateWebhookRequest, PublishEventRequest,
-    };
     use receiver::{always, Receiver, Reply};
 
     let receiver = Receiver::http(always(Reply::ok())).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("server.log");
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args([
-            "serve",
-            "--with-daemon",
-            "--allow-http",
-            "--allow-network",
-            "127.0.0.0/8",
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-format",
-            "json",
-        ])
-        .env_remove("KIT_WEBHOOKS_DATABASE_URL")
-        .env("RUST_LOG", "info,kit_webhooks_daemon=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn");
-    wait_listening(port);
-    let keys = std::fs::read_to_string(dir.path().join("kit-webhooks.keys")).expect("key file");
-    let admin =
-        kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::ADMIN_KEY).expect("admin key");
-    let publisher = kit_webhooks::key_file::read(&keys, kit_webhooks::key_file::PUBLISHER_KEY)
-        .expect("publisher key");
-    let url = format!("http://127.0.0.1:{port}");
-    let hook = WebhookServiceClient::connect(url.clone())
-        .await
-        .expect("connect")
-        .create_webhook(authed(
-            &admin,
-            CreateWebhookRequest {
-                url: receiver.url("/kit"),
-                events: vec!["offer.*".into()],
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("create webhook")
-        .into_inner()
-        .webhook
-        .expect("webhook");
-    EventServiceClient::connect(url)
-        .await
-        .expect("connect")
-        .publish_event(authed(
-            &publisher,
-            PublishEventRequest {
-                account_id: "default".into(),
-                r#type: "offer.accepted".into(),
-                data_json: "{}".into(),
-                idempotency_key: String::new(),
-            },
-        ))
-        .await
-        .expect("publish");
+    let system = ReadmeSystem::start(
+        &["--log-format", "json"],
+        &[("RUST_LOG", "info,kit_webhooks_daemon=debug")],
+    );
+    let hook = system.create_webhook(receiver.url("/kit"), "offer.*").await;
+    system.publish("offer.accepted").await;
     receiver.wait_for(1, Duration::from_secs(20)).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let attempt = loop {
-        let logged = std::fs::read_to_string(&log).expect("log");
-        let lines: Vec<serde_json::Value> = logged
-            .lines()
-            .map(|line| {
-                serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
-            })
-            .collect();
-        for line in &lines {
-            for key in ["timestamp", "level", "target", "message"] {
-                assert!(line.get(key).is_some(), "no `{key}` in {line}");
-            }
+    let logged = system.log_when(|logged| logged.contains("attempt made"));
+    let lines: Vec<serde_json::Value> = logged
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
+        })
+        .collect();
+    for line in &lines {
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(line.get(key).is_some(), "no `{key}` in {line}");
         }
-        let found = lines
-            .into_iter()
-            .find(|line| line["message"] == "attempt made");
-        match found {
-            Some(line) => break line,
-            None if std::time::Instant::now() > deadline => panic!("no attempt line in {logged}"),
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
+    }
+    let attempt = lines
+        .into_iter()
+        .find(|line| line["message"] == "attempt made")
+        .unwrap_or_else(|| panic!("no attempt line in {logged}"));
     assert!(
         attempt["delivery"]
             .as_str()
@@ -479,10 +442,7 @@ async fn json_logs_carry_the_delivery_on_every_attempt() {
     );
     assert_eq!(attempt["webhook"], hook.id, "{attempt}");
     assert_eq!(attempt["attempt"], 1, "{attempt}");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().expect("wait").success());
+    assert!(system.stop());
 }
 
 fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
