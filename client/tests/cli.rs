@@ -91,6 +91,23 @@ fn usage_error(output: &Output, needles: &[&str]) {
     }
 }
 
+/// POSTs `body` to `listen` on `port` with a signature no secret made; the raw HTTP response.
+fn post_forged(port: u16, body: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        stream,
+        "POST /hooks HTTP/1.1\r\nhost: x\r\nwebhook-id: evt_1\r\nwebhook-timestamp: {}\r\n\
+         webhook-signature: v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        kit_webhooks::signature::unix_now(),
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -286,19 +303,7 @@ async fn quick_start_flow_with_listen(backend: Backend) {
     );
 
     // A tampered body is refused with 401 and reported as not verified.
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let body = r#"{"tampered":true}"#;
-    write!(
-        stream,
-        "POST /hooks HTTP/1.1\r\nhost: x\r\nwebhook-id: evt_1\r\nwebhook-timestamp: {}\r\n\
-         webhook-signature: v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{body}",
-        kit_webhooks::signature::unix_now(),
-        body.len()
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
+    let response = post_forged(port, r#"{"tampered":true}"#);
     assert!(response.starts_with("HTTP/1.1 401"), "{response}");
     let seen = listener.next();
     assert_eq!(seen["verified"], false);
@@ -744,19 +749,7 @@ async fn listen_forwards_verified_requests_to_the_application(backend: Backend) 
     );
 
     // A forged request is refused and not forwarded.
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let body = r#"{"forged":true}"#;
-    write!(
-        stream,
-        "POST /hooks HTTP/1.1\r\nhost: x\r\nwebhook-id: evt_1\r\nwebhook-timestamp: {}\r\n\
-         webhook-signature: v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{body}",
-        kit_webhooks::signature::unix_now(),
-        body.len()
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
+    let response = post_forged(port, r#"{"forged":true}"#);
     assert!(response.starts_with("HTTP/1.1 401"), "{response}");
     let seen = listener.next();
     assert_eq!(seen["verified"], false);
