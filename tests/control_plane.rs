@@ -60,6 +60,20 @@ async fn publish(
     event_type: &str,
     key: &str,
 ) -> proto::PublishEventResponse {
+    let data = r#"{"candidate_id": 9007199254740993}"#;
+    publish_data(server, account, event_type, data, key)
+        .await
+        .expect("publish")
+}
+
+/// `PublishEvent` with `data_json` and idempotency key `key`, as the server answered it.
+async fn publish_data(
+    server: &TestServer,
+    account: &str,
+    event_type: &str,
+    data_json: &str,
+    key: &str,
+) -> Result<proto::PublishEventResponse, tonic::Status> {
     server
         .events()
         .await
@@ -68,13 +82,12 @@ async fn publish(
             proto::PublishEventRequest {
                 account_id: account.into(),
                 r#type: event_type.into(),
-                data_json: r#"{"candidate_id": 9007199254740993}"#.into(),
+                data_json: data_json.into(),
                 idempotency_key: key.into(),
             },
         ))
         .await
-        .expect("publish")
-        .into_inner()
+        .map(tonic::Response::into_inner)
 }
 
 async fn webhook_lifecycle(backend: Backend) {
@@ -1376,21 +1389,10 @@ async fn publish_is_idempotent_per_account(backend: Backend) {
     assert_eq!(delivery::Entity::find().count(db).await.expect("count"), 1);
 
     // The same request spelled differently (spacing, key order) is the same request.
-    let respelled = server
-        .events()
+    let respelled = r#"{ "candidate_id":9007199254740993 }"#;
+    let respelled = publish_data(&server, "default", "offer.accepted", respelled, "order-42")
         .await
-        .publish_event(authed(
-            &server.publisher_key,
-            proto::PublishEventRequest {
-                account_id: "default".into(),
-                r#type: "offer.accepted".into(),
-                data_json: r#"{ "candidate_id":9007199254740993 }"#.into(),
-                idempotency_key: "order-42".into(),
-            },
-        ))
-        .await
-        .expect("the same request again")
-        .into_inner();
+        .expect("the same request again");
     assert_eq!(respelled.event, first.event);
     // The key reused for another event: refused, naming the key and the event it belongs to.
     let first_id = first.event.clone().expect("event").id;
@@ -1398,18 +1400,7 @@ async fn publish_is_idempotent_per_account(backend: Backend) {
         ("offer.accepted", r#"{"candidate_id": 7}"#),
         ("offer.declined", r#"{"candidate_id": 9007199254740993}"#),
     ] {
-        let refused = server
-            .events()
-            .await
-            .publish_event(authed(
-                &server.publisher_key,
-                proto::PublishEventRequest {
-                    account_id: "default".into(),
-                    r#type: event_type.into(),
-                    data_json: data_json.into(),
-                    idempotency_key: "order-42".into(),
-                },
-            ))
+        let refused = publish_data(&server, "default", event_type, data_json, "order-42")
             .await
             .expect_err("a reused key for another event is refused");
         assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
