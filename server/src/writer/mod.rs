@@ -12,7 +12,7 @@
 //! cycle later. A claim answered with leases, room to spare and nothing more due is parked again by the cycle
 //! that answers it, before the next cycle gathers: were the stream to park it again itself, the publishes
 //! gathered meanwhile would find no claim, leave their deliveries pending and cost a claim cycle each.
-//! The standing claims and that protocol are in [`standing`].
+//! The standing claims and that protocol are in [`standing`](mod@standing).
 
 mod standing;
 

@@ -55,7 +55,7 @@ pub(super) fn standing(parked: &Parked, claim: Claim) -> (QueuedClaim, StandingC
     ((request, reply), standing)
 }
 
-/// A stream's claim that may be waiting for a publish ([`Writer::standing_claim`]). Dropping it takes it back
+/// A stream's claim that may be waiting for a publish ([`Writer::standing_claim`](super::Writer::standing_claim)). Dropping it takes it back
 /// (an answer a cycle gave it meanwhile is then lost to the stream; its leases return with the stream's).
 pub struct StandingClaim {
     answers: mpsc::UnboundedReceiver<Result<ClaimAnswer, Error>>,
