@@ -139,6 +139,15 @@ pub fn event_type(name: &str) -> Option<&'static EventType> {
     EVENT_TYPES.iter().find(|t| t.name == name)
 }
 
+/// The 6 categories, in the catalogue's order, each once.
+pub fn categories() -> impl Iterator<Item = &'static str> {
+    EVENT_TYPES
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| *i == 0 || EVENT_TYPES[i - 1].category != t.category)
+        .map(|(_, t)| t.category)
+}
+
 /// Whether `name` is one of the 6 categories.
 pub fn is_category(name: &str) -> bool {
     EVENT_TYPES.iter().any(|t| t.category == name)
@@ -200,6 +209,7 @@ mod tests {
         let mut categories: Vec<_> = EVENT_TYPES.iter().map(|t| t.category).collect();
         categories.dedup();
         assert_eq!(categories.len(), 6);
+        assert_eq!(super::categories().collect::<Vec<_>>(), categories);
     }
 
     #[test]

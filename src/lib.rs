@@ -5,6 +5,7 @@
 //! - [`duration`]: durations in flags and messages (`5s`, `24h`).
 //! - [`key_file`]: the file of first-start API keys the server writes and the CLI reads.
 //! - [`logging`]: the server's and the daemon's log lines (`RUST_LOG`, `NO_COLOR`, text or JSON).
+//! - [`monitoring`]: the server's and the daemon's metrics and health probes (`--metrics-listen`).
 //! - [`request`]: the headers of a delivery's HTTP request that follow from its task.
 //! - [`response`]: what an attempt keeps of an endpoint's response.
 //! - [`signature`]: the Standard Webhooks signature scheme, for the daemon that signs and receivers that verify.
@@ -18,6 +19,7 @@ pub mod catalogue;
 pub mod duration;
 pub mod key_file;
 pub mod logging;
+pub mod monitoring;
 pub mod request;
 pub mod response;
 pub mod signature;
@@ -41,33 +43,63 @@ pub const MAX_STREAM_IN_FLIGHT: u32 = 100_000;
 /// The response metadata in which a server names a delivery stream (`DeliveryService`'s doc in the proto).
 pub const STREAM_ID_METADATA: &str = "kit-stream-id";
 
+/// How long past its shutdown grace a stopping process is given before it is ended regardless: its own
+/// grace ends the normal way (the server's drain, the daemon's wait for its requests); this only catches a
+/// stop stuck past it.
+const GRACE_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A future that completes when the process is asked to stop (SIGINT or SIGTERM): the graceful-shutdown
-/// trigger of every Kit Webhooks binary. The handlers are installed when this is called, not when the future
-/// is first polled, so a signal that arrives while the process is still starting is not lost (nor does it
-/// kill the process the default way). Call it from within the tokio runtime.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+/// trigger of every Kit Webhooks binary. From then on, a second signal ends the process at once (exit code
+/// 1), as does `grace` passing (and a few seconds more): what is still in flight is abandoned, its leases
+/// left to expire and their deliveries sent again. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal that arrives while the process is still starting is not
+/// lost (nor does it kill the process the default way). Call it from within the tokio runtime.
+pub fn shutdown_signal(
+    grace: std::time::Duration,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let terminate = signal(SignalKind::terminate()).ok();
-        let interrupt = signal(SignalKind::interrupt()).ok();
-        async move {
-            let wait = |stream: Option<tokio::signal::unix::Signal>| async move {
-                match stream {
-                    Some(mut stream) => {
-                        stream.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).ok();
+        let mut interrupt = signal(SignalKind::interrupt()).ok();
+        async fn one(stream: &mut Option<Signal>) {
+            match stream {
+                Some(stream) => {
+                    stream.recv().await;
                 }
-            };
-            tokio::select! {
-                _ = wait(terminate) => {}
-                _ = wait(interrupt) => {}
+                None => std::future::pending::<()>().await,
             }
+        }
+        async fn either(terminate: &mut Option<Signal>, interrupt: &mut Option<Signal>) {
+            tokio::select! {
+                _ = one(terminate) => {}
+                _ = one(interrupt) => {}
+            }
+        }
+        async move {
+            either(&mut terminate, &mut interrupt).await;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = either(&mut terminate, &mut interrupt) => {
+                        tracing::warn!("asked again to stop: exiting now; deliveries in flight are sent again when their leases expire");
+                    }
+                    _ = tokio::time::sleep(grace + GRACE_BACKSTOP) => {
+                        tracing::warn!(?grace, "still stopping past the shutdown grace: exiting now");
+                    }
+                }
+                std::process::exit(1);
+            });
         }
     }
     #[cfg(not(unix))]
-    async {
+    async move {
         let _ = tokio::signal::ctrl_c().await;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = tokio::time::sleep(grace + GRACE_BACKSTOP) => {}
+            }
+            std::process::exit(1);
+        });
     }
 }

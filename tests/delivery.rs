@@ -545,6 +545,8 @@ async fn pause_holds_queued_deliveries_until_resume(backend: Backend) {
             allow_networks: vec!["127.0.0.0/8".parse().expect("cidr")],
             ..Default::default()
         },
+        metrics_listen: None,
+        shutdown_grace: kit_webhooks_daemon::DEFAULT_SHUTDOWN_GRACE,
     })
     .expect("daemon");
     tokio::time::sleep(Duration::from_millis(500)).await;

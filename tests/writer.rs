@@ -345,7 +345,8 @@ async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(
 
 async fn a_standing_claim_waits_for_the_next_publish(backend: Backend) {
     let server = start_with_a_webhook(backend).await;
-    let writer = Writer::spawn(server.server.store.clone(), rules(&server));
+    let metrics = kit_webhooks_server::metrics::Metrics::register();
+    let writer = Writer::spawn(server.server.store.clone(), rules(&server), metrics.writer);
     let quiet = std::time::Duration::from_millis(300);
 
     // Nothing is due: the claim is parked, not answered.

@@ -1,7 +1,8 @@
 //! The vetted connector: resolves a webhook's host once, drops every address the [`AddressGuard`] refuses,
 //! and connects to a remaining address directly, so the address checked is the address used (no second
 //! lookup for a DNS rebinding to exploit). IP-literal hosts go through the same check, which a filtering
-//! resolver alone would miss: hyper-util's `HttpConnector` skips its resolver for them.
+//! resolver alone would miss: hyper-util's `HttpConnector` skips its resolver for them. Each connection
+//! made is counted while it is open (`kit_webhooks_daemon_connections_open`): the size of the pool.
 
 use std::{
     future::Future,
@@ -12,8 +13,9 @@ use std::{
     time::Duration,
 };
 
-use hyper::Uri;
-use hyper_util::rt::TokioIo;
+use hyper::{rt::ReadBufCursor, Uri};
+use hyper_util::{client::legacy::connect::Connected, rt::TokioIo};
+use metrics::Gauge;
 use tokio::net::TcpStream;
 
 use crate::address::AddressGuard;
@@ -48,19 +50,22 @@ pub enum ConnectError {
 pub struct GuardedConnector {
     guard: Arc<AddressGuard>,
     connect_timeout: Duration,
+    open: Gauge,
 }
 
 impl GuardedConnector {
-    pub fn new(guard: AddressGuard, connect_timeout: Duration) -> Self {
+    /// Connects to addresses `guard` permits, counting the connections open in `open`.
+    pub fn new(guard: AddressGuard, connect_timeout: Duration, open: Gauge) -> Self {
         GuardedConnector {
             guard: Arc::new(guard),
             connect_timeout,
+            open,
         }
     }
 }
 
 impl tower_service::Service<Uri> for GuardedConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = Connection;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -71,6 +76,7 @@ impl tower_service::Service<Uri> for GuardedConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let guard = self.guard.clone();
         let timeout = self.connect_timeout;
+        let open = self.open.clone();
         Box::pin(async move {
             let host = uri.host().ok_or(ConnectError::NoHost)?;
             // `[::1]` in a URL is `::1` to the resolver.
@@ -110,7 +116,7 @@ impl tower_service::Service<Uri> for GuardedConnector {
                 match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
                     Ok(Ok(stream)) => {
                         let _ = stream.set_nodelay(true);
-                        return Ok(TokioIo::new(stream));
+                        return Ok(Connection::new(TokioIo::new(stream), open));
                     }
                     Ok(Err(source)) => last = Some(ConnectError::Io { address, source }),
                     Err(_) => last = Some(ConnectError::Timeout { address, timeout }),
@@ -118,5 +124,70 @@ impl tower_service::Service<Uri> for GuardedConnector {
             }
             Err(last.unwrap_or(ConnectError::NoHost))
         })
+    }
+}
+
+/// A connection to an endpoint, counted in its gauge while it is open.
+pub struct Connection {
+    io: TokioIo<TcpStream>,
+    open: Gauge,
+}
+
+impl Connection {
+    fn new(io: TokioIo<TcpStream>, open: Gauge) -> Self {
+        open.increment(1.0);
+        Connection { io, open }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.open.decrement(1.0);
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for Connection {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl hyper::rt::Read for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

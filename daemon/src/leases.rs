@@ -66,6 +66,11 @@ impl Leases {
         self.state().open = false;
     }
 
+    /// Whether a stream is open now.
+    pub(crate) fn is_open(&self) -> bool {
+        self.state().open
+    }
+
     /// Whether the task of `delivery_id`, which arrived on stream `generation`, may be sent now; if so it is
     /// counted as started until [`Leases::finished`].
     pub(crate) fn start(&self, generation: u64, delivery_id: &str, lease_id: &str) -> bool {
@@ -97,7 +102,9 @@ mod tests {
         assert!(leases.start(first, "dlv_a", "lse_1"));
         assert!(leases.start(first, "dlv_b", "lse_1"));
         leases.finished("dlv_b");
+        assert!(leases.is_open());
         leases.closed();
+        assert!(!leases.is_open());
         assert!(!leases.start(first, "dlv_c", "lse_1"), "its stream ended");
         let (previous, started) = leases.previous();
         assert_eq!(previous, "dst_1");

@@ -7,6 +7,7 @@
 //! - [`connector`]: connects to vetted addresses only.
 //! - `leases`: which leases the daemon works on, across its streams.
 //! - [`limiter`]: per-endpoint rate limits and per-host request caps.
+//! - `metrics`: what the daemon counts, and `probe`: what its `/readyz` answers (`--metrics-listen`).
 //! - [`sender`]: signs and sends one task, and describes the outcome.
 //! - `reporter`: reports attempts to the server, batched and retried.
 //!
@@ -18,10 +19,12 @@ pub mod allocator;
 pub mod connector;
 mod leases;
 mod limiter;
+mod metrics;
+mod probe;
 mod reporter;
 pub mod sender;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use kit_webhooks::proto::{self, delivery_service_client::DeliveryServiceClient};
@@ -35,8 +38,8 @@ use tonic::{
 };
 
 use crate::{
-    address::AddressGuard, leases::Leases, limiter::EndpointLimits, reporter::Reporter,
-    sender::Sender,
+    address::AddressGuard, leases::Leases, limiter::EndpointLimits, metrics::Metrics,
+    reporter::Reporter, sender::Sender,
 };
 
 /// The first and the longest wait between reconnection attempts.
@@ -52,6 +55,9 @@ const DEFAULT_PREFETCH: u32 = 2048;
 const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 /// The most connections kept to one host, whatever `--max-in-flight`: bounds the daemon's memory.
 const MAX_DEFAULT_CONNECTIONS_PER_HOST: u32 = 256;
+/// How long a stopping daemon waits for its requests in flight by default: longer than a request may take
+/// at the server's default timeout (15 s), with time to report it.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// How a daemon delivers, whichever process it runs in (flags of `kit-webhooks-daemon` and of the server's
 /// `serve --with-daemon`).
@@ -112,6 +118,12 @@ pub struct Config {
     /// A name for logs and the server's lease records.
     pub daemon_id: String,
     pub options: Options,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (`kit_webhooks::monitoring`), if anywhere. A daemon
+    /// inside the server has none: the server's listener serves its metrics.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Once stopping, the longest it waits for the requests in flight to finish and be reported; those
+    /// still running then are abandoned, their leases left to expire.
+    pub shutdown_grace: Duration,
 }
 
 /// A daemon running in this process.
@@ -177,6 +189,11 @@ impl Options {
 /// Starts a daemon in the background.
 pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
     config.options.validate()?;
+    // Before any metric is registered, so that the handles record into it.
+    if config.metrics_listen.is_some() {
+        kit_webhooks::monitoring::install()?;
+    }
+    let metrics = Arc::new(Metrics::register());
     // One crypto provider for the whole process (ring); a second `install_default` is harmlessly refused.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let extra_roots = match &config.options.ca_file {
@@ -193,6 +210,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
         AddressGuard::new(config.options.allow_networks.clone()),
         extra_roots,
         config.options.per_host() as usize,
+        metrics.connections_open.clone(),
     )?;
     let channel = endpoint(&config.server)?.connect_lazy();
     let token: MetadataValue<_> = format!("Bearer {}", config.token)
@@ -206,18 +224,33 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
         config.options.per_host(),
         config.options.per_account(),
     ));
+    let leases = Arc::new(Leases::default());
+    // The monitoring listener answers until the daemon has ended, its grace included.
+    let ended = CancellationToken::new();
+    if let Some(listen) = config.metrics_listen {
+        let probe = probe::DaemonProbe {
+            leases: leases.clone(),
+            stop: stop.clone(),
+        };
+        kit_webhooks::monitoring::serve(listen, Arc::new(probe), ended.clone())?;
+    }
     let worker = Worker {
         config,
         sender: Arc::new(sender),
         limits,
-        reporter: Reporter::spawn(service),
+        reporter: Reporter::spawn(service, metrics.clone()),
         client,
         stop: stop.clone(),
         in_flight: TaskTracker::new(),
         requests,
-        leases: Arc::new(Leases::default()),
+        leases,
+        metrics,
     };
-    let task = tokio::spawn(worker.run());
+    let task = tokio::spawn(async move {
+        let result = worker.run().await;
+        ended.cancel();
+        result
+    });
     Ok(Daemon { stop, task })
 }
 
@@ -259,6 +292,16 @@ struct Worker {
     /// One permit per HTTP request allowed in flight (`--max-in-flight`).
     requests: Arc<Semaphore>,
     leases: Arc<Leases>,
+    metrics: Arc<Metrics>,
+}
+
+/// How following a stream ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Followed {
+    /// The server ended it, or it failed: open another.
+    Ended,
+    /// The daemon was asked to stop, and has finished what was in flight.
+    Stopped,
 }
 
 /// The stream name in `metadata`, if the server gave one.
@@ -288,35 +331,10 @@ impl Worker {
             };
             match opened {
                 Ok(response) => {
-                    let generation = self.leases.opened(stream_id(response.metadata()));
-                    tracing::info!(server = %self.config.server, "delivery stream open");
                     backoff = FIRST_BACKOFF;
-                    let mut stream = response.into_inner();
-                    loop {
-                        tokio::select! {
-                            // Stop taking tasks first; the stream stays open until in-flight ones are reported.
-                            biased;
-                            _ = self.stop.cancelled() => {
-                                // Requests started are finished and reported; tasks not started go back
-                                // to the queue when the stream ends, for another daemon to send.
-                                self.leases.closed();
-                                self.finish_in_flight().await;
-                                return Ok(());
-                            }
-                            message = stream.message() => match message {
-                                Ok(Some(task)) => self.start(task, generation),
-                                Ok(None) => {
-                                    tracing::warn!("the server ended the delivery stream; reconnecting");
-                                    break;
-                                }
-                                Err(status) => {
-                                    tracing::warn!(code = ?status.code(), error = %status.message(), "delivery stream failed; reconnecting");
-                                    break;
-                                }
-                            }
-                        }
+                    if self.follow(response).await == Followed::Stopped {
+                        return Ok(());
                     }
-                    self.leases.closed();
                 }
                 Err(status)
                     if status.code() == Code::Unauthenticated
@@ -353,31 +371,88 @@ impl Worker {
         Ok(())
     }
 
+    /// Waits for the requests started to finish and be reported, at most the shutdown grace; those still
+    /// running then are abandoned, their leases left to expire on the server.
+    /// Starts the tasks of an open stream until it ends (then the caller reconnects) or the daemon stops.
+    async fn follow(
+        &self,
+        response: tonic::Response<tonic::Streaming<proto::DeliveryTask>>,
+    ) -> Followed {
+        let generation = self.leases.opened(stream_id(response.metadata()));
+        if generation > 1 {
+            self.metrics.stream_reconnects.increment(1);
+        }
+        self.metrics.stream_open.set(1.0);
+        tracing::info!(server = %self.config.server, "delivery stream open");
+        let mut stream = response.into_inner();
+        let followed = loop {
+            tokio::select! {
+                // Stop taking tasks first; the stream stays open until in-flight ones are reported.
+                biased;
+                _ = self.stop.cancelled() => break Followed::Stopped,
+                message = stream.message() => match message {
+                    Ok(Some(task)) => self.start(task, generation),
+                    Ok(None) => {
+                        tracing::warn!("the server ended the delivery stream; reconnecting");
+                        break Followed::Ended;
+                    }
+                    Err(status) => {
+                        tracing::warn!(code = ?status.code(), error = %status.message(), "delivery stream failed; reconnecting");
+                        break Followed::Ended;
+                    }
+                }
+            }
+        };
+        self.leases.closed();
+        self.metrics.stream_open.set(0.0);
+        if followed == Followed::Stopped {
+            // Requests started are finished and reported while the stream stays open; tasks not started go
+            // back to the queue when it ends, for another daemon to send.
+            self.finish_in_flight().await;
+        }
+        followed
+    }
+
     async fn finish_in_flight(&self) {
         self.in_flight.close();
         if !self.in_flight.is_empty() {
             tracing::info!(
                 tasks = self.in_flight.len(),
+                grace = ?self.config.shutdown_grace,
                 "finishing in-flight deliveries before exiting"
             );
         }
-        self.in_flight.wait().await;
+        let grace = self.config.shutdown_grace;
+        if tokio::time::timeout(grace, self.in_flight.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.in_flight.len(),
+                "shutdown grace over: exiting with deliveries unreported; their leases expire and they are sent again"
+            );
+        }
     }
 
     /// Sends one task on its own tokio task, so a slow or rate-limited endpoint holds up nothing else. A
     /// task takes a request slot only once its endpoint's rate limit lets it go, and gives it back as soon
     /// as the response is in, before its report is committed. A task whose stream (`generation`) has ended
     /// by the time it has a slot is dropped unsent (`leases`).
-    fn start(&self, task: proto::DeliveryTask, generation: u64) {
+    fn start(&self, mut task: proto::DeliveryTask, generation: u64) {
         let sender = self.sender.clone();
         let limits = self.limits.clone();
         let reporter = self.reporter.clone();
         let requests = self.requests.clone();
         let leases = self.leases.clone();
+        let metrics = self.metrics.clone();
+        metrics.leases_ready.increment(1.0);
         self.in_flight.spawn(async move {
-            limits
+            if limits
                 .until_ready(&task.webhook_id, task.rate_limit_per_second)
-                .await;
+                .await
+            {
+                metrics.rate_limited_waits.increment(1);
+            }
             let report = {
                 // Account, then host, then a request slot: a task waiting for its account's or host's share
                 // holds none of the daemon's slots meanwhile.
@@ -391,31 +466,52 @@ impl Worker {
                 };
                 // The semaphore is never closed, so this cannot fail; if it did, sending anyway is harmless.
                 let _slot = requests.acquire().await;
+                metrics.leases_ready.decrement(1.0);
                 if !leases.start(generation, &task.delivery_id, &task.lease_id) {
-                    tracing::debug!(delivery = %task.delivery_id, "its stream ended before it was sent; dropped");
+                    tracing::debug!(delivery = %task.delivery_id, webhook = %task.webhook_id, attempt = task.attempt_number, "its stream ended before it was sent; dropped");
                     return;
                 }
+                metrics.requests_in_flight.increment(1.0);
+                // Sending does not need it: moved out for the attempt's log line, not copied.
+                let webhook_id = std::mem::take(&mut task.webhook_id);
                 // Boxed, so that its state (the HTTP exchange's, several KiB) is allocated only once a slot
                 // is taken: the tasks waiting for one, often most of the daemon's leases, stay small.
-                // The webhook's id for the attempt's log line; copied only when that line is written.
-                let webhook_id = match tracing::enabled!(tracing::Level::DEBUG) {
-                    true => task.webhook_id.clone(),
-                    false => String::new(),
-                };
-                (Box::pin(sender.send(task, url)).await, webhook_id)
+                let report = Box::pin(sender.send(task, url)).await;
+                metrics.requests_in_flight.decrement(1.0);
+                (report, webhook_id)
             };
             let (report, webhook_id) = report;
-            tracing::debug!(
-                delivery = %report.delivery_id,
-                webhook = %webhook_id,
-                attempt = report.attempt_number,
-                status = report.response_status,
-                error = %report.error,
-                "attempt made"
-            );
+            metrics.attempted(&report);
+            log_attempt(&report, &webhook_id);
             let delivery_id = report.delivery_id.clone();
             reporter.report(report).await;
             leases.finished(&delivery_id);
         });
+    }
+}
+
+/// The attempt's log line, with the delivery, webhook and attempt as fields: a failure at INFO (what an SRE
+/// looks for when an endpoint misbehaves), a success at DEBUG (one per delivery would drown the rest).
+fn log_attempt(report: &proto::ReportDeliveryRequest, webhook_id: &str) {
+    if report.error.is_empty() {
+        tracing::debug!(
+            delivery = %report.delivery_id,
+            webhook = %webhook_id,
+            attempt = report.attempt_number,
+            status = report.response_status,
+            duration_ms = report.duration_ms,
+            "attempt succeeded"
+        );
+    } else {
+        tracing::info!(
+            delivery = %report.delivery_id,
+            webhook = %webhook_id,
+            attempt = report.attempt_number,
+            status = report.response_status,
+            error_kind = %report.error_kind,
+            error = %report.error,
+            duration_ms = report.duration_ms,
+            "attempt failed"
+        );
     }
 }

@@ -138,10 +138,15 @@ impl EndpointLimits {
         self.hosts.slot(&host).await
     }
 
-    /// Waits until webhook `webhook_id` may receive one more request at `per_second`.
-    pub async fn until_ready(&self, webhook_id: &str, per_second: u32) {
+    /// Waits until webhook `webhook_id` may receive one more request at `per_second`; says whether it had to
+    /// wait (the rate limit was reached).
+    pub async fn until_ready(&self, webhook_id: &str, per_second: u32) -> bool {
         let limiter = self.limiter(webhook_id, per_second);
+        if limiter.check().is_ok() {
+            return false;
+        }
         limiter.until_ready().await;
+        true
     }
 
     fn limiter(&self, webhook_id: &str, per_second: u32) -> Arc<DefaultDirectRateLimiter> {

@@ -1,6 +1,7 @@
 //! `kit-webhooks-daemon`: delivers a Kit Webhooks server's deliveries. Run as many as needed.
 
 use clap::Parser;
+use kit_webhooks::duration::DurationArg;
 use kit_webhooks_daemon::{Config, Options};
 
 // mimalloc rather than glibc's malloc: every delivery allocates and frees a few dozen small buffers (the task,
@@ -32,6 +33,13 @@ struct Cli {
     /// How log lines are written: `text`, or `json` (one object per line) for a log pipeline.
     #[arg(long, env = "KIT_WEBHOOKS_LOG_FORMAT", default_value_t = kit_webhooks::logging::Format::Text)]
     log_format: kit_webhooks::logging::Format,
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` on this address (docs/OPERATIONS.md).
+    #[arg(long, value_name = "ADDR", env = "KIT_WEBHOOKS_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// On SIGTERM, wait at most this long for the requests in flight to finish and be reported; a second
+    /// SIGTERM exits at once.
+    #[arg(long, env = "KIT_WEBHOOKS_SHUTDOWN_GRACE", default_value_t = DurationArg(kit_webhooks_daemon::DEFAULT_SHUTDOWN_GRACE))]
+    shutdown_grace: DurationArg,
     #[command(flatten)]
     options: Options,
 }
@@ -47,7 +55,7 @@ async fn entry() {
     let cli = Cli::parse();
     kit_webhooks::logging::init("info", cli.log_format);
     // Installed before anything starts, so an early SIGTERM still means a clean stop.
-    let signal = kit_webhooks::shutdown_signal();
+    let signal = kit_webhooks::shutdown_signal(cli.shutdown_grace.0);
     let config = Config {
         server: cli.server,
         token: cli.token,
@@ -55,6 +63,8 @@ async fn entry() {
             .daemon_id
             .unwrap_or_else(|| format!("daemon-{}", std::process::id())),
         options: cli.options,
+        metrics_listen: cli.metrics_listen,
+        shutdown_grace: cli.shutdown_grace.0,
     };
     let daemon = match kit_webhooks_daemon::spawn(config) {
         Ok(daemon) => daemon,

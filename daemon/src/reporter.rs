@@ -13,7 +13,7 @@
 //! A batch is encoded once per call: the common case (one call, answered) never copies the reports' header
 //! maps and bodies, which cloning the request for a possible retry did on every call.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::{BufMut, Bytes};
 use kit_webhooks::proto;
@@ -26,7 +26,7 @@ use tonic::{
     Code, Status,
 };
 
-use crate::{Auth, FIRST_BACKOFF, MAX_BACKOFF, REPORT_PATIENCE};
+use crate::{metrics::Metrics, Auth, FIRST_BACKOFF, MAX_BACKOFF, REPORT_PATIENCE};
 
 /// The most reports sent in one `ReportDeliveries` call.
 const MAX_REPORTS_PER_CALL: usize = 500;
@@ -52,9 +52,12 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    pub(crate) fn spawn(service: InterceptedService<Channel, Auth>) -> Reporter {
+    pub(crate) fn spawn(
+        service: InterceptedService<Channel, Auth>,
+        metrics: Arc<Metrics>,
+    ) -> Reporter {
         let (tx, rx) = tokio::sync::mpsc::channel(4 * MAX_REPORTS_PER_CALL);
-        tokio::spawn(send_batches(Grpc::new(service), rx));
+        tokio::spawn(send_batches(Grpc::new(service), rx, metrics));
         Reporter { tx }
     }
 
@@ -67,7 +70,11 @@ impl Reporter {
     }
 }
 
-async fn send_batches(mut grpc: Grpc, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
+async fn send_batches(
+    mut grpc: Grpc,
+    mut rx: tokio::sync::mpsc::Receiver<Queued>,
+    metrics: Arc<Metrics>,
+) {
     while let Some(first) = rx.recv().await {
         let (_, queued_at, _) = &first;
         let send_by = *queued_at + REPORT_LINGER;
@@ -91,7 +98,10 @@ async fn send_batches(mut grpc: Grpc, mut rx: tokio::sync::mpsc::Receiver<Queued
             reports.push(report);
             waiting.push(done);
         }
+        let (count, started) = (reports.len() as u64, Instant::now());
         deliver_reports(&mut grpc, reports).await;
+        metrics.report_duration.record(started.elapsed());
+        metrics.reports_sent.increment(count);
         for done in waiting {
             let _ = done.send(());
         }

@@ -32,11 +32,12 @@ impl Sender {
     /// A sender that reaches only addresses `guard` allows, trusts `extra_roots` beside the usual roots, and
     /// keeps up to `connections_per_host` idle connections to each host: as many as it may open to one
     /// (the daemon's `--max-connections-per-host`), so that a host's connections survive the dips of a
-    /// steady load instead of being closed and opened again.
+    /// steady load instead of being closed and opened again. `connections_open` counts them.
     pub fn new(
         guard: AddressGuard,
         extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
         connections_per_host: usize,
+        connections_open: metrics::Gauge,
     ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -58,7 +59,11 @@ impl Sender {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(GuardedConnector::new(guard, CONNECT_TIMEOUT));
+            .wrap_connector(GuardedConnector::new(
+                guard,
+                CONNECT_TIMEOUT,
+                connections_open,
+            ));
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

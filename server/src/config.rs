@@ -26,8 +26,9 @@ const DEFAULT_IDLE_POLL: Duration = Duration::from_secs(1);
 /// server holds for a call is a few times its request bytes (the decoded message, the stored row, the
 /// answer), which this keeps within the memory target of docs/SECURITY.md.
 pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 32 * 1024 * 1024;
-/// Long enough for a request at the default timeout (15 s) to finish and be reported.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Long enough for a request at the default timeout (15 s) to finish and be reported. A supervisor must
+/// give the process a little more before it kills it (deploy/kubernetes sets 45 s).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// What a `PublishEventRequest` may carry besides its `data_json` (type, account, idempotency key, framing).
 const PUBLISH_ENVELOPE_BYTES: usize = 16 * 1024;
 
@@ -60,6 +61,8 @@ pub struct Config {
     /// The longest a stopping server waits for its daemons to report the deliveries they were sending
     /// (it stops as soon as none is left).
     pub shutdown_grace: Duration,
+    /// Where the monitoring listener serves `/metrics`, `/healthz` and `/readyz`; none by default.
+    pub metrics_listen: Option<SocketAddr>,
     /// Run a delivery daemon inside the server process (it connects over gRPC like any other).
     pub embedded_daemon: Option<kit_webhooks_daemon::Options>,
     /// The longest an idle delivery stream waits before looking for due deliveries again: the backstop for
@@ -84,6 +87,7 @@ impl Default for Config {
             max_in_flight_per_webhook: DEFAULT_MAX_IN_FLIGHT_PER_WEBHOOK,
             lease_margin: DEFAULT_LEASE_MARGIN,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            metrics_listen: None,
             embedded_daemon: None,
             idle_poll: DEFAULT_IDLE_POLL,
         }

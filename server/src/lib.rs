@@ -4,7 +4,8 @@
 //! [`store`] the database, [`writer`] the one committer of the delivery path's writes, [`streams`] the daemon
 //! streams open here, [`state`] what everything shares, [`dispatch`] the worker that feeds the streams, and
 //! [`api`] the gRPC layer. [`idle`] closes silent connections, [`replicas`] wakes the streams of servers that
-//! share a database. [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the
+//! share a database. [`metrics`] counts what happens and [`probe`] answers the monitoring listener's
+//! questions (`--metrics-listen`). [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the
 //! `kit-webhooks-server` command. docs/ARCHITECTURE.md follows a delivery through all of them.
 
 pub mod api;
@@ -13,6 +14,8 @@ pub mod core;
 pub mod dispatch;
 pub mod idle;
 pub mod keys;
+pub mod metrics;
+pub mod probe;
 pub mod replicas;
 pub mod state;
 pub mod store;
@@ -25,6 +28,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use kit_webhooks::proto;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use store::Store;
@@ -98,33 +102,20 @@ pub async fn start_with_signal(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
     config.validate()?;
+    // Before any metric is registered, so that the handles record into it.
+    if config.metrics_listen.is_some() {
+        kit_webhooks::monitoring::install()?;
+    }
     let store = open_store(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut auth = Authenticator::new(store.clone());
-    // The embedded daemon's key lives in this process's memory only.
-    let embedded = config.embedded_daemon.clone().map(|options| {
-        let key = core::secret::new_api_key();
-        let daemon = Principal {
-            role: Role::Daemon,
-            account_id: None,
-        };
-        auth.add_in_memory_key(&key, daemon);
-        (options, key)
-    });
-    let message_limits = api::admission::MessageLimits {
-        events: config.max_publish_message_bytes(),
-        payload: config.max_payload_bytes,
-    };
-    let admission = api::admission::AdmissionLayer::new(
-        Arc::new(auth),
-        api::admission::Budget::new(config.max_bytes_in_flight),
-        message_limits,
-    );
+    let (admission, message_limits, embedded) = admission(&config, &store);
+    let metrics = metrics::Metrics::register();
     let state = Arc::new(AppState {
-        writer: writer::Writer::spawn(store.clone(), write_rules(&config)),
+        writer: writer::Writer::spawn(store.clone(), write_rules(&config), metrics.writer.clone()),
+        metrics,
         store: store.clone(),
         config,
         deliveries_changed: Default::default(),
@@ -141,18 +132,30 @@ pub async fn start_with_signal(
         .timeout(state.config.call_timeout())
         // Outermost first: a browser's call gets CORS and becomes gRPC, then admission as for any call.
         .layer(api::web::BrowserLayer::new(&state.config.cors_origins))
+        .layer(api::calls::CallsLayer)
         .layer(admission);
     let router = add_services(router, &state, message_limits).await?;
     let daemon = match embedded {
-        Some((options, token)) => Some(spawn_embedded_daemon(addr, options, token)?),
+        Some((options, token)) => Some(spawn_embedded_daemon(
+            addr,
+            options,
+            token,
+            state.config.shutdown_grace,
+        )?),
         None => None,
     };
 
     let (tx, rx) = oneshot::channel::<()>();
-    let stop = stopping(state.clone(), daemon, async move {
-        tokio::select! {
-            _ = rx => {}
-            _ = signal => {}
+    let asked = CancellationToken::new();
+    let monitoring_ended = serve_monitoring(&state, &asked)?;
+    let stop = stopping(state.clone(), daemon, {
+        let asked = asked.clone();
+        async move {
+            tokio::select! {
+                _ = rx => {}
+                _ = signal => {}
+            }
+            asked.cancel();
         }
     });
     tracing::info!(%addr, "Kit Webhooks server listening");
@@ -167,6 +170,7 @@ pub async fn start_with_signal(
             .serve_with_incoming_shutdown(incoming, stop)
             .await
             .context("gRPC server failed")?;
+        monitoring_ended.cancel();
         task_store.close().await;
         tracing::info!("server stopped");
         Ok(())
@@ -195,6 +199,56 @@ async fn stopping(
     }
     state.shutdown.cancel();
     drain(&state).await;
+}
+
+/// The layer that authenticates calls and bounds their bytes, the calls' message limits, and, with
+/// `--with-daemon`, the embedded daemon's options and its key (which lives in this process's memory only).
+fn admission(
+    config: &Config,
+    store: &Store,
+) -> (
+    api::admission::AdmissionLayer,
+    api::admission::MessageLimits,
+    Option<(kit_webhooks_daemon::Options, String)>,
+) {
+    let mut auth = Authenticator::new(store.clone());
+    // The embedded daemon's key lives in this process's memory only.
+    let embedded = config.embedded_daemon.clone().map(|options| {
+        let key = core::secret::new_api_key();
+        let daemon = Principal {
+            role: Role::Daemon,
+            account_id: None,
+        };
+        auth.add_in_memory_key(&key, daemon);
+        (options, key)
+    });
+    let message_limits = api::admission::MessageLimits {
+        events: config.max_publish_message_bytes(),
+        payload: config.max_payload_bytes,
+    };
+    let admission = api::admission::AdmissionLayer::new(
+        Arc::new(auth),
+        api::admission::Budget::new(config.max_bytes_in_flight),
+        message_limits,
+    );
+    (admission, message_limits, embedded)
+}
+
+/// With `--metrics-listen`, serves the monitoring listener (`probe`) until the returned token is cancelled;
+/// `asked` is cancelled as soon as the server is asked to stop.
+fn serve_monitoring(
+    state: &Arc<AppState>,
+    asked: &CancellationToken,
+) -> anyhow::Result<CancellationToken> {
+    let ended = CancellationToken::new();
+    if let Some(listen) = state.config.metrics_listen {
+        let probe = probe::ServerProbe {
+            state: state.clone(),
+            stopping: asked.clone(),
+        };
+        kit_webhooks::monitoring::serve(listen, Arc::new(probe), ended.clone())?;
+    }
+    Ok(ended)
 }
 
 /// Connects to the database, migrates it, and on a new database writes the first keys.
@@ -292,11 +346,13 @@ where
     Ok(server.add_routes(routes))
 }
 
-/// The daemon inside this process, streaming from this server at `addr` with the in-memory `token`.
+/// The daemon inside this process, streaming from this server at `addr` with the in-memory `token`, stopping
+/// within the server's own grace. Its metrics go to the server's listener.
 fn spawn_embedded_daemon(
     addr: SocketAddr,
     options: kit_webhooks_daemon::Options,
     token: String,
+    shutdown_grace: std::time::Duration,
 ) -> anyhow::Result<kit_webhooks_daemon::Daemon> {
     let mut target = addr;
     if target.ip().is_unspecified() {
@@ -307,5 +363,7 @@ fn spawn_embedded_daemon(
         token,
         daemon_id: "embedded".into(),
         options,
+        metrics_listen: None,
+        shutdown_grace,
     })
 }

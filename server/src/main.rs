@@ -134,6 +134,9 @@ struct ServeArgs {
     /// On SIGTERM, wait at most this long for daemons to report what they are sending.
     #[arg(long, env = "KIT_WEBHOOKS_SHUTDOWN_GRACE", default_value_t = DurationArg(config::DEFAULT_SHUTDOWN_GRACE))]
     shutdown_grace: DurationArg,
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` on this address (docs/OPERATIONS.md).
+    #[arg(long, value_name = "ADDR", env = "KIT_WEBHOOKS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Also run a delivery daemon in this process (it connects to this server over gRPC).
     #[arg(long, env = "KIT_WEBHOOKS_WITH_DAEMON")]
     with_daemon: bool,
@@ -185,11 +188,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 max_in_flight_per_webhook: args.max_in_flight_per_webhook,
                 shutdown_grace: args.shutdown_grace.0,
+                metrics_listen: args.metrics_listen,
                 embedded_daemon: args.with_daemon.then_some(args.daemon),
                 ..Config::default()
             };
             // Installed before anything starts, so an early SIGTERM still means a clean stop.
-            let signal = kit_webhooks::shutdown_signal();
+            let signal = kit_webhooks::shutdown_signal(config.shutdown_grace);
             let server = kit_webhooks_server::start_with_signal(config, async move {
                 signal.await;
                 tracing::info!("shutting down");

@@ -1,12 +1,13 @@
-//! The state every part of a running server shares: the store, the writer, the open streams, the wake-ups
-//! and the configuration. It sits below `dispatch` and `api`, which both work on it.
+//! The state every part of a running server shares: the store, the writer, the open streams, the wake-ups,
+//! the metrics and the configuration. It sits below `dispatch` and `api`, which both work on it.
 
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
 use crate::{
-    config::Config, replicas::DeliveriesChanged, store::Store, streams::Streams, writer::Writer,
+    config::Config, metrics::Metrics, replicas::DeliveriesChanged, store::Store, streams::Streams,
+    writer::Writer,
 };
 
 /// What every service and every stream shares.
@@ -22,6 +23,8 @@ pub struct AppState {
     pub writer: Writer,
     /// The daemon streams open on this server.
     pub streams: Streams,
+    /// What the server counts (`crate::metrics`).
+    pub metrics: Metrics,
     /// Cancelled when the server shuts down: streams end, keeping their leases for their daemons to report.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

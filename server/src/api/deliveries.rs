@@ -205,9 +205,16 @@ impl DeliveryApi {
                     }
                     retry_scheduled |=
                         matches!(recorded.decision.delivery, DeliveryDecision::RetryAt(_));
-                    if let WebhookDecision::Disable { reason, .. } = &recorded.decision.webhook {
-                        tracing::warn!(webhook = %recorded.webhook_id, %reason, "webhook disabled");
-                    }
+                    let disabled = match &recorded.decision.webhook {
+                        WebhookDecision::Disable { reason, .. } => {
+                            tracing::warn!(webhook = %recorded.webhook_id, %reason, "webhook disabled");
+                            true
+                        }
+                        _ => false,
+                    };
+                    self.state
+                        .metrics
+                        .recorded(&recorded.decision.delivery, disabled);
                 }
                 Err(err) => *slot = Err(err),
             }

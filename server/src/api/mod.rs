@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod calls;
 pub mod console;
 pub mod convert;
 pub mod deliveries;

@@ -312,6 +312,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             .queue_test_ping(event, &webhook)
             .await
             .map_err(Error::from)?;
+        self.state.metrics.pinged();
         self.state.deliveries_changed.notify();
         let delivery = if req.wait {
             wait_for_attempt(&self.state, &account, &delivery.id).await?

@@ -12,6 +12,7 @@ pub mod backlog;
 pub mod deliveries;
 pub mod entity;
 pub mod events;
+pub mod gauges;
 pub mod hand_off;
 pub mod keys;
 pub mod leases;

@@ -27,6 +27,7 @@ pub use standing::{ClaimAnswer, StandingClaim};
 
 use crate::{
     core::{time, Error},
+    metrics::WriterMetrics,
     store::{
         entity::event,
         events::Published,
@@ -73,7 +74,7 @@ impl Writer {
     /// Starts the committing tasks: one on SQLite (it has one writer connection anyway), a few on
     /// PostgreSQL, where one cycle can be built and sent while another waits for its commit. They end when
     /// every `Writer` handle is dropped.
-    pub fn spawn(store: Store, rules: WriteRules) -> Writer {
+    pub fn spawn(store: Store, rules: WriteRules, metrics: WriterMetrics) -> Writer {
         let (events, events_rx) = mpsc::channel(QUEUE);
         let (reports, reports_rx) = mpsc::channel(QUEUE);
         let (claims, claims_rx) = mpsc::channel(QUEUE);
@@ -94,6 +95,7 @@ impl Writer {
                 rules.clone(),
                 queues.clone(),
                 parked.clone(),
+                metrics.clone(),
             ));
         }
         Writer {
@@ -153,7 +155,13 @@ async fn submit<I, O>(queue: &mpsc::Sender<Queued<I, O>>, item: I) -> Result<O, 
     done.await.map_err(|_| stopped())?
 }
 
-async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked: Parked) {
+async fn run(
+    store: Store,
+    rules: WriteRules,
+    queues: Arc<Mutex<Queues>>,
+    parked: Parked,
+    metrics: WriterMetrics,
+) {
     loop {
         // One committer at a time gathers a cycle.
         let mut gathering = queues.lock().await;
@@ -170,7 +178,7 @@ async fn run(store: Store, rules: WriteRules, queues: Arc<Mutex<Queues>>, parked
         // parked again, and its long read and write would keep every publish and report waiting with the
         // machine partly idle (docs/PERFORMANCE.md, step 47).
         let _gathering = cycle.keeps_gathering().then_some(gathering);
-        cycle.commit(&store, &rules, &parked).await;
+        cycle.commit(&store, &rules, &parked, &metrics).await;
     }
 }
 
@@ -224,7 +232,13 @@ impl Cycle {
     }
 
     /// Commits the cycle's writes in one transaction and answers each.
-    async fn commit(self, store: &Store, rules: &WriteRules, parked: &Parked) {
+    async fn commit(
+        self,
+        store: &Store,
+        rules: &WriteRules,
+        parked: &Parked,
+        metrics: &WriterMetrics,
+    ) {
         let (events, event_replies): (Vec<_>, Vec<_>) = self.events.into_iter().unzip();
         let (report_groups, report_replies): (Vec<_>, Vec<_>) = self.reports.into_iter().unzip();
         let group_sizes: Vec<usize> = report_groups.iter().map(Vec::len).collect();
@@ -238,9 +252,15 @@ impl Cycle {
             claims,
         };
         let written = store.commit_writes(writes, rules, time::now_ms()).await;
+        metrics.cycles.increment(1);
+        metrics.duration.record(started.elapsed());
+        let reports = group_sizes.iter().sum::<usize>();
+        metrics
+            .writes
+            .record((event_replies.len() + reports + claim_replies.len()) as f64);
         tracing::debug!(
             events = event_replies.len(),
-            reports = group_sizes.iter().sum::<usize>(),
+            reports,
             claims = claim_replies.len(),
             leased = written.claimed.iter().map(|c| c.as_ref().map_or(0, |c| c.leased.len())).sum::<usize>(),
             took = ?started.elapsed(),

@@ -1,0 +1,67 @@
+//! What the server's gauges read from the database at a scrape (`crate::metrics`): the due deliveries and
+//! the oldest one's due time, the leases, and the webhooks by status. They count across every server of
+//! the database, so any replica's scrape gives the whole picture.
+
+use sea_orm::{
+    sea_query::Expr, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+};
+
+use super::{
+    entity::{delivery, webhook},
+    sql::in_progress,
+    Store,
+};
+use crate::core::{event::DeliveryStatus, webhook::Status as WebhookStatus};
+
+/// The deliveries in progress, counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryGauges {
+    /// Pending deliveries whose next attempt is due.
+    pub due: u64,
+    /// When the longest-waiting of them fell due (Unix ms), if any is due.
+    pub oldest_due_at: Option<i64>,
+    /// Deliveries leased to a daemon (`sending`).
+    pub sending: u64,
+}
+
+impl Store {
+    /// Counts the due and the leased deliveries at `now` (ms), through the partial index of deliveries in
+    /// progress: the cost follows the deliveries in progress, not the history.
+    pub async fn delivery_gauges(&self, now: i64) -> Result<DeliveryGauges, DbErr> {
+        let (due, oldest_due_at): (i64, Option<i64>) = delivery::Entity::find()
+            .select_only()
+            .column_as(Expr::cust("COUNT(*)"), "due")
+            .column_as(delivery::Column::NextAttemptAt.min(), "oldest")
+            .filter(in_progress::filter(DeliveryStatus::Pending))
+            .filter(delivery::Column::NextAttemptAt.lte(now))
+            .into_tuple()
+            .one(self.reader())
+            .await?
+            .unwrap_or((0, None));
+        let sending = delivery::Entity::find()
+            .filter(in_progress::filter(DeliveryStatus::Sending))
+            .count(self.reader())
+            .await?;
+        Ok(DeliveryGauges {
+            due: due.max(0) as u64,
+            oldest_due_at,
+            sending,
+        })
+    }
+
+    /// How many webhooks are in each status, across every account (statuses with none are left out).
+    pub async fn count_webhooks_by_status(&self) -> Result<Vec<(WebhookStatus, u64)>, DbErr> {
+        let counts: Vec<(WebhookStatus, i64)> = webhook::Entity::find()
+            .select_only()
+            .column(webhook::Column::Status)
+            .column_as(Expr::cust("COUNT(*)"), "count")
+            .group_by(webhook::Column::Status)
+            .into_tuple()
+            .all(self.reader())
+            .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(status, count)| (status, count.max(0) as u64))
+            .collect())
+    }
+}
