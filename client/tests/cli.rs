@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Backend, TestServer};
+use common::{monitoring::free_port, Backend, TestServer};
 use kit_webhooks_server::store::entity::{delivery, event};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::Value;
@@ -106,13 +106,6 @@ fn post_forged(port: u16, body: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     response
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 struct Listener {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod flags;
+pub mod monitoring;
 pub mod node;
 pub mod python;
 pub mod receiver;
@@ -234,12 +235,16 @@ impl TestServer {
     }
 }
 
-/// `message` with `authorization: Bearer key`.
-/// The repository root.
+/// The repository root, whichever crate's tests ask (the workspace's lock file is there).
 pub fn root() -> &'static std::path::Path {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").exists())
+        .unwrap_or(crate_dir)
 }
 
+/// `message` with `authorization: Bearer key`.
 pub fn authed<T>(key: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     let value: MetadataValue<_> = format!("Bearer {key}").parse().expect("ascii key");
