@@ -50,8 +50,8 @@ const GRACE_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A future that completes when the process is asked to stop (SIGINT or SIGTERM): the graceful-shutdown
 /// trigger of every Kit Webhooks binary. From then on, a second signal ends the process at once (exit code
-/// 1), as does `grace` passing (and a few seconds more): what is still in flight is abandoned, its leases
-/// left to expire and their deliveries sent again. The handlers are installed when this is called, not
+/// 1), as does `grace` passing (and a few seconds more): what is still in flight is abandoned, and sent again
+/// (a daemon's server returns its leases to the queue when its stream ends; a server's leases expire). The handlers are installed when this is called, not
 /// when the future is first polled, so a signal that arrives while the process is still starting is not
 /// lost (nor does it kill the process the default way). Call it from within the tokio runtime.
 pub fn shutdown_signal(
@@ -81,7 +81,7 @@ pub fn shutdown_signal(
             tokio::spawn(async move {
                 tokio::select! {
                     _ = either(&mut terminate, &mut interrupt) => {
-                        tracing::warn!("asked again to stop: exiting now; deliveries in flight are sent again when their leases expire");
+                        tracing::warn!("asked again to stop: exiting now; the deliveries in flight will be sent again");
                     }
                     _ = tokio::time::sleep(grace + GRACE_BACKSTOP) => {
                         tracing::warn!(?grace, "still stopping past the shutdown grace: exiting now");

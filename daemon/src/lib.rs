@@ -122,7 +122,7 @@ pub struct Config {
     /// inside the server has none: the server's listener serves its metrics.
     pub metrics_listen: Option<SocketAddr>,
     /// Once stopping, the longest it waits for the requests in flight to finish and be reported; those
-    /// still running then are abandoned, their leases left to expire.
+    /// still running then are abandoned, and sent again.
     pub shutdown_grace: Duration,
 }
 
@@ -372,7 +372,7 @@ impl Worker {
     }
 
     /// Waits for the requests started to finish and be reported, at most the shutdown grace; those still
-    /// running then are abandoned, their leases left to expire on the server.
+    /// running then are abandoned, and sent again (the server returns the stream's leases to the queue).
     /// Starts the tasks of an open stream until it ends (then the caller reconnects) or the daemon stops.
     async fn follow(
         &self,
@@ -429,7 +429,7 @@ impl Worker {
         {
             tracing::warn!(
                 tasks = self.in_flight.len(),
-                "shutdown grace over: exiting with deliveries unreported; their leases expire and they are sent again"
+                "shutdown grace over: exiting with deliveries unreported; they will be sent again"
             );
         }
     }

@@ -27,6 +27,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryF
 on_both_databases!(
     kill_9_mid_stream_loses_nothing,
     sigterm_finishes_in_flight_deliveries,
+    a_second_sigterm_or_the_grace_ends_the_daemon_at_once,
     server_restarts_and_crashes_lose_nothing,
     a_graceful_server_restart_sends_nothing_twice,
 );
@@ -34,6 +35,10 @@ on_both_databases!(
 const WAIT: Duration = Duration::from_secs(60);
 
 fn spawn_daemon(server: &str, token: &str) -> Child {
+    spawn_daemon_with(server, token, &[])
+}
+
+fn spawn_daemon_with(server: &str, token: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kit-webhooks-daemon"))
         .args([
             "--server",
@@ -45,6 +50,7 @@ fn spawn_daemon(server: &str, token: &str) -> Child {
             "--max-in-flight",
             "8",
         ])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -180,6 +186,98 @@ async fn sigterm_finishes_in_flight_deliveries(backend: Backend) {
         assert_eq!(row.status, delivery::DeliveryStatus::Succeeded, "{row:?}");
         assert_eq!(row.attempt_count, 1);
     }
+    server.stop().await;
+}
+
+/// Sends SIGTERM to `child`.
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+}
+
+/// Waits at most `within` for `child` to exit.
+fn exit_within(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            return exit;
+        }
+        assert!(Instant::now() < deadline, "still running after {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A daemon stopping while its endpoint does not answer: `/readyz` turns 503 at once, and it waits for the
+/// request; a second SIGTERM ends it at once (exit code 1), and without one it exits 0 when
+/// `--shutdown-grace` is over. Either way the delivery is not lost: the server puts it back in the queue when
+/// the daemon's stream ends.
+async fn a_second_sigterm_or_the_grace_ends_the_daemon_at_once(backend: Backend) {
+    let hanging = Receiver::http(always(Reply::ok().delay(Duration::from_secs(120)))).await;
+    let server = TestServer::start_with(backend, |config| {
+        common::fast_delivery(config, None);
+        config.embedded_daemon = None;
+        // Longer than the test waits: the request is in flight when the daemon is told to stop.
+        config.request_timeout = Duration::from_secs(60);
+    })
+    .await;
+    server
+        .create_webhook(&hanging.url("/"), &["interview.*"])
+        .await;
+    let token = server.key(Role::Daemon, None).await;
+    publish_many(&server, 1).await;
+    for (round, (grace, second_signal)) in [("60s", true), ("1s", false)].into_iter().enumerate() {
+        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], common::monitoring::free_port()));
+        let mut daemon = spawn_daemon_with(
+            &server.server.url(),
+            &token,
+            &[
+                "--shutdown-grace",
+                grace,
+                "--metrics-listen",
+                &metrics.to_string(),
+            ],
+        );
+        hanging.wait_for(round + 1, WAIT).await;
+        common::monitoring::wait_for_status(metrics, "/readyz", 200, WAIT);
+        terminate(&daemon);
+        let asked = Instant::now();
+        let body = common::monitoring::wait_for_status(metrics, "/readyz", 503, WAIT);
+        assert!(body.contains("stopping"), "{body}");
+        if second_signal {
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(
+                daemon.try_wait().expect("wait").is_none(),
+                "it waits for the request"
+            );
+            terminate(&daemon);
+            let exit = exit_within(&mut daemon, Duration::from_secs(3));
+            assert_eq!(exit.code(), Some(1), "a second SIGTERM exits at once");
+        } else {
+            let exit = exit_within(&mut daemon, Duration::from_secs(10));
+            assert!(exit.success(), "the grace over, a clean exit: {exit}");
+            assert!(
+                asked.elapsed() >= Duration::from_millis(900),
+                "it waited the grace"
+            );
+        }
+    }
+    // Neither stop reported the attempt: each time the stream ended, the server put the delivery back in the
+    // queue (the second daemon got it again), to be sent again.
+    let rows = delivery::Entity::find()
+        .all(server.server.store.reader())
+        .await
+        .expect("deliveries");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].status,
+        delivery::DeliveryStatus::Pending,
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(rows[0].attempt_count, 0);
     server.stop().await;
 }
 

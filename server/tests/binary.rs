@@ -23,13 +23,6 @@ fn wait_listening(port: u16) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 #[test]
 fn keys_create_prints_only_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -355,6 +348,30 @@ impl ReadmeSystem {
         }
     }
 
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+    }
+
+    /// Waits at most `within` for the process to exit, and returns how it exited.
+    fn exit_within(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("wait") {
+                return exit;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM; whether it then exited cleanly.
     fn stop(mut self) -> bool {
         let _ = Command::new("kill")
@@ -417,7 +434,7 @@ async fn json_logs_carry_the_delivery_on_every_attempt() {
     let hook = system.create_webhook(receiver.url("/kit"), "offer.*").await;
     system.publish("offer.accepted").await;
     receiver.wait_for(1, Duration::from_secs(20)).await;
-    let logged = system.log_when(|logged| logged.contains("attempt made"));
+    let logged = system.log_when(|logged| logged.contains("attempt succeeded"));
     let lines: Vec<serde_json::Value> = logged
         .lines()
         .map(|line| {
@@ -431,7 +448,7 @@ async fn json_logs_carry_the_delivery_on_every_attempt() {
     }
     let attempt = lines
         .into_iter()
-        .find(|line| line["message"] == "attempt made")
+        .find(|line| line["message"] == "attempt succeeded")
         .unwrap_or_else(|| panic!("no attempt line in {logged}"));
     assert!(
         attempt["delivery"]
@@ -456,3 +473,57 @@ fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
 
 #[path = "../../tests/common/receiver.rs"]
 mod receiver;
+
+#[path = "../../tests/common/monitoring.rs"]
+mod monitoring;
+
+use monitoring::free_port;
+
+/// SIGTERM on the README system while its embedded daemon waits for an endpoint that does not answer: it
+/// stops taking work at once (`/readyz` answers 503) and waits for the request; a second SIGTERM ends it at
+/// once (exit code 1), and without one it exits 0 when `--shutdown-grace` is over, the lease left to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_or_the_grace_ends_the_server_at_once() {
+    use receiver::{always, Receiver, Reply};
+
+    let hanging = Receiver::http(always(Reply::ok().delay(Duration::from_secs(120)))).await;
+    for (round, (grace, second_signal)) in [("60s", true), ("1s", false)].into_iter().enumerate() {
+        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut system = ReadmeSystem::start(
+            &[
+                "--shutdown-grace",
+                grace,
+                "--metrics-listen",
+                &metrics.to_string(),
+            ],
+            &[],
+        );
+        system.create_webhook(hanging.url("/"), "offer.*").await;
+        system.publish("offer.accepted").await;
+        hanging.wait_for(round + 1, Duration::from_secs(20)).await;
+        monitoring::wait_for_status(metrics, "/readyz", 200, Duration::from_secs(10));
+        system.terminate();
+        let asked = std::time::Instant::now();
+        let body = monitoring::wait_for_status(metrics, "/readyz", 503, Duration::from_secs(5));
+        assert!(body.contains("shutting down"), "{body}");
+        if second_signal {
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(
+                system.child.try_wait().expect("wait").is_none(),
+                "it waits for the request in flight"
+            );
+            system.terminate();
+            let exit = system.exit_within(Duration::from_secs(3));
+            assert_eq!(exit.code(), Some(1), "a second SIGTERM exits at once");
+        } else {
+            let exit = system.exit_within(Duration::from_secs(10));
+            assert!(exit.success(), "the grace over, a clean exit: {exit}");
+            assert!(
+                asked.elapsed() >= Duration::from_millis(900),
+                "it waited the grace"
+            );
+            let logged = system.log_when(|logged| logged.contains("shutdown grace over"));
+            assert!(logged.contains("shutdown grace over"), "{logged}");
+        }
+    }
+}

@@ -1,6 +1,9 @@
 //! Reading a process's monitoring listener (`--metrics-listen`) as Prometheus and a kubelet would: plain
 //! HTTP/1.1 GETs on a real socket, and the text exposition format read line by line.
 
+// Included on its own by some test crates, which use part of it.
+#![allow(dead_code)]
+
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
