@@ -254,30 +254,51 @@ fn an_existing_key_file_is_made_private() {
     }
 }
 
-/// The README's start command, `serve --with-daemon --allow-http --allow-network 127.0.0.0/8`, run on a fresh
-/// directory with `extra` arguments and `env`, its stderr in a log file; the keys its first start wrote.
+/// The README's start command, as the README writes it (`serve --with-daemon …`), run on a fresh directory
+/// with free ports for its API and its monitoring listener, `extra` arguments and `env`, its stderr in a log
+/// file; the keys its first start wrote.
 struct ReadmeSystem {
     child: std::process::Child,
     dir: tempfile::TempDir,
     url: String,
+    /// Where its `--metrics-listen` serves.
+    metrics: std::net::SocketAddr,
     admin: String,
     publisher: String,
+}
+
+/// The arguments of the README's start command (after `cargo run … --`).
+fn readme_start_arguments() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let line = readme
+        .lines()
+        .find(|line| line.contains("cargo run --release -p kit-webhooks-server -- serve"))
+        .expect("the README's start command");
+    let arguments = line
+        .split_once(" -- ")
+        .expect("`--` before the arguments")
+        .1;
+    arguments.split_whitespace().map(str::to_owned).collect()
 }
 
 impl ReadmeSystem {
     fn start(extra: &[&str], env: &[(&str, &str)]) -> ReadmeSystem {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut arguments = readme_start_arguments();
+        assert_eq!(arguments[..2], ["serve", "--with-daemon"], "{arguments:?}");
+        // Its monitoring listener moves to a free port, as tests run side by side.
+        let at = arguments
+            .iter()
+            .position(|a| a == "--metrics-listen")
+            .expect("the start command serves metrics");
+        arguments[at + 1] = metrics.to_string();
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
         let child = Command::new(BIN)
             .current_dir(dir.path())
-            .args([
-                "serve",
-                "--with-daemon",
-                "--allow-http",
-                "--allow-network",
-                "127.0.0.0/8",
-            ])
+            .args(&arguments)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .env_remove("KIT_WEBHOOKS_DATABASE_URL")
@@ -292,6 +313,7 @@ impl ReadmeSystem {
         let read = |name| kit_webhooks::key_file::read(&keys, name).expect("a key");
         ReadmeSystem {
             url: format!("http://127.0.0.1:{port}"),
+            metrics,
             admin: read(kit_webhooks::key_file::ADMIN_KEY),
             publisher: read(kit_webhooks::key_file::PUBLISHER_KEY),
             child,
@@ -400,6 +422,13 @@ async fn readme_start_command_delivers_to_a_local_receiver() {
     let got = receiver.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(got[0].header("kit-event-type"), "application.submitted");
     gone.wait_for(1, Duration::from_secs(20)).await;
+    // Its metrics page, which the start command turns on, counts the event.
+    let page = monitoring::scrape(system.metrics);
+    assert_eq!(
+        page.value(r#"kit_webhooks_events_published_total{category="application"}"#),
+        Some(1.0),
+        "{page:?}"
+    );
     // An SRE sees the disabling in the log, with the webhook and the reason; no colour codes in a file.
     let logged = system.log_when(|logged| logged.contains("webhook disabled"));
     let line = logged
@@ -488,16 +517,8 @@ async fn a_second_sigterm_or_the_grace_ends_the_server_at_once() {
 
     let hanging = Receiver::http(always(Reply::ok().delay(Duration::from_secs(120)))).await;
     for (round, (grace, second_signal)) in [("60s", true), ("1s", false)].into_iter().enumerate() {
-        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut system = ReadmeSystem::start(
-            &[
-                "--shutdown-grace",
-                grace,
-                "--metrics-listen",
-                &metrics.to_string(),
-            ],
-            &[],
-        );
+        let mut system = ReadmeSystem::start(&["--shutdown-grace", grace], &[]);
+        let metrics = system.metrics;
         system.create_webhook(hanging.url("/"), "offer.*").await;
         system.publish("offer.accepted").await;
         hanging.wait_for(round + 1, Duration::from_secs(20)).await;
