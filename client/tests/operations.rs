@@ -33,17 +33,6 @@ on_both_databases!(
 const WAIT: Duration = Duration::from_secs(60);
 const CLI: &str = env!("CARGO_BIN_EXE_kit-webhooks");
 
-/// A binary `cargo test --workspace` builds beside the CLI.
-fn sibling(name: &str) -> PathBuf {
-    let bin = Path::new(CLI).with_file_name(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run the suite with `cargo test --workspace`",
-        bin.display()
-    );
-    bin
-}
-
 /// A loopback address with a free port.
 fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
@@ -99,7 +88,7 @@ impl Server {
 
     /// A daemon key, created with `kit-webhooks-server keys create` on the server's database.
     fn daemon_key(&self, db: &TestDatabase, backend: Backend) -> String {
-        let mut command = Command::new(sibling("kit-webhooks-server"));
+        let mut command = Command::new(common::workspace_bin("kit-webhooks-server"));
         command
             .current_dir(self.dir.path())
             .args(["keys", "create", "--role", "daemon"]);
@@ -132,7 +121,7 @@ fn spawn_server(dir: &Path, args: &[String]) -> Child {
         .append(true)
         .open(dir.join("server.log"))
         .expect("log file");
-    Command::new(sibling("kit-webhooks-server"))
+    Command::new(common::workspace_bin("kit-webhooks-server"))
         .current_dir(dir)
         .args(args)
         .env_remove("KIT_WEBHOOKS_DATABASE_URL")
@@ -161,7 +150,7 @@ struct Daemon {
 impl Daemon {
     fn start(server: &Server, token: &str, log: PathBuf) -> Daemon {
         let metrics = free_addr();
-        let child = Command::new(sibling("kit-webhooks-daemon"))
+        let child = Command::new(common::workspace_bin("kit-webhooks-daemon"))
             .args(["--server", &server.api, "--token", token])
             .args(["--allow-network", "127.0.0.0/8", "--log-format", "json"])
             .args(["--metrics-listen", &metrics.to_string()])

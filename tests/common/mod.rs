@@ -244,6 +244,23 @@ pub fn root() -> &'static std::path::Path {
         .unwrap_or(crate_dir)
 }
 
+/// A binary of the workspace, as `cargo test --workspace` builds it beside the test executables (which are in
+/// `target/<profile>/deps/`).
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("the test's path");
+    let profile_dir = test
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run the suite with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
 /// `message` with `authorization: Bearer key`.
 pub fn authed<T>(key: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
