@@ -20,7 +20,8 @@ on_both_databases!(
 
 async fn bench_smoke_run_delivers_everything(backend: Backend) {
     let db = TestDatabase::new(backend).await;
-    let figures = run_bench(&db.url, 1000).await;
+    let figures = run_bench(&db.url, 1000, &[]).await;
+    assert_eq!(figures["metrics"], false);
     assert_eq!(figures["deliveries_expected"], 600);
     assert_eq!(figures["deliveries_received"], 600);
     assert_eq!(figures["duplicates"], 0);
@@ -53,8 +54,9 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
 
     // Again on the same database, as an SRE re-running it against their PostgreSQL would: the server finds
     // keys already there, and the first run's webhooks (their receivers gone) must get none of this run's
-    // events.
-    let again = run_bench(&db.url, 0).await;
+    // events. This time with the processes' metrics served and scraped.
+    let again = run_bench(&db.url, 0, &["--metrics"]).await;
+    assert_eq!(again["metrics"], true);
     assert_eq!(again["deliveries_received"], 600, "{again}");
     assert_eq!(again["duplicates"], 0);
     assert_eq!(again["bad_signatures"], 0);
@@ -78,12 +80,13 @@ async fn deliveries_stored(database_url: &str) -> i64 {
 }
 
 /// A small started-system bench run on `database_url` (3 webhooks × 200 events), with `backlog` deliveries
-/// of history seeded first; returns its JSON figures.
-async fn run_bench(database_url: &str, backlog: usize) -> Value {
+/// of history seeded first and `extra` arguments; returns its JSON figures.
+async fn run_bench(database_url: &str, backlog: usize, extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("bench.json");
     let url = database_url.to_owned();
     let json_path = json.clone();
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_kit-webhooks"))
             .args([
@@ -106,6 +109,7 @@ async fn run_bench(database_url: &str, backlog: usize) -> Value {
                 "60s",
             ])
             .args(["--backlog", &backlog.to_string(), "--database-url", &url])
+            .args(&extra)
             .arg("--json")
             .arg(&json_path)
             .output()

@@ -18,6 +18,8 @@ pub struct Figures {
     pub concurrency: u32,
     pub prefetch: u32,
     pub max_connections_per_host: u32,
+    /// Whether the started processes served metrics, scraped every second (`--metrics`).
+    pub metrics: bool,
     pub database: String,
     /// The mean of the ceiling measured before the run and after it.
     pub raw_ceiling_per_second: f64,
@@ -67,7 +69,16 @@ pub fn print_table(f: &Figures) {
     crate::cli::output::fields(&[
         (
             "database",
-            format!("{} ({} deliveries of history)", f.database, f.backlog),
+            format!(
+                "{} ({} deliveries of history{})",
+                f.database,
+                f.backlog,
+                if f.metrics {
+                    ", metrics scraped every second"
+                } else {
+                    ""
+                }
+            ),
         ),
         (
             "events × webhooks",

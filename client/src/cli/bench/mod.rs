@@ -97,6 +97,10 @@ pub struct BenchArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Run the started server and daemon with their metrics on (`--metrics-listen` on free loopback ports),
+    /// each scraped once a second during the run: the cost of being watched.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
@@ -320,6 +324,7 @@ fn figures(
         concurrency: args.concurrency,
         prefetch: args.prefetch,
         max_connections_per_host: args.max_connections_per_host,
+        metrics: args.metrics,
         database: spent.database,
         raw_ceiling_per_second: ceiling,
         raw_ceiling_before_per_second: ceiling_before,

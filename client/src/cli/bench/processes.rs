@@ -4,6 +4,10 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -118,6 +122,7 @@ pub fn start_server(
     database_url: &str,
     dir: &Path,
     per_webhook: u32,
+    metrics: Option<&str>,
 ) -> anyhow::Result<Process> {
     let child = Command::new(bin)
         .args([
@@ -132,6 +137,7 @@ pub fn start_server(
         .arg("--key-file")
         .arg(dir.join("bench.keys"))
         .args(["--max-in-flight-per-webhook", &per_webhook.to_string()])
+        .args(metrics_listen(metrics))
         .env("RUST_LOG", log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -208,8 +214,10 @@ pub fn start_daemon(
     max_in_flight: u32,
     prefetch: u32,
     max_connections_per_host: u32,
+    metrics: Option<&str>,
 ) -> anyhow::Result<Process> {
     let child = Command::new(bin)
+        .args(metrics_listen(metrics))
         .args([
             "--server",
             server,
@@ -232,6 +240,50 @@ pub fn start_daemon(
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     Ok(Process(child))
+}
+
+/// `--metrics-listen ADDR`, when the run serves metrics.
+fn metrics_listen(addr: Option<&str>) -> Vec<String> {
+    addr.map(|addr| vec!["--metrics-listen".to_owned(), addr.to_owned()])
+        .unwrap_or_default()
+}
+
+/// Scrapes `/metrics` of each address once a second, as Prometheus would (more often than it usually does),
+/// until dropped.
+pub struct Scraper(Arc<AtomicBool>);
+
+impl Scraper {
+    pub fn start(addrs: Vec<String>) -> Scraper {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                for addr in &addrs {
+                    scrape(addr);
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        Scraper(stop)
+    }
+}
+
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One `GET /metrics`, its answer read to the end and dropped; a failure is of no concern to the run.
+fn scrape(addr: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return;
+    };
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read_to_end(&mut Vec::new());
+    }
 }
 
 /// The log filter of the processes under test: `KIT_BENCH_LOG` when set (e.g. `debug` to see timings),

@@ -16,6 +16,8 @@ pub struct Target {
     pub daemon: Option<processes::Process>,
     pub server: Option<processes::Process>,
     pub database: String,
+    /// With `--metrics`: scrapes the started processes until the run ends.
+    pub scraper: Option<processes::Scraper>,
 }
 
 impl Target {
@@ -26,9 +28,14 @@ impl Target {
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
-        let listen = {
+        let free_address = || -> anyhow::Result<String> {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-            probe.local_addr()?.to_string()
+            Ok(probe.local_addr()?.to_string())
+        };
+        let listen = free_address()?;
+        let metrics = match args.metrics {
+            true => Some((free_address()?, free_address()?)),
+            false => None,
         };
         let server_bin = processes::system_binary("kit-webhooks-server")?;
         let daemon_bin = processes::system_binary("kit-webhooks-daemon")?;
@@ -52,6 +59,7 @@ impl Target {
             dir,
             // One webhook may use the daemon's whole window (the fan-out 1 runs need it).
             (args.concurrency + args.prefetch).max(16),
+            metrics.as_ref().map(|(server, _)| server.as_str()),
         )?;
         let server_url = format!("http://{listen}");
         let daemon = processes::start_daemon(
@@ -61,7 +69,10 @@ impl Target {
             args.concurrency,
             args.prefetch,
             args.max_connections_per_host,
+            metrics.as_ref().map(|(_, daemon)| daemon.as_str()),
         )?;
+        let scraper =
+            metrics.map(|(server, daemon)| processes::Scraper::start(vec![server, daemon]));
         Ok(Target {
             server_url,
             admin_key,
@@ -69,6 +80,7 @@ impl Target {
             account,
             server: Some(server),
             daemon: Some(daemon),
+            scraper,
             database: if database_url.starts_with("postgres") {
                 "postgresql"
             } else {
@@ -81,9 +93,9 @@ impl Target {
     /// A running deployment (`--target`): its daemons must be able to reach this machine's loopback
     /// receivers, and its CPU and memory are not measured.
     pub fn existing(server_url: &str, args: &BenchArgs) -> anyhow::Result<Target> {
-        if args.backlog > 0 || args.database_url.is_some() {
+        if args.backlog > 0 || args.database_url.is_some() || args.metrics {
             bail!(
-                "--backlog and --database-url apply to a server the bench starts, not to --target"
+                "--backlog, --database-url and --metrics apply to a server the bench starts, not to --target"
             );
         }
         let (Some(admin_key), Some(publisher_key)) = (&args.admin_key, &args.publisher_key) else {
@@ -96,6 +108,7 @@ impl Target {
             account: args.account.clone(),
             server: None,
             daemon: None,
+            scraper: None,
             database: "deployment".into(),
         })
     }
