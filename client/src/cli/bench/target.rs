@@ -16,8 +16,8 @@ pub struct Target {
     pub daemon: Option<processes::Process>,
     pub server: Option<processes::Process>,
     pub database: String,
-    /// With `--metrics`: scrapes the started processes until the run ends.
-    pub scraper: Option<processes::Scraper>,
+    /// With `--metrics`: scrapes the started processes until the run ends (held, not read: dropping it stops).
+    pub _scraper: Option<processes::Scraper>,
 }
 
 impl Target {
@@ -80,7 +80,7 @@ impl Target {
             account,
             server: Some(server),
             daemon: Some(daemon),
-            scraper,
+            _scraper: scraper,
             database: if database_url.starts_with("postgres") {
                 "postgresql"
             } else {
@@ -108,7 +108,7 @@ impl Target {
             account: args.account.clone(),
             server: None,
             daemon: None,
-            scraper: None,
+            _scraper: None,
             database: "deployment".into(),
         })
     }
