@@ -151,11 +151,11 @@ async fn deliver_reports(grpc: &mut Grpc, reports: Vec<proto::ReportDeliveryRequ
                     match code {
                         Code::Ok => {}
                         Code::FailedPrecondition => {
-                            tracing::info!(delivery = %report.delivery_id, reason = %message, "report not accepted")
+                            tracing::info!(delivery = %report.delivery_id, attempt = report.attempt_number, reason = %message, "report not accepted")
                         }
                         code if passing(code) => again.push(report),
                         code => tracing::error!(
-                            delivery = %report.delivery_id, ?code, error = %message, "report rejected"
+                            delivery = %report.delivery_id, attempt = report.attempt_number, ?code, error = %message, "report rejected"
                         ),
                     }
                 }
