@@ -169,20 +169,9 @@ impl Daemon {
 
 /// Sends SIGTERM and waits for a clean exit.
 fn terminate(child: &mut Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(status.success());
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            assert!(exit.success(), "exit after SIGTERM: {exit}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::signals::terminate(child);
+    let exit = common::signals::exit_within(child, WAIT);
+    assert!(exit.success(), "exit after SIGTERM: {exit}");
 }
 
 /// Waits until the server's lag gauges are 0: nothing due, nothing leased.

@@ -15,6 +15,7 @@ use std::{
 
 use common::{
     receiver::{always, Receiver, Reply},
+    signals::{exit_within, terminate},
     Backend, TestServer,
 };
 use kit_webhooks::proto::DeliveryStatus;
@@ -187,27 +188,6 @@ async fn sigterm_finishes_in_flight_deliveries(backend: Backend) {
         assert_eq!(row.attempt_count, 1);
     }
     server.stop().await;
-}
-
-/// Sends SIGTERM to `child`.
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(status.success());
-}
-
-/// Waits at most `within` for `child` to exit.
-fn exit_within(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            return exit;
-        }
-        assert!(Instant::now() < deadline, "still running after {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A daemon stopping while its endpoint does not answer: `/readyz` turns 503 at once, and it waits for the

@@ -370,30 +370,6 @@ impl ReadmeSystem {
         }
     }
 
-    /// Sends SIGTERM.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-    }
-
-    /// Waits at most `within` for the process to exit, and returns how it exited.
-    fn exit_within(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(exit) = self.child.try_wait().expect("wait") {
-                return exit;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "still running after {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     /// SIGTERM; whether it then exited cleanly.
     fn stop(mut self) -> bool {
         let _ = Command::new("kill")
@@ -506,6 +482,9 @@ mod receiver;
 #[path = "../../tests/common/monitoring.rs"]
 mod monitoring;
 
+#[path = "../../tests/common/signals.rs"]
+mod signals;
+
 use monitoring::free_port;
 
 /// SIGTERM on the README system while its embedded daemon waits for an endpoint that does not answer: it
@@ -523,7 +502,7 @@ async fn a_second_sigterm_or_the_grace_ends_the_server_at_once() {
         system.publish("offer.accepted").await;
         hanging.wait_for(round + 1, Duration::from_secs(20)).await;
         monitoring::wait_for_status(metrics, "/readyz", 200, Duration::from_secs(10));
-        system.terminate();
+        signals::terminate(&system.child);
         let asked = std::time::Instant::now();
         let body = monitoring::wait_for_status(metrics, "/readyz", 503, Duration::from_secs(5));
         assert!(body.contains("shutting down"), "{body}");
@@ -533,11 +512,11 @@ async fn a_second_sigterm_or_the_grace_ends_the_server_at_once() {
                 system.child.try_wait().expect("wait").is_none(),
                 "it waits for the request in flight"
             );
-            system.terminate();
-            let exit = system.exit_within(Duration::from_secs(3));
+            signals::terminate(&system.child);
+            let exit = signals::exit_within(&mut system.child, Duration::from_secs(3));
             assert_eq!(exit.code(), Some(1), "a second SIGTERM exits at once");
         } else {
-            let exit = system.exit_within(Duration::from_secs(10));
+            let exit = signals::exit_within(&mut system.child, Duration::from_secs(10));
             assert!(exit.success(), "the grace over, a clean exit: {exit}");
             assert!(
                 asked.elapsed() >= Duration::from_millis(900),

@@ -8,6 +8,7 @@ pub mod monitoring;
 pub mod node;
 pub mod python;
 pub mod receiver;
+pub mod signals;
 
 use kit_webhooks::proto::{
     event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
