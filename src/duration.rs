@@ -19,6 +19,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
+        // Zero is zero in any unit.
+        "" if value == 0 => 1,
         "" => return Err(format!("`{text}` needs a unit: ms, s, m, h or d")),
         other => {
             return Err(format!(
@@ -119,6 +121,7 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert!(parse_duration("5").is_err());
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("s").is_err());
         assert_eq!(parse_durations("5s,5m").map(|v| v.len()), Ok(2));

@@ -42,7 +42,7 @@ async fn attempts_keyed_by_delivery(backend: Backend) {
     insert_attempt(&db, "att_1", "dlv_a", 1).await;
     insert_attempt(&db, "att_2", "dlv_a", 2).await;
 
-    Migrator::up(&db, None).await.expect("migrate up");
+    Migrator::up(&db, Some(1)).await.expect("migrate up m0005");
     let kept =
         "SELECT COUNT(*) AS n FROM attempts WHERE delivery_id = 'dlv_a' AND number IN (1, 2) \
                 AND id IN ('att_1', 'att_2')";

@@ -10,6 +10,7 @@ mod m0002_drop_unused_delivery_indexes;
 mod m0003_index_deliveries_in_progress;
 mod m0004_byte_order_keys;
 mod m0005_attempts_keyed_by_delivery;
+mod m0006_index_deliveries_by_event;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_index_deliveries_in_progress::Migration),
             Box::new(m0004_byte_order_keys::Migration),
             Box::new(m0005_attempts_keyed_by_delivery::Migration),
+            Box::new(m0006_index_deliveries_by_event::Migration),
         ]
     }
 }

@@ -61,6 +61,8 @@ pub struct Config {
     /// The longest a stopping server waits for its daemons to report the deliveries they were sending
     /// (it stops as soon as none is left).
     pub shutdown_grace: Duration,
+    /// History older than this is pruned (`crate::retention`); zero keeps everything.
+    pub retention: Duration,
     /// Where the monitoring listener serves `/metrics`, `/healthz` and `/readyz`; none by default.
     pub metrics_listen: Option<SocketAddr>,
     /// Run a delivery daemon inside the server process (it connects over gRPC like any other).
@@ -87,6 +89,7 @@ impl Default for Config {
             max_in_flight_per_webhook: DEFAULT_MAX_IN_FLIGHT_PER_WEBHOOK,
             lease_margin: DEFAULT_LEASE_MARGIN,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            retention: crate::retention::DEFAULT_RETENTION,
             metrics_listen: None,
             embedded_daemon: None,
             idle_poll: DEFAULT_IDLE_POLL,

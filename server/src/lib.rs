@@ -5,7 +5,7 @@
 //! streams open here, [`state`] what everything shares, [`dispatch`] the worker that feeds the streams, and
 //! [`api`] the gRPC layer. [`idle`] closes silent connections, [`replicas`] wakes the streams of servers that
 //! share a database. [`metrics`] counts what happens and [`probe`] answers the monitoring listener's
-//! questions (`--metrics-listen`). [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the
+//! questions (`--metrics-listen`); [`retention`] prunes old history. [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the
 //! `kit-webhooks-server` command. docs/ARCHITECTURE.md follows a delivery through all of them.
 
 pub mod api;
@@ -17,6 +17,7 @@ pub mod keys;
 pub mod metrics;
 pub mod probe;
 pub mod replicas;
+pub mod retention;
 pub mod state;
 pub mod store;
 pub mod streams;
@@ -276,8 +277,8 @@ fn write_rules(config: &Config) -> store::writes::WriteRules {
     }
 }
 
-/// Returns expired leases to the queue, then starts the lease sweeper, the WAL checkpointer and the replica
-/// wake-ups.
+/// Returns expired leases to the queue, then starts the lease sweeper, the WAL checkpointer, retention and
+/// the replica wake-ups.
 async fn start_background_tasks(state: &Arc<AppState>) -> anyhow::Result<()> {
     let store = &state.store;
     // Leases left behind by a server that died come back before the first stream opens.
@@ -287,6 +288,14 @@ async fn start_background_tasks(state: &Arc<AppState>) -> anyhow::Result<()> {
     }
     tokio::spawn(dispatch::sweep_expired_leases(state.clone()));
     tokio::spawn(store.clone().checkpoint_wal(state.shutdown.clone()));
+    if !state.config.retention.is_zero() {
+        tokio::spawn(retention::run(
+            store.clone(),
+            state.config.retention,
+            state.metrics.clone(),
+            state.shutdown.clone(),
+        ));
+    }
     tokio::spawn(replicas::run(
         store.clone(),
         state.config.database_url.clone(),

@@ -58,6 +58,15 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Delete events older than `--older-than` whose deliveries are all finished, with their deliveries and
+    /// attempts, now (a running server's `--retention` does the same once a minute).
+    Prune {
+        #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+        /// How old an event must be to go (`30d`, `12h`; `0s` for every finished event).
+        #[arg(long)]
+        older_than: DurationArg,
+    },
     /// Fill a database with synthetic delivery history, for benchmarks (`kit-webhooks bench --backlog`).
     #[command(hide = true)]
     SeedBacklog {
@@ -134,6 +143,10 @@ struct ServeArgs {
     /// On SIGTERM, wait at most this long for daemons to report what they are sending.
     #[arg(long, env = "KIT_WEBHOOKS_SHUTDOWN_GRACE", default_value_t = DurationArg(config::DEFAULT_SHUTDOWN_GRACE))]
     shutdown_grace: DurationArg,
+    /// Prune events older than this, with their deliveries and attempts, once all their deliveries are
+    /// finished; `0` keeps everything.
+    #[arg(long, env = "KIT_WEBHOOKS_RETENTION", default_value_t = DurationArg(kit_webhooks_server::retention::DEFAULT_RETENTION))]
+    retention: DurationArg,
     /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` on this address (docs/OPERATIONS.md).
     #[arg(long, value_name = "ADDR", env = "KIT_WEBHOOKS_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -188,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 max_in_flight_per_webhook: args.max_in_flight_per_webhook,
                 shutdown_grace: args.shutdown_grace.0,
+                retention: args.retention.0,
                 metrics_listen: args.metrics_listen,
                 embedded_daemon: args.with_daemon.then_some(args.daemon),
                 ..Config::default()
@@ -200,6 +214,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
             server.wait().await
+        }
+        Command::Prune {
+            database_url,
+            older_than,
+        } => {
+            let store = Store::connect(&database_url).await.context("connecting")?;
+            store.migrate().await.context("migrating")?;
+            let before = kit_webhooks_server::core::time::now_ms()
+                - older_than.0.as_millis().min(i64::MAX as u128) as i64;
+            let pruned = kit_webhooks_server::retention::pass(
+                &store,
+                before,
+                kit_webhooks_server::retention::BETWEEN_BATCHES,
+                &Default::default(),
+                |_| {},
+            )
+            .await
+            .context("pruning")?;
+            store.close().await;
+            println!(
+                "pruned {} events, {} deliveries, {} attempts",
+                pruned.events, pruned.deliveries, pruned.attempts
+            );
+            Ok(())
         }
         Command::Migrate { database_url } => {
             let store = Store::connect(&database_url).await.context("connecting")?;

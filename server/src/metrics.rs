@@ -14,7 +14,7 @@ use sea_orm::{ActiveEnum, Iterable};
 
 use crate::{
     core::{policy::DeliveryDecision, time, webhook::Status as WebhookStatus},
-    store::Store,
+    store::{retention::Pruned, Store},
 };
 
 /// The handles of the server's metrics.
@@ -27,6 +27,8 @@ pub struct Metrics {
     failed: Counter,
     retries_scheduled: Counter,
     auto_disabled: Counter,
+    pruned_events: Counter,
+    pruned_deliveries: Counter,
     pub writer: WriterMetrics,
     due: Gauge,
     oldest_due_age: Gauge,
@@ -61,6 +63,14 @@ impl Metrics {
             "Failed attempts after which a later attempt was scheduled."
         );
         describe_counter!("kit_webhooks_webhooks_auto_disabled_total", "Webhooks disabled by the server: failing past the auto-disable rule, or answered 410 Gone.");
+        describe_counter!(
+            "kit_webhooks_pruned_events_total",
+            "Events deleted by retention, with their deliveries and attempts."
+        );
+        describe_counter!(
+            "kit_webhooks_pruned_deliveries_total",
+            "Deliveries deleted by retention, with their attempts."
+        );
         describe_counter!("kit_webhooks_writer_cycles_total", "Transactions of the delivery path's writer (publishes, reports and claims committed together).");
         describe_histogram!(
             "kit_webhooks_writer_cycle_duration_seconds",
@@ -97,6 +107,8 @@ impl Metrics {
             failed: counter!("kit_webhooks_deliveries_completed_total", "outcome" => "failed"),
             retries_scheduled: counter!("kit_webhooks_delivery_retries_scheduled_total"),
             auto_disabled: counter!("kit_webhooks_webhooks_auto_disabled_total"),
+            pruned_events: counter!("kit_webhooks_pruned_events_total"),
+            pruned_deliveries: counter!("kit_webhooks_pruned_deliveries_total"),
             writer: WriterMetrics {
                 cycles: counter!("kit_webhooks_writer_cycles_total"),
                 duration: histogram!("kit_webhooks_writer_cycle_duration_seconds"),
@@ -145,6 +157,12 @@ impl Metrics {
         if disabled_webhook {
             self.auto_disabled.increment(1);
         }
+    }
+
+    /// Retention pruned a batch.
+    pub fn pruned(&self, batch: &Pruned) {
+        self.pruned_events.increment(batch.events);
+        self.pruned_deliveries.increment(batch.deliveries);
     }
 
     /// Reads the gauges that are states: this server's open streams, and from the database the due

@@ -527,3 +527,44 @@ async fn a_second_sigterm_or_the_grace_ends_the_server_at_once() {
         }
     }
 }
+
+/// `prune --older-than`: a one-off purge by the retention rule, on the README system's database once it
+/// has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_the_finished_history_at_once() {
+    use receiver::{always, Receiver, Reply};
+
+    let receiver = Receiver::http(always(Reply::ok())).await;
+    let system = ReadmeSystem::start(&[], &[]);
+    system.create_webhook(receiver.url("/"), "offer.*").await;
+    system.publish("offer.accepted").await;
+    system.publish("application.submitted").await;
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    let dir = system.dir.path().to_owned();
+    let database = format!("sqlite://{}", dir.join("kit-webhooks.db").display());
+    let ReadmeSystem { mut child, dir, .. } = system;
+    signals::terminate(&child);
+    assert!(signals::exit_within(&mut child, Duration::from_secs(30)).success());
+    let prune = |older_than: &str| {
+        let out = Command::new(BIN)
+            .args([
+                "prune",
+                "--older-than",
+                older_than,
+                "--database-url",
+                &database,
+            ])
+            .output()
+            .expect("prune");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    assert_eq!(prune("1d"), "pruned 0 events, 0 deliveries, 0 attempts\n");
+    // The delivered event with its delivery and attempt, and the one that went nowhere.
+    assert_eq!(prune("0s"), "pruned 2 events, 1 deliveries, 1 attempts\n");
+    drop(dir);
+}

@@ -16,6 +16,7 @@ pub mod gauges;
 pub mod hand_off;
 pub mod keys;
 pub mod leases;
+pub mod retention;
 pub mod sql;
 pub mod webhooks;
 pub mod writes;
