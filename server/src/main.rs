@@ -75,6 +75,9 @@ enum Command {
         /// Deliveries to add: half succeeded, half pending for a paused webhook.
         #[arg(long)]
         deliveries: usize,
+        /// How long ago the succeeded half was published.
+        #[arg(long, default_value = "0s")]
+        age: DurationArg,
     },
 }
 
@@ -249,10 +252,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SeedBacklog {
             database_url,
             deliveries,
+            age,
         } => {
             let store = Store::connect(&database_url).await.context("connecting")?;
             store.migrate().await.context("migrating")?;
-            store.seed_backlog(deliveries).await.context("seeding")?;
+            let age_ms = age.0.as_millis().min(i64::MAX as u128) as i64;
+            store
+                .seed_backlog(deliveries, age_ms)
+                .await
+                .context("seeding")?;
             store.close().await;
             Ok(())
         }

@@ -62,7 +62,9 @@ pub async fn pass(
     let mut total = Pruned::default();
     let mut after: Option<String> = None;
     while !stop.is_cancelled() {
+        let started = std::time::Instant::now();
         let (batch, last) = store.prune_batch(before, after.as_deref(), BATCH).await?;
+        tracing::debug!(events = batch.events, deliveries = batch.deliveries, took = ?started.elapsed(), "pruned a batch");
         each(&batch);
         total.events += batch.events;
         total.deliveries += batch.deliveries;

@@ -64,6 +64,17 @@ pub fn new(kind: Kind) -> String {
     format!("{}{}", kind.prefix(), ulid)
 }
 
+/// An id of `kind` as if issued at `ms` (Unix milliseconds), for history made up after the fact (the bench's
+/// backlog).
+pub fn issued_at(kind: Kind, ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    format!(
+        "{}{}",
+        kind.prefix(),
+        ulid::Ulid::from_parts(ms, rand::random())
+    )
+}
+
 /// The smallest id of `kind` issued at `ms` (Unix milliseconds): ids issued before it sort below it.
 pub fn floor(kind: Kind, ms: i64) -> String {
     let ms = u64::try_from(ms).unwrap_or(0);

@@ -16,9 +16,10 @@ use crate::core::{event::DeliveryStatus, id, time, webhook as rules};
 const BATCH: usize = 5_000;
 
 impl Store {
-    /// Adds `deliveries` deliveries to account `backlog`: half `succeeded`, half waiting (`held`) for a
-    /// paused webhook (so they are never due). One event per delivery.
-    pub async fn seed_backlog(&self, deliveries: usize) -> Result<(), DbErr> {
+    /// Adds `deliveries` deliveries to account `backlog`: half `succeeded`, their events published `age_ms`
+    /// ago (older than the retention, they are pruned), half waiting (`held`) for a paused webhook (so they
+    /// are never due, nor pruned). One event per delivery.
+    pub async fn seed_backlog(&self, deliveries: usize, age_ms: i64) -> Result<(), DbErr> {
         let now = time::now_ms();
         let mut hooks = Vec::new();
         let events = ["interview.*".to_string()];
@@ -41,13 +42,19 @@ impl Store {
             let n = BATCH.min(deliveries - done);
             let txn = self.writer().begin().await?;
             let events: Vec<event::Model> = (0..n)
-                .map(|_| event::Model {
-                    id: id::new(id::Kind::Event),
-                    account_id: "backlog".into(),
-                    r#type: "interview.scheduled".into(),
-                    data_json: "{}".into(),
-                    idempotency_key: None,
-                    created_at: now,
+                .map(|i| {
+                    let published = match (done + i) % 2 == 0 {
+                        true => now - age_ms,
+                        false => now,
+                    };
+                    event::Model {
+                        id: id::issued_at(id::Kind::Event, published),
+                        account_id: "backlog".into(),
+                        r#type: "interview.scheduled".into(),
+                        data_json: "{}".into(),
+                        idempotency_key: None,
+                        created_at: published,
+                    }
                 })
                 .collect();
             insert_rows(
@@ -72,7 +79,7 @@ impl Store {
                         row.status = DeliveryStatus::Succeeded;
                         row.attempt_count = 1;
                         row.next_attempt_at = None;
-                        row.completed_at = Some(now);
+                        row.completed_at = Some(e.created_at);
                     }
                     row
                 })

@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// Deliveries already in the database before the run (half succeeded, half held for a paused webhook).
     #[arg(long, default_value_t = 0)]
     pub backlog: usize,
+    /// How long ago the backlog's succeeded half was published: older than the server's retention (30d),
+    /// it is pruned while the run goes (the cost of retention).
+    #[arg(long, default_value = "0s", value_parser = kit_webhooks::duration::parse_duration)]
+    pub backlog_age: Duration,
     /// Benchmark an existing deployment at this URL instead of starting one. Its daemons must reach this
     /// machine's loopback (`--allow-http`, `--allow-network 127.0.0.0/8`).
     #[arg(long, value_name = "URL")]

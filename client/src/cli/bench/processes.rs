@@ -158,7 +158,12 @@ pub fn start_server(
 }
 
 /// Runs the server's hidden `seed-backlog` command on the database before the server starts.
-pub fn seed_backlog(bin: &Path, database_url: &str, deliveries: usize) -> anyhow::Result<()> {
+pub fn seed_backlog(
+    bin: &Path,
+    database_url: &str,
+    deliveries: usize,
+    age: Duration,
+) -> anyhow::Result<()> {
     let status = Command::new(bin)
         .args([
             "seed-backlog",
@@ -166,6 +171,8 @@ pub fn seed_backlog(bin: &Path, database_url: &str, deliveries: usize) -> anyhow
             database_url,
             "--deliveries",
             &deliveries.to_string(),
+            "--age",
+            &format!("{}ms", age.as_millis()),
         ])
         .status()
         .context("seeding the backlog")?;

@@ -41,7 +41,7 @@ impl Target {
         let daemon_bin = processes::system_binary("kit-webhooks-daemon")?;
         if args.backlog > 0 {
             progress::note("seeding the backlog");
-            processes::seed_backlog(&server_bin, &database_url, args.backlog)?;
+            processes::seed_backlog(&server_bin, &database_url, args.backlog, args.backlog_age)?;
         }
         // An account of this run's own, so that on a database used before (PostgreSQL's, typically) the
         // events fan out to this run's webhooks only, not to earlier runs' long-gone receivers.
