@@ -229,7 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pruned = kit_webhooks_server::retention::pass(
                 &store,
                 before,
-                kit_webhooks_server::retention::BETWEEN_BATCHES,
+                kit_webhooks_server::retention::PURGE_SHARE,
                 &Default::default(),
                 |_| {},
             )

@@ -9,9 +9,11 @@
 //! cannot lose it: on PostgreSQL the batch locks the deliveries it is about to delete and checks them again
 //! under the lock (a re-queue then waits, and finds the row gone); SQLite's one writer runs one at a time.
 
+use std::collections::HashSet;
+
 use sea_orm::{
-    sea_query::Expr, ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::{
@@ -29,19 +31,6 @@ pub struct Pruned {
     pub attempts: u64,
     /// Events of the batch's range looked at, pruned or kept: fewer than asked means the range is done.
     pub examined: u64,
-}
-
-/// `status IN (…)` of the deliveries not finished yet: waiting, held or leased.
-fn unfinished_sql() -> String {
-    let names: Vec<String> = [
-        DeliveryStatus::Pending,
-        DeliveryStatus::Held,
-        DeliveryStatus::Sending,
-    ]
-    .iter()
-    .map(|status| format!("'{}'", status.to_value()))
-    .collect();
-    format!("status IN ({})", names.join(", "))
 }
 
 impl Store {
@@ -66,21 +55,23 @@ impl Store {
         }
         let examined: Vec<String> = query.into_tuple().all(&txn).await?;
         let last = examined.last().cloned();
-        let backend = txn.get_database_backend();
-        if backend == DbBackend::Postgres && !examined.is_empty() {
-            // Their deliveries stay as they are until this batch commits (see the module's doc).
-            let (ids, values) =
-                id_list::sql(backend, "event_id", examined.iter().map(String::as_str));
-            let lock = format!("SELECT id FROM deliveries WHERE {ids} FOR UPDATE");
-            txn.execute_raw(statement(backend, &lock, values)).await?;
-        }
-        let unfinished = unfinished_events(&txn, &examined).await?;
-        let prunable: Vec<&str> = examined
+        let deliveries = deliveries_of(&txn, &examined).await?;
+        let unfinished: HashSet<&str> = deliveries
+            .iter()
+            .filter(|d| !matches!(d.status, DeliveryStatus::Succeeded | DeliveryStatus::Failed))
+            .map(|d| d.event_id.as_str())
+            .collect();
+        let events: Vec<&str> = examined
             .iter()
             .map(String::as_str)
-            .filter(|id| !unfinished.iter().any(|kept| kept == id))
+            .filter(|id| !unfinished.contains(id))
             .collect();
-        let pruned = delete_events(&txn, &prunable).await?;
+        let deliveries: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| !unfinished.contains(d.event_id.as_str()))
+            .map(|d| d.id.as_str())
+            .collect();
+        let pruned = delete(&txn, &events, &deliveries).await?;
         txn.commit().await?;
         Ok((
             Pruned {
@@ -92,59 +83,69 @@ impl Store {
     }
 }
 
-/// Those of `events` with a delivery not finished yet.
-async fn unfinished_events(
-    txn: &DatabaseTransaction,
-    events: &[String],
-) -> Result<Vec<String>, DbErr> {
-    delivery::Entity::find()
-        .select_only()
-        .column(delivery::Column::EventId)
-        .distinct()
-        .filter(id_list::filter(
-            txn.get_database_backend(),
-            delivery::Column::EventId,
-            events.iter().map(String::as_str),
-        ))
-        // Constants in the text: `id_list` binds its one value as `$1` on PostgreSQL.
-        .filter(Expr::cust(unfinished_sql()))
-        .into_tuple()
+/// A delivery as pruning sees it.
+#[derive(Debug, FromQueryResult)]
+struct Row {
+    id: String,
+    event_id: String,
+    status: DeliveryStatus,
+}
+
+/// The deliveries of `events`, locked on PostgreSQL until the transaction ends (see the module's doc).
+async fn deliveries_of(txn: &DatabaseTransaction, events: &[String]) -> Result<Vec<Row>, DbErr> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = txn.get_database_backend();
+    let (ids, values) = id_list::sql(backend, "event_id", events.iter().map(String::as_str));
+    let lock = match backend {
+        DbBackend::Postgres => " FOR UPDATE",
+        _ => "",
+    };
+    let sql = format!("SELECT id, event_id, status FROM deliveries WHERE {ids}{lock}");
+    Row::find_by_statement(statement(backend, &sql, values))
         .all(txn)
         .await
 }
 
-/// Deletes `events` with their deliveries and their deliveries' attempts.
-async fn delete_events(txn: &DatabaseTransaction, events: &[&str]) -> Result<Pruned, DbErr> {
-    if events.is_empty() {
-        return Ok(Pruned::default());
-    }
+/// Deletes `events` and `deliveries` (theirs), with the deliveries' attempts, each by its key.
+async fn delete(
+    txn: &DatabaseTransaction,
+    events: &[&str],
+    deliveries: &[&str],
+) -> Result<Pruned, DbErr> {
     let backend = txn.get_database_backend();
-    let by_event = || id_list::filter(backend, delivery::Column::EventId, events.iter().copied());
-    let deliveries = delivery::Entity::find()
-        .select_only()
-        .column(delivery::Column::Id)
-        .filter(by_event())
-        .into_query();
-    let attempts = attempt::Entity::delete_many()
-        .filter(attempt::Column::DeliveryId.in_subquery(deliveries))
-        .exec(txn)
-        .await?;
-    let deliveries = delivery::Entity::delete_many()
-        .filter(by_event())
-        .exec(txn)
-        .await?;
-    let deleted = event::Entity::delete_many()
-        .filter(id_list::filter(
-            backend,
-            event::Column::Id,
-            events.iter().copied(),
-        ))
-        .exec(txn)
-        .await?;
-    Ok(Pruned {
-        events: deleted.rows_affected,
-        deliveries: deliveries.rows_affected,
-        attempts: attempts.rows_affected,
-        examined: 0,
-    })
+    let mut pruned = Pruned::default();
+    if !deliveries.is_empty() {
+        pruned.attempts = attempt::Entity::delete_many()
+            .filter(id_list::filter(
+                backend,
+                attempt::Column::DeliveryId,
+                deliveries.iter().copied(),
+            ))
+            .exec(txn)
+            .await?
+            .rows_affected;
+        pruned.deliveries = delivery::Entity::delete_many()
+            .filter(id_list::filter(
+                backend,
+                delivery::Column::Id,
+                deliveries.iter().copied(),
+            ))
+            .exec(txn)
+            .await?
+            .rows_affected;
+    }
+    if !events.is_empty() {
+        pruned.events = event::Entity::delete_many()
+            .filter(id_list::filter(
+                backend,
+                event::Column::Id,
+                events.iter().copied(),
+            ))
+            .exec(txn)
+            .await?
+            .rows_affected;
+    }
+    Ok(pruned)
 }
