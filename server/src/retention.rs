@@ -20,7 +20,7 @@ use crate::{
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// Events looked at per batch: a transaction of a few milliseconds (docs/PERFORMANCE.md, "The retention
 /// round").
-const BATCH: u64 = 100;
+const BATCH: u64 = 25;
 /// The share of the time the background task prunes; it rests the rest.
 pub const BACKGROUND_SHARE: f64 = 0.1;
 /// The share of the time `kit-webhooks-server prune` prunes: a one-off purge goes faster, and still leaves

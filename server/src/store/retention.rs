@@ -5,15 +5,17 @@
 //!
 //! One batch is one short transaction on the writer connection, so that the writer's cycles and the claims
 //! wait at most one batch for it. The oldest events come first (ids are ULIDs: they sort by time, and the
-//! primary key serves the range). A replay or retry that re-queues a finished delivery while a batch runs
-//! cannot lose it: on PostgreSQL the batch locks the deliveries it is about to delete and checks them again
-//! under the lock (a re-queue then waits, and finds the row gone); SQLite's one writer runs one at a time.
+//! primary key serves the range); their deliveries are found through the partial indexes of m0006 and
+//! m0003. A replay or retry that re-queues a finished delivery while a batch runs cannot lose it: on
+//! PostgreSQL the batch locks the finished deliveries before it reads which are unfinished (a re-queue
+//! committed before shows as unfinished and keeps its event; one after waits for the batch, and finds the
+//! row gone); SQLite's one writer runs one at a time.
 
 use std::collections::HashSet;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::{
@@ -44,6 +46,7 @@ impl Store {
         batch: u64,
     ) -> Result<(Pruned, Option<String>), DbErr> {
         let txn = self.writer().begin().await?;
+        let began = std::time::Instant::now();
         let mut query = event::Entity::find()
             .select_only()
             .column(event::Column::Id)
@@ -55,24 +58,24 @@ impl Store {
         }
         let examined: Vec<String> = query.into_tuple().all(&txn).await?;
         let last = examined.last().cloned();
-        let deliveries = deliveries_of(&txn, &examined).await?;
-        let unfinished: HashSet<&str> = deliveries
-            .iter()
-            .filter(|d| !matches!(d.status, DeliveryStatus::Succeeded | DeliveryStatus::Failed))
-            .map(|d| d.event_id.as_str())
-            .collect();
+        // Finished deliveries locked first, then the unfinished ones read: a re-queue that came before the
+        // lock shows as unfinished, one after it waits for this batch (see the module's doc).
+        let finished = finished_deliveries(&txn, &examined).await?;
+        let unfinished = unfinished_events(&txn, &examined).await?;
         let events: Vec<&str> = examined
             .iter()
             .map(String::as_str)
-            .filter(|id| !unfinished.contains(id))
+            .filter(|id| !unfinished.contains(*id))
             .collect();
-        let deliveries: Vec<&str> = deliveries
+        let deliveries: Vec<&str> = finished
             .iter()
-            .filter(|d| !unfinished.contains(d.event_id.as_str()))
-            .map(|d| d.id.as_str())
+            .filter(|(_, event)| !unfinished.contains(event))
+            .map(|(id, _)| id.as_str())
             .collect();
         let pruned = delete(&txn, &events, &deliveries).await?;
         txn.commit().await?;
+        // How long the batch held the writer connection (SQLite) and its rows (`RUST_LOG=…=debug`).
+        tracing::debug!(held = ?began.elapsed(), events = pruned.events, "pruning batch committed");
         Ok((
             Pruned {
                 examined: examined.len() as u64,
@@ -83,16 +86,12 @@ impl Store {
     }
 }
 
-/// A delivery as pruning sees it.
-#[derive(Debug, FromQueryResult)]
-struct Row {
-    id: String,
-    event_id: String,
-    status: DeliveryStatus,
-}
-
-/// The deliveries of `events`, locked on PostgreSQL until the transaction ends (see the module's doc).
-async fn deliveries_of(txn: &DatabaseTransaction, events: &[String]) -> Result<Vec<Row>, DbErr> {
+/// The finished deliveries of `events` (id, event), through `deliveries_event_finished`, locked on PostgreSQL
+/// until the transaction ends.
+async fn finished_deliveries(
+    txn: &DatabaseTransaction,
+    events: &[String],
+) -> Result<Vec<(String, String)>, DbErr> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
@@ -102,10 +101,46 @@ async fn deliveries_of(txn: &DatabaseTransaction, events: &[String]) -> Result<V
         DbBackend::Postgres => " FOR UPDATE",
         _ => "",
     };
-    let sql = format!("SELECT id, event_id, status FROM deliveries WHERE {ids}{lock}");
-    Row::find_by_statement(statement(backend, &sql, values))
-        .all(txn)
-        .await
+    let sql = format!(
+        "SELECT id, event_id FROM deliveries WHERE {ids} AND ({}){lock}",
+        statuses(&[DeliveryStatus::Succeeded, DeliveryStatus::Failed])
+    );
+    let rows = txn.query_all_raw(statement(backend, &sql, values)).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "event_id")?)))
+        .collect()
+}
+
+/// Those of `events` with a delivery not finished: pending or leased (through `deliveries_in_progress`),
+/// or held (through `deliveries_event_held`), read in one statement, so at one moment.
+async fn unfinished_events(
+    txn: &DatabaseTransaction,
+    events: &[String],
+) -> Result<HashSet<String>, DbErr> {
+    if events.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let backend = txn.get_database_backend();
+    let (ids, mut values) = id_list::sql(backend, "event_id", events.iter().map(String::as_str));
+    values.extend(values.clone());
+    let sql = format!(
+        "SELECT event_id FROM deliveries WHERE {ids} AND ({}) \
+         UNION ALL SELECT event_id FROM deliveries WHERE {ids} AND ({})",
+        statuses(&[DeliveryStatus::Pending, DeliveryStatus::Sending]),
+        statuses(&[DeliveryStatus::Held]),
+    );
+    let rows = txn.query_all_raw(statement(backend, &sql, values)).await?;
+    rows.iter().map(|row| row.try_get("", "event_id")).collect()
+}
+
+/// `status = 'a' OR status = 'b'`: the statuses in the text, in the form the partial indexes' predicates
+/// take, so that the planners match them (`store::sql::in_progress` says why); server constants, never input.
+fn statuses(statuses: &[DeliveryStatus]) -> String {
+    let terms: Vec<String> = statuses
+        .iter()
+        .map(|status| format!("status = '{}'", status.to_value()))
+        .collect();
+    terms.join(" OR ")
 }
 
 /// Deletes `events` and `deliveries` (theirs), with the deliveries' attempts, each by its key.
