@@ -187,28 +187,7 @@ async fn entry() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let config = Config {
-                listen: args.listen,
-                database_url: args.database_url,
-                database_max_connections: args.database_max_connections,
-                allow_http: args.allow_http,
-                max_payload_bytes: args.max_payload_bytes,
-                max_bytes_in_flight: args.max_bytes_in_flight,
-                cors_origins: args.cors_origins,
-                key_file: args.key_file,
-                request_timeout: args.request_timeout.0,
-                retry: RetryPolicy {
-                    schedule: args.retry_schedule.0,
-                    auto_disable_after: args.auto_disable_after.0,
-                    auto_disable_min_failures: args.auto_disable_min_failures,
-                },
-                max_in_flight_per_webhook: args.max_in_flight_per_webhook,
-                shutdown_grace: args.shutdown_grace.0,
-                retention: args.retention.0,
-                metrics_listen: args.metrics_listen,
-                embedded_daemon: args.with_daemon.then_some(args.daemon),
-                ..Config::default()
-            };
+            let config = serve_config(*args);
             // Installed before anything starts, so an early SIGTERM still means a clean stop.
             let signal = kit_webhooks::shutdown_signal(config.shutdown_grace);
             let server = kit_webhooks_server::start_with_signal(config, async move {
@@ -221,27 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prune {
             database_url,
             older_than,
-        } => {
-            let store = Store::connect(&database_url).await.context("connecting")?;
-            store.migrate().await.context("migrating")?;
-            let before = kit_webhooks_server::core::time::now_ms()
-                - older_than.0.as_millis().min(i64::MAX as u128) as i64;
-            let pruned = kit_webhooks_server::retention::pass(
-                &store,
-                before,
-                kit_webhooks_server::retention::PURGE_SHARE,
-                &Default::default(),
-                |_| {},
-            )
-            .await
-            .context("pruning")?;
-            store.close().await;
-            println!(
-                "pruned {} events, {} deliveries, {} attempts",
-                pruned.events, pruned.deliveries, pruned.attempts
-            );
-            Ok(())
-        }
+        } => prune(&database_url, older_than).await,
         Command::Migrate { database_url } => {
             let store = Store::connect(&database_url).await.context("connecting")?;
             store.migrate().await.context("migrating")?;
@@ -277,4 +236,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The server's configuration from `serve`'s flags.
+fn serve_config(args: ServeArgs) -> Config {
+    Config {
+        listen: args.listen,
+        database_url: args.database_url,
+        database_max_connections: args.database_max_connections,
+        allow_http: args.allow_http,
+        max_payload_bytes: args.max_payload_bytes,
+        max_bytes_in_flight: args.max_bytes_in_flight,
+        cors_origins: args.cors_origins,
+        key_file: args.key_file,
+        request_timeout: args.request_timeout.0,
+        retry: RetryPolicy {
+            schedule: args.retry_schedule.0,
+            auto_disable_after: args.auto_disable_after.0,
+            auto_disable_min_failures: args.auto_disable_min_failures,
+        },
+        max_in_flight_per_webhook: args.max_in_flight_per_webhook,
+        shutdown_grace: args.shutdown_grace.0,
+        retention: args.retention.0,
+        metrics_listen: args.metrics_listen,
+        embedded_daemon: args.with_daemon.then_some(args.daemon),
+        ..Config::default()
+    }
+}
+
+/// `prune`: one pass of the retention rule over the history older than `older_than`, now.
+async fn prune(database_url: &str, older_than: DurationArg) -> anyhow::Result<()> {
+    let store = Store::connect(database_url).await.context("connecting")?;
+    store.migrate().await.context("migrating")?;
+    let before = kit_webhooks_server::core::time::now_ms()
+        - older_than.0.as_millis().min(i64::MAX as u128) as i64;
+    let pruned = kit_webhooks_server::retention::pass(
+        &store,
+        before,
+        kit_webhooks_server::retention::PURGE_SHARE,
+        &Default::default(),
+        |_| {},
+    )
+    .await
+    .context("pruning")?;
+    store.close().await;
+    println!(
+        "pruned {} events, {} deliveries, {} attempts",
+        pruned.events, pruned.deliveries, pruned.attempts
+    );
+    Ok(())
 }
