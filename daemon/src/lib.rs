@@ -8,6 +8,7 @@
 //! - `leases`: which leases the daemon works on, across its streams.
 //! - [`limiter`]: per-endpoint rate limits and per-host request caps.
 //! - `metrics`: what the daemon counts, and `probe`: what its `/readyz` answers (`--metrics-listen`).
+//! - `options`: how a daemon delivers ([`Options`], its flags), whichever process it runs in.
 //! - [`sender`]: signs and sends one task, and describes the outcome.
 //! - `reporter`: reports attempts to the server, batched and retried.
 //!
@@ -20,11 +21,14 @@ pub mod connector;
 mod leases;
 mod limiter;
 mod metrics;
+mod options;
 mod probe;
 mod reporter;
 pub mod sender;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+pub use options::Options;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use kit_webhooks::proto::{self, delivery_service_client::DeliveryServiceClient};
@@ -48,65 +52,9 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a report is retried while the server is unreachable; past this its lease has lapsed anyway.
 pub(crate) const REPORT_PATIENCE: Duration = Duration::from_secs(120);
 
-/// Large enough that a busy stream's claims and report groups are large: the server's writer cycle costs less
-/// per delivery the more it carries (docs/PERFORMANCE.md, step 31).
-const DEFAULT_PREFETCH: u32 = 2048;
-/// HTTP requests in flight at once by default, across all endpoints.
-const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
-/// The most connections kept to one host, whatever `--max-in-flight`: bounds the daemon's memory.
-const MAX_DEFAULT_CONNECTIONS_PER_HOST: u32 = 256;
 /// How long a stopping daemon waits for its requests in flight by default: longer than a request may take
 /// at the server's default timeout (15 s), with time to report it.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// How a daemon delivers, whichever process it runs in (flags of `kit-webhooks-daemon` and of the server's
-/// `serve --with-daemon`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct Options {
-    /// HTTP requests in flight at once, across all endpoints.
-    #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
-    pub max_in_flight: u32,
-    /// Leased deliveries kept ready beyond those being sent, so a free request slot never waits for the
-    /// server's next claim and report commits (the stream asks for `max-in-flight + prefetch` leases).
-    #[arg(long, env = "KIT_WEBHOOKS_PREFETCH", default_value_t = DEFAULT_PREFETCH)]
-    pub prefetch: u32,
-    /// HTTP requests outstanding at once to one host (scheme, host and port); the rest wait their turn.
-    /// Each outstanding HTTP/1.1 request holds a connection, so this bounds sockets and memory per host
-    /// [default: a quarter of --max-in-flight, at most 256].
-    #[arg(long, env = "KIT_WEBHOOKS_MAX_CONNECTIONS_PER_HOST")]
-    pub max_connections_per_host: Option<u32>,
-    /// HTTP requests outstanding at once for one account's webhooks; the rest wait their turn, so that one
-    /// account's slow or dead endpoints hold at most this many of the daemon's slots [default: half of
-    /// --max-in-flight: more than one webhook's leases (--max-in-flight-per-webhook on the server), so that
-    /// one slow endpoint does not hold up its account's others].
-    #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT_PER_ACCOUNT")]
-    pub max_in_flight_per_account: Option<u32>,
-    /// Also deliver to addresses in this network (CIDR, e.g. 127.0.0.0/8); repeatable. By default only
-    /// globally routable addresses are reached.
-    #[arg(
-        long = "allow-network",
-        value_name = "CIDR",
-        env = "KIT_WEBHOOKS_ALLOW_NETWORKS",
-        value_delimiter = ','
-    )]
-    pub allow_networks: Vec<ipnet::IpNet>,
-    /// Extra trusted CA certificates (PEM) for endpoints' TLS, besides the system and webpki roots.
-    #[arg(long, value_name = "PEM", env = "KIT_WEBHOOKS_CA_FILE")]
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            prefetch: DEFAULT_PREFETCH,
-            max_connections_per_host: None,
-            max_in_flight_per_account: None,
-            allow_networks: Vec::new(),
-            ca_file: None,
-        }
-    }
-}
 
 /// A daemon's whole configuration.
 #[derive(Debug, Clone)]
@@ -148,41 +96,6 @@ impl Daemon {
     /// The token that stops the daemon gracefully when cancelled.
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
-    }
-}
-
-impl Options {
-    /// A share of the request slots, at least one.
-    fn share(&self, divisor: u32) -> u32 {
-        (self.max_in_flight / divisor).max(1)
-    }
-
-    /// Requests outstanding at once to one host (`--max-connections-per-host` or its default).
-    pub fn per_host(&self) -> u32 {
-        self.max_connections_per_host
-            .unwrap_or_else(|| self.share(4).min(MAX_DEFAULT_CONNECTIONS_PER_HOST))
-            .max(1)
-    }
-
-    /// Requests outstanding at once for one account (`--max-in-flight-per-account` or its default).
-    pub fn per_account(&self) -> u32 {
-        self.max_in_flight_per_account
-            .unwrap_or_else(|| self.share(2))
-            .max(1)
-    }
-
-    /// Refuses settings no server accepts: a stream asks for `max-in-flight + prefetch` leases, and a server
-    /// refuses a stream that asks for more than [`kit_webhooks::MAX_STREAM_IN_FLIGHT`].
-    pub fn validate(&self) -> anyhow::Result<()> {
-        let asked = u64::from(self.max_in_flight) + u64::from(self.prefetch);
-        anyhow::ensure!(
-            asked <= u64::from(kit_webhooks::MAX_STREAM_IN_FLIGHT),
-            "--max-in-flight ({}) + --prefetch ({}) is {asked}; a server lends a stream at most {} leases",
-            self.max_in_flight,
-            self.prefetch,
-            kit_webhooks::MAX_STREAM_IN_FLIGHT
-        );
-        Ok(())
     }
 }
 
