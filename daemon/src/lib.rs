@@ -284,8 +284,6 @@ impl Worker {
         Ok(())
     }
 
-    /// Waits for the requests started to finish and be reported, at most the shutdown grace; those still
-    /// running then are abandoned, and sent again (the server returns the stream's leases to the queue).
     /// Starts the tasks of an open stream until it ends (then the caller reconnects) or the daemon stops.
     async fn follow(
         &self,
@@ -326,6 +324,8 @@ impl Worker {
         followed
     }
 
+    /// Waits for the requests started to finish and be reported, at most the shutdown grace; those still
+    /// running then are abandoned, and sent again (the server returns the stream's leases to the queue).
     async fn finish_in_flight(&self) {
         self.in_flight.close();
         if !self.in_flight.is_empty() {
