@@ -5,8 +5,9 @@
 //! streams open here, [`state`] what everything shares, [`dispatch`] the worker that feeds the streams, and
 //! [`api`] the gRPC layer. [`idle`] closes silent connections, [`replicas`] wakes the streams of servers that
 //! share a database. [`metrics`] counts what happens and [`probe`] answers the monitoring listener's
-//! questions (`--metrics-listen`); [`retention`] prunes old history. [`start`] runs the whole server on a bound socket; `main.rs` wraps it in the
-//! `kit-webhooks-server` command. docs/ARCHITECTURE.md follows a delivery through all of them.
+//! questions (`--metrics-listen`); [`retention`] prunes old history. [`start`] runs the whole server on a
+//! bound socket; `main.rs` wraps it in the `kit-webhooks-server` command. docs/ARCHITECTURE.md follows a
+//! delivery through all of them.
 
 pub mod api;
 pub mod config;
@@ -133,7 +134,9 @@ pub async fn start_with_signal(
         .timeout(state.config.call_timeout())
         // Outermost first: a browser's call gets CORS and becomes gRPC, then admission as for any call.
         .layer(api::web::BrowserLayer::new(&state.config.cors_origins))
-        .layer(api::calls::CallsLayer)
+        .layer(api::calls::CallsLayer {
+            recording: state.config.metrics_listen.is_some(),
+        })
         .layer(admission);
     let router = add_services(router, &state, message_limits).await?;
     let daemon = match embedded {
