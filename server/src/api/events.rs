@@ -49,16 +49,22 @@ impl proto::event_service_server::EventService for EventApi {
         let idempotency_key = event::validate_idempotency_key(&req.idempotency_key)?;
         let row = new_event(account_id, event_type, data_json, idempotency_key);
         // What a reused key must match; kept only when there is a key (the data may be 256 KiB).
-        let asked = row.idempotency_key.is_some().then(|| row.data_json.clone());
-        let id = row.id.clone();
+        let asked = row
+            .idempotency_key
+            .is_some()
+            .then(|| (row.id.clone(), row.data_json.clone()));
         let published = self.state.writer.publish(row).await?;
-        if published.event.id == id {
-            let created = published.deliveries_queued;
+        // A reused key answers with the first event, which was counted when it was published.
+        if asked
+            .as_ref()
+            .is_none_or(|(id, _)| *id == published.event.id)
+        {
+            let created = u64::from(published.deliveries_queued);
             self.state
                 .metrics
-                .published(&published.event.r#type, u64::from(created));
+                .published(&published.event.r#type, created);
         }
-        if let (Some(data_json), Some(key)) = (asked, &published.event.idempotency_key) {
+        if let (Some((id, data_json)), Some(key)) = (asked, &published.event.idempotency_key) {
             let original = &published.event;
             if original.id != id {
                 event::check_same_request(
