@@ -245,12 +245,20 @@ async fn a_second_sigterm_or_the_grace_ends_the_daemon_at_once(backend: Backend)
         }
     }
     // Neither stop reported the attempt: each time the stream ended, the server put the delivery back in the
-    // queue (the second daemon got it again), to be sent again.
-    let rows = delivery::Entity::find()
-        .all(server.server.store.reader())
-        .await
-        .expect("deliveries");
-    assert_eq!(rows.len(), 1);
+    // queue (the second daemon got it again), to be sent again. The server sees the last stream end a moment
+    // after the process exits, so the hand-back is waited for.
+    let deadline = Instant::now() + WAIT;
+    let rows = loop {
+        let rows = delivery::Entity::find()
+            .all(server.server.store.reader())
+            .await
+            .expect("deliveries");
+        assert_eq!(rows.len(), 1);
+        if rows[0].status == delivery::DeliveryStatus::Pending || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         rows[0].status,
         delivery::DeliveryStatus::Pending,
