@@ -10,6 +10,8 @@ const PROTOS: &[&str] = &[
     "proto/kit/webhooks/v1/webhook_service.proto",
     "proto/kit/webhooks/v1/event_service.proto",
     "proto/kit/webhooks/v1/delivery_service.proto",
+    "proto/kit/webhooks/v1/api_key_service.proto",
+    "proto/kit/webhooks/v1/audit_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -215,9 +215,18 @@ async fn webhook_lifecycle(backend: Backend) {
         .await
         .expect("read")
         .expect("row");
+    // Stored sealed (`core::sealing`): opened with the server's keys, it is the old secret.
+    let previous = stored
+        .previous_secret
+        .expect("old secret kept for the grace");
+    assert!(!previous.contains(&created.secret));
     assert_eq!(
-        stored.previous_secret.as_deref(),
-        Some(created.secret.as_str()),
+        server
+            .server
+            .secrets
+            .open(&hook.id, &previous)
+            .expect("opens"),
+        created.secret,
         "old secret kept for the grace"
     );
     // A second rotation with a grace would end the first one's early: refused, naming until when.
@@ -1045,12 +1054,16 @@ async fn roles_and_keys_are_enforced(backend: Backend) {
         .expect("keys");
     assert!(stored
         .iter()
-        .all(|row| row.key_hash != other_admin && !row.key_hash.contains("kit_")));
-    assert!(
-        kit_webhooks_server::keys::create(&server.server.store, Role::Admin, None)
-            .await
-            .is_err()
-    );
+        .all(|row| row.key_hash != other_admin && !row.key_hash.contains("kwk_")));
+    assert!(kit_webhooks_server::keys::create(
+        &server.server.store,
+        Role::Admin,
+        None,
+        None,
+        kit_webhooks_server::keys::CLI
+    )
+    .await
+    .is_err());
     server.stop().await;
 }
 

@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::{stream, Stream, TryStreamExt};
 use kit_webhooks::proto::{
-    self, event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
+    self, api_key_service_client::ApiKeyServiceClient, audit_service_client::AuditServiceClient,
+    event_service_client::EventServiceClient, webhook_service_client::WebhookServiceClient,
 };
 use tonic::{
     metadata::{Ascii, MetadataValue},
@@ -18,7 +19,7 @@ use crate::Error;
 
 /// Adds the API key to every call.
 #[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
+pub(crate) struct Bearer(MetadataValue<Ascii>);
 
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -29,13 +30,16 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
-type Authed = InterceptedService<Channel, Bearer>;
+pub(crate) type Authed = InterceptedService<Channel, Bearer>;
 
 /// A connection to a Kit Webhooks server with one API key. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Client {
     webhooks: WebhookServiceClient<Authed>,
     events: EventServiceClient<Authed>,
+    /// The account's API keys and audit log (`crate::account`).
+    pub(crate) keys: ApiKeyServiceClient<Authed>,
+    pub(crate) audit: AuditServiceClient<Authed>,
 }
 
 /// A webhook to create.
@@ -86,7 +90,7 @@ pub struct DeliveryQuery {
 }
 
 /// Items per page when a list call pages through everything.
-const PAGE_SIZE: u32 = 200;
+pub(crate) const PAGE_SIZE: u32 = 200;
 
 impl Client {
     /// Connects to `endpoint` (`http://…`, or `https://…` with TLS against the system and webpki roots) with
@@ -120,7 +124,9 @@ impl Client {
                 channel.clone(),
                 Bearer(value.clone()),
             ),
-            events: EventServiceClient::with_interceptor(channel, Bearer(value)),
+            events: EventServiceClient::with_interceptor(channel.clone(), Bearer(value.clone())),
+            keys: ApiKeyServiceClient::with_interceptor(channel.clone(), Bearer(value.clone())),
+            audit: AuditServiceClient::with_interceptor(channel, Bearer(value)),
         })
     }
 
@@ -404,7 +410,7 @@ impl Client {
 }
 
 /// Turns a page fetcher into a stream of items that follows page tokens until the last page.
-fn paginate<'a, T, F, Fut>(fetch: F) -> impl Stream<Item = Result<T, Error>> + 'a
+pub(crate) fn paginate<'a, T, F, Fut>(fetch: F) -> impl Stream<Item = Result<T, Error>> + 'a
 where
     T: 'a,
     F: Fn(String) -> Fut + 'a,

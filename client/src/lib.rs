@@ -32,16 +32,18 @@
 //! assert!(verify(secret, "evt_1", &now.to_string(), &header, b"tampered", now, DEFAULT_TOLERANCE_SECONDS).is_err());
 //! ```
 
+mod account;
 mod client;
 mod error;
 
+pub use account::AuditQuery;
 pub use client::{Client, DeliveryQuery, NewWebhook, WebhookUpdate};
 pub use error::Error;
 pub use kit_webhooks::{
     catalogue,
     proto::{
-        Attempt, Delivery, DeliveryStatus, Event, EventType, PublishEventResponse, Webhook,
-        WebhookStatus,
+        ApiKey, Attempt, AuditEntry, Delivery, DeliveryStatus, Event, EventType,
+        PublishEventResponse, Webhook, WebhookStatus,
     },
     signature::{self, verify},
 };

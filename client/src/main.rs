@@ -52,6 +52,20 @@ enum Command {
         kit-webhooks events list --limit 10"
     )]
     Events(EventsCommand),
+    /// The account's own admin API keys.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kit-webhooks keys list\n  kit-webhooks keys create --expires-in 90d\n  \
+        kit-webhooks keys revoke key_01J…"
+    )]
+    Keys(KeysCommand),
+    /// The account's audit log: who changed what, and when.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kit-webhooks audit list --limit 20\n  \
+        kit-webhooks audit list --target wh_01J… --since 7d -o json"
+    )]
+    Audit(AuditCommand),
     /// The catalogue of event types, by category.
     #[command(
         after_help = "Examples:\n  kit-webhooks event-types\n  kit-webhooks event-types -o json"
@@ -207,6 +221,43 @@ pub enum DeliveriesCommand {
 }
 
 #[derive(Subcommand)]
+pub enum KeysCommand {
+    /// List the account's keys: id, created, last used, expiry, revocation (never the key).
+    #[command(after_help = "Example:\n  kit-webhooks keys list -o json")]
+    List,
+    /// Create an admin key for the account and print it: it is shown only now.
+    #[command(after_help = "Example:\n  kit-webhooks keys create --expires-in 90d > ci.key")]
+    Create {
+        /// The key stops working this long from now (`90d`); by default it does not expire.
+        #[arg(long)]
+        expires_in: Option<kit_webhooks::duration::DurationArg>,
+    },
+    /// Revoke a key by its id (`key_…`): every server refuses it within a second.
+    #[command(after_help = "Example:\n  kit-webhooks keys revoke key_01J…")]
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// List the account's audit entries, newest first.
+    #[command(after_help = "Examples:\n  kit-webhooks audit list --limit 20\n  \
+        kit-webhooks audit list --target wh_01J… --since 7d -o json\n\n\
+        TIME is RFC 3339, or a duration meaning that long ago (72h, 3d).")]
+    List {
+        /// Only the entries about this id (`wh_…`, `dlv_…`, `key_…`).
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, value_name = "TIME", value_parser = cli::commands::parse_time)]
+        since: Option<std::time::SystemTime>,
+        #[arg(long, value_name = "TIME", value_parser = cli::commands::parse_time)]
+        until: Option<std::time::SystemTime>,
+        /// Show at most N (and fetch no more pages than needed).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum EventsCommand {
     /// Publish an event (needs the publisher key).
     #[command(
@@ -286,6 +337,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::deliveries(&cli.connection, cli.output, command).await
         }
         Command::Events(command) => commands::events(&cli.connection, cli.output, command).await,
+        Command::Keys(command) => cli::account::keys(&cli.connection, cli.output, command).await,
+        Command::Audit(command) => cli::account::audit(&cli.connection, cli.output, command).await,
         Command::EventTypes => commands::event_types(&cli.connection, cli.output).await,
         Command::Bench(args) => cli::bench::run(args, cli.output == Format::Json).await,
         Command::Listen {

@@ -835,7 +835,7 @@ fn the_readme_shows_the_cli_as_it_is() {
                 .map(str::to_owned)
                 .collect();
             let words = match (&group, words.first().map(String::as_str)) {
-                (_, Some("webhooks" | "deliveries" | "events")) => {
+                (_, Some("webhooks" | "deliveries" | "events" | "keys" | "audit")) => {
                     group = words.first().cloned();
                     words
                 }

@@ -38,15 +38,21 @@ async fn fixture() -> Fixture {
     .await
     .expect("connect");
     store.migrate().await.expect("migrate");
+    let ring = kit_webhooks_server::core::sealing::Keyring::generate();
+    let actor = kit_webhooks_server::core::audit::Actor::cli("bench");
     for _ in 0..WEBHOOKS {
         store
-            .insert_webhook(new_webhook(
-                "bench",
-                "https://hooks.example.com/",
-                "",
-                &["interview.*".to_string()],
-                100,
-            ))
+            .insert_webhook(
+                new_webhook(
+                    "bench",
+                    "https://hooks.example.com/",
+                    "",
+                    &["interview.*".to_string()],
+                    100,
+                ),
+                &ring,
+                &actor,
+            )
             .await
             .expect("webhook");
     }

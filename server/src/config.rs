@@ -49,6 +49,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Where the first start writes its keys; `None` for beside the SQLite file (or the working directory).
     pub key_file: Option<PathBuf>,
+    /// The files of the keys that seal webhook secrets: the first seals, all open (`crate::secrets`); none
+    /// for the one beside the key file.
+    pub secrets_key_files: Vec<PathBuf>,
     /// The time limit of one delivery request.
     pub request_timeout: Duration,
     /// Retry schedule and auto-disable rule.
@@ -63,6 +66,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// History older than this is pruned (`crate::retention`); zero keeps everything.
     pub retention: Duration,
+    /// Audit entries older than this are pruned; zero keeps them all.
+    pub audit_retention: Duration,
     /// Where the monitoring listener serves `/metrics`, `/healthz` and `/readyz`; none by default.
     pub metrics_listen: Option<SocketAddr>,
     /// Run a delivery daemon inside the server process (it connects over gRPC like any other).
@@ -84,12 +89,14 @@ impl Default for Config {
             max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
             cors_origins: Vec::new(),
             key_file: None,
+            secrets_key_files: Vec::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
             max_in_flight_per_webhook: DEFAULT_MAX_IN_FLIGHT_PER_WEBHOOK,
             lease_margin: DEFAULT_LEASE_MARGIN,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             retention: crate::retention::DEFAULT_RETENTION,
+            audit_retention: crate::retention::DEFAULT_AUDIT_RETENTION,
             metrics_listen: None,
             embedded_daemon: None,
             idle_poll: DEFAULT_IDLE_POLL,
@@ -148,6 +155,11 @@ impl Config {
             self.max_publish_message_bytes()
         );
         Ok(())
+    }
+
+    /// The secrets key file used when none is given: beside the key file (`x.keys` → `x.secrets-key`).
+    pub fn default_secrets_key_file(&self) -> PathBuf {
+        self.key_file_path().with_extension("secrets-key")
     }
 
     /// The key file: as configured, else beside the SQLite database (`x.db` → `x.keys`), else

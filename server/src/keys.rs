@@ -1,19 +1,30 @@
-//! API key management: `keys create`, and the keys the first start writes for a new user.
+//! API key management: creating keys (`keys create`, `CreateApiKey`), and the keys the first start writes
+//! for a new user.
 
 use std::{io::Write, path::Path};
 
 use anyhow::Context;
 
 use crate::{
-    core::{secret, Role},
-    store::Store,
+    core::{id, page::PageRequest, secret, time, Role},
+    store::{entity::api_key, keys::new_api_key_row, Store},
 };
 
 /// The account the first start's admin key belongs to.
 pub const DEFAULT_ACCOUNT: &str = "default";
 
-/// Creates and stores a key of `role` (bound to `account` for admins); returns the key, shown only now.
-pub async fn create(store: &Store, role: Role, account: Option<&str>) -> anyhow::Result<String> {
+/// Who the server's command line is in the audit log.
+pub const CLI: &str = "cli";
+
+/// Creates and stores a key of `role` (bound to `account` for admins), working until `expires_at` if given,
+/// recorded as made by key `by`; returns its row and the key, shown only now.
+pub async fn create(
+    store: &Store,
+    role: Role,
+    account: Option<&str>,
+    expires_at: Option<i64>,
+    by: &str,
+) -> anyhow::Result<(api_key::Model, String)> {
     let account = match (role, account) {
         (Role::Admin, None) => anyhow::bail!("--account is required for admin keys"),
         (Role::Admin, Some(account)) => {
@@ -23,11 +34,11 @@ pub async fn create(store: &Store, role: Role, account: Option<&str>) -> anyhow:
         (_, Some(_)) => anyhow::bail!("--account applies to admin keys only"),
         (_, None) => None,
     };
-    let key = secret::new_api_key();
-    store
-        .insert_api_key(secret::hash_api_key(&key), role, account)
-        .await?;
-    Ok(key)
+    let id = id::new(id::Kind::ApiKey);
+    let key = secret::new_api_key(&id);
+    let row = new_api_key_row(id, secret::hash_api_key(&key), role, account, expires_at);
+    let row = store.insert_api_key(row, by).await?;
+    Ok((row, key))
 }
 
 /// On an empty database, creates an admin key for account `default` and a publisher key, and writes both to
@@ -36,15 +47,16 @@ pub async fn bootstrap(store: &Store, path: &Path) -> anyhow::Result<bool> {
     if store.count_api_keys().await? > 0 {
         return Ok(false);
     }
-    let admin = create(store, Role::Admin, Some(DEFAULT_ACCOUNT)).await?;
-    let publisher = create(store, Role::Publisher, None).await?;
+    let (_, admin) = create(store, Role::Admin, Some(DEFAULT_ACCOUNT), None, CLI).await?;
+    let (_, publisher) = create(store, Role::Publisher, None, None, CLI).await?;
     let text = kit_webhooks::key_file::render(DEFAULT_ACCOUNT, &admin, &publisher);
     write_private(path, &text)
         .with_context(|| format!("writing the key file {}", path.display()))?;
     Ok(true)
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes `text` to `path`, readable by its owner only (the key files).
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -61,4 +73,44 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     }
     file.write_all(text.as_bytes())?;
     file.sync_all()
+}
+
+/// Every key, oldest first (`keys list`).
+pub async fn list_all(store: &Store) -> anyhow::Result<Vec<api_key::Model>> {
+    let mut rows = Vec::new();
+    let mut page = PageRequest {
+        limit: crate::core::page::MAX_PAGE_SIZE,
+        after: None,
+    };
+    loop {
+        let batch = store.list_api_keys(None, &page).await?;
+        let more = batch.len() as u64 > page.limit;
+        rows.extend(batch.into_iter().take(page.limit as usize));
+        if !more {
+            return Ok(rows);
+        }
+        page.after = rows.last().map(|row| row.id.clone());
+    }
+}
+
+/// `keys`' lines under a header: id, role, account, created, last used, expiry and revocation (`-` for none).
+pub fn table(keys: &[api_key::Model]) -> String {
+    let when = |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), time::rfc3339);
+    let mut text = format!(
+        "{:<32} {:<9} {:<16} {:<24} {:<24} {:<24} {}\n",
+        "ID", "ROLE", "ACCOUNT", "CREATED", "LAST USED", "EXPIRES", "REVOKED"
+    );
+    for key in keys {
+        text.push_str(&format!(
+            "{:<32} {:<9} {:<16} {:<24} {:<24} {:<24} {}\n",
+            key.id,
+            sea_orm::ActiveEnum::to_value(&key.role),
+            key.account_id.as_deref().unwrap_or("-"),
+            when(Some(key.created_at)),
+            when(key.last_used_at),
+            when(key.expires_at),
+            when(key.revoked_at),
+        ));
+    }
+    text
 }

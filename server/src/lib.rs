@@ -5,7 +5,8 @@
 //! streams open here, [`state`] what everything shares, [`dispatch`] the worker that feeds the streams, and
 //! [`api`] the gRPC layer. [`idle`] closes silent connections, [`replicas`] wakes the streams of servers that
 //! share a database. [`metrics`] counts what happens and [`probe`] answers the monitoring listener's
-//! questions (`--metrics-listen`); [`retention`] prunes old history. [`start`] runs the whole server on a
+//! questions (`--metrics-listen`); [`retention`] prunes old history; [`secrets`] holds the keys that seal
+//! signing secrets. [`start`] runs the whole server on a
 //! bound socket; `main.rs` wraps it in the `kit-webhooks-server` command. docs/ARCHITECTURE.md follows a
 //! delivery through all of them.
 
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod probe;
 pub mod replicas;
 pub mod retention;
+pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod streams;
@@ -47,6 +49,8 @@ pub struct RunningServer {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
     pub store: Store,
+    /// The keys its webhooks' secrets are sealed with.
+    pub secrets: core::sealing::Keyring,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -108,16 +112,17 @@ pub async fn start_with_signal(
     if config.metrics_listen.is_some() {
         kit_webhooks::monitoring::install()?;
     }
-    let store = open_store(&config).await?;
+    let (store, secrets) = open_store(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let (admission, message_limits, embedded) = admission(&config, &store);
+    let (admission, auth, message_limits, embedded) = admission(&config, &store);
     let metrics = metrics::Metrics::register();
     let state = Arc::new(AppState {
         writer: writer::Writer::spawn(store.clone(), write_rules(&config), metrics.writer.clone()),
         metrics,
+        secrets: secrets.clone(),
         store: store.clone(),
         config,
         deliveries_changed: Default::default(),
@@ -138,7 +143,7 @@ pub async fn start_with_signal(
             recording: state.config.metrics_listen.is_some(),
         })
         .layer(admission);
-    let router = add_services(router, &state, message_limits).await?;
+    let router = add_services(router, &state, auth, message_limits).await?;
     let daemon = match embedded {
         Some((options, token)) => Some(spawn_embedded_daemon(
             addr,
@@ -182,6 +187,7 @@ pub async fn start_with_signal(
     Ok(RunningServer {
         addr,
         store,
+        secrets,
         shutdown: Some(tx),
         task,
     })
@@ -205,23 +211,28 @@ async fn stopping(
     drain(&state).await;
 }
 
-/// The layer that authenticates calls and bounds their bytes, the calls' message limits, and, with
-/// `--with-daemon`, the embedded daemon's options and its key (which lives in this process's memory only).
+/// The layer that authenticates calls and bounds their bytes, its authenticator, the calls' message limits,
+/// and, with `--with-daemon`, the embedded daemon's options and its key (which lives in this process's
+/// memory only).
 fn admission(
     config: &Config,
     store: &Store,
 ) -> (
     api::admission::AdmissionLayer,
+    Arc<Authenticator>,
     api::admission::MessageLimits,
     Option<(kit_webhooks_daemon::Options, String)>,
 ) {
     let mut auth = Authenticator::new(store.clone());
     // The embedded daemon's key lives in this process's memory only.
     let embedded = config.embedded_daemon.clone().map(|options| {
-        let key = core::secret::new_api_key();
+        let key_id = "embedded";
+        let key = core::secret::new_api_key(key_id);
         let daemon = Principal {
+            key_id: key_id.into(),
             role: Role::Daemon,
             account_id: None,
+            expires_at: None,
         };
         auth.add_in_memory_key(&key, daemon);
         (options, key)
@@ -230,12 +241,13 @@ fn admission(
         events: config.max_publish_message_bytes(),
         payload: config.max_payload_bytes,
     };
+    let auth = Arc::new(auth);
     let admission = api::admission::AdmissionLayer::new(
-        Arc::new(auth),
+        auth.clone(),
         api::admission::Budget::new(config.max_bytes_in_flight),
         message_limits,
     );
-    (admission, message_limits, embedded)
+    (admission, auth, message_limits, embedded)
 }
 
 /// With `--metrics-listen`, serves the monitoring listener (`probe`) until the returned token is cancelled;
@@ -255,8 +267,9 @@ fn serve_monitoring(
     Ok(ended)
 }
 
-/// Connects to the database, migrates it, and on a new database writes the first keys.
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// Connects to the database, migrates it, on a new database writes the first keys, and opens the keys that
+/// seal its secrets.
+async fn open_store(config: &Config) -> anyhow::Result<(Store, core::sealing::Keyring)> {
     let store = Store::connect_with(&config.database_url, config.database_max_connections)
         .await
         .with_context(|| format!("connecting to {}", store::redacted(&config.database_url)))?;
@@ -269,7 +282,13 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
             keys::DEFAULT_ACCOUNT
         );
     }
-    Ok(store)
+    let secrets = secrets::open(
+        &store,
+        &config.secrets_key_files,
+        &config.default_secrets_key_file(),
+    )
+    .await?;
+    Ok((store, secrets))
 }
 
 fn write_rules(config: &Config) -> store::writes::WriteRules {
@@ -291,10 +310,11 @@ async fn start_background_tasks(state: &Arc<AppState>) -> anyhow::Result<()> {
     }
     tokio::spawn(dispatch::sweep_expired_leases(state.clone()));
     tokio::spawn(store.clone().checkpoint_wal(state.shutdown.clone()));
-    if !state.config.retention.is_zero() {
+    if !state.config.retention.is_zero() || !state.config.audit_retention.is_zero() {
         tokio::spawn(retention::run(
             store.clone(),
             state.config.retention,
+            state.config.audit_retention,
             state.metrics.clone(),
             state.shutdown.clone(),
         ));
@@ -308,16 +328,18 @@ async fn start_background_tasks(state: &Arc<AppState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The three services, each with its message limit, with health and reflection beside them, and the console.
+/// The services, each with its message limit, with health and reflection beside them, and the console.
 async fn add_services<L>(
     mut server: tonic::transport::Server<L>,
     state: &Arc<AppState>,
+    auth: Arc<Authenticator>,
     message_limits: api::admission::MessageLimits,
 ) -> anyhow::Result<tonic::transport::server::Router<L>>
 where
     L: Clone,
 {
     use proto::{
+        api_key_service_server::ApiKeyServiceServer, audit_service_server::AuditServiceServer,
         delivery_service_server::DeliveryServiceServer, event_service_server::EventServiceServer,
         webhook_service_server::WebhookServiceServer,
     };
@@ -330,6 +352,12 @@ where
         .await;
     health_reporter
         .set_serving::<DeliveryServiceServer<api::deliveries::DeliveryApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ApiKeyServiceServer<api::keys::ApiKeyApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AuditServiceServer<api::audit::AuditApi>>()
         .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -351,6 +379,14 @@ where
         .add_service(
             DeliveryServiceServer::new(api::deliveries::DeliveryApi::new(state.clone()))
                 .max_decoding_message_size(api::admission::MessageLimits::DELIVERIES),
+        )
+        .add_service(
+            ApiKeyServiceServer::new(api::keys::ApiKeyApi::new(state.clone(), auth))
+                .max_decoding_message_size(api::admission::MessageLimits::WEBHOOKS),
+        )
+        .add_service(
+            AuditServiceServer::new(api::audit::AuditApi::new(state.clone()))
+                .max_decoding_message_size(api::admission::MessageLimits::WEBHOOKS),
         );
     // The console's page beside the services, on the same listener (`api::console`).
     let routes =

@@ -13,6 +13,7 @@ use kit_webhooks_server::{
             RetryPolicy, DEFAULT_AUTO_DISABLE_AFTER, DEFAULT_AUTO_DISABLE_MIN_FAILURES,
             DEFAULT_RETRY_SCHEDULE,
         },
+        sealing::SealingKey,
         Role,
     },
     keys,
@@ -58,6 +59,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the keys that seal webhook signing secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Delete events older than `--older-than` whose deliveries are all finished, with their deliveries and
     /// attempts, now (a running server's `--retention` does the same once a minute).
     Prune {
@@ -93,6 +97,42 @@ enum KeysCommand {
         /// The account of an admin key.
         #[arg(long)]
         account: Option<String>,
+        /// The key stops working this long from now (`90d`, `12h`); by default it does not expire.
+        #[arg(long)]
+        expires_in: Option<DurationArg>,
+    },
+    /// List every key: id, role, account, created, last used, expiry, revocation (never the key).
+    List {
+        #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
+    /// Revoke a key by its id (`key_…`, also inside the key: `kwk_live_<id>_…`). Every server refuses it
+    /// within a second.
+    Revoke {
+        #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Write a new random key (base64 of 32 bytes) to a new file readable by its owner only.
+    GenerateKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Reseal every webhook secret with the key of --new-key-file, while servers run. Every server must
+    /// already hold the new key (docs/SECURITY.md gives the order); afterwards the old one opens nothing.
+    RotateKey {
+        #[arg(long, env = "KIT_WEBHOOKS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+        /// The key to seal with from now on.
+        #[arg(long)]
+        new_key_file: PathBuf,
+        /// The key (or keys) the secrets are sealed with now.
+        #[arg(long = "secrets-key-file", value_name = "PATH", required = true)]
+        secrets_key_files: Vec<PathBuf>,
     },
 }
 
@@ -122,6 +162,15 @@ struct ServeArgs {
     /// Where the first start writes its API keys [default: beside the SQLite file].
     #[arg(long, env = "KIT_WEBHOOKS_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// The key that seals webhook signing secrets at rest (base64 of 32 bytes); repeat it during a key
+    /// rotation, the key to seal with first [default: beside the key file, written on first start].
+    #[arg(
+        long = "secrets-key-file",
+        value_name = "PATH",
+        env = "KIT_WEBHOOKS_SECRETS_KEY_FILE",
+        value_delimiter = ','
+    )]
+    secrets_key_files: Vec<PathBuf>,
     /// Largest accepted `data_json`, in bytes.
     #[arg(long, env = "KIT_WEBHOOKS_MAX_PAYLOAD_BYTES", default_value_t = DEFAULT_MAX_PAYLOAD_BYTES)]
     max_payload_bytes: usize,
@@ -150,6 +199,9 @@ struct ServeArgs {
     /// finished; `0` keeps everything.
     #[arg(long, env = "KIT_WEBHOOKS_RETENTION", default_value_t = DurationArg(kit_webhooks_server::retention::DEFAULT_RETENTION))]
     retention: DurationArg,
+    /// Prune audit entries older than this; `0` keeps them all.
+    #[arg(long, env = "KIT_WEBHOOKS_AUDIT_RETENTION", default_value_t = DurationArg(kit_webhooks_server::retention::DEFAULT_AUDIT_RETENTION))]
+    audit_retention: DurationArg,
     /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` on this address (docs/OPERATIONS.md).
     #[arg(long, value_name = "ADDR", env = "KIT_WEBHOOKS_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -223,16 +275,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
-        Command::Keys(KeysCommand::Create {
+        Command::Keys(command) => manage_keys(command).await,
+        Command::Secrets(SecretsCommand::GenerateKey { out }) => {
+            anyhow::ensure!(!out.exists(), "{} exists already", out.display());
+            keys::write_private(&out, &SealingKey::generate())
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote a new secrets key to {}", out.display());
+            Ok(())
+        }
+        Command::Secrets(SecretsCommand::RotateKey {
             database_url,
-            role,
-            account,
+            new_key_file,
+            secrets_key_files,
         }) => {
-            let store = Store::connect(&database_url).await.context("connecting")?;
-            store.migrate().await.context("migrating")?;
-            let key = keys::create(&store, role, account.as_deref()).await?;
+            let store = open(&database_url).await?;
+            let resealed =
+                kit_webhooks_server::secrets::rotate_key(&store, &new_key_file, &secrets_key_files)
+                    .await?;
             store.close().await;
-            println!("{key}");
+            println!("resealed the secrets of {resealed} webhooks");
             Ok(())
         }
     }
@@ -249,6 +310,7 @@ fn serve_config(args: ServeArgs) -> Config {
         max_bytes_in_flight: args.max_bytes_in_flight,
         cors_origins: args.cors_origins,
         key_file: args.key_file,
+        secrets_key_files: args.secrets_key_files,
         request_timeout: args.request_timeout.0,
         retry: RetryPolicy {
             schedule: args.retry_schedule.0,
@@ -258,10 +320,53 @@ fn serve_config(args: ServeArgs) -> Config {
         max_in_flight_per_webhook: args.max_in_flight_per_webhook,
         shutdown_grace: args.shutdown_grace.0,
         retention: args.retention.0,
+        audit_retention: args.audit_retention.0,
         metrics_listen: args.metrics_listen,
         embedded_daemon: args.with_daemon.then_some(args.daemon),
         ..Config::default()
     }
+}
+
+/// A database brought up to date, for a command.
+async fn open(database_url: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(database_url).await.context("connecting")?;
+    store.migrate().await.context("migrating")?;
+    Ok(store)
+}
+
+/// `keys create`, `keys list`, `keys revoke`.
+async fn manage_keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create {
+            database_url,
+            role,
+            account,
+            expires_in,
+        } => {
+            let store = open(&database_url).await?;
+            let expires_at = expires_in.map(|d| {
+                kit_webhooks_server::core::time::now_ms()
+                    + d.0.as_millis().min(i64::MAX as u128) as i64
+            });
+            let (_, key) =
+                keys::create(&store, role, account.as_deref(), expires_at, keys::CLI).await?;
+            store.close().await;
+            println!("{key}");
+        }
+        KeysCommand::List { database_url } => {
+            let store = open(&database_url).await?;
+            print!("{}", keys::table(&keys::list_all(&store).await?));
+            store.close().await;
+        }
+        KeysCommand::Revoke { database_url, id } => {
+            let store = open(&database_url).await?;
+            let revoked = store.revoke_api_key(None, &id, keys::CLI).await;
+            store.close().await;
+            revoked?.with_context(|| format!("no API key {id}"))?;
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
 }
 
 /// `prune`: one pass of the retention rule over the history older than `older_than`, now.

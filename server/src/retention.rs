@@ -4,6 +4,9 @@
 //! database's, however busy they are, so that deliveries hardly notice it (docs/PERFORMANCE.md, "The
 //! retention round"), and it still prunes thousands of events a second when the system is quiet.
 //! `kit-webhooks-server prune` runs a pass once, taking half.
+//!
+//! The audit log has a retention of its own (`--audit-retention`, default 365 days): it outlives the
+//! history it describes. Admin changes are few, so its expired entries go in one statement per pass.
 
 use std::time::Duration;
 
@@ -18,6 +21,8 @@ use crate::{
 
 /// How long history is kept by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+/// How long audit entries are kept by default.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
 /// Events looked at per batch: a transaction of a few milliseconds (docs/PERFORMANCE.md, "The retention
 /// round").
 const BATCH: u64 = 25;
@@ -29,28 +34,63 @@ pub const PURGE_SHARE: f64 = 0.5;
 /// Between two passes.
 const PASS_EVERY: Duration = Duration::from_secs(60);
 
-/// Prunes the history older than `retention`, a pass now and then one a minute, until `shutdown`.
-pub async fn run(store: Store, retention: Duration, metrics: Metrics, shutdown: CancellationToken) {
+/// Prunes the history older than `retention` and the audit entries older than `audit_retention` (either
+/// zero: kept), a pass now and then one a minute, until `shutdown`.
+pub async fn run(
+    store: Store,
+    retention: Duration,
+    audit_retention: Duration,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
     loop {
-        let before = time::now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
-        let pass = pass(&store, before, BACKGROUND_SHARE, &shutdown, |batch| {
-            metrics.pruned(batch)
-        });
-        match pass.await {
-            Ok(pruned) if pruned.events > 0 => tracing::info!(
-                events = pruned.events,
-                deliveries = pruned.deliveries,
-                attempts = pruned.attempts,
-                "pruned history older than the retention"
-            ),
-            Ok(_) => {}
-            Err(err) => {
-                tracing::warn!(error = %err, "pruning old history failed; trying again later")
+        if !audit_retention.is_zero() {
+            match store.prune_audit_entries(ago(audit_retention)).await {
+                Ok(0) => {}
+                Ok(entries) => tracing::info!(
+                    entries,
+                    "pruned audit entries older than the audit retention"
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "pruning old audit entries failed; trying again later")
+                }
             }
+        }
+        if !retention.is_zero() {
+            prune_history(&store, retention, &metrics, &shutdown).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(PASS_EVERY) => {}
             _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Unix ms `age` ago.
+fn ago(age: Duration) -> i64 {
+    time::now_ms() - age.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// One background pass over the history older than `retention`.
+async fn prune_history(
+    store: &Store,
+    retention: Duration,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) {
+    let pass = pass(store, ago(retention), BACKGROUND_SHARE, shutdown, |batch| {
+        metrics.pruned(batch)
+    });
+    match pass.await {
+        Ok(pruned) if pruned.events > 0 => tracing::info!(
+            events = pruned.events,
+            deliveries = pruned.deliveries,
+            attempts = pruned.attempts,
+            "pruned history older than the retention"
+        ),
+        Ok(_) => {}
+        Err(err) => {
+            tracing::warn!(error = %err, "pruning old history failed; trying again later")
         }
     }
 }

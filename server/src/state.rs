@@ -23,6 +23,8 @@ pub struct AppState {
     pub writer: Writer,
     /// The daemon streams open on this server.
     pub streams: Streams,
+    /// Seals and opens webhook signing secrets (`crate::secrets`).
+    pub secrets: crate::core::sealing::Keyring,
     /// What the server counts (`crate::metrics`).
     pub metrics: Metrics,
     /// Cancelled when the server shuts down: streams end, keeping their leases for their daemons to report.

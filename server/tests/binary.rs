@@ -48,7 +48,7 @@ fn keys_create_prints_only_the_key() {
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let lines: Vec<_> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "only the key: {stdout:?}");
-    assert!(lines[0].starts_with("kit_") && lines[0].len() > 40);
+    assert!(lines[0].starts_with("kwk_live_key_") && lines[0].len() > 40);
 
     let out = Command::new(BIN)
         .args(["keys", "create", "--database-url", &db, "--role", "admin"])
@@ -122,8 +122,8 @@ fn first_serve_writes_a_private_key_file_and_stops_on_sigterm() {
         "default SQLite file in the working directory"
     );
     let text = std::fs::read_to_string(&key_file).expect("key file beside the database");
-    assert!(text.contains("KIT_WEBHOOKS_ADMIN_KEY=kit_"));
-    assert!(text.contains("KIT_WEBHOOKS_PUBLISHER_KEY=kit_"));
+    assert!(text.contains("KIT_WEBHOOKS_ADMIN_KEY=kwk_live_key_"));
+    assert!(text.contains("KIT_WEBHOOKS_PUBLISHER_KEY=kwk_live_key_"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -225,9 +225,10 @@ impl TestServer {
 
     /// A new key of `role` (admins of `account`).
     pub async fn key(&self, role: Role, account: Option<&str>) -> String {
-        keys::create(&self.server.store, role, account)
+        keys::create(&self.server.store, role, account, None, keys::CLI)
             .await
             .expect("create key")
+            .1
     }
 
     pub async fn stop(self) {

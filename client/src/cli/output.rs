@@ -18,7 +18,7 @@ pub fn time(timestamp: &Option<prost_types::Timestamp>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn time_json(timestamp: &Option<prost_types::Timestamp>) -> Value {
+pub fn time_json(timestamp: &Option<prost_types::Timestamp>) -> Value {
     match timestamp {
         Some(_) => Value::String(time(timestamp)),
         None => Value::Null,

@@ -2,8 +2,11 @@
 //!
 //! The key is checked on a call's headers before its body is read (`super::admission`); a handler checks the
 //! role with [`require`]. Keys live hashed in the database (so `keys create` from another process takes
-//! effect at once); lookups are cached briefly because every RPC makes one. The embedded daemon's key exists
-//! only in memory.
+//! effect at once); lookups are cached for [`CACHE_TTL`] because every RPC makes one. That bound is what
+//! makes a revocation or an expiry effective within a second on every replica, whichever process revoked
+//! (an RPC, another replica, `keys revoke` on the command line) and whatever the database: no notification
+//! to miss. The replica that revokes forgets the key at once. The embedded daemon's key exists only in
+//! memory.
 
 use std::{
     collections::HashMap,
@@ -16,19 +19,26 @@ use sea_orm::ActiveEnum;
 use tonic::Request;
 
 use crate::{
-    core::{secret::hash_api_key, Error, Role},
+    core::{audit::Actor, secret::hash_api_key, time, Error, Role},
     store::Store,
 };
 
-/// How long a looked-up key is trusted without asking the database again.
-const CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long a looked-up key is trusted without asking the database again: each key in use costs one
+/// indexed read per period, and a revoked key is refused within it.
+const CACHE_TTL: Duration = Duration::from_millis(500);
+/// How stale a key's `last_used_at` may get: it is written at most once per period and key.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// The key's id (`key_…`), as the audit log and the logs name it.
+    pub key_id: String,
     pub role: Role,
     /// The account of an `admin` key; `None` for the other roles.
     pub account_id: Option<String>,
+    /// When the key stops working, if it does.
+    pub expires_at: Option<i64>,
 }
 
 /// The caller of `request` (admitted by `super::admission`), if it holds one of `roles`.
@@ -51,9 +61,19 @@ pub fn require<T>(request: &Request<T>, roles: &[Role]) -> Result<Principal, Err
 
 /// The account of the caller of `request`, who must hold an `admin` key.
 pub fn require_admin<T>(request: &Request<T>) -> Result<String, Error> {
-    require(request, &[Role::Admin])?
+    Ok(require_admin_actor(request)?.account_id)
+}
+
+/// The caller of `request`, who must hold an `admin` key, as the audit log records it.
+pub fn require_admin_actor<T>(request: &Request<T>) -> Result<Actor, Error> {
+    let principal = require(request, &[Role::Admin])?;
+    let account_id = principal
         .account_id
-        .ok_or_else(|| Error::PermissionDenied("this admin key is bound to no account".into()))
+        .ok_or_else(|| Error::PermissionDenied("this admin key is bound to no account".into()))?;
+    Ok(Actor {
+        key_id: principal.key_id,
+        account_id,
+    })
 }
 
 pub struct Authenticator {
@@ -99,17 +119,50 @@ impl Authenticator {
         if let Some(principal) = self.in_memory.get(&hash) {
             return Ok(principal.clone());
         }
-        if let Some(principal) = self.cached(&hash) {
-            return Ok(principal);
+        let now = time::now_ms();
+        let principal = match self.cached(&hash) {
+            Some(principal) => principal,
+            None => self.look_up(hash, now).await?,
+        };
+        if principal.expires_at.is_some_and(|at| at <= now) {
+            return Err(Error::Unauthenticated(format!(
+                "API key {} expired",
+                principal.key_id
+            )));
         }
+        Ok(principal)
+    }
+
+    /// The key of `hash` as the database has it, cached; notes its use.
+    async fn look_up(&self, hash: String, now: i64) -> Result<Principal, Error> {
         let row = self
             .store
             .find_api_key(&hash)
             .await?
             .ok_or_else(|| Error::Unauthenticated("unknown API key".into()))?;
+        if row.revoked_at.is_some() {
+            return Err(Error::Unauthenticated(format!(
+                "API key {} was revoked",
+                row.id
+            )));
+        }
+        if row
+            .last_used_at
+            .is_none_or(|at| at <= now - LAST_USED_RESOLUTION_MS)
+        {
+            // Off the call's path: the note is best effort.
+            let (store, id) = (self.store.clone(), row.id.clone());
+            tokio::spawn(async move {
+                if let Err(err) = store.touch_api_key(&id, now).await {
+                    tracing::debug!(key = %id, error = %err, "noting an API key's use failed");
+                }
+            });
+        }
         let principal = Principal {
+            key_id: row.id,
             role: row.role,
             account_id: row.account_id,
+            expires_at: row.expires_at,
         };
         lock(&self.cache).insert(hash, (principal.clone(), Instant::now()));
         Ok(principal)
@@ -119,5 +172,10 @@ impl Authenticator {
         let cache = lock(&self.cache);
         let (principal, at) = cache.get(hash)?;
         (at.elapsed() < CACHE_TTL).then(|| principal.clone())
+    }
+
+    /// Stops trusting key `id` from the cache (it was just revoked here).
+    pub fn forget(&self, id: &str) {
+        lock(&self.cache).retain(|_, (principal, _)| principal.key_id != id);
     }
 }

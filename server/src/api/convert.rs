@@ -92,3 +92,26 @@ pub fn attempt(row: attempt::Model, delivery: &delivery::Model) -> proto::Attemp
         error_kind: row.error_kind,
     }
 }
+
+pub fn api_key(row: crate::store::entity::api_key::Model) -> proto::ApiKey {
+    proto::ApiKey {
+        id: row.id,
+        role: sea_orm::ActiveEnum::to_value(&row.role),
+        account_id: row.account_id.unwrap_or_default(),
+        created_at: Some(to_timestamp(row.created_at)),
+        last_used_at: row.last_used_at.map(to_timestamp),
+        expires_at: row.expires_at.map(to_timestamp),
+        revoked_at: row.revoked_at.map(to_timestamp),
+    }
+}
+
+pub fn audit_entry(row: crate::store::entity::audit_entry::Model) -> proto::AuditEntry {
+    proto::AuditEntry {
+        id: row.id,
+        key_id: row.key_id,
+        action: row.action,
+        target_id: row.target_id,
+        time: Some(to_timestamp(row.created_at)),
+        changes_json: row.changes,
+    }
+}

@@ -2,11 +2,13 @@
 //! request with `core` rules, calls `store`, and converts rows to messages (`convert`).
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod calls;
 pub mod console;
 pub mod convert;
 pub mod deliveries;
 pub mod events;
+pub mod keys;
 pub mod web;
 pub mod webhooks;

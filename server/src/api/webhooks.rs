@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::{auth, convert};
 use crate::{
     core::{
+        audit::{Action, Actor, AuditEntry},
         event::{self, DeliveryStatus},
         id::{self, Kind},
         page::PageRequest,
@@ -17,7 +18,7 @@ use crate::{
         Error,
     },
     state::AppState,
-    store::{deliveries::DeliveryFilter, entity, events::new_event, webhooks::new_webhook},
+    store::{deliveries::DeliveryFilter, entity, events::new_event, webhooks::new_webhook, Store},
 };
 
 pub struct WebhookApi {
@@ -43,17 +44,19 @@ impl WebhookApi {
             .ok_or_else(|| Error::not_found("webhook", id))
     }
 
-    /// Runs `change` on the account's webhook in one transaction and returns the result.
+    /// Runs `change` on the actor's webhook in one transaction, recorded as `action`, and returns the result.
     async fn change_webhook(
         &self,
-        account: &str,
+        actor: &Actor,
+        action: Action,
         id: &str,
         change: impl FnOnce(&mut entity::webhook::Model) -> Result<(), Error>,
     ) -> Result<entity::webhook::Model, Error> {
         let id = id::parse("id", Kind::Webhook, id)?;
+        let entry = AuditEntry::new(actor, action, id);
         self.state
             .store
-            .update_webhook(account, id, |row| {
+            .update_webhook(&actor.account_id, id, entry, |row| {
                 change(row)?;
                 row.updated_at = time::now_ms();
                 Ok::<_, Error>(())
@@ -69,22 +72,24 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::CreateWebhookRequest>,
     ) -> Result<Response<proto::CreateWebhookResponse>, Status> {
-        let account = auth::require_admin(&request)?;
+        let actor = auth::require_admin_actor(&request)?;
+        let account = &actor.account_id;
         let req = request.into_inner();
         let url = webhook::validate_url(&req.url, self.state.config.allow_http)?;
         let description = webhook::validate_description(&req.description)?;
         let events = webhook::validate_events(&req.events)?;
         let rate = webhook::validate_rate_limit(req.rate_limit_per_second)?;
-        let row = new_webhook(&account, &url, &description, &events, rate);
+        let row = new_webhook(account, &url, &description, &events, rate);
+        let secret = row.secret.clone();
         let row = self
             .state
             .store
-            .insert_webhook(row)
+            .insert_webhook(row, &self.state.secrets, &actor)
             .await
             .map_err(Error::from)?;
         tracing::info!(webhook = %row.id, account = %row.account_id, "webhook created");
         Ok(Response::new(proto::CreateWebhookResponse {
-            secret: row.secret.clone(),
+            secret,
             webhook: Some(convert::webhook(row)),
         }))
     }
@@ -124,7 +129,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::UpdateWebhookRequest>,
     ) -> Result<Response<proto::Webhook>, Status> {
-        let account = auth::require_admin(&request)?;
+        let actor = auth::require_admin_actor(&request)?;
         let req = request.into_inner();
         let paths = req
             .update_mask
@@ -159,7 +164,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             }
         }
         let row = self
-            .change_webhook(&account, &req.id, |row| {
+            .change_webhook(&actor, Action::WebhookUpdate, &req.id, |row| {
                 if let Some(url) = url {
                     row.url = url;
                 }
@@ -182,12 +187,12 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::DeleteWebhookRequest>,
     ) -> Result<Response<proto::DeleteWebhookResponse>, Status> {
-        let account = auth::require_admin(&request)?;
+        let actor = auth::require_admin_actor(&request)?;
         let id = id::parse("id", Kind::Webhook, &request.get_ref().id)?;
         let deleted = self
             .state
             .store
-            .delete_webhook(&account, id)
+            .delete_webhook(&actor.account_id, id, &actor)
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::not_found("webhook", id))?;
@@ -201,18 +206,23 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::PauseWebhookRequest>,
     ) -> Result<Response<proto::Webhook>, Status> {
-        let account = auth::require_admin(&request)?;
+        let actor = auth::require_admin_actor(&request)?;
         let row = self
-            .change_webhook(&account, &request.get_ref().id, |row| match row.status {
-                WebhookStatus::Disabled => Err(Error::FailedPrecondition(format!(
-                    "webhook `{}` is disabled ({}); resume it instead",
-                    row.id, row.disabled_reason
-                ))),
-                _ => {
-                    row.status = WebhookStatus::Paused;
-                    Ok(())
-                }
-            })
+            .change_webhook(
+                &actor,
+                Action::WebhookPause,
+                &request.get_ref().id,
+                |row| match row.status {
+                    WebhookStatus::Disabled => Err(Error::FailedPrecondition(format!(
+                        "webhook `{}` is disabled ({}); resume it instead",
+                        row.id, row.disabled_reason
+                    ))),
+                    _ => {
+                        row.status = WebhookStatus::Paused;
+                        Ok(())
+                    }
+                },
+            )
             .await?;
         Ok(Response::new(convert::webhook(row)))
     }
@@ -221,17 +231,22 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::ResumeWebhookRequest>,
     ) -> Result<Response<proto::Webhook>, Status> {
-        let account = auth::require_admin(&request)?;
+        let actor = auth::require_admin_actor(&request)?;
         let row = self
-            .change_webhook(&account, &request.get_ref().id, |row| {
-                if row.status != WebhookStatus::Active {
-                    row.status = WebhookStatus::Active;
-                    row.failure_count = 0;
-                    row.failing_since = None;
-                    row.disabled_reason.clear();
-                }
-                Ok(())
-            })
+            .change_webhook(
+                &actor,
+                Action::WebhookResume,
+                &request.get_ref().id,
+                |row| {
+                    if row.status != WebhookStatus::Active {
+                        row.status = WebhookStatus::Active;
+                        row.failure_count = 0;
+                        row.failing_since = None;
+                        row.disabled_reason.clear();
+                    }
+                    Ok(())
+                },
+            )
             .await?;
         // Held deliveries are due again.
         self.state.deliveries_changed.notify();
@@ -242,11 +257,13 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::RotateSecretRequest>,
     ) -> Result<Response<proto::RotateSecretResponse>, Status> {
-        let account = auth::require_admin(&request)?;
+        let actor = auth::require_admin_actor(&request)?;
         let req = request.into_inner();
         let grace = webhook::validate_grace_period(req.grace_period_seconds)?;
+        let fresh = secret::new_signing_secret();
+        let ring = &self.state.secrets;
         let row = self
-            .change_webhook(&account, &req.id, |row| {
+            .change_webhook(&actor, Action::WebhookRotateSecret, &req.id, |row| {
                 let now = time::now_ms();
                 let in_grace = row.previous_secret_expires_at.filter(|until| *until > now);
                 if let (Some(until), true) = (in_grace, grace > 0) {
@@ -258,7 +275,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
                         time::rfc3339(until)
                     )));
                 }
-                let old = std::mem::replace(&mut row.secret, secret::new_signing_secret());
+                let old = std::mem::replace(&mut row.secret, ring.seal(&row.id, &fresh));
                 if grace > 0 {
                     row.previous_secret = Some(old);
                     row.previous_secret_expires_at = Some(now + i64::from(grace) * 1000);
@@ -271,7 +288,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             .await?;
         tracing::info!(webhook = %row.id, grace_seconds = grace, "signing secret rotated");
         Ok(Response::new(proto::RotateSecretResponse {
-            secret: row.secret.clone(),
+            secret: fresh,
             webhook: Some(convert::webhook(row)),
         }))
     }
@@ -280,13 +297,17 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::GetWebhookSecretRequest>,
     ) -> Result<Response<proto::GetWebhookSecretResponse>, Status> {
-        let account = auth::require_admin(&request)?;
+        let actor = auth::require_admin_actor(&request)?;
         let row = self
-            .webhook_of(&account, "id", &request.get_ref().id)
+            .webhook_of(&actor.account_id, "id", &request.get_ref().id)
             .await?;
-        Ok(Response::new(proto::GetWebhookSecretResponse {
-            secret: row.secret,
-        }))
+        let secret = self.state.secrets.open(&row.id, &row.secret)?;
+        // Recorded before the secret is shown: a reveal the log misses never happens.
+        let entry = AuditEntry::new(&actor, Action::WebhookRevealSecret, &row.id);
+        Store::record_audit(self.state.store.writer(), &entry)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(proto::GetWebhookSecretResponse { secret }))
     }
 
     async fn send_test_ping(
@@ -386,12 +407,12 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::RetryDeliveryRequest>,
     ) -> Result<Response<proto::Delivery>, Status> {
-        let account = auth::require_admin(&request)?;
+        let actor = auth::require_admin_actor(&request)?;
         let id = id::parse("id", Kind::Delivery, &request.get_ref().id)?;
         let row = self
             .state
             .store
-            .retry_delivery(&account, id)
+            .retry_delivery(&actor.account_id, id, &actor)
             .await?
             .ok_or_else(|| Error::not_found("delivery", id))?;
         self.state.deliveries_changed.notify();
@@ -402,10 +423,10 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         &self,
         request: Request<proto::ReplayDeliveriesRequest>,
     ) -> Result<Response<proto::ReplayDeliveriesResponse>, Status> {
-        let account = auth::require_admin(&request)?;
+        let actor = auth::require_admin_actor(&request)?;
         let req = request.into_inner();
         let webhook = self
-            .webhook_of(&account, "webhook_id", &req.webhook_id)
+            .webhook_of(&actor.account_id, "webhook_id", &req.webhook_id)
             .await?;
         let since = req
             .since
@@ -423,7 +444,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let requeued = self
             .state
             .store
-            .replay_deliveries(&account, &webhook, since, until)
+            .replay_deliveries(&webhook, since, until, &actor)
             .await
             .map_err(Error::from)?;
         tracing::info!(webhook = %webhook.id, requeued, "failed deliveries replayed");

@@ -25,6 +25,9 @@ pub enum Error {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// A sealed secret did not open (`super::sealing`); details go to the log, not to the caller.
+    #[error("{0}")]
+    Sealing(String),
     /// The database failed; details go to the log, not to the caller.
     #[error("storage error: {0}")]
     Storage(#[from] sea_orm::DbErr),
@@ -59,6 +62,7 @@ impl Error {
             Error::AlreadyExists(message) => Error::AlreadyExists(message.clone()),
             Error::Unauthenticated(message) => Error::Unauthenticated(message.clone()),
             Error::PermissionDenied(message) => Error::PermissionDenied(message.clone()),
+            Error::Sealing(message) => Error::Sealing(message.clone()),
             Error::Storage(db) => Error::Storage(sea_orm::DbErr::Custom(match db {
                 // Its text as it is: `Custom`'s message is prefixed each time it is displayed.
                 sea_orm::DbErr::Custom(text) => text.clone(),
@@ -77,6 +81,13 @@ impl From<Error> for Status {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::Sealing(message) => {
+                tracing::error!(error = %message, "a sealed secret did not open");
+                return Status::new(
+                    Code::Internal,
+                    "the webhook's signing secret cannot be read",
+                );
+            }
             Error::Storage(db) => {
                 tracing::error!(error = %db, "storage error");
                 return Status::new(Code::Unavailable, "storage error; try again");

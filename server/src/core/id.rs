@@ -20,6 +20,8 @@ pub enum Kind {
     Stream,
     /// A server process, as other replicas know it (`crate::replicas`).
     Replica,
+    /// An entry of the audit log.
+    AuditEntry,
 }
 
 impl Kind {
@@ -33,6 +35,7 @@ impl Kind {
             Kind::Lease => "lse_",
             Kind::Stream => "dst_",
             Kind::Replica => "srv_",
+            Kind::AuditEntry => "aud_",
         }
     }
 
@@ -46,6 +49,7 @@ impl Kind {
             Kind::Lease => "lease",
             Kind::Stream => "delivery stream",
             Kind::Replica => "server",
+            Kind::AuditEntry => "audit entry",
         }
     }
 }

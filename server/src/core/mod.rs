@@ -4,12 +4,14 @@
 //! reads and writes rows. The states and roles derive their stored form (sea-orm's `DeriveActiveEnum`, a
 //! lowercase name), so that their spelling is written once, here, and rows carry them typed.
 
+pub mod audit;
 pub mod error;
 pub mod event;
 pub mod id;
 pub mod page;
 pub mod policy;
 pub mod role;
+pub mod sealing;
 pub mod secret;
 pub mod text;
 pub mod time;

@@ -18,9 +18,10 @@ pub fn new_signing_secret() -> String {
     format!("whsec_{}", STANDARD.encode(random_bytes()))
 }
 
-/// A new API key. It is shown once; only [`hash_api_key`] of it is stored.
-pub fn new_api_key() -> String {
-    format!("kit_{}", URL_SAFE_NO_PAD.encode(random_bytes()))
+/// A new API key for key id `id`: `kwk_live_<id>_` and 256 random bits, so that a log or a list can name
+/// the key by its id without revealing it. It is shown once; only [`hash_api_key`] of it is stored.
+pub fn new_api_key(id: &str) -> String {
+    format!("kwk_live_{id}_{}", URL_SAFE_NO_PAD.encode(random_bytes()))
 }
 
 /// The stored form of an API key. Keys carry 256 random bits, so a plain SHA-256 cannot be brute-forced and

@@ -251,7 +251,16 @@ impl StreamLoop {
                     body
                 }
             };
-            let task = task::task(lease, body, timeout_ms, now);
+            let delivery = lease.delivery_id.clone();
+            let task = match task::task(lease, body, timeout_ms, now, &self.app.secrets) {
+                Ok(task) => task,
+                // Only a database altered behind the server's back gets here (its start checked the keys):
+                // the lease expires and the delivery waits, logged, rather than go out unsigned.
+                Err(err) => {
+                    tracing::error!(%delivery, error = %err, "cannot build the delivery's task");
+                    continue;
+                }
+            };
             if self.tx.send(Ok(task)).await.is_err() {
                 return None;
             }

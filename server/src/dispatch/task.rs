@@ -2,7 +2,10 @@
 
 use kit_webhooks::proto;
 
-use crate::{core::event::envelope, store::leases::LeasedDelivery};
+use crate::{
+    core::{event::envelope, sealing::Keyring, Error},
+    store::leases::LeasedDelivery,
+};
 
 /// The request body of `lease`'s event ([`envelope`]).
 pub fn body(lease: &LeasedDelivery) -> Vec<u8> {
@@ -16,22 +19,24 @@ pub fn body(lease: &LeasedDelivery) -> Vec<u8> {
 }
 
 /// The daemon's task for a leased delivery: its event's `body`, and every secret valid `now` (the current
-/// one first, then one still in its rotation grace).
+/// one first, then one still in its rotation grace), opened with `ring`: the one place a stored secret is
+/// opened for sending.
 pub fn task(
     lease: LeasedDelivery,
     body: bytes::Bytes,
     timeout_ms: u32,
     now: i64,
-) -> proto::DeliveryTask {
+    ring: &Keyring,
+) -> Result<proto::DeliveryTask, Error> {
     let hook = &lease.webhook;
-    let mut secrets = vec![hook.secret.clone()];
+    let mut secrets = vec![ring.open(&hook.id, &hook.secret)?];
     if let (Some(previous), Some(until)) = (&hook.previous_secret, hook.previous_secret_expires_at)
     {
         if until > now {
-            secrets.push(previous.clone());
+            secrets.push(ring.open(&hook.id, previous)?);
         }
     }
-    proto::DeliveryTask {
+    Ok(proto::DeliveryTask {
         attempt_number: (lease.attempt_count + 1).max(1) as u32,
         url: hook.url.clone(),
         rate_limit_per_second: hook.rate_limit_per_second.max(1) as u32,
@@ -44,5 +49,5 @@ pub fn task(
         event_id: lease.event_id,
         event_type: lease.event_type,
         account_id: lease.event.account_id.clone(),
-    }
+    })
 }

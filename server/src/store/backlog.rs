@@ -32,6 +32,8 @@ impl Store {
                 100,
             );
             hook.status = status;
+            // Stored in clear, as a database from before secrets were sealed: the server's start seals it.
+            // (The history is seeded before the server starts, and these webhooks are never delivered to.)
             webhook::Entity::insert(hook.clone().into_active_model())
                 .exec_without_returning(self.writer())
                 .await?;

@@ -10,7 +10,12 @@ use super::{
     Store,
 };
 use crate::core::{
-    event::DeliveryStatus, page::PageRequest, time, webhook::Status as WebhookStatus, Error,
+    audit::{Action, Actor, AuditEntry},
+    event::DeliveryStatus,
+    page::PageRequest,
+    time,
+    webhook::Status as WebhookStatus,
+    Error,
 };
 
 /// Filters of a delivery list.
@@ -74,11 +79,13 @@ impl Store {
         Ok(Some((delivery, attempts)))
     }
 
-    /// Puts a finished (`succeeded` or `failed`) delivery back in the queue, due now.
+    /// Puts a finished (`succeeded` or `failed`) delivery back in the queue, due now, with `actor`'s audit
+    /// entry.
     pub async fn retry_delivery(
         &self,
         account_id: &str,
         id: &str,
+        actor: &Actor,
     ) -> Result<Option<delivery::Model>, Error> {
         let txn = self.writer().begin().await?;
         let Some(found) = delivery::Entity::find_by_id(id.to_owned())
@@ -104,23 +111,28 @@ impl Store {
         active.next_attempt_at = sea_orm::Set(Some(time::now_ms()));
         active.completed_at = sea_orm::Set(None);
         let updated = active.update(&txn).await?;
+        let entry = AuditEntry::new(actor, Action::DeliveryRetry, id)
+            .with("status", updated.status.to_value());
+        Self::record_audit(&txn, &entry).await?;
         txn.commit().await?;
         Ok(Some(updated))
     }
 
     /// Re-queues, in one statement, every `failed` delivery of the webhook whose event was created in
-    /// `[since_ms, until_ms)`. One UPDATE is atomic: a crash leaves all or none re-queued, and a second run
-    /// finds them no longer `failed`, so nothing is re-queued twice.
+    /// `[since_ms, until_ms)`, with `actor`'s audit entry. One UPDATE is atomic: a crash leaves all or none
+    /// re-queued, and a second run finds them no longer `failed`, so nothing is re-queued twice.
     pub async fn replay_deliveries(
         &self,
-        account_id: &str,
         webhook: &webhook::Model,
         since_ms: i64,
         until_ms: i64,
+        actor: &Actor,
     ) -> Result<u64, DbErr> {
+        let account_id = webhook.account_id.as_str();
         let webhook_id = webhook.id.as_str();
         // Test pings are never failed-and-replayed (they are tried once), so the webhook decides alone.
         let status = DeliveryStatus::waiting(webhook.status == WebhookStatus::Active, "");
+        let txn = self.writer().begin().await?;
         let events_in_window = event::Entity::find()
             .select_only()
             .column(event::Column::Id)
@@ -139,8 +151,14 @@ impl Store {
             .filter(delivery::Column::WebhookId.eq(webhook_id))
             .filter(delivery::Column::Status.eq(DeliveryStatus::Failed))
             .filter(delivery::Column::EventId.in_subquery(events_in_window))
-            .exec(self.writer())
+            .exec(&txn)
             .await?;
+        let entry = AuditEntry::new(actor, Action::DeliveryReplay, webhook_id)
+            .with("since", time::rfc3339(since_ms))
+            .with("until", time::rfc3339(until_ms))
+            .with("deliveries_requeued", result.rows_affected);
+        Self::record_audit(&txn, &entry).await?;
+        txn.commit().await?;
         Ok(result.rows_affected)
     }
 }

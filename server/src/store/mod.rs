@@ -8,6 +8,7 @@
 //! not by the writer: a checkpoint syncs the WAL and the database file, and doing that inside a commit
 //! would stall every claim, publish and report queued behind the writer.
 
+pub mod audit;
 pub mod backlog;
 pub mod deliveries;
 pub mod entity;
@@ -17,6 +18,7 @@ pub mod hand_off;
 pub mod keys;
 pub mod leases;
 pub mod retention;
+pub mod sealing;
 pub mod sql;
 pub mod webhooks;
 pub mod writes;

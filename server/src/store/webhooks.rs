@@ -6,13 +6,21 @@ use sea_orm::{
 };
 
 use super::{
+    audit::webhook_changes,
     entity::{attempt, delivery, webhook},
     Store,
 };
-use crate::core::{event::DeliveryStatus, page::PageRequest, webhook::Status as WebhookStatus};
+use crate::core::{
+    audit::{Action, Actor, AuditEntry},
+    event::DeliveryStatus,
+    page::PageRequest,
+    sealing::Keyring,
+    webhook::Status as WebhookStatus,
+};
 
-/// A new `active` webhook row with a fresh signing secret, created now: the one place that says what a new
-/// webhook starts as (the API, the benchmark history and the criterion fixtures all make them here).
+/// A new `active` webhook row with a fresh signing secret (in clear: [`Store::insert_webhook`] seals it),
+/// created now: the one place that says what a new webhook starts as (the API, the benchmark history and the
+/// criterion fixtures all make them here).
 pub fn new_webhook(
     account_id: &str,
     url: &str,
@@ -41,8 +49,22 @@ pub fn new_webhook(
 }
 
 impl Store {
-    pub async fn insert_webhook(&self, model: webhook::Model) -> Result<webhook::Model, DbErr> {
-        model.into_active_model().insert(self.writer()).await
+    /// Stores a new webhook (from [`new_webhook`]), its clear secret sealed with `ring`'s current key, and
+    /// `actor`'s audit entry for it.
+    pub async fn insert_webhook(
+        &self,
+        mut model: webhook::Model,
+        ring: &Keyring,
+        actor: &Actor,
+    ) -> Result<webhook::Model, DbErr> {
+        model.secret = ring.seal(&model.id, &model.secret);
+        let txn = self.writer().begin().await?;
+        let stored = model.into_active_model().insert(&txn).await?;
+        let mut entry = AuditEntry::new(actor, Action::WebhookCreate, &stored.id);
+        entry.changes = webhook_changes(None, &stored);
+        Self::record_audit(&txn, &entry).await?;
+        txn.commit().await?;
+        Ok(stored)
     }
 
     /// The webhook `id` of `account_id`, read from `db` (the writer inside a read-modify-write).
@@ -82,12 +104,14 @@ impl Store {
             .await
     }
 
-    /// Applies `change` to the account's webhook in one transaction; `None` when there is no such webhook.
-    /// `change` may refuse with an error, in which case nothing is written.
+    /// Applies `change` to the account's webhook in one transaction, with `entry` recording the fields it
+    /// changed (nothing is recorded when nothing changed); `None` when there is no such webhook. `change`
+    /// may refuse with an error, in which case nothing is written.
     pub async fn update_webhook<E>(
         &self,
         account_id: &str,
         id: &str,
+        mut entry: AuditEntry,
         change: impl FnOnce(&mut webhook::Model) -> Result<(), E>,
     ) -> Result<Option<webhook::Model>, E>
     where
@@ -111,13 +135,20 @@ impl Store {
         if before.status != updated.status {
             Self::set_waiting(&txn, &updated.id, updated.status == WebhookStatus::Active).await?;
         }
+        entry.changes = webhook_changes(Some(&before), &updated);
+        Self::record_audit(&txn, &entry).await?;
         txn.commit().await?;
         Ok(Some(updated))
     }
 
-    /// Deletes the webhook with its deliveries and their attempts, in one transaction. Returns how many
-    /// deliveries went with it, or `None` when there is no such webhook.
-    pub async fn delete_webhook(&self, account_id: &str, id: &str) -> Result<Option<u64>, DbErr> {
+    /// Deletes the webhook with its deliveries and their attempts, in one transaction with `actor`'s audit
+    /// entry. Returns how many deliveries went with it, or `None` when there is no such webhook.
+    pub async fn delete_webhook(
+        &self,
+        account_id: &str,
+        id: &str,
+        actor: &Actor,
+    ) -> Result<Option<u64>, DbErr> {
         let txn = self.writer().begin().await?;
         if Self::find_webhook_on(&txn, account_id, id).await?.is_none() {
             return Ok(None);
@@ -138,6 +169,9 @@ impl Store {
         webhook::Entity::delete_by_id(id.to_owned())
             .exec(&txn)
             .await?;
+        let entry = AuditEntry::new(actor, Action::WebhookDelete, id)
+            .with("deliveries_deleted", deliveries.rows_affected);
+        Self::record_audit(&txn, &entry).await?;
         txn.commit().await?;
         Ok(Some(deliveries.rows_affected))
     }

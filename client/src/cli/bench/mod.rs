@@ -92,6 +92,10 @@ pub struct BenchArgs {
     /// Database of the started server [default: a temporary SQLite file].
     #[arg(long)]
     pub database_url: Option<String>,
+    /// The key that seals the started server's webhook secrets [default: one per --database-url in the
+    /// temporary directory, made on first use, so that a database is benchmarked again with its key].
+    #[arg(long, value_name = "PATH")]
+    pub secrets_key_file: Option<std::path::PathBuf>,
     /// How long the raw-ceiling run lasts; 0s skips it.
     #[arg(long, default_value = "3s", value_parser = kit_webhooks::duration::parse_duration)]
     pub ceiling_duration: Duration,

@@ -121,6 +121,7 @@ pub fn start_server(
     listen: &str,
     database_url: &str,
     dir: &Path,
+    secrets_key: &Path,
     per_webhook: u32,
     metrics: Option<&str>,
 ) -> anyhow::Result<Process> {
@@ -136,6 +137,8 @@ pub fn start_server(
         // Where the server would write a first start's keys: never into the bench's working directory.
         .arg("--key-file")
         .arg(dir.join("bench.keys"))
+        .arg("--secrets-key-file")
+        .arg(secrets_key)
         .args(["--max-in-flight-per-webhook", &per_webhook.to_string()])
         .args(metrics_listen(metrics))
         .env("RUST_LOG", log_filter())
@@ -155,6 +158,31 @@ pub fn start_server(
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(process)
+}
+
+/// The secrets key of the bench's servers on `database_url`: one per database, kept in the temporary
+/// directory and made with the server's `secrets generate-key` on first use, so that a database benchmarked
+/// again (a PostgreSQL one, typically) meets the key its secrets are sealed with.
+pub fn bench_secrets_key(bin: &Path, database_url: &str) -> anyhow::Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    database_url.hash(&mut hasher);
+    let path = std::env::temp_dir().join(format!(
+        "kit-webhooks-bench-{:016x}.secrets-key",
+        hasher.finish()
+    ));
+    if !path.exists() {
+        let status = Command::new(bin)
+            .args(["secrets", "generate-key", "--out"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .status()
+            .context("making a secrets key")?;
+        if !status.success() {
+            bail!("secrets generate-key failed");
+        }
+    }
+    Ok(path)
 }
 
 /// Runs the server's hidden `seed-backlog` command on the database before the server starts.

@@ -52,11 +52,16 @@ impl Target {
         let admin_key = processes::create_key(&server_bin, &database_url, "admin", Some(&account))?;
         let publisher_key = processes::create_key(&server_bin, &database_url, "publisher", None)?;
         let daemon_key = processes::create_key(&server_bin, &database_url, "daemon", None)?;
+        let secrets_key = match &args.secrets_key_file {
+            Some(path) => path.clone(),
+            None => processes::bench_secrets_key(&server_bin, &database_url)?,
+        };
         let server = processes::start_server(
             &server_bin,
             &listen,
             &database_url,
             dir,
+            &secrets_key,
             // One webhook may use the daemon's whole window (the fan-out 1 runs need it).
             (args.concurrency + args.prefetch).max(16),
             metrics.as_ref().map(|(server, _)| server.as_str()),

@@ -1,4 +1,5 @@
-//! An API key: only its SHA-256 hash is stored, with the role and account it grants.
+//! An API key: only its SHA-256 hash is stored, with the role and account it grants and its life (expiry,
+//! revocation, last use).
 
 use sea_orm::entity::prelude::*;
 
@@ -13,6 +14,10 @@ pub struct Model {
     pub role: Role,
     pub account_id: Option<String>,
     pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    /// To the minute (`crate::api::auth`).
+    pub last_used_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod attempt;
+pub mod audit_entry;
 pub mod delivery;
 pub mod event;
 pub mod webhook;
