@@ -57,7 +57,9 @@ fn forms(secret: &str) -> Vec<Vec<u8>> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 /// Every byte the database keeps: the SQLite file with its WAL and shared memory, or a `pg_dump` of the
@@ -230,7 +232,10 @@ async fn a_wrong_or_missing_key_stops_the_start(backend: Backend) {
         config.secrets_key_files = vec![garbage.clone()]
     })
     .await;
-    assert!(error.contains("garbage.key") && error.contains("base64"), "{error}");
+    assert!(
+        error.contains("garbage.key") && error.contains("base64"),
+        "{error}"
+    );
 
     // The refused starts changed nothing: the secret still opens.
     server
@@ -276,7 +281,10 @@ async fn a_database_from_before_sealing_is_sealed_in_place(backend: Backend) {
         .await
         .expect("read")
         .expect("row");
-    assert_eq!(sealed_with(&row.secret), Some(server.server.secrets.current_id()));
+    assert_eq!(
+        sealed_with(&row.secret),
+        Some(server.server.secrets.current_id())
+    );
     assert!(!row.secret.contains(clear));
     // It is the same secret: deliveries verify with it.
     server.publish("interview.scheduled", "{}").await;
@@ -316,10 +324,9 @@ async fn the_key_rotates_while_deliveries_go_on(backend: Backend) {
     let publishing = {
         let (url, key) = (server.server.url(), server.publisher_key.clone());
         tokio::spawn(async move {
-            let mut client =
-                proto::event_service_client::EventServiceClient::connect(url)
-                    .await
-                    .expect("connect");
+            let mut client = proto::event_service_client::EventServiceClient::connect(url)
+                .await
+                .expect("connect");
             for n in 0..20 {
                 client
                     .publish_event(authed(
@@ -341,7 +348,13 @@ async fn the_key_rotates_while_deliveries_go_on(backend: Backend) {
         let (url, new_key, old_key) = (server.db.url.clone(), new_key.clone(), old_key.clone());
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(workspace_bin("kit-webhooks-server"))
-                .args(["secrets", "rotate-key", "--database-url", &url, "--new-key-file"])
+                .args([
+                    "secrets",
+                    "rotate-key",
+                    "--database-url",
+                    &url,
+                    "--new-key-file",
+                ])
                 .arg(&new_key)
                 .arg("--secrets-key-file")
                 .arg(&old_key)
@@ -363,7 +376,9 @@ async fn the_key_rotates_while_deliveries_go_on(backend: Backend) {
     let received = receiver.wait_for(20 * secrets.len(), WAIT).await;
     for request in &received {
         assert!(
-            secrets.iter().any(|(_, secret)| verify(request, secret).is_ok()),
+            secrets
+                .iter()
+                .any(|(_, secret)| verify(request, secret).is_ok()),
             "a delivery during the rotation signed with none of the secrets"
         );
     }
@@ -372,7 +387,9 @@ async fn the_key_rotates_while_deliveries_go_on(backend: Backend) {
         .all(server.server.store.reader())
         .await
         .expect("webhooks");
-    assert!(rows.iter().all(|row| sealed_with(&row.secret) == Some(new_id.as_str())));
+    assert!(rows
+        .iter()
+        .all(|row| sealed_with(&row.secret) == Some(new_id.as_str())));
     assert_eq!(
         server.server.store.sealing_key_ids().await.expect("ids"),
         vec![new_id.clone()]
@@ -387,12 +404,18 @@ async fn the_key_rotates_while_deliveries_go_on(backend: Backend) {
     let mut server = server;
     server.config.secrets_key_files = vec![new_key.clone()];
     let server = server.restart().await;
-    server.publish("interview.scheduled", r#"{"after":true}"#).await;
-    let received = receiver.wait_for(20 * secrets.len() + secrets.len(), WAIT).await;
+    server
+        .publish("interview.scheduled", r#"{"after":true}"#)
+        .await;
+    let received = receiver
+        .wait_for(20 * secrets.len() + secrets.len(), WAIT)
+        .await;
     for request in &received[20 * secrets.len()..] {
         let body = String::from_utf8_lossy(&request.body);
         assert!(body.contains("after"), "{body}");
-        assert!(secrets.iter().any(|(_, secret)| verify(request, secret).is_ok()));
+        assert!(secrets
+            .iter()
+            .any(|(_, secret)| verify(request, secret).is_ok()));
     }
     server.stop().await;
 }

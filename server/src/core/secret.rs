@@ -18,8 +18,8 @@ pub fn new_signing_secret() -> String {
     format!("whsec_{}", STANDARD.encode(random_bytes()))
 }
 
-/// A new API key for key id `id`: `kwk_live_<id>_` and 256 random bits, so that a log or a list can name
-/// the key by its id without revealing it. It is shown once; only [`hash_api_key`] of it is stored.
+/// A new API key for key id `id` (`key_` and a ULID, 30 characters): `kwk_live_<id>_` and 256 random bits,
+/// so that a log or a list can name the key by its id without revealing it. It is shown once; only [`hash_api_key`] of it is stored.
 pub fn new_api_key(id: &str) -> String {
     format!("kwk_live_{id}_{}", URL_SAFE_NO_PAD.encode(random_bytes()))
 }
