@@ -280,12 +280,12 @@ async fn every_admin_change_is_recorded_without_secrets(backend: Backend) {
     .await;
     assert_eq!(about_delivery.len(), 1);
     assert_eq!(about_delivery[0].action, "delivery.retry");
-    let last = mine[0].time.clone();
+    let last = mine[0].time;
     let since_last = entries(
         &server,
         admin,
         proto::ListAuditEntriesRequest {
-            since: last.clone(),
+            since: last,
             ..Default::default()
         },
     )
@@ -296,7 +296,7 @@ async fn every_admin_change_is_recorded_without_secrets(backend: Backend) {
         &server,
         admin,
         proto::ListAuditEntriesRequest {
-            until: mine.last().and_then(|e| e.time.clone()),
+            until: mine.last().and_then(|e| e.time),
             ..Default::default()
         },
     )
