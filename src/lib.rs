@@ -2,6 +2,7 @@
 //!
 //! - [`proto`]: the generated gRPC contract (`kit.webhooks.v1`), clients and servers alike.
 //! - [`catalogue`]: the fixed catalogue of event types and the subscription rules over it.
+//! - [`definitions`]: what each event type's `data` holds (schema and example, from `catalogue/`).
 //! - [`duration`]: durations in flags and messages (`5s`, `24h`).
 //! - [`key_file`]: the file of first-start API keys the server writes and the CLI reads.
 //! - [`logging`]: the server's and the daemon's log lines (`RUST_LOG`, `NO_COLOR`, text or JSON).
@@ -16,6 +17,7 @@
 //! that must agree on both sides of a connection live here exactly once.
 
 pub mod catalogue;
+pub mod definitions;
 pub mod duration;
 pub mod key_file;
 pub mod logging;

@@ -41,6 +41,8 @@ pub struct Config {
     /// Admit `http://` webhook URLs (development only).
     pub allow_http: bool,
     pub max_payload_bytes: usize,
+    /// Refuse a published `data_json` that does not match its type's JSON Schema (`core::payload`).
+    pub validate_payloads: bool,
     /// Request bytes the server holds at once across all calls; a call past it is answered
     /// `RESOURCE_EXHAUSTED` (`crate::api::admission`).
     pub max_bytes_in_flight: usize,
@@ -86,6 +88,7 @@ impl Default for Config {
             database_max_connections: crate::store::DEFAULT_MAX_CONNECTIONS,
             allow_http: false,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            validate_payloads: false,
             max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
             cors_origins: Vec::new(),
             key_file: None,

@@ -174,6 +174,9 @@ struct ServeArgs {
     /// Largest accepted `data_json`, in bytes.
     #[arg(long, env = "KIT_WEBHOOKS_MAX_PAYLOAD_BYTES", default_value_t = DEFAULT_MAX_PAYLOAD_BYTES)]
     max_payload_bytes: usize,
+    /// Refuse a published `data_json` that does not match its event type's JSON Schema (docs/EVENTS.md).
+    #[arg(long, env = "KIT_WEBHOOKS_VALIDATE_PAYLOADS")]
+    validate_payloads: bool,
     /// Request bytes held at once across all calls; a call past it is answered RESOURCE_EXHAUSTED.
     #[arg(long, env = "KIT_WEBHOOKS_MAX_BYTES_IN_FLIGHT", default_value_t = config::DEFAULT_MAX_BYTES_IN_FLIGHT)]
     max_bytes_in_flight: usize,
@@ -307,6 +310,7 @@ fn serve_config(args: ServeArgs) -> Config {
         database_max_connections: args.database_max_connections,
         allow_http: args.allow_http,
         max_payload_bytes: args.max_payload_bytes,
+        validate_payloads: args.validate_payloads,
         max_bytes_in_flight: args.max_bytes_in_flight,
         cors_origins: args.cors_origins,
         key_file: args.key_file,

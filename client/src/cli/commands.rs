@@ -251,9 +251,17 @@ pub async fn event_types(connection: &ConnectionArgs, format: Format) -> anyhow:
     match format {
         Format::Json => output::print_json(&json!(types
             .iter()
-            .map(
-                |t| json!({ "name": t.name, "category": t.category, "description": t.description })
-            )
+            .map(|t| {
+                let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok();
+                json!({
+                    "name": t.name,
+                    "category": t.category,
+                    "description": t.description,
+                    "fires_when": t.fires_when,
+                    "schema": parse(&t.schema_json),
+                    "example": parse(&t.example_json),
+                })
+            })
             .collect::<Vec<_>>())),
         Format::Table => {
             let mut category = String::new();

@@ -93,6 +93,21 @@ pub fn attempt(row: attempt::Model, delivery: &delivery::Model) -> proto::Attemp
     }
 }
 
+/// A catalogue entry with its definition (`kit_webhooks::definitions`).
+pub fn event_type(event_type: &kit_webhooks::catalogue::EventType) -> proto::EventType {
+    let definition = kit_webhooks::definitions::of(event_type.name);
+    proto::EventType {
+        name: event_type.name.to_owned(),
+        category: event_type.category.to_owned(),
+        description: event_type.description.to_owned(),
+        fires_when: definition.map(|d| d.fires_when.clone()).unwrap_or_default(),
+        schema_json: definition.map(|d| d.schema.to_string()).unwrap_or_default(),
+        example_json: definition
+            .map(|d| d.example.to_string())
+            .unwrap_or_default(),
+    }
+}
+
 pub fn api_key(row: crate::store::entity::api_key::Model) -> proto::ApiKey {
     proto::ApiKey {
         id: row.id,

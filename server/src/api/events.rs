@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kit_webhooks::{catalogue, proto};
+use kit_webhooks::{definitions, proto};
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -14,7 +14,7 @@ use crate::{
         event,
         id::{self, Kind},
         page::PageRequest,
-        Error, Role,
+        payload, Error, Role,
     },
     state::AppState,
     store::events::new_event,
@@ -46,6 +46,9 @@ impl proto::event_service_server::EventService for EventApi {
         let account_id = event::validate_account_id("account_id", &req.account_id)?;
         let event_type = event::validate_type("type", &req.r#type)?;
         let data_json = event::validate_data(req.data_json, self.state.config.max_payload_bytes)?;
+        if self.state.config.validate_payloads {
+            payload::check(event_type, &data_json)?;
+        }
         let idempotency_key = event::validate_idempotency_key(&req.idempotency_key)?;
         let row = new_event(account_id, event_type, data_json, idempotency_key);
         // What a reused key must match; kept only when there is a key (the data may be 256 KiB).
@@ -137,15 +140,22 @@ impl proto::event_service_server::EventService for EventApi {
         request: Request<proto::ListEventTypesRequest>,
     ) -> Result<Response<proto::ListEventTypesResponse>, Status> {
         reader(&request)?;
-        let event_types = catalogue::EVENT_TYPES
-            .iter()
-            .chain(std::iter::once(&catalogue::TEST_PING_TYPE))
-            .map(|t| proto::EventType {
-                name: t.name.to_owned(),
-                category: t.category.to_owned(),
-                description: t.description.to_owned(),
-            })
-            .collect();
+        let event_types = definitions::types().map(convert::event_type).collect();
         Ok(Response::new(proto::ListEventTypesResponse { event_types }))
+    }
+
+    async fn get_event_type(
+        &self,
+        request: Request<proto::GetEventTypeRequest>,
+    ) -> Result<Response<proto::EventType>, Status> {
+        reader(&request)?;
+        let name = &request.get_ref().name;
+        if name.is_empty() {
+            return Err(Error::invalid("name", "is required").into());
+        }
+        let event_type = definitions::types()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::not_found("event type", name))?;
+        Ok(Response::new(convert::event_type(event_type)))
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod id;
 pub mod page;
+pub mod payload;
 pub mod policy;
 pub mod role;
 pub mod sealing;
