@@ -6,6 +6,9 @@
 //! (`user-agent` and the signature's); the server records those ([`reported_headers`]) and shows an
 //! attempt's headers completed with [`complete`]. So a report does not carry back what the server already
 //! knows (docs/PERFORMANCE.md, step 51).
+//!
+//! A webhook may add headers of its own (an `Authorization` its endpoint's gateway requires): never one this
+//! system sets ([`is_reserved`]), and shown with the values of credential-like ones [`masked`].
 
 use std::collections::BTreeMap;
 
@@ -28,15 +31,71 @@ pub fn task_headers(
     ]
 }
 
+/// Whether a webhook may not set header `name` (lowercase) itself: this system sets it (`webhook-*`,
+/// `kit-*`, `content-type`, `content-length`, `host`, `user-agent`), or HTTP does (`connection`,
+/// `transfer-encoding`, and the like).
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with("webhook-")
+        || name.starts_with("kit-")
+        || name.starts_with("proxy-")
+        || matches!(
+            name,
+            "content-type"
+                | "content-length"
+                | "content-encoding"
+                | "host"
+                | "user-agent"
+                | "connection"
+                | "keep-alive"
+                | "transfer-encoding"
+                | "te"
+                | "trailer"
+                | "upgrade"
+                | "expect"
+        )
+}
+
+/// Whether header `name` (lowercase) looks like it carries a credential, so that its value is never shown.
+fn is_sensitive(name: &str) -> bool {
+    [
+        "auth",
+        "token",
+        "secret",
+        "key",
+        "password",
+        "cookie",
+        "signature",
+        "credential",
+        "session",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+/// `value` of a webhook's header `name` as it may be shown: a credential-like one as `****` and its last
+/// four characters (all of it hidden when it is short), any other as it is.
+pub fn masked(name: &str, value: &str) -> String {
+    if !is_sensitive(name) {
+        return value.to_owned();
+    }
+    let chars: Vec<char> = value.chars().collect();
+    match chars.len() {
+        0..=11 => "****".to_owned(),
+        n => format!("****{}", chars[n - 4..].iter().collect::<String>()),
+    }
+}
+
 /// The headers a report names on its own, those its task does not determine: `user-agent`, and the
 /// signature's timestamp and value, each left out when the report leaves it empty (none at all when the daemon
-/// made no request). What the server records for a report that does not list every header.
+/// made no request), and the webhook's own headers, masked as the daemon reported them. What the server
+/// records for a report that does not list every header.
 pub fn reported_headers(
     user_agent: String,
     signed_at: i64,
     signature: String,
+    webhook_headers: BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut headers = BTreeMap::new();
+    let mut headers = webhook_headers;
     if !user_agent.is_empty() {
         headers.insert("user-agent".to_owned(), user_agent);
     }
@@ -85,6 +144,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn credential_like_values_are_masked_and_system_headers_reserved() {
+        assert_eq!(masked("authorization", "Bearer abcdefgh1234"), "****1234");
+        assert_eq!(masked("x-api-key", "short"), "****");
+        assert_eq!(masked("x-tenant", "acme"), "acme");
+        for name in [
+            "webhook-id",
+            "kit-attempt",
+            "content-type",
+            "host",
+            "user-agent",
+            "connection",
+        ] {
+            assert!(is_reserved(name), "{name}");
+        }
+        assert!(!is_reserved("authorization") && !is_reserved("x-tenant"));
+    }
+
+    #[test]
     fn recorded_headers_are_completed_from_the_task_and_keep_their_own_values() {
         let mut headers = BTreeMap::from([
             ("user-agent".to_owned(), "KitWebhooks/1".to_owned()),
@@ -105,7 +182,7 @@ mod tests {
             .collect();
         assert_eq!(got, expected);
 
-        let mut none = reported_headers(String::new(), 0, String::new());
+        let mut none = reported_headers(String::new(), 0, String::new(), BTreeMap::new());
         complete(&mut none, "evt_1", "offer.accepted", "dlv_1", 2);
         assert!(none.is_empty(), "no request was made");
     }

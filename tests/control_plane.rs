@@ -36,6 +36,7 @@ fn create_request(url: &str, events: &[&str]) -> proto::CreateWebhookRequest {
         description: "test hook".into(),
         events: events.iter().map(|s| s.to_string()).collect(),
         rate_limit_per_second: 0,
+        headers: Vec::new(),
     }
 }
 
@@ -337,6 +338,7 @@ async fn update_changes_only_masked_fields(backend: Backend) {
                     paths: vec!["url".into(), "events".into()],
                 }),
                 rate_limit_per_second: 0,
+                headers: Vec::new(),
             },
         ))
         .await

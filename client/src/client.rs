@@ -51,6 +51,8 @@ pub struct NewWebhook {
     pub events: Vec<String>,
     /// Requests per second at most; `None` for the server's default.
     pub rate_limit_per_second: Option<u32>,
+    /// Headers sent with every request (name, value).
+    pub headers: Vec<(String, String)>,
 }
 
 impl NewWebhook {
@@ -79,6 +81,8 @@ pub struct WebhookUpdate {
     pub description: Option<String>,
     pub events: Option<Vec<String>>,
     pub rate_limit_per_second: Option<u32>,
+    /// The whole new set of headers (an empty one removes them all).
+    pub headers: Option<Vec<(String, String)>>,
 }
 
 /// Which deliveries of a webhook to list.
@@ -142,6 +146,7 @@ impl Client {
                 description: new.description,
                 events: new.events,
                 rate_limit_per_second: new.rate_limit_per_second.unwrap_or(0),
+                headers: headers(new.headers),
             })
             .await?
             .into_inner();
@@ -200,6 +205,10 @@ impl Client {
         if let Some(rate) = update.rate_limit_per_second {
             request.rate_limit_per_second = rate;
             paths.push("rate_limit_per_second".to_string());
+        }
+        if let Some(set) = update.headers {
+            request.headers = headers(set);
+            paths.push("headers".to_string());
         }
         request.update_mask = Some(prost_types::FieldMask { paths });
         Ok(self
@@ -407,6 +416,13 @@ impl Client {
             .await?;
         Ok(reply.into_inner().event_types)
     }
+}
+
+fn headers(pairs: Vec<(String, String)>) -> Vec<proto::Header> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| proto::Header { name, value })
+        .collect()
 }
 
 /// Turns a page fetcher into a stream of items that follows page tokens until the last page.

@@ -109,7 +109,8 @@ enum Command {
 pub enum WebhooksCommand {
     /// Create a webhook; prints its id and signing secret.
     #[command(
-        after_help = "Example:\n  kit-webhooks webhooks create --url https://example.com/hooks --events 'interview.*,offer.accepted'"
+        after_help = "Examples:\n  kit-webhooks webhooks create --url https://example.com/hooks --events 'interview.*,offer.accepted'\n  \
+        kit-webhooks webhooks create --url https://example.com/hooks --events 'offer.*' --header 'Authorization: Bearer s3cr3t'"
     )]
     Create {
         #[arg(long)]
@@ -122,6 +123,9 @@ pub enum WebhooksCommand {
         /// Requests per second at most [default: the server's, 100].
         #[arg(long)]
         rate_limit: Option<u32>,
+        /// A header sent with every request, `'Name: value'`; repeatable.
+        #[arg(long = "header", value_name = "'NAME: VALUE'", value_parser = cli::commands::parse_header)]
+        headers: Vec<(String, String)>,
     },
     /// List the account's webhooks.
     #[command(after_help = "Example:\n  kit-webhooks webhooks list --limit 20 -o json")]
@@ -147,6 +151,12 @@ pub enum WebhooksCommand {
         events: Option<Vec<String>>,
         #[arg(long)]
         rate_limit: Option<u32>,
+        /// The whole new set of headers, `'Name: value'`; repeatable.
+        #[arg(long = "header", value_name = "'NAME: VALUE'", value_parser = cli::commands::parse_header)]
+        headers: Vec<(String, String)>,
+        /// Remove every header of the webhook.
+        #[arg(long, conflicts_with = "headers")]
+        no_headers: bool,
     },
     /// Stop deliveries (events firing meanwhile are not queued).
     #[command(after_help = "Example:\n  kit-webhooks webhooks pause wh_01J…")]

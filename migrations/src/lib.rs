@@ -14,6 +14,7 @@ mod m0006_index_deliveries_by_event;
 mod m0007_sealing_keys;
 mod m0008_api_key_lifecycle;
 mod m0009_audit_entries;
+mod m0010_webhook_headers;
 
 /// The collation of a new table's key columns: bytewise (`COLLATE "C"`) on PostgreSQL, as m0004 made every
 /// other one; SQLite compares bytes already.
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_sealing_keys::Migration),
             Box::new(m0008_api_key_lifecycle::Migration),
             Box::new(m0009_audit_entries::Migration),
+            Box::new(m0010_webhook_headers::Migration),
         ]
     }
 }

@@ -328,6 +328,7 @@ impl TestServer {
                     description: String::new(),
                     events: events.iter().map(|e| e.to_string()).collect(),
                     rate_limit_per_second: 0,
+                    headers: Vec::new(),
                 },
             ))
             .await

@@ -32,12 +32,14 @@ pub async fn webhooks(
             description,
             events,
             rate_limit,
+            headers,
         } => {
             let new = NewWebhook {
                 url,
                 description,
                 events,
                 rate_limit_per_second: rate_limit,
+                headers,
             };
             let (webhook, secret) = client.create_webhook(new).await?;
             output::created_webhook(format, &webhook, secret);
@@ -57,17 +59,18 @@ pub async fn webhooks(
             description,
             events,
             rate_limit,
+            headers,
+            no_headers,
         } => {
-            if url.is_none() && description.is_none() && events.is_none() && rate_limit.is_none() {
-                bail!("nothing to change: give --url, --description, --events or --rate-limit");
-            }
+            let headers = (no_headers || !headers.is_empty()).then_some(headers);
             let update = WebhookUpdate {
                 url,
                 description,
                 events,
                 rate_limit_per_second: rate_limit,
+                headers,
             };
-            show(&client.update_webhook(&id, update).await?);
+            show(&client.update_webhook(&id, checked(update)?).await?);
         }
         WebhooksCommand::Pause { id } => show(&client.pause_webhook(&id).await?),
         WebhooksCommand::Resume { id } => show(&client.resume_webhook(&id).await?),
@@ -286,6 +289,35 @@ fn delivery_status(text: &str) -> anyhow::Result<DeliveryStatus> {
         "failed" => DeliveryStatus::Failed,
         other => bail!("--status: `{other}` is not one of pending, sending, succeeded, failed"),
     })
+}
+
+/// `update` with something to change, or why not.
+fn checked(update: WebhookUpdate) -> anyhow::Result<WebhookUpdate> {
+    let WebhookUpdate {
+        url,
+        description,
+        events,
+        rate_limit_per_second,
+        headers,
+    } = &update;
+    if url.is_none()
+        && description.is_none()
+        && events.is_none()
+        && rate_limit_per_second.is_none()
+        && headers.is_none()
+    {
+        bail!("nothing to change: give --url, --description, --events, --rate-limit, --header or --no-headers");
+    }
+    Ok(update)
+}
+
+/// `--header 'Name: value'`: the name before the first colon, the value after it, spaces around both
+/// dropped (the server checks them).
+pub fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not `Name: value`"))?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
 }
 
 /// `TIME` of `--since`/`--until`: RFC 3339, or a duration meaning that long ago (`72h`).

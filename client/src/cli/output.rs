@@ -58,6 +58,11 @@ pub fn webhook_json(webhook: &Webhook) -> Value {
         "created_at": time_json(&webhook.created_at),
         "updated_at": time_json(&webhook.updated_at),
         "previous_secret_expires_at": time_json(&webhook.previous_secret_expires_at),
+        "headers": webhook
+            .headers
+            .iter()
+            .map(|h| json!({ "name": h.name, "value": h.value }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -161,6 +166,9 @@ pub fn webhook_fields(webhook: &Webhook) {
             "old secret until",
             time(&webhook.previous_secret_expires_at),
         ));
+    }
+    for header in &webhook.headers {
+        pairs.push(("header", format!("{}: {}", header.name, header.value)));
     }
     fields(&pairs);
 }

@@ -3,11 +3,17 @@
 use kit_webhooks::{proto, request};
 
 use crate::{
-    core::{event::DeliveryStatus, time::to_timestamp, webhook},
+    core::{event::DeliveryStatus, headers, sealing::Keyring, time::to_timestamp, webhook},
     store::entity::{attempt, delivery, event, webhook as webhook_row},
 };
 
-pub fn webhook(row: webhook_row::Model) -> proto::Webhook {
+/// The webhook of `row`, its headers opened with `ring` and shown masked.
+pub fn webhook(row: webhook_row::Model, ring: &Keyring) -> proto::Webhook {
+    // A row that does not open was altered behind the server's back: shown without its headers, logged.
+    let headers = headers::open(ring, &row.id, &row.headers).unwrap_or_else(|err| {
+        tracing::error!(webhook = %row.id, error = %err, "cannot read a webhook's headers");
+        headers::Headers::new()
+    });
     let status = match row.status {
         webhook::Status::Active => proto::WebhookStatus::Active,
         webhook::Status::Paused => proto::WebhookStatus::Paused,
@@ -26,6 +32,7 @@ pub fn webhook(row: webhook_row::Model) -> proto::Webhook {
         updated_at: Some(to_timestamp(row.updated_at)),
         account_id: row.account_id,
         previous_secret_expires_at: row.previous_secret_expires_at.map(to_timestamp),
+        headers: headers::shown(headers),
     }
 }
 

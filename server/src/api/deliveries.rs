@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::auth;
 use crate::{
     core::{
+        headers,
         id::{self, Kind},
         policy::{DeliveryDecision, WebhookDecision},
         text, time, Error, Role,
@@ -268,7 +269,19 @@ fn attempt_report(req: proto::ReportDeliveryRequest) -> Result<AttemptReport, Er
     let mut body = req.response_body;
     body.truncate(response::MAX_BODY_BYTES);
     let request_headers = if req.request_headers.is_empty() {
-        request::reported_headers(req.user_agent, req.signed_at, req.signature)
+        // At most a webhook's worth of its own headers, each at most a header's length.
+        let webhook_headers = req
+            .webhook_headers
+            .into_iter()
+            .take(headers::MAX_HEADERS)
+            .filter(|(name, value)| name.len() <= 64 && value.len() <= 1024)
+            .collect();
+        request::reported_headers(
+            req.user_agent,
+            req.signed_at,
+            req.signature,
+            webhook_headers,
+        )
     } else {
         req.request_headers
     };

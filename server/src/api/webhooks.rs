@@ -11,6 +11,7 @@ use crate::{
     core::{
         audit::{Action, Actor, AuditEntry},
         event::{self, DeliveryStatus},
+        headers,
         id::{self, Kind},
         page::PageRequest,
         secret, time,
@@ -79,7 +80,9 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let description = webhook::validate_description(&req.description)?;
         let events = webhook::validate_events(&req.events)?;
         let rate = webhook::validate_rate_limit(req.rate_limit_per_second)?;
-        let row = new_webhook(account, &url, &description, &events, rate);
+        let headers = headers::validate("headers", &req.headers)?;
+        let mut row = new_webhook(account, &url, &description, &events, rate);
+        row.headers = headers::encode(&headers);
         let secret = row.secret.clone();
         let row = self
             .state
@@ -90,7 +93,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         tracing::info!(webhook = %row.id, account = %row.account_id, "webhook created");
         Ok(Response::new(proto::CreateWebhookResponse {
             secret,
-            webhook: Some(convert::webhook(row)),
+            webhook: Some(convert::webhook(row, &self.state.secrets)),
         }))
     }
 
@@ -102,7 +105,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let row = self
             .webhook_of(&account, "id", &request.get_ref().id)
             .await?;
-        Ok(Response::new(convert::webhook(row)))
+        Ok(Response::new(convert::webhook(row, &self.state.secrets)))
     }
 
     async fn list_webhooks(
@@ -120,7 +123,10 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             .map_err(Error::from)?;
         let next_page_token = page.finish(&mut rows, |row| &row.id);
         Ok(Response::new(proto::ListWebhooksResponse {
-            webhooks: rows.into_iter().map(convert::webhook).collect(),
+            webhooks: rows
+                .into_iter()
+                .map(|row| convert::webhook(row, &self.state.secrets))
+                .collect(),
             next_page_token,
         }))
     }
@@ -139,7 +145,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         if paths.is_empty() {
             return Err(Error::invalid(
                 "update_mask",
-                "must name the fields to change: url, description, events, rate_limit_per_second",
+                "must name the fields to change: url, description, events, rate_limit_per_second, headers",
             )
             .into());
         }
@@ -148,21 +154,24 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let mut description = None;
         let mut events = None;
         let mut rate = None;
+        let mut new_headers = None;
         for path in &paths {
             match path.as_str() {
                 "url" => url = Some(webhook::validate_url(&req.url, self.state.config.allow_http)?),
                 "description" => description = Some(webhook::validate_description(&req.description)?),
                 "events" => events = Some(webhook::encode_events(&webhook::validate_events(&req.events)?)),
                 "rate_limit_per_second" => rate = Some(webhook::validate_rate_limit(req.rate_limit_per_second)?),
+                "headers" => new_headers = Some(headers::encode(&headers::validate("headers", &req.headers)?)),
                 other => {
                     return Err(Error::invalid(
                         "update_mask",
-                        format!("unknown field {}; updatable: url, description, events, rate_limit_per_second", kit_webhooks::text::quoted(other)),
+                        format!("unknown field {}; updatable: url, description, events, rate_limit_per_second, headers", kit_webhooks::text::quoted(other)),
                     )
                     .into())
                 }
             }
         }
+        let ring = &self.state.secrets;
         let row = self
             .change_webhook(&actor, Action::WebhookUpdate, &req.id, |row| {
                 if let Some(url) = url {
@@ -177,10 +186,16 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
                 if let Some(rate) = rate {
                     row.rate_limit_per_second = rate as i32;
                 }
+                if let Some(text) = new_headers {
+                    row.headers = match text.is_empty() {
+                        true => text,
+                        false => ring.seal(&row.id, &text),
+                    };
+                }
                 Ok(())
             })
             .await?;
-        Ok(Response::new(convert::webhook(row)))
+        Ok(Response::new(convert::webhook(row, &self.state.secrets)))
     }
 
     async fn delete_webhook(
@@ -224,7 +239,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
                 },
             )
             .await?;
-        Ok(Response::new(convert::webhook(row)))
+        Ok(Response::new(convert::webhook(row, &self.state.secrets)))
     }
 
     async fn resume_webhook(
@@ -250,7 +265,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             .await?;
         // Held deliveries are due again.
         self.state.deliveries_changed.notify();
-        Ok(Response::new(convert::webhook(row)))
+        Ok(Response::new(convert::webhook(row, &self.state.secrets)))
     }
 
     async fn rotate_secret(
@@ -289,7 +304,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         tracing::info!(webhook = %row.id, grace_seconds = grace, "signing secret rotated");
         Ok(Response::new(proto::RotateSecretResponse {
             secret: fresh,
-            webhook: Some(convert::webhook(row)),
+            webhook: Some(convert::webhook(row, &self.state.secrets)),
         }))
     }
 

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod error;
 pub mod event;
+pub mod headers;
 pub mod id;
 pub mod page;
 pub mod payload;

@@ -3,7 +3,7 @@
 use kit_webhooks::proto;
 
 use crate::{
-    core::{event::envelope, sealing::Keyring, Error},
+    core::{event::envelope, headers, sealing::Keyring, Error},
     store::leases::LeasedDelivery,
 };
 
@@ -18,9 +18,9 @@ pub fn body(lease: &LeasedDelivery) -> Vec<u8> {
     )
 }
 
-/// The daemon's task for a leased delivery: its event's `body`, and every secret valid `now` (the current
-/// one first, then one still in its rotation grace), opened with `ring`: the one place a stored secret is
-/// opened for sending.
+/// The daemon's task for a leased delivery: its event's `body`, every secret valid `now` (the current one
+/// first, then one still in its rotation grace) and the webhook's own headers, opened with `ring`: the one
+/// place what is sealed is opened for sending.
 pub fn task(
     lease: LeasedDelivery,
     body: bytes::Bytes,
@@ -36,7 +36,9 @@ pub fn task(
             secrets.push(ring.open(&hook.id, previous)?);
         }
     }
+    let headers = headers::open(ring, &hook.id, &hook.headers)?;
     Ok(proto::DeliveryTask {
+        headers,
         attempt_number: (lease.attempt_count + 1).max(1) as u32,
         url: hook.url.clone(),
         rate_limit_per_second: hook.rate_limit_per_second.max(1) as u32,

@@ -80,7 +80,7 @@ impl Store {
 }
 
 /// The fields of a webhook that differ between `before` and `after` (all of them for a new webhook, whose
-/// `before` is `None`), with their new values. A secret appears as `"(changed)"`, never as a value;
+/// `before` is `None`), with their new values. A secret or the headers appear as `"(changed)"`, never as a value;
 /// bookkeeping (`updated_at`) not at all.
 pub fn webhook_changes(
     before: Option<&webhook::Model>,
@@ -111,6 +111,12 @@ pub fn webhook_changes(
     }
     if before.is_some_and(|before| before.secret != after.secret) {
         changes.insert("secret".to_owned(), "(changed)".into());
+    }
+    // Sealed: whether they changed, never what they hold (often credentials).
+    if before.map_or(!after.headers.is_empty(), |before| {
+        before.headers != after.headers
+    }) {
+        changes.insert("headers".to_owned(), "(changed)".into());
     }
     changes
 }

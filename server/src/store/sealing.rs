@@ -1,5 +1,5 @@
-//! The sealing keys a database's secrets are under (ids only, `sealing_keys`), and resealing webhook secrets
-//! in batches: the first start's sealing of clear secrets and `secrets rotate-key` both go through
+//! The sealing keys a database's secrets are under (ids only, `sealing_keys`), and resealing what webhooks
+//! keep sealed (their secrets and headers) in batches: the first start's sealing of clear secrets and `secrets rotate-key` both go through
 //! [`Store::reseal_batch`].
 
 use sea_orm::{
@@ -93,12 +93,13 @@ impl Store {
         which: Reseal,
         after: &str,
     ) -> Result<ResealedBatch, Error> {
-        let rows: Vec<(String, String, Option<String>)> = webhook::Entity::find()
+        let rows: Vec<(String, String, Option<String>, String)> = webhook::Entity::find()
             .select_only()
             .columns([
                 webhook::Column::Id,
                 webhook::Column::Secret,
                 webhook::Column::PreviousSecret,
+                webhook::Column::Headers,
             ])
             .filter(webhook::Column::Id.gt(after))
             .order_by_asc(webhook::Column::Id)
@@ -111,9 +112,10 @@ impl Store {
             wanted: 0,
             rewritten: 0,
         };
-        for (id, secret, previous) in &rows {
+        for (id, secret, previous, headers) in &rows {
             let wants_previous = previous.as_deref().is_some_and(|p| which.wants(ring, p));
-            if !which.wants(ring, secret) && !wants_previous {
+            let wants_headers = !headers.is_empty() && which.wants(ring, headers);
+            if !which.wants(ring, secret) && !wants_previous && !wants_headers {
                 continue;
             }
             batch.wanted += 1;
@@ -128,11 +130,17 @@ impl Store {
                 Ok(ring.seal(id, &clear))
             };
             let new_previous = previous.as_deref().map(reseal).transpose()?;
+            let new_headers = match headers.is_empty() {
+                true => String::new(),
+                false => reseal(headers)?,
+            };
             let mut update = webhook::Entity::update_many()
                 .col_expr(webhook::Column::Secret, Expr::value(reseal(secret)?))
                 .col_expr(webhook::Column::PreviousSecret, Expr::value(new_previous))
+                .col_expr(webhook::Column::Headers, Expr::value(new_headers))
                 .filter(webhook::Column::Id.eq(id.as_str()))
-                .filter(webhook::Column::Secret.eq(secret.as_str()));
+                .filter(webhook::Column::Secret.eq(secret.as_str()))
+                .filter(webhook::Column::Headers.eq(headers.as_str()));
             update = match previous {
                 Some(previous) => {
                     update.filter(webhook::Column::PreviousSecret.eq(previous.as_str()))

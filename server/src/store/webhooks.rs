@@ -45,12 +45,13 @@ pub fn new_webhook(
         previous_secret_expires_at: None,
         created_at: now,
         updated_at: now,
+        headers: String::new(),
     }
 }
 
 impl Store {
-    /// Stores a new webhook (from [`new_webhook`]), its clear secret sealed with `ring`'s current key, and
-    /// `actor`'s audit entry for it.
+    /// Stores a new webhook (from [`new_webhook`]), its clear secret and headers sealed with `ring`'s current
+    /// key, and `actor`'s audit entry for it.
     pub async fn insert_webhook(
         &self,
         mut model: webhook::Model,
@@ -58,6 +59,9 @@ impl Store {
         actor: &Actor,
     ) -> Result<webhook::Model, DbErr> {
         model.secret = ring.seal(&model.id, &model.secret);
+        if !model.headers.is_empty() {
+            model.headers = ring.seal(&model.id, &model.headers);
+        }
         let txn = self.writer().begin().await?;
         let stored = model.into_active_model().insert(&txn).await?;
         let mut entry = AuditEntry::new(actor, Action::WebhookCreate, &stored.id);

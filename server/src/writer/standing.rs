@@ -225,6 +225,7 @@ mod tests {
             secret: "whsec_x".into(),
             previous_secret: None,
             previous_secret_expires_at: None,
+            headers: String::new(),
         });
         let event = Arc::new(SendingEvent {
             id: "evt_1".into(),

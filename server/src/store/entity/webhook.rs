@@ -27,6 +27,9 @@ pub struct Model {
     pub previous_secret_expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The webhook's own request headers, a JSON object sealed like the secret; empty for none
+    /// (`crate::core::headers`).
+    pub headers: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -90,6 +90,8 @@ pub struct SendingWebhook {
     pub secret: String,
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<i64>,
+    /// Sealed, or empty for none (`crate::core::headers`).
+    pub headers: String,
 }
 
 impl From<&webhook::Model> for SendingWebhook {
@@ -102,12 +104,13 @@ impl From<&webhook::Model> for SendingWebhook {
             secret: hook.secret.clone(),
             previous_secret: hook.previous_secret.clone(),
             previous_secret_expires_at: hook.previous_secret_expires_at,
+            headers: hook.headers.clone(),
         }
     }
 }
 
 impl SendingWebhook {
-    pub(super) const COLUMNS: [&str; 7] = [
+    pub(super) const COLUMNS: [&str; 8] = [
         "id",
         "status",
         "url",
@@ -115,6 +118,7 @@ impl SendingWebhook {
         "secret",
         "previous_secret",
         "previous_secret_expires_at",
+        "headers",
     ];
 }
 
