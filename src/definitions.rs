@@ -185,3 +185,47 @@ fn kind_of(property: &Value) -> String {
         _ => kind,
     }
 }
+
+/// Event type `name`'s example with fresh ids: every string under a key `id` or `…_id` that looks like
+/// `prefix_…` gets a new random part, the same old id always the same new one (so that references inside the
+/// example still agree). What `TriggerEvent` publishes when it is given no data.
+pub fn fresh_example(name: &str) -> Option<Value> {
+    let mut example = of(name)?.example.clone();
+    let mut renamed = HashMap::new();
+    refresh_ids(&mut example, false, &mut renamed);
+    Some(example)
+}
+
+fn refresh_ids(value: &mut Value, is_id: bool, renamed: &mut HashMap<String, String>) {
+    match value {
+        Value::String(text) if is_id => {
+            if let Some((prefix, _)) = text.split_once('_') {
+                let fresh = renamed
+                    .entry(text.clone())
+                    .or_insert_with(|| format!("{prefix}_{}", random_part()))
+                    .clone();
+                *text = fresh;
+            }
+        }
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                let is_id = key == "id" || key.ends_with("_id");
+                refresh_ids(field, is_id, renamed);
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| refresh_ids(item, is_id, renamed)),
+        _ => {}
+    }
+}
+
+/// Ten random letters and digits.
+fn random_part() -> String {
+    use rand::{distr::Alphanumeric, Rng};
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(10)
+        .map(char::from)
+        .collect()
+}

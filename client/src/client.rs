@@ -374,6 +374,24 @@ impl Client {
         Ok(reply.into_inner())
     }
 
+    /// Publishes an event of `event_type` for the admin key's account: `data_json`, or the type's example
+    /// with fresh ids.
+    pub async fn trigger_event(
+        &self,
+        event_type: &str,
+        data_json: Option<&str>,
+    ) -> Result<proto::PublishEventResponse, Error> {
+        let reply = self
+            .events
+            .clone()
+            .trigger_event(proto::TriggerEventRequest {
+                r#type: event_type.into(),
+                data_json: data_json.unwrap_or_default().into(),
+            })
+            .await?;
+        Ok(reply.into_inner())
+    }
+
     pub async fn get_event(&self, id: &str) -> Result<proto::Event, Error> {
         Ok(self
             .events

@@ -300,6 +300,20 @@ pub enum EventsCommand {
     /// Show one event.
     #[command(after_help = "Example:\n  kit-webhooks events get evt_01J…")]
     Get { id: String },
+    /// Publish a type's example (fresh ids) for the admin key's account, wait for its deliveries, and print
+    /// each outcome (needs the admin key).
+    #[command(
+        after_help = "Examples:\n  kit-webhooks events trigger interview.scheduled\n  \
+        kit-webhooks events trigger offer.revised --set offer.salary.amount=185000 --set candidate.name='Ada Lovelace'\n\n\
+        docs/EVENTS.md shows each type's fields; --set takes a dotted path and a JSON value (or text)."
+    )]
+    Trigger {
+        #[arg(value_name = "TYPE")]
+        event_type: String,
+        /// Change a field of the example: `path.to.field=value`; repeatable.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+    },
 }
 
 fn main() {

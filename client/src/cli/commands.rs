@@ -188,8 +188,12 @@ pub async fn events(
     format: Format,
     command: EventsCommand,
 ) -> anyhow::Result<()> {
-    let client = connection.client(KeyRole::Publisher).await?;
+    // A trigger acts for the admin key's account; the rest use the publisher key.
+    let publisher = || connection.client(KeyRole::Publisher);
     match command {
+        EventsCommand::Trigger { event_type, sets } => {
+            super::trigger::run(connection, format, &event_type, &sets).await?;
+        }
         EventsCommand::Publish {
             account,
             event_type,
@@ -197,7 +201,8 @@ pub async fn events(
             idempotency_key,
         } => {
             let data = read_data(&data)?;
-            let reply = client
+            let reply = publisher()
+                .await?
                 .publish_event(&account, &event_type, &data, idempotency_key.as_deref())
                 .await?;
             let event = reply.event.unwrap_or_default();
@@ -216,6 +221,7 @@ pub async fn events(
             account,
             limit,
         } => {
+            let client = publisher().await?;
             let events: Vec<_> = client
                 .list_events(event_type, account)
                 .take(limit.unwrap_or(usize::MAX))
@@ -224,7 +230,7 @@ pub async fn events(
             output::event_list(format, &events);
         }
         EventsCommand::Get { id } => {
-            let event = client.get_event(&id).await?;
+            let event = publisher().await?.get_event(&id).await?;
             match format {
                 Format::Json => output::print_json(&output::event_json(&event)),
                 Format::Table => {

@@ -17,7 +17,7 @@ use crate::{
         payload, Error, Role,
     },
     state::AppState,
-    store::events::new_event,
+    store::events::{new_event, Published},
 };
 
 pub struct EventApi {
@@ -27,6 +27,18 @@ pub struct EventApi {
 impl EventApi {
     pub fn new(state: Arc<AppState>) -> Self {
         EventApi { state }
+    }
+
+    /// The answer to a publish (or a trigger) once its cycle committed.
+    fn answer(&self, published: Published) -> proto::PublishEventResponse {
+        // Deliveries handed to a waiting stream in the publishing cycle are on their way already.
+        if published.deliveries_pending > 0 {
+            self.state.deliveries_changed.notify();
+        }
+        proto::PublishEventResponse {
+            event: Some(convert::event(published.event)),
+            deliveries_queued: published.deliveries_queued,
+        }
     }
 }
 
@@ -78,14 +90,32 @@ impl proto::event_service_server::EventService for EventApi {
                 )?;
             }
         }
-        // Deliveries handed to a waiting stream in the publishing cycle are on their way already.
-        if published.deliveries_pending > 0 {
-            self.state.deliveries_changed.notify();
-        }
-        Ok(Response::new(proto::PublishEventResponse {
-            event: Some(convert::event(published.event)),
-            deliveries_queued: published.deliveries_queued,
-        }))
+        Ok(Response::new(self.answer(published)))
+    }
+
+    async fn trigger_event(
+        &self,
+        request: Request<proto::TriggerEventRequest>,
+    ) -> Result<Response<proto::PublishEventResponse>, Status> {
+        let account = auth::require_admin(&request)?;
+        let req = request.into_inner();
+        let event_type = event::validate_type("type", &req.r#type)?;
+        let data_json = match req.data_json.is_empty() {
+            true => definitions::fresh_example(event_type)
+                .map(|example| example.to_string())
+                .unwrap_or_else(|| "{}".into()),
+            false => event::validate_data(req.data_json, self.state.config.max_payload_bytes)?,
+        };
+        // A trigger tries a receiver with what Kit would send: always the documented shape.
+        payload::check(event_type, &data_json)?;
+        let row = new_event(account, event_type, data_json, None);
+        let published = self.state.writer.publish(row).await?;
+        self.state.metrics.published(
+            &published.event.r#type,
+            u64::from(published.deliveries_queued),
+        );
+        tracing::info!(event = %published.event.id, account = %published.event.account_id, "event triggered");
+        Ok(Response::new(self.answer(published)))
     }
 
     async fn get_event(
