@@ -56,21 +56,6 @@ async fn start(backend: Backend, ca: Option<&TestCa>) -> TestServer {
     TestServer::start_with(backend, |config| fast_delivery(config, ca_file)).await
 }
 
-fn verify(
-    received: &common::receiver::Received,
-    secret: &str,
-) -> Result<(), signature::SignatureError> {
-    signature::verify(
-        secret,
-        received.header("webhook-id"),
-        received.header("webhook-timestamp"),
-        received.header("webhook-signature"),
-        &received.body,
-        signature::unix_now(),
-        signature::DEFAULT_TOLERANCE_SECONDS,
-    )
-}
-
 async fn https_delivery_is_signed_and_recorded(backend: Backend) {
     let ca = TestCa::new();
     let receiver = Receiver::https(&ca, always(Reply::status(204).body("thanks"))).await;
@@ -90,7 +75,9 @@ async fn https_delivery_is_signed_and_recorded(backend: Backend) {
     let got = receiver.wait_for(1, WAIT).await;
     let request = &got[0];
     assert_eq!(request.path, "/kit");
-    verify(request, &secret).expect("the receiver verifies the signature");
+    request
+        .verify(&secret)
+        .expect("the receiver verifies the signature");
     assert_eq!(request.header("webhook-id"), event.id);
     assert_eq!(request.header("content-type"), "application/json");
     assert!(request.header("user-agent").starts_with("KitWebhooks/"));
@@ -179,8 +166,10 @@ async fn rotation_grace_sends_both_signatures_then_only_the_new_one(backend: Bac
         2,
         "both secrets sign during the grace"
     );
-    verify(&during, &old_secret).expect("old secret still verifies");
-    verify(&during, &new_secret).expect("new secret verifies");
+    during
+        .verify(&old_secret)
+        .expect("old secret still verifies");
+    during.verify(&new_secret).expect("new secret verifies");
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
     server.publish("offer.accepted", "{}").await;
@@ -190,9 +179,9 @@ async fn rotation_grace_sends_both_signatures_then_only_the_new_one(backend: Bac
         1,
         "the old secret is gone after the grace"
     );
-    verify(&after, &new_secret).expect("new secret verifies");
+    after.verify(&new_secret).expect("new secret verifies");
     assert_eq!(
-        verify(&after, &old_secret),
+        after.verify(&old_secret),
         Err(signature::SignatureError::Mismatch)
     );
     server.stop().await;
@@ -595,7 +584,7 @@ async fn test_ping_waits_for_its_outcome(backend: Backend) {
     assert_eq!(delivery.attempts[0].response_body, "broken");
     let got = receiver.requests();
     assert_eq!(got.len(), 1);
-    verify(&got[0], &secret).expect("pings are signed");
+    got[0].verify(&secret).expect("pings are signed");
     assert_eq!(got[0].header("kit-event-type"), "test.ping");
     let webhook = server.get_webhook(&hook.id).await;
     assert_eq!(

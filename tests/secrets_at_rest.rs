@@ -13,10 +13,10 @@ use std::{path::Path, time::Duration};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use common::{
     authed, fast_delivery,
-    receiver::{always, Received, Receiver, Reply},
+    receiver::{always, Receiver, Reply},
     workspace_bin, Backend, TestServer,
 };
-use kit_webhooks::{proto, signature};
+use kit_webhooks::proto;
 use kit_webhooks_server::{core::sealing::sealed_with, store::entity::webhook};
 use sea_orm::{ConnectionTrait, EntityTrait};
 
@@ -31,18 +31,6 @@ const WAIT: Duration = Duration::from_secs(30);
 
 async fn start(backend: Backend) -> TestServer {
     TestServer::start_with(backend, |config| fast_delivery(config, None)).await
-}
-
-fn verify(received: &Received, secret: &str) -> Result<(), signature::SignatureError> {
-    signature::verify(
-        secret,
-        received.header("webhook-id"),
-        received.header("webhook-timestamp"),
-        received.header("webhook-signature"),
-        &received.body,
-        signature::unix_now(),
-        signature::DEFAULT_TOLERANCE_SECONDS,
-    )
 }
 
 /// What a secret looks like in bytes, every way it could be stored: as given, its base64 part, and the
@@ -129,7 +117,7 @@ async fn no_secret_is_stored_in_clear(backend: Backend) {
     let received = receiver.wait_for(3, WAIT).await;
     for request in &received {
         assert!(
-            secrets.iter().any(|secret| verify(request, secret).is_ok()),
+            secrets.iter().any(|secret| request.verify(secret).is_ok()),
             "a delivery signed with none of the secrets"
         );
     }
@@ -289,7 +277,9 @@ async fn a_database_from_before_sealing_is_sealed_in_place(backend: Backend) {
     // It is the same secret: deliveries verify with it.
     server.publish("interview.scheduled", "{}").await;
     let received = receiver.wait_for(1, WAIT).await;
-    verify(&received[0], clear).expect("signed with the secret that was in clear");
+    received[0]
+        .verify(clear)
+        .expect("signed with the secret that was in clear");
     server.stop().await;
 }
 
@@ -378,7 +368,7 @@ async fn the_key_rotates_while_deliveries_go_on(backend: Backend) {
         assert!(
             secrets
                 .iter()
-                .any(|(_, secret)| verify(request, secret).is_ok()),
+                .any(|(_, secret)| request.verify(secret).is_ok()),
             "a delivery during the rotation signed with none of the secrets"
         );
     }
@@ -415,7 +405,7 @@ async fn the_key_rotates_while_deliveries_go_on(backend: Backend) {
         assert!(body.contains("after"), "{body}");
         assert!(secrets
             .iter()
-            .any(|(_, secret)| verify(request, secret).is_ok()));
+            .any(|(_, secret)| request.verify(secret).is_ok()));
     }
     server.stop().await;
 }

@@ -35,6 +35,20 @@ impl Received {
     pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).map(String::as_str).unwrap_or("")
     }
+
+    /// Checks the request's signature with `secret`, as a receiver does.
+    pub fn verify(&self, secret: &str) -> Result<(), kit_webhooks::signature::SignatureError> {
+        use kit_webhooks::signature;
+        signature::verify(
+            secret,
+            self.header("webhook-id"),
+            self.header("webhook-timestamp"),
+            self.header("webhook-signature"),
+            &self.body,
+            signature::unix_now(),
+            signature::DEFAULT_TOLERANCE_SECONDS,
+        )
+    }
 }
 
 /// How to answer one request.
