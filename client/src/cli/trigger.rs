@@ -75,6 +75,10 @@ fn apply(data: &mut Value, set: &str) -> anyhow::Result<()> {
         if key.is_empty() {
             bail!("--set: `{path}` has an empty step");
         }
+        // A field the example lacks is added, with the objects on the way to it.
+        if target.is_null() {
+            *target = Value::Object(serde_json::Map::new());
+        }
         let Value::Object(fields) = target else {
             bail!("--set: `{path}` goes through a value that is not an object");
         };
