@@ -2,11 +2,13 @@
 //!
 //! The key is checked on a call's headers before its body is read (`super::admission`); a handler checks the
 //! role with [`require`]. Keys live hashed in the database (so `keys create` from another process takes
-//! effect at once); lookups are cached for [`CACHE_TTL`] because every RPC makes one. That bound is what
-//! makes a revocation or an expiry effective within a second on every replica, whichever process revoked
-//! (an RPC, another replica, `keys revoke` on the command line) and whatever the database: no notification
-//! to miss. The replica that revokes forgets the key at once. The embedded daemon's key exists only in
-//! memory.
+//! effect at once); lookups are cached because every RPC makes one. A cached key is looked up again after
+//! [`CACHE_TTL`] by one call while the calls beside it go on with the cached answer, and is never trusted past
+//! [`CACHE_LIMIT`]: that bound is what makes a revocation or an expiry effective within a second on every
+//! replica, whichever process revoked (an RPC, another replica, `keys revoke` on the command line) and whatever
+//! the database, with no notification to miss; and one lookup per key and period, not one per call in flight
+//! when the period ends, is what it costs. The replica that revokes forgets the key at once. The embedded
+//! daemon's key exists only in memory.
 
 use std::{
     collections::HashMap,
@@ -23,9 +25,10 @@ use crate::{
     store::Store,
 };
 
-/// How long a looked-up key is trusted without asking the database again: each key in use costs one
-/// indexed read per period, and a revoked key is refused within it.
+/// How long a looked-up key is trusted before one call asks the database again.
 const CACHE_TTL: Duration = Duration::from_millis(500);
+/// The longest a looked-up key is trusted, while that call's lookup is out: a revoked key is refused within it.
+const CACHE_LIMIT: Duration = Duration::from_millis(900);
 /// How stale a key's `last_used_at` may get: it is written at most once per period and key.
 const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
@@ -80,7 +83,7 @@ pub struct Authenticator {
     store: Store,
     /// Keys known only to this process (the embedded daemon's), by hash.
     in_memory: HashMap<String, Principal>,
-    cache: Mutex<HashMap<String, (Principal, Instant)>>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl Authenticator {
@@ -135,12 +138,12 @@ impl Authenticator {
 
     /// The key of `hash` as the database has it, cached; notes its use.
     async fn look_up(&self, hash: String, now: i64) -> Result<Principal, Error> {
-        let row = self
-            .store
-            .find_api_key(&hash)
-            .await?
-            .ok_or_else(|| Error::Unauthenticated("unknown API key".into()))?;
+        let Some(row) = self.store.find_api_key(&hash).await? else {
+            lock(&self.cache).remove(&hash);
+            return Err(Error::Unauthenticated("unknown API key".into()));
+        };
         if row.revoked_at.is_some() {
+            lock(&self.cache).remove(&hash);
             return Err(Error::Unauthenticated(format!(
                 "API key {} was revoked",
                 row.id
@@ -164,18 +167,38 @@ impl Authenticator {
             account_id: row.account_id,
             expires_at: row.expires_at,
         };
-        lock(&self.cache).insert(hash, (principal.clone(), Instant::now()));
+        let cached = Cached {
+            principal: principal.clone(),
+            at: Instant::now(),
+            refreshing: false,
+        };
+        lock(&self.cache).insert(hash, cached);
         Ok(principal)
     }
 
+    /// The cached key of `hash`, or `None` for the caller to look it up: when there is none, when it is past
+    /// [`CACHE_LIMIT`], or when it is past [`CACHE_TTL`] and no other call is looking it up yet (this one
+    /// does, the others go on with it meanwhile).
     fn cached(&self, hash: &str) -> Option<Principal> {
-        let cache = lock(&self.cache);
-        let (principal, at) = cache.get(hash)?;
-        (at.elapsed() < CACHE_TTL).then(|| principal.clone())
+        let mut cache = lock(&self.cache);
+        let entry = cache.get_mut(hash)?;
+        let age = entry.at.elapsed();
+        if age < CACHE_TTL || (age < CACHE_LIMIT && entry.refreshing) {
+            return Some(entry.principal.clone());
+        }
+        entry.refreshing = true;
+        None
     }
 
     /// Stops trusting key `id` from the cache (it was just revoked here).
     pub fn forget(&self, id: &str) {
-        lock(&self.cache).retain(|_, (principal, _)| principal.key_id != id);
+        lock(&self.cache).retain(|_, cached| cached.principal.key_id != id);
     }
+}
+
+/// A looked-up key, when, and whether a call is looking it up again.
+struct Cached {
+    principal: Principal,
+    at: Instant,
+    refreshing: bool,
 }
