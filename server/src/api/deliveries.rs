@@ -269,13 +269,7 @@ fn attempt_report(req: proto::ReportDeliveryRequest) -> Result<AttemptReport, Er
     let mut body = req.response_body;
     body.truncate(response::MAX_BODY_BYTES);
     let request_headers = if req.request_headers.is_empty() {
-        // At most a webhook's worth of its own headers, each at most a header's length.
-        let webhook_headers = req
-            .webhook_headers
-            .into_iter()
-            .take(headers::MAX_HEADERS)
-            .filter(|(name, value)| name.len() <= 64 && value.len() <= 1024)
-            .collect();
+        let webhook_headers = headers::as_reported(req.webhook_headers);
         request::reported_headers(
             req.user_agent,
             req.signed_at,

@@ -78,6 +78,16 @@ fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// A daemon's report of the webhook headers a request carried, kept within what a webhook may have: at most
+/// [`MAX_HEADERS`], each within the name and value limits [`validate`] applies.
+pub fn as_reported(reported: Headers) -> Headers {
+    reported
+        .into_iter()
+        .filter(|(name, value)| name.len() <= MAX_NAME_BYTES && value.len() <= MAX_VALUE_BYTES)
+        .take(MAX_HEADERS)
+        .collect()
+}
+
 /// `headers` as the column holds them before sealing: a JSON object, or empty for none.
 pub fn encode(headers: &Headers) -> String {
     if headers.is_empty() {
