@@ -3,8 +3,11 @@
 //! The catalogue is fixed by the product (Kit's webhooks help page). That page says "23 events", but its
 //! tables name 22 (5 + 5 + 5 + 2 + 1 + 4); this list is the tables, entry for entry.
 //!
-//! Subscriptions name event types or whole categories (`interview.*`); [`Subscription`] parses one and
-//! [`Subscription::matches`] is the single rule the server uses to fan an event out.
+//! Beside them, the `operational` category: events Kit Webhooks itself sends an account about its webhooks
+//! (one was disabled, or enabled again). Subscribable like any other, never published.
+//!
+//! Subscriptions name event types or whole categories (`interview.*`, `operational.*`); [`Subscription`]
+//! parses one and [`Subscription::matches`] is the single rule the server uses to fan an event out.
 
 /// One entry of the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +130,26 @@ pub const EVENT_TYPES: &[EventType] = &[
     ),
 ];
 
+/// A webhook was disabled: automatically, after failing for too long or answering `410 Gone`.
+pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
+/// A disabled webhook was enabled again (resumed by an admin).
+pub const WEBHOOK_ENABLED: &str = "webhook.enabled";
+
+/// The events Kit Webhooks sends about an account's own webhooks, to the account's other webhooks that
+/// subscribe to them.
+pub const OPERATIONAL_TYPES: &[EventType] = &[
+    event(
+        WEBHOOK_DISABLED,
+        "operational",
+        "One of the account's webhooks was disabled.",
+    ),
+    event(
+        WEBHOOK_ENABLED,
+        "operational",
+        "One of the account's disabled webhooks was enabled again.",
+    ),
+];
+
 /// The catalogue entry of `test.ping`.
 pub const TEST_PING_TYPE: EventType = event(
     TEST_PING,
@@ -139,7 +162,15 @@ pub fn event_type(name: &str) -> Option<&'static EventType> {
     EVENT_TYPES.iter().find(|t| t.name == name)
 }
 
-/// The 6 categories, in the catalogue's order, each once.
+/// The subscribable event type called `name`: a publishable one or an operational one.
+pub fn subscribable(name: &str) -> Option<&'static EventType> {
+    EVENT_TYPES
+        .iter()
+        .chain(OPERATIONAL_TYPES)
+        .find(|t| t.name == name)
+}
+
+/// The 6 categories of publishable events, in the catalogue's order, each once.
 pub fn categories() -> impl Iterator<Item = &'static str> {
     EVENT_TYPES
         .iter()
@@ -148,9 +179,12 @@ pub fn categories() -> impl Iterator<Item = &'static str> {
         .map(|(_, t)| t.category)
 }
 
-/// Whether `name` is one of the 6 categories.
+/// Whether `name` is one of the 6 categories, or `operational`.
 pub fn is_category(name: &str) -> bool {
-    EVENT_TYPES.iter().any(|t| t.category == name)
+    EVENT_TYPES
+        .iter()
+        .chain(OPERATIONAL_TYPES)
+        .any(|t| t.category == name)
 }
 
 /// One entry of a webhook's `events`: an event type, or every event of a category.
@@ -181,7 +215,7 @@ impl<'a> Subscription<'a> {
                 ))
             };
         }
-        if event_type(text).is_some() {
+        if subscribable(text).is_some() {
             Ok(Subscription::Event(text))
         } else {
             Err(format!("unknown event type {}", crate::text::quoted(text)))
@@ -192,9 +226,10 @@ impl<'a> Subscription<'a> {
     pub fn matches(&self, name: &str) -> bool {
         match self {
             Subscription::Event(event) => *event == name,
-            Subscription::Category(category) => name
-                .strip_prefix(category)
-                .is_some_and(|rest| rest.starts_with('.')),
+            // By the type's category, not its name: `operational` holds `webhook.*`.
+            Subscription::Category(category) => {
+                subscribable(name).is_some_and(|t| t.category == *category)
+            }
         }
     }
 }
@@ -226,5 +261,11 @@ mod tests {
         assert!(Subscription::parse("*").is_err());
         assert!(Subscription::parse("nope.*").is_err());
         assert!(Subscription::parse("interview.eaten").is_err());
+        let operational = Subscription::parse("operational.*").unwrap();
+        assert!(operational.matches(WEBHOOK_DISABLED));
+        assert!(operational.matches(WEBHOOK_ENABLED));
+        assert!(!operational.matches("offer.accepted"));
+        assert!(Subscription::parse("webhook.disabled").is_ok());
+        assert!(Subscription::parse("webhook.*").is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! What each event type's `data` holds: when Kit publishes it, a JSON Schema (draft 2020-12) of its `data`,
-//! and one realistic example, for the catalogue's 22 types and `test.ping`.
+//! and one realistic example, for the catalogue's 22 types, the 2 operational ones and `test.ping`.
 //!
 //! Each type's definition is one file, `catalogue/<type>.json`, embedded here at build time: the one source
 //! of `ListEventTypes`' schemas and examples, the server's payload validation (`--validate-payloads`), the
@@ -56,6 +56,8 @@ const SOURCES: &[(&str, &str)] = sources![
     "job_posting.paused",
     "job_posting.closed",
     "job_posting.reopened",
+    "webhook.disabled",
+    "webhook.enabled",
     "test.ping",
 ];
 
@@ -79,10 +81,11 @@ pub fn of(name: &str) -> Option<&'static Definition> {
     all().get(name)
 }
 
-/// Every type of the catalogue, then `test.ping`, in the catalogue's order.
+/// Every type of the catalogue, then the operational ones, then `test.ping`, in the catalogue's order.
 pub fn types() -> impl Iterator<Item = &'static EventType> {
     catalogue::EVENT_TYPES
         .iter()
+        .chain(catalogue::OPERATIONAL_TYPES)
         .chain(std::iter::once(&catalogue::TEST_PING_TYPE))
 }
 

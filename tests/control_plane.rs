@@ -37,6 +37,7 @@ fn create_request(url: &str, events: &[&str]) -> proto::CreateWebhookRequest {
         events: events.iter().map(|s| s.to_string()).collect(),
         rate_limit_per_second: 0,
         headers: Vec::new(),
+        ordering: 0,
     }
 }
 
@@ -339,6 +340,7 @@ async fn update_changes_only_masked_fields(backend: Backend) {
                 }),
                 rate_limit_per_second: 0,
                 headers: Vec::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -1162,6 +1164,7 @@ async fn accounts_never_see_each_other(backend: Backend) {
                 proto::SendTestPingRequest {
                     id: id.clone(),
                     wait: false,
+                    ..Default::default()
                 },
             ))
             .await,
@@ -1581,6 +1584,7 @@ async fn test_ping_retry_and_replay(backend: Backend) {
             proto::SendTestPingRequest {
                 id: hook.id.clone(),
                 wait: false,
+                ..Default::default()
             },
         ))
         .await
@@ -1707,13 +1711,17 @@ async fn events_and_catalogue_are_readable(backend: Backend) {
         .expect("catalogue")
         .into_inner()
         .event_types;
-    assert_eq!(catalogue.len(), 23, "22 publishable types and test.ping");
+    assert_eq!(
+        catalogue.len(),
+        25,
+        "22 publishable types, 2 operational ones and test.ping"
+    );
     let categories: std::collections::BTreeSet<_> = catalogue
         .iter()
         .filter(|t| t.name != "test.ping")
         .map(|t| t.category.clone())
         .collect();
-    assert_eq!(categories.len(), 6);
+    assert_eq!(categories.len(), 7, "6 categories and operational");
     assert!(catalogue
         .iter()
         .any(|t| t.name == "code_assignment.auto_submitted" && t.category == "code_assignment"));

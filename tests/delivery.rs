@@ -566,6 +566,7 @@ async fn test_ping_waits_for_its_outcome(backend: Backend) {
             proto::SendTestPingRequest {
                 id: hook.id.clone(),
                 wait: true,
+                ..Default::default()
             },
         ))
         .await

@@ -53,6 +53,8 @@ pub struct NewWebhook {
     pub rate_limit_per_second: Option<u32>,
     /// Headers sent with every request (name, value).
     pub headers: Vec<(String, String)>,
+    /// `Ordered`: one delivery at a time, in publish order. Unspecified is unordered.
+    pub ordering: proto::Ordering,
 }
 
 impl NewWebhook {
@@ -83,6 +85,7 @@ pub struct WebhookUpdate {
     pub rate_limit_per_second: Option<u32>,
     /// The whole new set of headers (an empty one removes them all).
     pub headers: Option<Vec<(String, String)>>,
+    pub ordering: Option<proto::Ordering>,
 }
 
 /// Which deliveries of a webhook to list.
@@ -147,6 +150,7 @@ impl Client {
                 events: new.events,
                 rate_limit_per_second: new.rate_limit_per_second.unwrap_or(0),
                 headers: headers(new.headers),
+                ordering: new.ordering as i32,
             })
             .await?
             .into_inner();
@@ -209,6 +213,10 @@ impl Client {
         if let Some(set) = update.headers {
             request.headers = headers(set);
             paths.push("headers".to_string());
+        }
+        if let Some(ordering) = update.ordering {
+            request.ordering = ordering as i32;
+            paths.push("ordering".to_string());
         }
         request.update_mask = Some(prost_types::FieldMask { paths });
         Ok(self
@@ -278,12 +286,27 @@ impl Client {
 
     /// Sends a `test.ping`; with `wait`, returns once its attempt is known (with the attempt).
     pub async fn send_test_ping(&self, id: &str, wait: bool) -> Result<proto::Delivery, Error> {
+        self.send_test_event(id, "", None, wait).await
+    }
+
+    /// Sends `event_type`'s example (fresh ids), or `data_json`, to webhook `id` only, as a test delivery
+    /// (tried once, never counted against the webhook); an empty type sends a `test.ping`. With `wait`,
+    /// returns once its attempt is known.
+    pub async fn send_test_event(
+        &self,
+        id: &str,
+        event_type: &str,
+        data_json: Option<&str>,
+        wait: bool,
+    ) -> Result<proto::Delivery, Error> {
         let reply = self
             .webhooks
             .clone()
             .send_test_ping(proto::SendTestPingRequest {
                 id: id.into(),
                 wait,
+                event_type: event_type.into(),
+                data_json: data_json.unwrap_or_default().into(),
             })
             .await?;
         Ok(reply.into_inner().delivery.unwrap_or_default())
@@ -311,6 +334,25 @@ impl Client {
                 Ok((page.deliveries, page.next_page_token))
             }
         })
+    }
+
+    /// The account's webhook changes as they happen (of webhook `id` only, when given): webhooks changed,
+    /// paused, resumed, disabled or deleted, and deliveries after each attempt. Ends when the server does.
+    pub async fn watch_webhooks(
+        &self,
+        id: Option<&str>,
+    ) -> Result<impl Stream<Item = Result<proto::WebhookChange, Error>>, Error> {
+        let changes = self
+            .webhooks
+            .clone()
+            .watch_webhooks(proto::WatchWebhooksRequest {
+                webhook_id: id.unwrap_or_default().into(),
+            })
+            .await?
+            .into_inner();
+        Ok(futures::StreamExt::map(changes, |change| {
+            change.map_err(Error::from)
+        }))
     }
 
     /// One delivery with every attempt.

@@ -42,8 +42,8 @@ pub use error::Error;
 pub use kit_webhooks::{
     catalogue,
     proto::{
-        ApiKey, Attempt, AuditEntry, Delivery, DeliveryStatus, Event, EventType,
-        PublishEventResponse, Webhook, WebhookStatus,
+        webhook_change::Change, ApiKey, Attempt, AuditEntry, Delivery, DeliveryStatus, Event,
+        EventType, Ordering, PublishEventResponse, Webhook, WebhookChange, WebhookStatus,
     },
     signature::{self, verify},
 };

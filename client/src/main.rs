@@ -126,6 +126,9 @@ pub enum WebhooksCommand {
         /// A header sent with every request, `'Name: value'`; repeatable.
         #[arg(long = "header", value_name = "'NAME: VALUE'", value_parser = cli::commands::parse_header)]
         headers: Vec<(String, String)>,
+        /// `ordered`: one delivery at a time, in publish order (a failing one holds the rest back).
+        #[arg(long, value_enum, default_value = "unordered")]
+        ordering: cli::commands::Ordering,
     },
     /// List the account's webhooks.
     #[command(after_help = "Example:\n  kit-webhooks webhooks list --limit 20 -o json")]
@@ -157,6 +160,9 @@ pub enum WebhooksCommand {
         /// Remove every header of the webhook.
         #[arg(long, conflicts_with = "headers")]
         no_headers: bool,
+        /// `ordered` or `unordered`, for deliveries created from now on.
+        #[arg(long, value_enum)]
+        ordering: Option<cli::commands::Ordering>,
     },
     /// Stop deliveries (events firing meanwhile are not queued).
     #[command(after_help = "Example:\n  kit-webhooks webhooks pause wh_01J…")]
@@ -188,6 +194,15 @@ pub enum WebhooksCommand {
         after_help = "Example:\n  kit-webhooks webhooks ping wh_01J… && echo the endpoint answers"
     )]
     Ping { id: String },
+    /// Print the account's webhook changes as they happen (webhooks changed, paused, resumed, disabled or
+    /// deleted; each delivery attempt's outcome), until interrupted.
+    #[command(
+        after_help = "Examples:\n  kit-webhooks webhooks watch\n  kit-webhooks webhooks watch wh_01J… -o json"
+    )]
+    Watch {
+        /// Only this webhook's changes.
+        id: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -313,6 +328,10 @@ pub enum EventsCommand {
         /// Change a field of the example: `path.to.field=value`; repeatable.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         sets: Vec<String>,
+        /// Send it to this webhook only, as a test delivery (like a ping: tried once, never counted against
+        /// the webhook, whatever it subscribes to), instead of publishing it to the account.
+        #[arg(long, value_name = "ID")]
+        webhook: Option<String>,
     },
 }
 

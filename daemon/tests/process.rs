@@ -314,6 +314,8 @@ async fn server_restarts_and_crashes_lose_nothing(backend: Backend) {
         lease_expires_at: Set(Some(1)),
         created_at: Set(0),
         completed_at: Set(None),
+        ordered: Set(false),
+        test: Set(false),
     }
     .insert(db)
     .await

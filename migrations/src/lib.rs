@@ -15,6 +15,9 @@ mod m0007_sealing_keys;
 mod m0008_api_key_lifecycle;
 mod m0009_audit_entries;
 mod m0010_webhook_headers;
+mod m0011_ordering_and_test_deliveries;
+
+pub use m0011_ordering_and_test_deliveries::ORDERED_UNFINISHED;
 
 /// The collation of a new table's key columns: bytewise (`COLLATE "C"`) on PostgreSQL, as m0004 made every
 /// other one; SQLite compares bytes already.
@@ -41,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_api_key_lifecycle::Migration),
             Box::new(m0009_audit_entries::Migration),
             Box::new(m0010_webhook_headers::Migration),
+            Box::new(m0011_ordering_and_test_deliveries::Migration),
         ]
     }
 }

@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod streams;
+pub mod watch;
 pub mod writer;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -128,6 +129,7 @@ pub async fn start_with_signal(
         deliveries_changed: Default::default(),
         attempt_recorded: Default::default(),
         streams: Default::default(),
+        watchers: Default::default(),
         shutdown: Default::default(),
     });
     start_background_tasks(&state).await?;

@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 
 use crate::{
     config::Config, metrics::Metrics, replicas::DeliveriesChanged, store::Store, streams::Streams,
-    writer::Writer,
+    watch::Watchers, writer::Writer,
 };
 
 /// What every service and every stream shares.
@@ -23,6 +23,8 @@ pub struct AppState {
     pub writer: Writer,
     /// The daemon streams open on this server.
     pub streams: Streams,
+    /// Whoever watches webhook changes (`WatchWebhooks`).
+    pub watchers: Watchers,
     /// Seals and opens webhook signing secrets (`crate::secrets`).
     pub secrets: crate::core::sealing::Keyring,
     /// What the server counts (`crate::metrics`).

@@ -329,6 +329,7 @@ impl TestServer {
                     events: events.iter().map(|e| e.to_string()).collect(),
                     rate_limit_per_second: 0,
                     headers: Vec::new(),
+                    ..Default::default()
                 },
             ))
             .await

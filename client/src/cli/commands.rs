@@ -7,7 +7,9 @@ use std::{
 
 use anyhow::bail;
 use futures::{StreamExt, TryStreamExt};
-use kit_webhooks_client::{Client, DeliveryQuery, DeliveryStatus, NewWebhook, WebhookUpdate};
+use kit_webhooks_client::{
+    Client, Delivery, DeliveryQuery, DeliveryStatus, NewWebhook, WebhookUpdate,
+};
 use serde_json::json;
 
 use super::{
@@ -33,6 +35,7 @@ pub async fn webhooks(
             events,
             rate_limit,
             headers,
+            ordering,
         } => {
             let new = NewWebhook {
                 url,
@@ -40,6 +43,7 @@ pub async fn webhooks(
                 events,
                 rate_limit_per_second: rate_limit,
                 headers,
+                ordering: ordering.into(),
             };
             let (webhook, secret) = client.create_webhook(new).await?;
             output::created_webhook(format, &webhook, secret);
@@ -61,6 +65,7 @@ pub async fn webhooks(
             rate_limit,
             headers,
             no_headers,
+            ordering,
         } => {
             let headers = (no_headers || !headers.is_empty()).then_some(headers);
             let update = WebhookUpdate {
@@ -69,6 +74,7 @@ pub async fn webhooks(
                 events,
                 rate_limit_per_second: rate_limit,
                 headers,
+                ordering: ordering.map(Into::into),
             };
             show(&client.update_webhook(&id, checked(update)?).await?);
         }
@@ -76,12 +82,7 @@ pub async fn webhooks(
         WebhooksCommand::Resume { id } => show(&client.resume_webhook(&id).await?),
         WebhooksCommand::Delete { id } => {
             let deleted = client.delete_webhook(&id).await?;
-            match format {
-                Format::Json => {
-                    output::print_json(&json!({ "id": id, "deliveries_deleted": deleted }))
-                }
-                Format::Table => println!("deleted {id} and its {deleted} deliveries"),
-            }
+            output::deleted_webhook(format, &id, deleted);
         }
         WebhooksCommand::RotateSecret { id, grace } => {
             let (webhook, secret) = client.rotate_secret(&id, Some(grace.0)).await?;
@@ -89,31 +90,48 @@ pub async fn webhooks(
         }
         WebhooksCommand::Secret { id } => {
             let secret = client.webhook_secret(&id).await?;
-            match format {
-                Format::Json => output::print_json(&json!({ "id": id, "secret": secret })),
-                Format::Table => println!("{secret}"),
-            }
+            output::secret(format, &id, &secret);
         }
         WebhooksCommand::Ping { id } => ping(&client, format, &id).await?,
+        WebhooksCommand::Watch { id } => watch(&client, format, id.as_deref()).await?,
     }
     Ok(())
+}
+
+/// `webhooks watch`: one line (or JSON object) per change, flushed as it comes.
+async fn watch(client: &Client, format: Format, id: Option<&str>) -> anyhow::Result<()> {
+    let mut changes = std::pin::pin!(client.watch_webhooks(id).await?);
+    while let Some(change) = changes.next().await {
+        output::change(format, &change?);
+    }
+    bail!("the server ended the watch")
 }
 
 /// `webhooks ping`: a test ping, waited for; an error unless the endpoint answered 2xx.
 async fn ping(client: &Client, format: Format, id: &str) -> anyhow::Result<()> {
     let delivery = client.send_test_ping(id, true).await?;
+    test_outcome(format, &delivery, "ping")
+}
+
+/// Prints what became of a test delivery that was waited for (a ping, or `events trigger --webhook`, called
+/// `label`): an error unless the endpoint answered 2xx.
+pub fn test_outcome(format: Format, delivery: &Delivery, label: &str) -> anyhow::Result<()> {
     match format {
-        Format::Json => output::print_json(&output::delivery_json(&delivery)),
+        Format::Json => output::print_json(&output::delivery_json(delivery)),
         Format::Table => match delivery.attempts.last() {
-            Some(attempt) => println!("ping {}: {}", delivery.id, output::attempt_summary(attempt)),
+            Some(attempt) => println!(
+                "{label} {}: {}",
+                delivery.id,
+                output::attempt_summary(attempt)
+            ),
             None => println!(
-                "ping {}: no attempt yet (is a delivery daemon running?)",
+                "{label} {}: no attempt yet (is a delivery daemon running?)",
                 delivery.id
             ),
         },
     }
     if delivery.status() != DeliveryStatus::Succeeded {
-        bail!("the endpoint did not acknowledge the ping with a 2xx");
+        bail!("the endpoint did not acknowledge the {label} with a 2xx");
     }
     Ok(())
 }
@@ -191,8 +209,13 @@ pub async fn events(
     // A trigger acts for the admin key's account; the rest use the publisher key.
     let publisher = || connection.client(KeyRole::Publisher);
     match command {
-        EventsCommand::Trigger { event_type, sets } => {
-            super::trigger::run(connection, format, &event_type, &sets).await?;
+        EventsCommand::Trigger {
+            event_type,
+            sets,
+            webhook,
+        } => {
+            let target = webhook.as_deref();
+            super::trigger::run(connection, format, &event_type, &sets, target).await?;
         }
         EventsCommand::Publish {
             account,
@@ -305,16 +328,34 @@ fn checked(update: WebhookUpdate) -> anyhow::Result<WebhookUpdate> {
         events,
         rate_limit_per_second,
         headers,
+        ordering,
     } = &update;
     if url.is_none()
         && description.is_none()
         && events.is_none()
         && rate_limit_per_second.is_none()
         && headers.is_none()
+        && ordering.is_none()
     {
-        bail!("nothing to change: give --url, --description, --events, --rate-limit, --header or --no-headers");
+        bail!("nothing to change: give --url, --description, --events, --rate-limit, --header, --no-headers or --ordering");
     }
     Ok(update)
+}
+
+/// `--ordering`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Ordering {
+    Unordered,
+    Ordered,
+}
+
+impl From<Ordering> for kit_webhooks::proto::Ordering {
+    fn from(ordering: Ordering) -> Self {
+        match ordering {
+            Ordering::Unordered => kit_webhooks::proto::Ordering::Unordered,
+            Ordering::Ordered => kit_webhooks::proto::Ordering::Ordered,
+        }
+    }
 }
 
 /// `--header 'Name: value'`: the name before the first colon, the value after it, spaces around both

@@ -1,6 +1,8 @@
 //! How results look: aligned tables and key/value blocks for people, JSON for scripts (`--output json`).
 
-use kit_webhooks_client::{Attempt, Delivery, DeliveryStatus, Event, Webhook, WebhookStatus};
+use kit_webhooks_client::{
+    Attempt, Delivery, DeliveryStatus, Event, Webhook, WebhookChange, WebhookStatus,
+};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -63,7 +65,16 @@ pub fn webhook_json(webhook: &Webhook) -> Value {
             .iter()
             .map(|h| json!({ "name": h.name, "value": h.value }))
             .collect::<Vec<_>>(),
+        "ordering": ordering(webhook),
     })
+}
+
+/// `ordered` or `unordered`.
+pub fn ordering(webhook: &Webhook) -> &'static str {
+    match webhook.ordering() {
+        kit_webhooks::proto::Ordering::Ordered => "ordered",
+        _ => "unordered",
+    }
 }
 
 pub fn attempt_json(attempt: &Attempt) -> Value {
@@ -86,6 +97,7 @@ pub fn delivery_json(delivery: &Delivery) -> Value {
         "webhook_id": delivery.webhook_id,
         "event_id": delivery.event_id,
         "event_type": delivery.event_type,
+        "test": delivery.test,
         "status": delivery_status(delivery),
         "attempt_count": delivery.attempt_count,
         "next_attempt_at": time_json(&delivery.next_attempt_at),
@@ -155,6 +167,7 @@ pub fn webhook_fields(webhook: &Webhook) {
         ("status", webhook_status(webhook).to_string()),
         ("failures", webhook.failure_count.to_string()),
         ("rate limit", format!("{}/s", webhook.rate_limit_per_second)),
+        ("ordering", ordering(webhook).to_string()),
         ("created", time(&webhook.created_at)),
         ("updated", time(&webhook.updated_at)),
     ];
@@ -199,7 +212,12 @@ pub fn delivery_details(delivery: &Delivery) {
         ("webhook", delivery.webhook_id.clone()),
         (
             "event",
-            format!("{} ({})", delivery.event_id, delivery.event_type),
+            format!(
+                "{} ({}){}",
+                delivery.event_id,
+                delivery.event_type,
+                test_mark(delivery)
+            ),
         ),
         ("status", delivery_status(delivery).to_string()),
         ("attempts", delivery.attempt_count.to_string()),
@@ -300,6 +318,78 @@ pub fn webhook_list(format: Format, webhooks: &[Webhook]) {
     });
 }
 
+/// `webhooks delete`'s answer.
+pub fn deleted_webhook(format: Format, id: &str, deliveries_deleted: u64) {
+    match format {
+        Format::Json => print_json(&json!({ "id": id, "deliveries_deleted": deliveries_deleted })),
+        Format::Table => println!("deleted {id} and its {deliveries_deleted} deliveries"),
+    }
+}
+
+/// `webhooks secret`'s answer.
+pub fn secret(format: Format, id: &str, secret: &str) {
+    match format {
+        Format::Json => print_json(&json!({ "id": id, "secret": secret })),
+        Format::Table => println!("{secret}"),
+    }
+}
+
+/// One change of `webhooks watch`: a line for people, an object per line for scripts.
+pub fn change(format: Format, change: &WebhookChange) {
+    use kit_webhooks_client::Change;
+    if format == Format::Json {
+        let (kind, what) = match &change.change {
+            Some(Change::Webhook(webhook)) => ("webhook", webhook_json(webhook)),
+            Some(Change::Delivery(delivery)) => ("delivery", delivery_json(delivery)),
+            Some(Change::DeletedWebhookId(id)) => ("deleted_webhook", json!({ "id": id })),
+            None => ("unknown", Value::Null),
+        };
+        let line = json!({ "at": time_json(&change.at), "kind": kind, kind: what, "missed": change.missed });
+        println!("{line}");
+        return;
+    }
+    if change.missed > 0 {
+        println!("({} changes missed: this watch fell behind)", change.missed);
+    }
+    let at = time(&change.at);
+    match &change.change {
+        Some(Change::Webhook(w)) => {
+            let reason = match w.disabled_reason.is_empty() {
+                true => String::new(),
+                false => format!(" ({})", w.disabled_reason),
+            };
+            println!("{at}  {}  {}{reason}", w.id, webhook_status(w));
+        }
+        Some(Change::Delivery(d)) => {
+            let outcome = d
+                .attempts
+                .last()
+                .map_or_else(String::new, |a| format!(": {}", attempt_summary(a)));
+            println!(
+                "{at}  {}  {} {}{} {}{outcome}",
+                d.webhook_id,
+                d.id,
+                d.event_type,
+                test_mark(d),
+                delivery_status(d)
+            );
+        }
+        Some(Change::DeletedWebhookId(id)) => println!("{at}  {id}  deleted"),
+        None => {}
+    }
+    // A pipe (`| grep`) sees each change as it comes.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+/// ` (test)` after a test delivery's event type.
+fn test_mark(delivery: &Delivery) -> &'static str {
+    if delivery.test {
+        " (test)"
+    } else {
+        ""
+    }
+}
+
 pub fn delivery_list(format: Format, deliveries: &[Delivery]) {
     let headers = [
         "ID",
@@ -313,7 +403,7 @@ pub fn delivery_list(format: Format, deliveries: &[Delivery]) {
         vec![
             d.id.clone(),
             delivery_status(d).into(),
-            d.event_type.clone(),
+            format!("{}{}", d.event_type, test_mark(d)),
             d.attempt_count.to_string(),
             time(&d.created_at),
             time(&d.next_attempt_at),

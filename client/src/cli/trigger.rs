@@ -1,6 +1,7 @@
 //! `kit-webhooks events trigger TYPE`: publishes a type's example (fresh ids, `--set` applied) for the admin
 //! key's account and prints what each of its deliveries did, as `stripe trigger` does: the quickest way to
-//! see a real, signed event of any type reach a receiver.
+//! see a real, signed event of any type reach a receiver. With `--webhook ID` it goes to that webhook only,
+//! as a test delivery (`SendTestPing` with a type), which the server waits on.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ pub async fn run(
     format: Format,
     event_type: &str,
     sets: &[String],
+    webhook: Option<&str>,
 ) -> anyhow::Result<()> {
     let client = connection.client(KeyRole::Admin).await?;
     let data = match sets.is_empty() {
@@ -39,6 +41,13 @@ pub async fn run(
             Some(data.to_string())
         }
     };
+    if let Some(webhook) = webhook {
+        let delivery = client
+            .send_test_event(webhook, event_type, data.as_deref(), true)
+            .await?;
+        let label = format!("{event_type} test delivery");
+        return super::commands::test_outcome(format, &delivery, &label);
+    }
     let reply = client.trigger_event(event_type, data.as_deref()).await?;
     let event = reply.event.unwrap_or_default();
     let deliveries = outcomes(&client, &event, reply.deliveries_queued as usize).await?;

@@ -3,7 +3,7 @@
 use kit_webhooks::{proto, request};
 
 use crate::{
-    core::{event::DeliveryStatus, headers, sealing::Keyring, time::to_timestamp, webhook},
+    core::{event::DeliveryStatus, headers, sealing::Keyring, time::to_timestamp, webhook, Error},
     store::entity::{attempt, delivery, event, webhook as webhook_row},
 };
 
@@ -33,6 +33,24 @@ pub fn webhook(row: webhook_row::Model, ring: &Keyring) -> proto::Webhook {
         account_id: row.account_id,
         previous_secret_expires_at: row.previous_secret_expires_at.map(to_timestamp),
         headers: headers::shown(headers),
+        ordering: match row.ordering {
+            webhook::Ordering::Unordered => proto::Ordering::Unordered,
+            webhook::Ordering::Ordered => proto::Ordering::Ordered,
+        } as i32,
+    }
+}
+
+/// The ordering a request asks for in `field` (UNSPECIFIED is UNORDERED).
+pub fn ordering(field: &'static str, value: i32) -> Result<webhook::Ordering, Error> {
+    match proto::Ordering::try_from(value) {
+        Ok(proto::Ordering::Unspecified | proto::Ordering::Unordered) => {
+            Ok(webhook::Ordering::Unordered)
+        }
+        Ok(proto::Ordering::Ordered) => Ok(webhook::Ordering::Ordered),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("{value} is not an ordering: UNORDERED (1) or ORDERED (2)"),
+        )),
     }
 }
 
@@ -73,6 +91,7 @@ pub fn delivery(row: delivery::Model, attempts: Vec<attempt::Model>) -> proto::D
         created_at: Some(to_timestamp(row.created_at)),
         completed_at: row.completed_at.map(to_timestamp),
         attempts,
+        test: row.test,
     }
 }
 

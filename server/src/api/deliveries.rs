@@ -18,7 +18,8 @@ use crate::{
     },
     dispatch,
     state::AppState,
-    store::leases::AttemptReport,
+    store::leases::{AttemptReport, Recorded},
+    watch::{Change, ChangeKind},
 };
 
 /// `max_in_flight` when the daemon asks for 0, and the most it may ask for.
@@ -170,6 +171,32 @@ impl DeliveryApi {
         Ok(taken)
     }
 
+    /// Counts, logs and tells the watchers what `recorded` did; returns whether it changed what is due in a
+    /// way no stream sees: a retry scheduled, an ordered delivery finished, or a webhook disabled (whose
+    /// account is told, with new deliveries).
+    fn recorded(&self, recorded: &Recorded) -> bool {
+        let disabled = match &recorded.decision.webhook {
+            WebhookDecision::Disable { reason, .. } => {
+                tracing::warn!(webhook = %recorded.webhook_id, %reason, "webhook disabled");
+                true
+            }
+            _ => false,
+        };
+        self.state
+            .metrics
+            .recorded(&recorded.decision.delivery, disabled);
+        let (account, webhook) = (&recorded.account_id, &recorded.webhook_id);
+        let delivery_id = recorded.delivery_id.clone();
+        let watchers = &self.state.watchers;
+        watchers.tell(|| Change::new(account, webhook, ChangeKind::Attempt { delivery_id }));
+        if disabled {
+            watchers.tell(|| Change::new(account, webhook, ChangeKind::Webhook));
+        }
+        disabled
+            || recorded.unblocks
+            || matches!(recorded.decision.delivery, DeliveryDecision::RetryAt(_))
+    }
+
     /// Validates `reports`, records the valid ones in one writer submission (one queue item and one wake-up
     /// for the call, not one per report) and wakes whoever waits on them. Returns each report's outcome, in
     /// order: a report refused, by validation or by the store, does not fail the others.
@@ -195,27 +222,16 @@ impl DeliveryApi {
             }
         };
         // The valid reports' slots, in order, take their recorded outcomes.
-        let mut retry_scheduled = false;
+        let mut due_changed = false;
         let mut reported: HashMap<String, u64> = HashMap::new();
         let slots = outcomes.iter_mut().filter(|o| o.is_ok());
         for (slot, result) in slots.zip(recorded) {
             match result {
                 Ok(recorded) => {
+                    due_changed |= self.recorded(&recorded);
                     if let Some(owner) = recorded.lease_owner {
                         *reported.entry(owner).or_default() += 1;
                     }
-                    retry_scheduled |=
-                        matches!(recorded.decision.delivery, DeliveryDecision::RetryAt(_));
-                    let disabled = match &recorded.decision.webhook {
-                        WebhookDecision::Disable { reason, .. } => {
-                            tracing::warn!(webhook = %recorded.webhook_id, %reason, "webhook disabled");
-                            true
-                        }
-                        _ => false,
-                    };
-                    self.state
-                        .metrics
-                        .recorded(&recorded.decision.delivery, disabled);
                 }
                 Err(err) => *slot = Err(err),
             }
@@ -224,8 +240,8 @@ impl DeliveryApi {
             self.state.streams.reported(&owner, count);
         }
         self.state.attempt_recorded.notify_waiters();
-        if retry_scheduled {
-            // Idle streams recompute when the next attempt falls due.
+        if due_changed {
+            // Idle streams read the due range again, and recompute when the next attempt falls due.
             self.state.deliveries_changed.notify();
         }
         outcomes

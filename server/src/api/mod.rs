@@ -10,5 +10,6 @@ pub mod convert;
 pub mod deliveries;
 pub mod events;
 pub mod keys;
+pub mod watch;
 pub mod web;
 pub mod webhooks;

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use kit_webhooks::{catalogue, proto};
 use tonic::{Request, Response, Status};
 
-use super::{auth, convert};
+use super::{auth, convert, watch};
 use crate::{
     core::{
         audit::{Action, Actor, AuditEntry},
@@ -14,12 +14,13 @@ use crate::{
         headers,
         id::{self, Kind},
         page::PageRequest,
-        secret, time,
+        payload, secret, time,
         webhook::{self, Status as WebhookStatus},
         Error,
     },
     state::AppState,
     store::{deliveries::DeliveryFilter, entity, events::new_event, webhooks::new_webhook, Store},
+    watch::{Change, ChangeKind},
 };
 
 pub struct WebhookApi {
@@ -55,7 +56,8 @@ impl WebhookApi {
     ) -> Result<entity::webhook::Model, Error> {
         let id = id::parse("id", Kind::Webhook, id)?;
         let entry = AuditEntry::new(actor, action, id);
-        self.state
+        let row = self
+            .state
             .store
             .update_webhook(&actor.account_id, id, entry, |row| {
                 change(row)?;
@@ -63,12 +65,112 @@ impl WebhookApi {
                 Ok::<_, Error>(())
             })
             .await?
-            .ok_or_else(|| Error::not_found("webhook", id))
+            .ok_or_else(|| Error::not_found("webhook", id))?;
+        self.changed(&row.account_id, &row.id, ChangeKind::Webhook);
+        Ok(row)
+    }
+
+    /// Tells the watchers of the account's webhooks (`WatchWebhooks`).
+    fn changed(&self, account: &str, webhook_id: &str, kind: ChangeKind) {
+        (self.state.watchers).tell(|| Change::new(account, webhook_id, kind));
+    }
+}
+
+/// The fields `UpdateWebhook`'s mask may name.
+const UPDATABLE: &str = "url, description, events, rate_limit_per_second, headers, ordering";
+
+/// What an `UpdateWebhook` changes, validated: the fields its mask names, as the row stores them.
+#[derive(Default)]
+struct Edit {
+    url: Option<String>,
+    description: Option<String>,
+    events: Option<String>,
+    rate: Option<u32>,
+    /// In clear, sealed by [`Edit::apply`]; empty for none.
+    headers: Option<String>,
+    ordering: Option<webhook::Ordering>,
+}
+
+impl Edit {
+    fn parse(req: &proto::UpdateWebhookRequest, allow_http: bool) -> Result<Edit, Error> {
+        let paths = req.update_mask.as_ref().map(|m| m.paths.as_slice());
+        let paths = paths.unwrap_or_default();
+        if paths.is_empty() {
+            let message = format!("must name the fields to change: {UPDATABLE}");
+            return Err(Error::invalid("update_mask", message));
+        }
+        let mut edit = Edit::default();
+        for path in paths {
+            match path.as_str() {
+                "url" => edit.url = Some(webhook::validate_url(&req.url, allow_http)?),
+                "description" => {
+                    edit.description = Some(webhook::validate_description(&req.description)?)
+                }
+                "events" => {
+                    let events = webhook::validate_events(&req.events)?;
+                    edit.events = Some(webhook::encode_events(&events));
+                }
+                "rate_limit_per_second" => {
+                    edit.rate = Some(webhook::validate_rate_limit(req.rate_limit_per_second)?)
+                }
+                "headers" => {
+                    let headers = headers::validate("headers", &req.headers)?;
+                    edit.headers = Some(headers::encode(&headers));
+                }
+                "ordering" => edit.ordering = Some(convert::ordering("ordering", req.ordering)?),
+                other => {
+                    let other = kit_webhooks::text::quoted(other);
+                    let message = format!("unknown field {other}; updatable: {UPDATABLE}");
+                    return Err(Error::invalid("update_mask", message));
+                }
+            }
+        }
+        Ok(edit)
+    }
+
+    fn apply(self, row: &mut entity::webhook::Model, ring: &crate::core::sealing::Keyring) {
+        if let Some(url) = self.url {
+            row.url = url;
+        }
+        if let Some(description) = self.description {
+            row.description = description;
+        }
+        if let Some(events) = self.events {
+            row.events = events;
+        }
+        if let Some(rate) = self.rate {
+            row.rate_limit_per_second = rate as i32;
+        }
+        if let Some(ordering) = self.ordering {
+            row.ordering = ordering;
+        }
+        if let Some(text) = self.headers {
+            row.headers = match text.is_empty() {
+                true => text,
+                false => ring.seal(&row.id, &text),
+            };
+        }
     }
 }
 
 #[tonic::async_trait]
 impl proto::webhook_service_server::WebhookService for WebhookApi {
+    type WatchWebhooksStream = watch::ChangeStream;
+
+    async fn watch_webhooks(
+        &self,
+        request: Request<proto::WatchWebhooksRequest>,
+    ) -> Result<Response<Self::WatchWebhooksStream>, Status> {
+        let account = auth::require_admin(&request)?;
+        let id = &request.get_ref().webhook_id;
+        let webhook_id = match id.is_empty() {
+            true => None,
+            false => Some(self.webhook_of(&account, "webhook_id", id).await?.id),
+        };
+        let changes = watch::changes(self.state.clone(), account, webhook_id);
+        Ok(Response::new(changes))
+    }
+
     async fn create_webhook(
         &self,
         request: Request<proto::CreateWebhookRequest>,
@@ -81,8 +183,10 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let events = webhook::validate_events(&req.events)?;
         let rate = webhook::validate_rate_limit(req.rate_limit_per_second)?;
         let headers = headers::validate("headers", &req.headers)?;
+        let ordering = convert::ordering("ordering", req.ordering)?;
         let mut row = new_webhook(account, &url, &description, &events, rate);
         row.headers = headers::encode(&headers);
+        row.ordering = ordering;
         let secret = row.secret.clone();
         let row = self
             .state
@@ -91,6 +195,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             .await
             .map_err(Error::from)?;
         tracing::info!(webhook = %row.id, account = %row.account_id, "webhook created");
+        self.changed(&row.account_id, &row.id, ChangeKind::Webhook);
         Ok(Response::new(proto::CreateWebhookResponse {
             secret,
             webhook: Some(convert::webhook(row, &self.state.secrets)),
@@ -137,61 +242,12 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
     ) -> Result<Response<proto::Webhook>, Status> {
         let actor = auth::require_admin_actor(&request)?;
         let req = request.into_inner();
-        let paths = req
-            .update_mask
-            .as_ref()
-            .map(|m| m.paths.clone())
-            .unwrap_or_default();
-        if paths.is_empty() {
-            return Err(Error::invalid(
-                "update_mask",
-                "must name the fields to change: url, description, events, rate_limit_per_second, headers",
-            )
-            .into());
-        }
-        // Validate everything before touching the row, so a bad field changes nothing.
-        let mut url = None;
-        let mut description = None;
-        let mut events = None;
-        let mut rate = None;
-        let mut new_headers = None;
-        for path in &paths {
-            match path.as_str() {
-                "url" => url = Some(webhook::validate_url(&req.url, self.state.config.allow_http)?),
-                "description" => description = Some(webhook::validate_description(&req.description)?),
-                "events" => events = Some(webhook::encode_events(&webhook::validate_events(&req.events)?)),
-                "rate_limit_per_second" => rate = Some(webhook::validate_rate_limit(req.rate_limit_per_second)?),
-                "headers" => new_headers = Some(headers::encode(&headers::validate("headers", &req.headers)?)),
-                other => {
-                    return Err(Error::invalid(
-                        "update_mask",
-                        format!("unknown field {}; updatable: url, description, events, rate_limit_per_second, headers", kit_webhooks::text::quoted(other)),
-                    )
-                    .into())
-                }
-            }
-        }
+        // Everything is validated before the row is touched, so a bad field changes nothing.
+        let edit = Edit::parse(&req, self.state.config.allow_http)?;
         let ring = &self.state.secrets;
         let row = self
             .change_webhook(&actor, Action::WebhookUpdate, &req.id, |row| {
-                if let Some(url) = url {
-                    row.url = url;
-                }
-                if let Some(description) = description {
-                    row.description = description;
-                }
-                if let Some(events) = events {
-                    row.events = events;
-                }
-                if let Some(rate) = rate {
-                    row.rate_limit_per_second = rate as i32;
-                }
-                if let Some(text) = new_headers {
-                    row.headers = match text.is_empty() {
-                        true => text,
-                        false => ring.seal(&row.id, &text),
-                    };
-                }
+                edit.apply(row, ring);
                 Ok(())
             })
             .await?;
@@ -212,6 +268,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             .map_err(Error::from)?
             .ok_or_else(|| Error::not_found("webhook", id))?;
         tracing::info!(webhook = %id, deliveries = deleted, "webhook deleted");
+        self.changed(&actor.account_id, id, ChangeKind::WebhookDeleted);
         Ok(Response::new(proto::DeleteWebhookResponse {
             deliveries_deleted: deleted,
         }))
@@ -332,20 +389,28 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let account = auth::require_admin(&request)?;
         let req = request.into_inner();
         let webhook = self.webhook_of(&account, "id", &req.id).await?;
-        let data = serde_json::json!({
-            "webhook_id": webhook.id,
-            "message": "This is a test ping from Kit Webhooks.",
-        });
-        let event = new_event(
-            account.clone(),
-            catalogue::TEST_PING,
-            data.to_string(),
-            None,
-        );
+        let (event_type, data_json) = if req.event_type.is_empty() {
+            if !req.data_json.is_empty() {
+                return Err(Error::invalid("data_json", "is only for an `event_type`").into());
+            }
+            let data = serde_json::json!({
+                "webhook_id": webhook.id,
+                "message": "This is a test ping from Kit Webhooks.",
+            });
+            (catalogue::TEST_PING, data.to_string())
+        } else {
+            let event_type = event::validate_test_type("event_type", &req.event_type)?;
+            let max_bytes = self.state.config.max_payload_bytes;
+            (
+                event_type,
+                payload::triggered(event_type, req.data_json, max_bytes)?,
+            )
+        };
+        let event = new_event(account.clone(), event_type, data_json, None);
         let delivery = self
             .state
             .store
-            .queue_test_ping(event, &webhook)
+            .queue_test_delivery(event, &webhook)
             .await
             .map_err(Error::from)?;
         self.state.metrics.pinged();

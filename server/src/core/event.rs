@@ -31,10 +31,10 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
-    /// The status a waiting delivery takes: held while its webhook is not active, except a test ping,
+    /// The status a waiting delivery takes: held while its webhook is not active, except a test delivery,
     /// which goes out whatever the webhook's status.
-    pub fn waiting(webhook_active: bool, event_type: &str) -> Self {
-        if webhook_active || event_type == kit_webhooks::catalogue::TEST_PING {
+    pub fn waiting(webhook_active: bool, test: bool) -> Self {
+        if webhook_active || test {
             DeliveryStatus::Pending
         } else {
             DeliveryStatus::Held
@@ -75,7 +75,35 @@ pub fn validate_type(field: &'static str, event_type: &str) -> Result<&'static s
             "`test.ping` is sent by SendTestPing only and cannot be published",
         ));
     }
+    if catalogue::OPERATIONAL_TYPES
+        .iter()
+        .any(|t| t.name == event_type)
+    {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{} is sent by Kit Webhooks itself and cannot be published",
+                quoted(event_type)
+            ),
+        ));
+    }
     catalogue::event_type(event_type)
+        .map(|t| t.name)
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!(
+                    "unknown event type {}; see ListEventTypes",
+                    quoted(event_type)
+                ),
+            )
+        })
+}
+
+/// The type of a test delivery to one webhook (`SendTestPing`): any subscribable type, operational ones
+/// included, so that a receiver's handling of each can be tried.
+pub fn validate_test_type(field: &'static str, event_type: &str) -> Result<&'static str, Error> {
+    catalogue::subscribable(event_type)
         .map(|t| t.name)
         .ok_or_else(|| {
             Error::invalid(
@@ -95,7 +123,7 @@ pub fn validate_type_filter<'a>(
 ) -> Result<Option<&'a str>, Error> {
     match event_type {
         "" => Ok(None),
-        name if name == catalogue::TEST_PING || catalogue::event_type(name).is_some() => {
+        name if name == catalogue::TEST_PING || catalogue::subscribable(name).is_some() => {
             Ok(Some(name))
         }
         name => Err(Error::invalid(

@@ -48,6 +48,20 @@ pub fn check(event_type: &str, data_json: &str) -> Result<(), Error> {
     Err(Error::invalid("data_json", message))
 }
 
+/// The `data` of a triggered event (`TriggerEvent`, or `SendTestPing` with a type): `data_json` if given,
+/// else the type's example with fresh ids; either way checked against the schema, since a trigger tries a
+/// receiver with what Kit would send.
+pub fn triggered(event_type: &str, data_json: String, max_bytes: usize) -> Result<String, Error> {
+    let data_json = match data_json.is_empty() {
+        true => definitions::fresh_example(event_type)
+            .map(|example| example.to_string())
+            .unwrap_or_else(|| "{}".into()),
+        false => super::event::validate_data(data_json, max_bytes)?,
+    };
+    check(event_type, &data_json)?;
+    Ok(data_json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,7 +75,7 @@ mod tests {
                 .unwrap_or_else(|err| panic!("{}'s example: {err}", event.name));
             checked += 1;
         }
-        assert_eq!(checked, 23);
+        assert_eq!(checked, 25, "22 publishable types, 2 operational ones, test.ping");
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub struct Outcome {
     pub status: u32,
     /// The `Retry-After` response header, if any.
     pub retry_after: Option<String>,
-    pub is_test_ping: bool,
+    /// A test delivery (a ping, or an example sent to one webhook).
+    pub is_test: bool,
     /// When the attempt started (Unix ms).
     pub started_at: i64,
 }
@@ -116,7 +117,7 @@ impl RetryPolicy {
 
     pub fn decide(&self, outcome: &Outcome, health: WebhookHealth, now: i64) -> Decision {
         if is_success(outcome.status) {
-            let webhook = if outcome.is_test_ping {
+            let webhook = if outcome.is_test {
                 WebhookDecision::Unchanged
             } else {
                 WebhookDecision::Healthy
@@ -126,8 +127,8 @@ impl RetryPolicy {
                 webhook,
             };
         }
-        // A test ping is a one-off check: never retried, never counted against the webhook.
-        if outcome.is_test_ping {
+        // A test delivery is a one-off check: never retried, never counted against the webhook.
+        if outcome.is_test {
             return Decision {
                 delivery: DeliveryDecision::Failed,
                 webhook: WebhookDecision::Unchanged,
@@ -207,7 +208,7 @@ mod tests {
             attempt_number,
             status,
             retry_after: None,
-            is_test_ping: false,
+            is_test: false,
             started_at: 1_000,
         }
     }
@@ -293,10 +294,10 @@ mod tests {
     }
 
     #[test]
-    fn test_pings_are_tried_once_and_never_count() {
+    fn test_deliveries_are_tried_once_and_never_count() {
         let policy = RetryPolicy::default();
         let mut o = outcome(1, 500);
-        o.is_test_ping = true;
+        o.is_test = true;
         let decision = policy.decide(&o, FRESH, 0);
         assert_eq!(decision.delivery, DeliveryDecision::Failed);
         assert_eq!(decision.webhook, WebhookDecision::Unchanged);

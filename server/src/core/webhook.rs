@@ -27,6 +27,17 @@ pub enum Status {
     Disabled,
 }
 
+/// The order a webhook's deliveries go in, stored as its lowercase name. An ordered webhook's deliveries are
+/// created `ordered` and wait their turn (`crate::store::leases::claim`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, EnumIter, DeriveActiveEnum, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    #[default]
+    Unordered,
+    Ordered,
+}
+
 /// Checks a webhook URL: absolute, `https://` (or `http://` when the server allows it), with a host.
 pub fn validate_url(url: &str, allow_http: bool) -> Result<String, Error> {
     let field = "url";

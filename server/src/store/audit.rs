@@ -87,7 +87,7 @@ pub fn webhook_changes(
     after: &webhook::Model,
 ) -> Map<String, Value> {
     type Field = fn(&webhook::Model) -> Value;
-    let fields: [(&str, Field); 7] = [
+    let fields: [(&str, Field); 8] = [
         ("url", |w| w.url.clone().into()),
         ("description", |w| w.description.clone().into()),
         ("events", |w| {
@@ -97,6 +97,9 @@ pub fn webhook_changes(
             sea_orm::ActiveEnum::to_value(&w.status).into()
         }),
         ("rate_limit_per_second", |w| w.rate_limit_per_second.into()),
+        ("ordering", |w| {
+            sea_orm::ActiveEnum::to_value(&w.ordering).into()
+        }),
         ("failure_count", |w| w.failure_count.into()),
         ("previous_secret_expires_at", |w| {
             w.previous_secret_expires_at.map(time::rfc3339).into()

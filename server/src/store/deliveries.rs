@@ -105,7 +105,7 @@ impl Store {
         let webhook_active = Self::find_webhook_on(&txn, account_id, &found.webhook_id)
             .await?
             .is_some_and(|w| w.status == WebhookStatus::Active);
-        let status = DeliveryStatus::waiting(webhook_active, &found.event_type);
+        let status = DeliveryStatus::waiting(webhook_active, found.test);
         let mut active = found.into_active_model();
         active.status = sea_orm::Set(status);
         active.next_attempt_at = sea_orm::Set(Some(time::now_ms()));
@@ -130,8 +130,8 @@ impl Store {
     ) -> Result<u64, DbErr> {
         let account_id = webhook.account_id.as_str();
         let webhook_id = webhook.id.as_str();
-        // Test pings are never failed-and-replayed (they are tried once), so the webhook decides alone.
-        let status = DeliveryStatus::waiting(webhook.status == WebhookStatus::Active, "");
+        // Test deliveries are never failed-and-replayed (they are tried once), so the webhook decides alone.
+        let status = DeliveryStatus::waiting(webhook.status == WebhookStatus::Active, false);
         let txn = self.writer().begin().await?;
         let events_in_window = event::Entity::find()
             .select_only()

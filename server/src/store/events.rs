@@ -69,6 +69,7 @@ pub fn new_event(
 
 /// A new `pending` delivery of `event` to `webhook`, due at once.
 pub fn new_delivery(event: &event::Model, webhook: &webhook::Model) -> delivery::Model {
+    use crate::core::webhook::Ordering;
     delivery::Model {
         id: id::new(id::Kind::Delivery),
         webhook_id: webhook.id.clone(),
@@ -83,6 +84,8 @@ pub fn new_delivery(event: &event::Model, webhook: &webhook::Model) -> delivery:
         lease_expires_at: None,
         created_at: event.created_at,
         completed_at: None,
+        ordered: webhook.ordering == Ordering::Ordered,
+        test: false,
     }
 }
 
@@ -136,15 +139,21 @@ impl Store {
         Ok(published)
     }
 
-    /// Stores a `test.ping` event and its one delivery to `webhook`, whatever the webhook's status.
-    pub async fn queue_test_ping(
+    /// Stores a test event (a `test.ping`, or a type's example) and its one test delivery to `webhook`,
+    /// whatever the webhook's status or subscriptions. It never waits its turn behind an ordered webhook's
+    /// deliveries.
+    pub async fn queue_test_delivery(
         &self,
         event: event::Model,
         webhook: &webhook::Model,
     ) -> Result<delivery::Model, DbErr> {
         let txn = self.writer().begin().await?;
         let event = event.into_active_model().insert(&txn).await?;
-        let delivery = new_delivery(&event, webhook);
+        let delivery = delivery::Model {
+            ordered: false,
+            test: true,
+            ..new_delivery(&event, webhook)
+        };
         insert_deliveries(&txn, std::slice::from_ref(&delivery)).await?;
         txn.commit().await?;
         Ok(delivery)

@@ -5,7 +5,8 @@
 //! out: those are inserted already `sending`, under the claiming stream's lease, instead of `pending` to be
 //! read back and leased by a later claim. A delivery handed off is written once on its way out, not twice,
 //! and it leaves with the commit that stores it, not a claim cycle later. The per-webhook cap applies as in a
-//! claim; what does not fit stays `pending` for the next one.
+//! claim; what does not fit stays `pending` for the next one. So does an ordered delivery: only a claim, which
+//! reads what is ahead of it, may lease it (`super::leases::claim`).
 //!
 //! A parked claim (`ClaimKind::HandOff`, see `crate::writer`) does not read the due range: its stream's last
 //! read found it empty. If no claim of the cycle read the lease counts, the fan-out reads them with the
@@ -91,6 +92,10 @@ impl HandOff {
         hook: &webhook::Model,
         event: &event::Model,
     ) -> bool {
+        if delivery.ordered {
+            self.left_pending = true;
+            return false;
+        }
         let Some(at) = (0..self.claims.len())
             .map(|i| (self.next + i) % self.claims.len())
             .find(|&i| self.claims[i].room > 0)

@@ -17,6 +17,7 @@ pub mod gauges;
 pub mod hand_off;
 pub mod keys;
 pub mod leases;
+pub mod operational;
 pub mod retention;
 pub mod sealing;
 pub mod sql;

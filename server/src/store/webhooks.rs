@@ -8,6 +8,8 @@ use sea_orm::{
 use super::{
     audit::webhook_changes,
     entity::{attempt, delivery, webhook},
+    operational,
+    sql::write_txn::WriteTxn,
     Store,
 };
 use crate::core::{
@@ -46,6 +48,7 @@ pub fn new_webhook(
         created_at: now,
         updated_at: now,
         headers: String::new(),
+        ordering: crate::core::webhook::Ordering::Unordered,
     }
 }
 
@@ -110,7 +113,8 @@ impl Store {
 
     /// Applies `change` to the account's webhook in one transaction, with `entry` recording the fields it
     /// changed (nothing is recorded when nothing changed); `None` when there is no such webhook. `change`
-    /// may refuse with an error, in which case nothing is written.
+    /// may refuse with an error, in which case nothing is written. A disabled webhook made active tells its
+    /// account (`webhook.enabled`, [`operational`]).
     pub async fn update_webhook<E>(
         &self,
         account_id: &str,
@@ -121,7 +125,7 @@ impl Store {
     where
         E: From<DbErr>,
     {
-        let txn = self.writer().begin().await?;
+        let txn = WriteTxn::begin(self.writer()).await?;
         let Some(mut model) = Self::find_webhook_on(&txn, account_id, id).await? else {
             return Ok(None);
         };
@@ -138,6 +142,10 @@ impl Store {
             .await?;
         if before.status != updated.status {
             Self::set_waiting(&txn, &updated.id, updated.status == WebhookStatus::Active).await?;
+        }
+        if before.status == WebhookStatus::Disabled && updated.status == WebhookStatus::Active {
+            let reason = &before.disabled_reason;
+            operational::webhook_enabled(&txn, &updated, reason, updated.updated_at).await?;
         }
         entry.changes = webhook_changes(Some(&before), &updated);
         Self::record_audit(&txn, &entry).await?;
@@ -181,7 +189,7 @@ impl Store {
     }
 
     /// Moves a webhook's waiting deliveries to `pending` (it became active) or `held` (it stopped being
-    /// active), in the caller's transaction. Test pings stay pending: they go out whatever the status.
+    /// active), in the caller's transaction. Test deliveries stay pending: they go out whatever the status.
     pub async fn set_waiting(
         db: &impl ConnectionTrait,
         webhook_id: &str,
@@ -196,7 +204,7 @@ impl Store {
             .col_expr(delivery::Column::Status, Expr::value(to))
             .filter(delivery::Column::WebhookId.eq(webhook_id))
             .filter(delivery::Column::Status.eq(from))
-            .filter(delivery::Column::EventType.ne(kit_webhooks::catalogue::TEST_PING))
+            .filter(delivery::Column::Test.eq(false))
             .exec(db)
             .await?;
         Ok(result.rows_affected)

@@ -23,6 +23,12 @@ pub struct Model {
     pub lease_expires_at: Option<i64>,
     pub created_at: i64,
     pub completed_at: Option<i64>,
+    /// Waits until every older delivery of its webhook is finished: its webhook was ordered when it was
+    /// created (`crate::core::webhook::Ordering`).
+    pub ordered: bool,
+    /// A test delivery (a ping, or an example sent to one webhook): sent whatever the webhook's status, tried
+    /// once, never counted against auto-disable.
+    pub test: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

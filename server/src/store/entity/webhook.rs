@@ -3,7 +3,7 @@
 
 use sea_orm::entity::prelude::*;
 
-pub use crate::core::webhook::Status as WebhookStatus;
+pub use crate::core::webhook::{Ordering, Status as WebhookStatus};
 
 /// `Deserialize` reads a row as the JSON array of its columns in field order, as the writer's reads return
 /// them (`webhook_columns`, `crate::store::json_rows`).
@@ -30,6 +30,7 @@ pub struct Model {
     /// The webhook's own request headers, a JSON object sealed like the secret; empty for none
     /// (`crate::core::headers`).
     pub headers: String,
+    pub ordering: Ordering,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

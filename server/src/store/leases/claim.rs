@@ -5,10 +5,17 @@
 //! only what it leases whatever the range's size or its statistics), and each of those deliveries' webhooks
 //! and events once. Webhooks at their cap are left out of the due range, so a slow endpoint's backlog cannot
 //! fill the window and starve the others. Then one statement leases what was picked.
+//!
+//! An ordered delivery (its webhook is ordered, `crate::core::webhook::Ordering`) is due only when no older
+//! delivery of its webhook is unfinished (pending, held or sending): so an ordered webhook has at most one
+//! lease, always on its oldest unfinished delivery, whichever stream, replica or daemon claims. A retry
+//! scheduled later keeps the ones behind it waiting; a delivery that fails for good lets the next one go.
+//! PostgreSQL claims that race both see the older delivery unfinished (pending or sending) and leave the
+//! younger one alone; on SQLite the single writer serialises them.
 
 use std::{collections::HashMap, sync::Arc};
 
-use kit_webhooks::catalogue::TEST_PING;
+use kit_webhooks_migrations::ORDERED_UNFINISHED;
 use sea_orm::{sea_query::Expr, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter};
 
 use super::sending::{DueDelivery, LeasedDelivery, SendingEvent, SendingWebhook};
@@ -158,7 +165,7 @@ pub async fn claim_in(
             // Deleted with its webhook in the meantime (PostgreSQL's snapshot of this read is newer).
             continue;
         };
-        if hook.status != WebhookStatus::Active && delivery.event_type != TEST_PING {
+        if hook.status != WebhookStatus::Active && !delivery.test {
             // Left pending by a race with a pause (a lease released, a fan-out read just before the pause
             // committed): `held` now, so it neither goes out nor sits at the head of the due range.
             paused.push(delivery.id);
@@ -206,6 +213,8 @@ async fn read_due_head(
          due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
          WHERE {} AND next_attempt_at <= ? \
          AND webhook_id NOT IN (SELECT webhook_id FROM in_flight WHERE n >= ?) \
+         AND (NOT ordered OR NOT EXISTS (SELECT 1 FROM deliveries AS older WHERE {ORDERED_UNFINISHED} \
+         AND webhook_id = deliveries.webhook_id AND id < deliveries.id)) \
          ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}) ",
         in_flight_cte(),
         DueDelivery::COLUMNS.join(", "),

@@ -2,7 +2,8 @@
 //! expiry), taken back, and recorded.
 //!
 //! A delivery is due when it is `pending`, its `next_attempt_at` has passed and its webhook is `active` (a
-//! `test.ping` goes out whatever the status). Claiming ([`claim`]) leases due deliveries in the writer's
+//! test delivery goes out whatever the status; an ordered one waits for the older ones of its webhook,
+//! [`claim`]). Claiming ([`claim`]) leases due deliveries in the writer's
 //! transaction (`crate::writer`): PostgreSQL replicas and committers skip each other's locked rows
 //! (`FOR UPDATE SKIP LOCKED`), and SQLite's single writer connection serialises claims. Recording
 //! ([`record`]) applies a daemon's report and releases the lease. The expiry is only the backstop for a
@@ -20,7 +21,6 @@ pub use claim::{Claim, ClaimKind, Claimed, InFlight};
 pub use record::{AttemptReport, ReadyReport, Recorded};
 pub use sending::{LeasedDelivery, SendingEvent, SendingWebhook};
 
-use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
     sea_query::Expr, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
 };
@@ -117,7 +117,7 @@ impl Store {
     pub async fn next_due_at(&self, now: i64) -> Result<Option<i64>, DbErr> {
         let sql = format!(
             "SELECT MIN(d.next_attempt_at) AS at FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
-             WHERE {} AND d.next_attempt_at > ? AND (w.status = ? OR d.event_type = ?)",
+             WHERE {} AND d.next_attempt_at > ? AND (w.status = ? OR d.test)",
             in_progress::sql("d.status", DeliveryStatus::Pending)
         );
         let row = self
@@ -125,7 +125,7 @@ impl Store {
             .query_one_raw(statement(
                 self.backend(),
                 &sql,
-                vec![now.into(), WebhookStatus::Active.into(), TEST_PING.into()],
+                vec![now.into(), WebhookStatus::Active.into()],
             ))
             .await?;
         match row {

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kit_webhooks::catalogue::TEST_PING;
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
@@ -29,10 +28,11 @@ use crate::{
     },
     store::{
         entity::{attempt, delivery, webhook},
+        operational,
         sql::{
             batch::Batch,
             id_list,
-            json_rows::{decode_rows, select_json},
+            json_rows::{decode_rows, flag, select_json},
             write_txn::WriteTxn,
         },
         Store, ROWS_PER_STATEMENT,
@@ -99,21 +99,27 @@ struct LeaseRow {
     id: String,
     status: DeliveryStatus,
     webhook_id: String,
-    event_type: String,
+    account_id: String,
     attempt_count: i32,
     lease_id: Option<String>,
     lease_owner: Option<String>,
+    #[serde(deserialize_with = "flag")]
+    ordered: bool,
+    #[serde(deserialize_with = "flag")]
+    test: bool,
 }
 
 impl LeaseRow {
-    const COLUMNS: [&str; 7] = [
+    const COLUMNS: [&str; 9] = [
         "id",
         "status",
         "webhook_id",
-        "event_type",
+        "account_id",
         "attempt_count",
         "lease_id",
         "lease_owner",
+        "ordered",
+        "test",
     ];
 }
 
@@ -123,8 +129,13 @@ pub struct Recorded {
     pub decision: Decision,
     /// The stream that owned the lease.
     pub lease_owner: Option<String>,
-    /// The delivery's webhook.
+    pub delivery_id: String,
+    /// The delivery's webhook, and its account.
     pub webhook_id: String,
+    pub account_id: String,
+    /// An ordered delivery finished: the next one of its webhook may now be due, which no claim waiting
+    /// for new work would see without being told (`crate::store::leases::claim`).
+    pub unblocks: bool,
 }
 
 impl Store {
@@ -205,6 +216,9 @@ struct Recording {
     failed: Vec<String>,
     /// Deliveries to try again: at when, waiting as what (`pending`, or `held` behind a paused webhook).
     retries: Vec<(String, i64, DeliveryStatus)>,
+    /// Webhooks the group disabled, each with whether for a 410: their accounts are told
+    /// (`crate::store::operational`).
+    disabled: Vec<(String, bool)>,
 }
 
 /// Reads the reported deliveries and their webhooks, locking on PostgreSQL what the group will write.
@@ -266,6 +280,7 @@ async fn read(txn: &WriteTxn, reports: &[ReadyReport]) -> Result<Recording, DbEr
         succeeded: Vec::new(),
         failed: Vec::new(),
         retries: Vec::new(),
+        disabled: Vec::new(),
     })
 }
 
@@ -326,7 +341,7 @@ impl Recording {
             attempt_number: report.attempt_number,
             status: report.response_status,
             retry_after: report.retry_after.clone(),
-            is_test_ping: lease.event_type == TEST_PING,
+            is_test: lease.test,
             started_at: report.attempt.started_at,
         };
         let health = WebhookHealth {
@@ -334,13 +349,19 @@ impl Recording {
             failing_since: hook.failing_since,
         };
         let decision = policy.decide(&outcome, health, now);
+        let was_disabled = hook.status == WebhookStatus::Disabled;
         *changed |= apply_to_webhook(hook, &decision.webhook, now);
+        if !was_disabled && hook.status == WebhookStatus::Disabled {
+            self.disabled
+                .push((hook.id.clone(), report.response_status == 410));
+        }
+        let unblocks = lease.ordered && !matches!(decision.delivery, DeliveryDecision::RetryAt(_));
         match decision.delivery {
             DeliveryDecision::Succeeded => self.succeeded.push(lease.id.clone()),
             DeliveryDecision::Failed => self.failed.push(lease.id.clone()),
             DeliveryDecision::RetryAt(at) => {
                 let active = hook.status == WebhookStatus::Active;
-                let waiting = DeliveryStatus::waiting(active, &lease.event_type);
+                let waiting = DeliveryStatus::waiting(active, lease.test);
                 self.retries.push((lease.id.clone(), at, waiting));
             }
         }
@@ -349,7 +370,10 @@ impl Recording {
         Ok(Recorded {
             decision,
             lease_owner: lease.lease_owner,
+            delivery_id: lease.id,
             webhook_id: lease.webhook_id,
+            account_id: lease.account_id,
+            unblocks,
         })
     }
 
@@ -368,6 +392,7 @@ impl Recording {
             );
         }
         txn.write(batch).await?;
+        let mut disabled = Vec::with_capacity(self.disabled.len());
         for (hook, changed) in self.hooks.into_values() {
             if !changed {
                 continue;
@@ -375,7 +400,14 @@ impl Recording {
             if hook.status != WebhookStatus::Active {
                 Store::set_waiting(txn, &hook.id, false).await?;
             }
-            hook.into_active_model().reset_all().update(txn).await?;
+            let hook = hook.into_active_model().reset_all().update(txn).await?;
+            if let Some((_, gone)) = self.disabled.iter().find(|(id, _)| *id == hook.id) {
+                disabled.push((hook, *gone));
+            }
+        }
+        // Once every webhook row is written, so that no disabled one hears of another's disabling.
+        for (hook, gone) in disabled {
+            operational::webhook_disabled(txn, &hook, gone, now).await?;
         }
         Ok(())
     }

@@ -56,6 +56,8 @@ pub(in crate::store) struct DueDelivery {
     pub event_id: String,
     pub event_type: String,
     pub attempt_count: i32,
+    #[serde(deserialize_with = "crate::store::sql::json_rows::flag")]
+    pub test: bool,
 }
 
 impl From<&delivery::Model> for DueDelivery {
@@ -66,17 +68,19 @@ impl From<&delivery::Model> for DueDelivery {
             event_id: delivery.event_id.clone(),
             event_type: delivery.event_type.clone(),
             attempt_count: delivery.attempt_count,
+            test: delivery.test,
         }
     }
 }
 
 impl DueDelivery {
-    pub(super) const COLUMNS: [&str; 5] = [
+    pub(super) const COLUMNS: [&str; 6] = [
         "id",
         "webhook_id",
         "event_id",
         "event_type",
         "attempt_count",
+        "test",
     ];
 }
 

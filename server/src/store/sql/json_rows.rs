@@ -1,7 +1,7 @@
 //! Reads that come back as one row of JSON: the writer's way of reading many rows, and several sets of rows,
 //! in one statement (see [`select_json`] for why).
 
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Deserialize};
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
@@ -77,6 +77,18 @@ pub(in crate::store) fn decode_rows<T: DeserializeOwned>(
 ) -> Result<Vec<T>, DbErr> {
     serde_json::from_str(json)
         .map_err(|err| DbErr::Custom(format!("decoding the rows `{from}`: {err}")))
+}
+
+/// A boolean column in a row read as JSON: `true`/`false` from PostgreSQL, `1`/`0` from SQLite (which keeps
+/// booleans as integers). For `#[serde(deserialize_with = "flag")]`.
+pub(in crate::store) fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Bool(b) => Ok(b),
+        serde_json::Value::Number(n) => Ok(n.as_i64() != Some(0)),
+        other => Err(serde::de::Error::custom(format!(
+            "{other} is not a boolean"
+        ))),
+    }
 }
 
 /// `n` comma-separated placeholders.
