@@ -17,7 +17,10 @@ use common::{
 use kit_webhooks::{definitions, proto};
 use tonic::Code;
 
-on_both_databases!(trigger_publishes_an_example_and_prints_each_outcome);
+on_both_databases!(
+    trigger_publishes_an_example_and_prints_each_outcome,
+    trigger_to_one_webhook_sends_a_test_delivery,
+);
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -157,6 +160,121 @@ async fn trigger_publishes_an_example_and_prints_each_outcome(backend: Backend) 
             .await,
         Code::InvalidArgument,
         "type",
+    );
+    server.stop().await;
+}
+
+/// `events trigger TYPE --webhook ID` (`SendTestPing` with a type): the example goes to that webhook only,
+/// whatever it subscribes to and even paused, as a test delivery: tried once, shown as a test, never counted
+/// against the webhook. Operational types can be tried too; a publishable-only check does not apply.
+async fn trigger_to_one_webhook_sends_a_test_delivery(backend: Backend) {
+    let failing = Receiver::http(always(Reply::status(500))).await;
+    let receiver = Receiver::http(always(Reply::ok())).await;
+    let server = TestServer::start_with(backend, |config| fast_delivery(config, None)).await;
+    let (target, secret) = server
+        .create_webhook(&receiver.url("/target"), &["job_posting.*"])
+        .await;
+    server
+        .create_webhook(&receiver.url("/other"), &["offer.*"])
+        .await;
+    let (broken, _) = server
+        .create_webhook(&failing.url("/broken"), &["offer.*"])
+        .await;
+    let cli = |args: &[&str]| {
+        std::process::Command::new(workspace_bin("kit-webhooks"))
+            .args([
+                "--server",
+                &server.server.url(),
+                "--token",
+                &server.admin_key,
+            ])
+            .args(args)
+            .output()
+            .expect("run kit-webhooks")
+    };
+
+    server.pause(&target.id).await;
+    let output = cli(&[
+        "events",
+        "trigger",
+        "offer.accepted",
+        "--webhook",
+        &target.id,
+        "--set",
+        "offer.salary.amount=90000",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with("offer.accepted test delivery dlv_") && text.contains("HTTP 200"),
+        "{text}"
+    );
+    let received = receiver.wait_for(1, WAIT).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].path, "/target", "that webhook only");
+    received[0].verify(&secret).expect("signed with its secret");
+    let body: serde_json::Value = serde_json::from_slice(&received[0].body).expect("JSON");
+    assert_eq!(body["type"], "offer.accepted");
+    assert_eq!(body["data"]["offer"]["salary"]["amount"], 90000);
+    let delivery = &server.deliveries(&target.id).await[0];
+    assert!(delivery.test, "shown as a test: {delivery:?}");
+    assert_eq!(delivery.event_type, "offer.accepted");
+
+    // An operational type, to a failing endpoint: tried once, failed, and the webhook is not counted.
+    let output = cli(&[
+        "-o",
+        "json",
+        "events",
+        "trigger",
+        "webhook.disabled",
+        "--webhook",
+        &broken.id,
+    ]);
+    assert!(!output.status.success(), "a 500 is not an acknowledgement");
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(shown["test"], true);
+    assert_eq!(shown["status"], "failed");
+    assert_eq!(shown["attempt_count"], 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(failing.requests().len(), 1, "never retried");
+    let broken = server.get_webhook(&broken.id).await;
+    assert_eq!(broken.failure_count, 0, "never counted against the webhook");
+
+    // Through gRPC: unknown types and data without a type are refused, naming the field.
+    let mut webhooks = server.webhooks().await;
+    let send = |event_type: &str, data_json: &str| proto::SendTestPingRequest {
+        id: target.id.clone(),
+        event_type: event_type.into(),
+        data_json: data_json.into(),
+        ..Default::default()
+    };
+    assert_status(
+        webhooks
+            .send_test_ping(authed(&server.admin_key, send("offer.eaten", "")))
+            .await,
+        Code::InvalidArgument,
+        "event_type",
+    );
+    assert_status(
+        webhooks
+            .send_test_ping(authed(&server.admin_key, send("", "{}")))
+            .await,
+        Code::InvalidArgument,
+        "data_json",
+    );
+    assert_status(
+        webhooks
+            .send_test_ping(authed(
+                &server.admin_key,
+                send("offer.accepted", r#"{"offer": 1}"#),
+            ))
+            .await,
+        Code::InvalidArgument,
+        "/offer",
     );
     server.stop().await;
 }

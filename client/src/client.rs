@@ -110,7 +110,11 @@ impl Client {
                     format!("server: `{endpoint}` is not a URL ({e})"),
                 )
             })?
-            .connect_timeout(Duration::from_secs(5));
+            .connect_timeout(Duration::from_secs(5))
+            // The server closes a connection whose client stays silent (5 minutes): a watch
+            // (`watch_webhooks`) may wait longer than that for a change.
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
         if endpoint.starts_with("https://") {
             builder = builder.tls_config(ClientTlsConfig::new().with_enabled_roots())?;
         }
@@ -338,6 +342,7 @@ impl Client {
 
     /// The account's webhook changes as they happen (of webhook `id` only, when given): webhooks changed,
     /// paused, resumed, disabled or deleted, and deliveries after each attempt. Ends when the server does.
+    /// The first message, once the watch is open, carries no change.
     pub async fn watch_webhooks(
         &self,
         id: Option<&str>,

@@ -31,6 +31,7 @@ on_both_databases!(
     a_second_sigterm_or_the_grace_ends_the_daemon_at_once,
     server_restarts_and_crashes_lose_nothing,
     a_graceful_server_restart_sends_nothing_twice,
+    an_ordered_webhook_keeps_its_order_through_kill_9,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -143,6 +144,74 @@ async fn kill_9_mid_stream_loses_nothing(backend: Backend) {
     wait_all_succeeded(&server, 60).await;
     let _ = second.kill();
     let _ = second.wait();
+    server.stop().await;
+}
+
+/// An ordered webhook whose endpoint fails now and then, and whose daemon is killed mid-sequence: the
+/// receiver sees every event, one request at a time, in the order they were published; a delivery may
+/// come again (retried, or resent after the kill), never one ahead of its turn.
+async fn an_ordered_webhook_keeps_its_order_through_kill_9(backend: Backend) {
+    let flaky = |_: &common::receiver::Received, n: usize| match n % 7 {
+        3 => Reply::status(503),
+        _ => Reply::ok().delay(Duration::from_millis(60)),
+    };
+    let receiver = Receiver::http(std::sync::Arc::new(flaky)).await;
+    let server = server_for_daemons(backend).await;
+    let created = server
+        .webhooks()
+        .await
+        .create_webhook(common::authed(
+            &server.admin_key,
+            kit_webhooks::proto::CreateWebhookRequest {
+                url: receiver.url("/"),
+                events: vec!["interview.*".into()],
+                ordering: kit_webhooks::proto::Ordering::Ordered as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(
+        created.webhook.expect("webhook").ordering(),
+        kit_webhooks::proto::Ordering::Ordered
+    );
+    let token = server.key(Role::Daemon, None).await;
+    let ids = publish_many(&server, 30).await;
+
+    let mut first = spawn_daemon(&server.server.url(), &token);
+    receiver.wait_for(8, WAIT).await;
+    first.kill().expect("kill -9");
+    let _ = first.wait();
+    let mut second = spawn_daemon(&server.server.url(), &token);
+    wait_all_received(&receiver, &ids).await;
+    wait_all_succeeded(&server, 30).await;
+    let _ = second.kill();
+    let _ = second.wait();
+
+    let sequence: Vec<u64> = receiver
+        .requests()
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+            body["data"]["n"].as_u64().expect("n")
+        })
+        .collect();
+    assert_eq!(sequence.first(), Some(&0), "{sequence:?}");
+    for pair in sequence.windows(2) {
+        assert!(
+            pair[1] == pair[0] || pair[1] == pair[0] + 1,
+            "{} came after {}: {sequence:?}",
+            pair[1],
+            pair[0]
+        );
+    }
+    assert_eq!(sequence.last(), Some(&29), "{sequence:?}");
+    assert!(
+        sequence.len() > 30,
+        "the failures were retried: {sequence:?}"
+    );
+    assert_eq!(receiver.busiest(), 1, "one request at a time");
     server.stop().await;
 }
 

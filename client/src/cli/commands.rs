@@ -101,8 +101,15 @@ pub async fn webhooks(
 /// `webhooks watch`: one line (or JSON object) per change, flushed as it comes.
 async fn watch(client: &Client, format: Format, id: Option<&str>) -> anyhow::Result<()> {
     let mut changes = std::pin::pin!(client.watch_webhooks(id).await?);
+    let watched = id.unwrap_or("the account's webhooks");
     while let Some(change) = changes.next().await {
-        output::change(format, &change?);
+        let change = change?;
+        match change.change {
+            // The watch is open (said on stderr, so that stdout holds only changes): nothing after it is
+            // missed.
+            None => eprintln!("watching {watched}; Ctrl-C to stop"),
+            Some(_) => output::change(format, &change),
+        }
     }
     bail!("the server ended the watch")
 }

@@ -27,6 +27,12 @@ const AHEAD: usize = 16;
 pub fn changes(state: Arc<AppState>, account: String, webhook_id: Option<String>) -> ChangeStream {
     let mut changes = state.watchers.watch();
     let (sender, receiver) = mpsc::channel(AHEAD);
+    // The watch is open: said at once, since a caller hears nothing of the call until its first message.
+    let opened = proto::WebhookChange {
+        at: Some(to_timestamp(crate::core::time::now_ms())),
+        ..Default::default()
+    };
+    let _ = sender.try_send(Ok(opened));
     tokio::spawn(async move {
         let mut missed = 0;
         loop {

@@ -75,7 +75,10 @@ mod tests {
                 .unwrap_or_else(|err| panic!("{}'s example: {err}", event.name));
             checked += 1;
         }
-        assert_eq!(checked, 25, "22 publishable types, 2 operational ones, test.ping");
+        assert_eq!(
+            checked, 25,
+            "22 publishable types, 2 operational ones, test.ping"
+        );
     }
 
     #[test]
