@@ -38,7 +38,7 @@ async fn the_account_hears_when_a_webhook_is_disabled_and_enabled(backend: Backe
     let (doomed, _) = server
         .create_webhook(&gone.url("/doomed"), &["offer.*", "operational.*"])
         .await;
-    let (ops, ops_secret) = server
+    let (_, ops_secret) = server
         .create_webhook(&receiver.url("/ops"), &["operational.*"])
         .await;
     server
