@@ -19,7 +19,7 @@ mod m0011_ordering_and_test_deliveries;
 
 pub use m0011_ordering_and_test_deliveries::ORDERED_UNFINISHED;
 
-/// The collation of a new table's key columns: bytewise (`COLLATE "C"`) on PostgreSQL, as m0004 made every
+/// The collation of a new `VARCHAR` column: bytewise (`COLLATE "C"`) on PostgreSQL, as m0004 made every
 /// other one; SQLite compares bytes already.
 fn key_collation(manager: &SchemaManager) -> &'static str {
     match manager.get_database_backend() {

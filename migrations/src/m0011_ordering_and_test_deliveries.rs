@@ -28,9 +28,10 @@ pub const ORDERED_UNFINISHED: &str =
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        db.execute_unprepared(
-            "ALTER TABLE webhooks ADD COLUMN ordering VARCHAR(16) NOT NULL DEFAULT 'unordered'",
-        )
+        let collate = crate::key_collation(manager);
+        db.execute_unprepared(&format!(
+            "ALTER TABLE webhooks ADD COLUMN ordering VARCHAR(16){collate} NOT NULL DEFAULT 'unordered'"
+        ))
         .await?;
         db.execute_unprepared(
             "ALTER TABLE deliveries ADD COLUMN ordered BOOLEAN NOT NULL DEFAULT FALSE",

@@ -13,6 +13,8 @@ use tokio::sync::broadcast;
 
 /// Changes kept for a watcher that is behind; older ones are dropped (and counted for it).
 const BACKLOG: usize = 4096;
+/// Watches one server keeps open at most: each reads a row for every change of its account.
+pub const MAX_WATCHERS: usize = 1000;
 
 /// One committed change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,9 +75,9 @@ impl Watchers {
         }
     }
 
-    /// A new watcher: every change told from now on.
-    pub fn watch(&self) -> broadcast::Receiver<Arc<Change>> {
-        self.sender.subscribe()
+    /// A new watcher: every change told from now on; `None` when [`MAX_WATCHERS`] are watching.
+    pub fn watch(&self) -> Option<broadcast::Receiver<Arc<Change>>> {
+        (self.sender.receiver_count() < MAX_WATCHERS).then(|| self.sender.subscribe())
     }
 }
 
@@ -91,8 +93,8 @@ mod tests {
     async fn nothing_is_built_unwatched_and_every_watcher_hears_the_rest() {
         let watchers = Watchers::default();
         watchers.tell(|| unreachable!("built with nobody watching"));
-        let mut first = watchers.watch();
-        let mut second = watchers.watch();
+        let mut first = watchers.watch().unwrap();
+        let mut second = watchers.watch().unwrap();
         watchers.tell(|| change("wh_1"));
         assert_eq!(first.recv().await.unwrap().webhook_id, "wh_1");
         assert_eq!(second.recv().await.unwrap().webhook_id, "wh_1");

@@ -14,7 +14,7 @@ use super::convert;
 use crate::{
     core::{time::to_timestamp, Error},
     state::AppState,
-    watch::{Change, ChangeKind},
+    watch::{Change, ChangeKind, MAX_WATCHERS},
 };
 
 /// What `WatchWebhooks` answers with.
@@ -23,9 +23,18 @@ pub type ChangeStream = ReceiverStream<Result<proto::WebhookChange, Status>>;
 /// Changes read ahead of a slow caller, beyond which the watcher waits (and the broadcast drops for it).
 const AHEAD: usize = 16;
 
-/// The stream of `account`'s changes, of `webhook_id`'s only when given.
-pub fn changes(state: Arc<AppState>, account: String, webhook_id: Option<String>) -> ChangeStream {
-    let mut changes = state.watchers.watch();
+/// The stream of `account`'s changes, of `webhook_id`'s only when given; refused `RESOURCE_EXHAUSTED` when
+/// the server has as many watches open as it keeps.
+pub fn changes(
+    state: Arc<AppState>,
+    account: String,
+    webhook_id: Option<String>,
+) -> Result<ChangeStream, Status> {
+    let Some(mut changes) = state.watchers.watch() else {
+        return Err(Status::resource_exhausted(format!(
+            "this server has {MAX_WATCHERS} watches open, as many as it keeps; try again later"
+        )));
+    };
     let (sender, receiver) = mpsc::channel(AHEAD);
     // The watch is open: said at once, since a caller hears nothing of the call until its first message.
     let opened = proto::WebhookChange {
@@ -75,7 +84,7 @@ pub fn changes(state: Arc<AppState>, account: String, webhook_id: Option<String>
             }
         }
     });
-    ReceiverStream::new(receiver)
+    Ok(ReceiverStream::new(receiver))
 }
 
 /// What `change` is about, as it is now; `None` when it is gone.

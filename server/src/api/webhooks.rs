@@ -167,7 +167,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
             true => None,
             false => Some(self.webhook_of(&account, "webhook_id", id).await?.id),
         };
-        let changes = watch::changes(self.state.clone(), account, webhook_id);
+        let changes = watch::changes(self.state.clone(), account, webhook_id)?;
         Ok(Response::new(changes))
     }
 
