@@ -14,7 +14,7 @@ mod common;
 use std::{path::PathBuf, process::Command};
 
 use common::{
-    receiver::{always, Receiver, Reply},
+    receiver::{Receiver, Reply},
     Backend, TestServer,
 };
 use serde_json::Value;
@@ -33,10 +33,19 @@ async fn an_admin_does_everything_in_the_console() {
     .await
     .expect("join");
     let server = TestServer::start_with(Backend::Sqlite, |config| {
-        common::fast_delivery(config, None)
+        common::fast_delivery(config, None);
+        config.request_timeout = std::time::Duration::from_secs(15);
     })
     .await;
-    let receiver = Receiver::http(always(Reply::status(204))).await;
+    // The published event's delivery (the second request) is answered late: the Deliveries tab opens while
+    // it is in flight, and only its watch (`WatchWebhooks` over gRPC-Web, no polling) shows it succeed.
+    let receiver = Receiver::http(std::sync::Arc::new(
+        |_: &common::receiver::Received, n: usize| match n {
+            1 => Reply::status(204).delay(std::time::Duration::from_secs(6)),
+            _ => Reply::status(204),
+        },
+    ))
+    .await;
     let run = {
         let (url, key, hook_url) = (
             server.server.url(),

@@ -1,6 +1,7 @@
 // One webhook's Deliveries tab: newest first, filtered by status and event type, each delivery opening onto
 // its attempts (request headers as sent, response status, headers and body as stored, duration, error), with
-// Retry for a finished delivery and Replay for the failed ones of a time window. It refreshes itself while open.
+// Retry for a finished delivery and Replay for the failed ones of a time window. While it is open it watches the
+// webhook (`WatchWebhooks`: no polling) and reads the list again when an attempt is recorded.
 
 import { create } from "@bufbuild/protobuf";
 import { TimestampSchema } from "@bufbuild/protobuf/wkt";
@@ -8,8 +9,44 @@ import { problem, webhooks } from "./api.js";
 import { type Attempt, type Delivery, DeliveryStatus } from "./gen/kit/webhooks/v1/resources_pb.js";
 import { button, el, field, when } from "./ui.js";
 
-const REFRESH_MS = 3000;
-let timer: number | undefined;
+/** Changes within this window are read once. */
+const SETTLE_MS = 200;
+/** A watch that ended (the server restarted, the connection went quiet) is opened again after this. */
+const REOPEN_MS = 1000;
+/** The watch of the tab open now, ended when another opens. */
+let watching: AbortController | undefined;
+
+/** Calls `changed` after each change to `webhookId` (a burst of them once), until `panel` leaves the page. */
+async function watch(webhookId: string, panel: HTMLElement, changed: () => void) {
+  watching?.abort();
+  const ended = new AbortController();
+  watching = ended;
+  let settle: number | undefined;
+  // A tab left behind ends its watch (the page's own check, no call to the server).
+  const left = window.setInterval(() => {
+    if (!panel.isConnected) {
+      ended.abort();
+    }
+  }, REOPEN_MS);
+  ended.signal.addEventListener("abort", () => window.clearInterval(left));
+  while (panel.isConnected && !ended.signal.aborted) {
+    try {
+      for await (const change of webhooks.watchWebhooks({ webhookId }, { signal: ended.signal })) {
+        // The first message says the watch is open; what happened before it is read below.
+        if (change.change.case === undefined) {
+          changed();
+          continue;
+        }
+        window.clearTimeout(settle);
+        settle = window.setTimeout(changed, SETTLE_MS);
+      }
+    } catch {
+      // Ended, or refused: opened again below while the tab is shown.
+    }
+    await new Promise((resolve) => window.setTimeout(resolve, REOPEN_MS));
+  }
+  ended.abort();
+}
 
 function headers(map: { [key: string]: string }): HTMLElement {
   const text = Object.entries(map)
@@ -136,12 +173,5 @@ export async function deliveriesTab(webhookId: string, panel: HTMLElement): Prom
     rows,
   );
   await refresh();
-  window.clearInterval(timer);
-  timer = window.setInterval(() => {
-    if (!panel.isConnected) {
-      window.clearInterval(timer);
-      return;
-    }
-    void refresh();
-  }, REFRESH_MS);
+  void watch(webhookId, panel, () => void refresh());
 }

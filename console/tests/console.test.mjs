@@ -71,7 +71,8 @@ async function second(page, previousSecret) {
   await page.getByRole("tab", { name: "Deliveries" }).click();
   const delivery = page.locator("summary", { hasText: "application.submitted" });
   await delivery.waitFor();
-  // The list refreshes on its own until the attempt is recorded.
+  // Still in flight when the tab opens; the tab's watch shows the attempt once it is recorded.
+  await page.locator("summary", { hasText: /application\.submitted · sending/ }).waitFor();
   await page.locator("summary", { hasText: /application\.submitted · succeeded · 1 attempt/ }).waitFor({ timeout: 20000 });
   await page.locator("summary", { hasText: "application.submitted" }).click();
   await page.getByText("Attempt 1: HTTP 204").waitFor();
