@@ -743,18 +743,8 @@ async fn one_accounts_dead_endpoints_do_not_slow_another_account(backend: Backen
         .key(kit_webhooks_server::core::Role::Admin, Some("other"))
         .await;
     server
-        .webhooks()
-        .await
-        .create_webhook(authed(
-            &other_admin,
-            proto::CreateWebhookRequest {
-                url: healthy.url("/"),
-                events: vec!["offer.*".into()],
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("create the other account's webhook");
+        .create_webhook_as(&other_admin, &healthy.url("/"), &["offer.*"])
+        .await;
     let mut events = server.events().await;
     for n in 0..5 {
         let published = Instant::now();

@@ -51,18 +51,12 @@ async fn the_account_hears_when_a_webhook_is_disabled_and_enabled(backend: Backe
         .key(kit_webhooks_server::core::Role::Admin, Some("other"))
         .await;
     server
-        .webhooks()
-        .await
-        .create_webhook(authed(
+        .create_webhook_as(
             &other_key,
-            proto::CreateWebhookRequest {
-                url: receiver.url("/other-account"),
-                events: vec!["operational.*".into()],
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("another account's webhook");
+            &receiver.url("/other-account"),
+            &["operational.*"],
+        )
+        .await;
 
     // The 410 disables the first webhook; the account hears of it.
     server.publish("offer.accepted", "{}").await;

@@ -24,6 +24,20 @@ on_both_databases!(
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// `kit-webhooks ARGS` with the server's admin key.
+fn admin_cli(server: &TestServer, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(workspace_bin("kit-webhooks"))
+        .args([
+            "--server",
+            &server.server.url(),
+            "--token",
+            &server.admin_key,
+        ])
+        .args(args)
+        .output()
+        .expect("run kit-webhooks")
+}
+
 async fn trigger_publishes_an_example_and_prints_each_outcome(backend: Backend) {
     let receiver = Receiver::http(always(Reply::ok())).await;
     let server = TestServer::start_with(backend, |config| fast_delivery(config, None)).await;
@@ -36,18 +50,7 @@ async fn trigger_publishes_an_example_and_prints_each_outcome(backend: Backend) 
     server
         .create_webhook(&receiver.url("/offers"), &["offer.*"])
         .await;
-    let cli = |args: &[&str]| {
-        std::process::Command::new(workspace_bin("kit-webhooks"))
-            .args([
-                "--server",
-                &server.server.url(),
-                "--token",
-                &server.admin_key,
-            ])
-            .args(args)
-            .output()
-            .expect("run kit-webhooks")
-    };
+    let cli = |args: &[&str]| admin_cli(&server, args);
 
     let output = cli(&[
         "events",
@@ -180,18 +183,7 @@ async fn trigger_to_one_webhook_sends_a_test_delivery(backend: Backend) {
     let (broken, _) = server
         .create_webhook(&failing.url("/broken"), &["offer.*"])
         .await;
-    let cli = |args: &[&str]| {
-        std::process::Command::new(workspace_bin("kit-webhooks"))
-            .args([
-                "--server",
-                &server.server.url(),
-                "--token",
-                &server.admin_key,
-            ])
-            .args(args)
-            .output()
-            .expect("run kit-webhooks")
-    };
+    let cli = |args: &[&str]| admin_cli(&server, args);
 
     server.pause(&target.id).await;
     let output = cli(&[

@@ -338,6 +338,30 @@ impl TestServer {
         (reply.webhook.expect("webhook"), reply.secret)
     }
 
+    /// Creates a webhook as the admin key `key` (of any account) and returns it.
+    pub async fn create_webhook_as(
+        &self,
+        key: &str,
+        url: &str,
+        events: &[&str],
+    ) -> kit_webhooks::proto::Webhook {
+        self.webhooks()
+            .await
+            .create_webhook(authed(
+                key,
+                kit_webhooks::proto::CreateWebhookRequest {
+                    url: url.into(),
+                    events: events.iter().map(|e| e.to_string()).collect(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create webhook")
+            .into_inner()
+            .webhook
+            .expect("webhook")
+    }
+
     /// Publishes an event for account `default` with `data`.
     pub async fn publish(
         &self,

@@ -89,15 +89,15 @@ pub fn validate_type(field: &'static str, event_type: &str) -> Result<&'static s
     }
     catalogue::event_type(event_type)
         .map(|t| t.name)
-        .ok_or_else(|| {
-            Error::invalid(
-                field,
-                format!(
-                    "unknown event type {}; see ListEventTypes",
-                    quoted(event_type)
-                ),
-            )
-        })
+        .ok_or_else(|| unknown_type(field, event_type))
+}
+
+fn unknown_type(field: &'static str, event_type: &str) -> Error {
+    let message = format!(
+        "unknown event type {}; see ListEventTypes",
+        quoted(event_type)
+    );
+    Error::invalid(field, message)
 }
 
 /// The type of a test delivery to one webhook (`SendTestPing`): any subscribable type, operational ones
@@ -105,15 +105,7 @@ pub fn validate_type(field: &'static str, event_type: &str) -> Result<&'static s
 pub fn validate_test_type(field: &'static str, event_type: &str) -> Result<&'static str, Error> {
     catalogue::subscribable(event_type)
         .map(|t| t.name)
-        .ok_or_else(|| {
-            Error::invalid(
-                field,
-                format!(
-                    "unknown event type {}; see ListEventTypes",
-                    quoted(event_type)
-                ),
-            )
-        })
+        .ok_or_else(|| unknown_type(field, event_type))
 }
 
 /// An optional filter on event type (list calls): empty for none, else a catalogue type or `test.ping`.
