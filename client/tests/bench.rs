@@ -61,11 +61,25 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
     assert_eq!(again["duplicates"], 0);
     assert_eq!(again["bad_signatures"], 0);
     assert_eq!(again["attempts_per_delivery"], 1.0, "{again}");
+    assert_eq!(again["tls"], false);
+    assert_eq!(again["tls_handshakes_per_delivery"], Value::Null);
+
+    // Over HTTPS: receivers with the run's CA, which the daemon trusts; the ceiling over HTTPS too; the
+    // daemon keeps its connections, so far fewer handshakes than deliveries.
+    let tls = run_bench(&db.url, 0, &["--tls"]).await;
+    assert_eq!(tls["tls"], true);
+    assert_eq!(tls["deliveries_received"], 600, "{tls}");
+    assert_eq!(tls["bad_signatures"], 0);
+    assert!(tls["raw_ceiling_per_second"].as_f64().expect("ceiling") > 0.0);
+    let handshakes = tls["tls_handshakes_per_delivery"]
+        .as_f64()
+        .expect("handshakes per delivery");
+    assert!(handshakes > 0.0 && handshakes < 0.5, "{tls}");
     let stored = deliveries_stored(&db.url).await;
     assert_eq!(
         stored,
-        1000 + 600 + 600,
-        "backlog and two runs' own deliveries"
+        1000 + 600 + 600 + 600,
+        "backlog and three runs' own deliveries"
     );
     db.drop_database().await;
 }

@@ -1,5 +1,6 @@
 //! The raw ceiling: the same receivers, hit directly by a plain hyper client with the same concurrency and
-//! body size: what the machine can do with no pipeline at all, measured in the same run as the pipeline.
+//! body size (over HTTPS with keep-alive, trusting the run's CA, with `--tls`): what the machine can do with
+//! no pipeline at all, measured in the same run as the pipeline.
 
 use std::{
     sync::{
@@ -12,25 +13,67 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::legacy::{
+        connect::{Connect, HttpConnector},
+        Client,
+    },
     rt::TokioExecutor,
 };
 
 /// The longest one raw-ceiling request may take (well past any `--latency`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Requests per second over `duration` with `concurrency` requests in flight, spread over `receivers`.
+/// Requests per second over `duration` with `concurrency` requests in flight, spread over `receivers`
+/// (`https://` ones with `tls`).
 pub async fn measure(
     receivers: &[String],
     concurrency: usize,
     body_bytes: usize,
     duration: Duration,
+    tls: Option<rustls::ClientConfig>,
 ) -> anyhow::Result<f64> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(concurrency)
-        .build(connector);
+    let builder = Client::builder(TokioExecutor::new());
+    let mut builder = builder;
+    builder.pool_max_idle_per_host(concurrency);
+    match tls {
+        None => {
+            run(
+                builder.build(connector),
+                receivers,
+                concurrency,
+                body_bytes,
+                duration,
+            )
+            .await
+        }
+        Some(tls) => {
+            connector.enforce_http(false);
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_only()
+                .enable_http1()
+                .wrap_connector(connector);
+            run(
+                builder.build(connector),
+                receivers,
+                concurrency,
+                body_bytes,
+                duration,
+            )
+            .await
+        }
+    }
+}
+
+async fn run<C: Connect + Clone + Send + Sync + 'static>(
+    client: Client<C, Full<Bytes>>,
+    receivers: &[String],
+    concurrency: usize,
+    body_bytes: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
     let body = Bytes::from(vec![b'x'; body_bytes]);
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

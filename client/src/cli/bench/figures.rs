@@ -20,6 +20,10 @@ pub struct Figures {
     pub max_connections_per_host: u32,
     /// Whether the started processes served metrics, scraped every second (`--metrics`).
     pub metrics: bool,
+    /// Whether the receivers served HTTPS (`--tls`), the raw ceiling's included.
+    pub tls: bool,
+    /// TLS handshakes per delivery received (`--tls`): how well the daemon keeps its connections.
+    pub tls_handshakes_per_delivery: Option<f64>,
     pub database: String,
     /// The mean of the ceiling measured before the run and after it.
     pub raw_ceiling_per_second: f64,
@@ -111,6 +115,11 @@ pub fn print_table(f: &Figures) {
             "attempts per delivery",
             format!("{:.3}", f.attempts_per_delivery),
         ),
+        (
+            "TLS handshakes per delivery",
+            f.tls_handshakes_per_delivery
+                .map_or("- (plain HTTP)".into(), |h| format!("{h:.4}")),
+        ),
         ("server", usage(&f.server)),
         ("daemon", usage(&f.daemon)),
         (
@@ -136,8 +145,11 @@ fn ceiling(f: &Figures) -> String {
         return "not measured".into();
     }
     format!(
-        "{:.0} requests/s (before the run {:.0}, after it {:.0})",
-        f.raw_ceiling_per_second, f.raw_ceiling_before_per_second, f.raw_ceiling_after_per_second
+        "{:.0} requests/s{} (before the run {:.0}, after it {:.0})",
+        f.raw_ceiling_per_second,
+        if f.tls { " over HTTPS" } else { "" },
+        f.raw_ceiling_before_per_second,
+        f.raw_ceiling_after_per_second
     )
 }
 

@@ -13,6 +13,7 @@ mod processes;
 mod progress;
 mod receivers;
 mod target;
+mod tls;
 
 use std::{
     collections::HashMap,
@@ -39,7 +40,7 @@ use self::{
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Events to publish.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 4000)]
     pub events: usize,
     /// Webhooks, all subscribed to every event (the fan-out).
     #[arg(long, default_value_t = 10)]
@@ -57,11 +58,15 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub rate: u32,
     /// Publish calls in flight at once (when not rate-limited).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 64)]
     pub publishers: usize,
     /// Deliveries in flight in the daemon, and requests in flight in the raw-ceiling run.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 128)]
     pub concurrency: u32,
+    /// Receivers serve HTTPS with a certificate from a CA made for the run, which the started daemon trusts
+    /// (`--ca-file`); the raw ceiling is measured over HTTPS too, with keep-alive.
+    #[arg(long)]
+    pub tls: bool,
     /// Leases the started daemon holds ready beyond --concurrency (its --prefetch).
     #[arg(long, default_value_t = 2048)]
     pub prefetch: u32,
@@ -138,16 +143,29 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         bail!("--events, --webhooks and --receivers must be at least 1");
     }
     let tally = Arc::new(Tally::default());
-    let receivers = receivers::start(args.receivers, args.latency, tally.clone()).await?;
+    let dir = tempfile::tempdir()?;
+    let tls = args
+        .tls
+        .then(|| tls::BenchTls::new(dir.path()))
+        .transpose()?;
+    let server_tls = tls.as_ref().map(|tls| tls.server.clone());
+    let receivers =
+        receivers::start(args.receivers, args.latency, tally.clone(), server_tls).await?;
     // The ceiling is measured before the system under test starts and again after it has stopped: on a
     // shared machine it drifts within minutes, and the mean of the two brackets the run it is compared with.
-    let ceiling_before = measure_ceiling(args, &receivers, "measuring the raw ceiling").await?;
+    let client_tls = tls.as_ref().map(|tls| &tls.client);
+    let ceiling_before =
+        measure_ceiling(args, &receivers, client_tls, "measuring the raw ceiling").await?;
 
-    let dir = tempfile::tempdir()?;
     let system = match &args.target {
         Some(server_url) => Target::existing(server_url, args)?,
-        None => Target::start(args, dir.path())?,
+        None => Target::start(
+            args,
+            dir.path(),
+            tls.as_ref().map(|tls| tls.ca_file.as_path()),
+        )?,
     };
+    let handshakes_before = tally.tls_handshakes.load(Ordering::Relaxed);
     let admin = Client::connect(&system.server_url, &system.admin_key).await?;
     create_webhooks(&admin, args, &receivers, &tally).await?;
 
@@ -181,10 +199,18 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
             .as_ref()
             .and_then(|p| processes::usage(p.0.id())),
         database: system.database.clone(),
+        tls_handshakes: args
+            .tls
+            .then(|| tally.tls_handshakes.load(Ordering::Relaxed) - handshakes_before),
     };
     drop(system);
-    let ceiling_after =
-        measure_ceiling(args, &receivers, "measuring the raw ceiling again").await?;
+    let ceiling_after = measure_ceiling(
+        args,
+        &receivers,
+        client_tls,
+        "measuring the raw ceiling again",
+    )
+    .await?;
     Ok(figures(
         args,
         &tally,
@@ -200,6 +226,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
 async fn measure_ceiling(
     args: &BenchArgs,
     receivers: &[String],
+    tls: Option<&rustls::ClientConfig>,
     when: &str,
 ) -> anyhow::Result<f64> {
     if args.ceiling_duration.is_zero() {
@@ -211,6 +238,7 @@ async fn measure_ceiling(
         args.concurrency as usize,
         args.payload_bytes,
         args.ceiling_duration,
+        tls.cloned(),
     )
     .await
 }
@@ -293,6 +321,8 @@ struct Spent {
     server: Option<Usage>,
     daemon: Option<Usage>,
     database: String,
+    /// TLS handshakes the receivers completed from the first publish to the last receipt (`--tls`).
+    tls_handshakes: Option<u64>,
 }
 
 /// The run's figures from what the receivers saw.
@@ -333,6 +363,10 @@ fn figures(
         prefetch: args.prefetch,
         max_connections_per_host: args.max_connections_per_host,
         metrics: args.metrics,
+        tls: args.tls,
+        tls_handshakes_per_delivery: spent
+            .tls_handshakes
+            .map(|n| n as f64 / received.max(1) as f64),
         database: spent.database,
         raw_ceiling_per_second: ceiling,
         raw_ceiling_before_per_second: ceiling_before,

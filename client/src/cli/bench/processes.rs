@@ -242,16 +242,23 @@ pub fn create_key(
     Ok(String::from_utf8(output.stdout)?.trim().to_owned())
 }
 
+/// Starts the daemon with the run's window (`--concurrency`, `--prefetch`, `--max-connections-per-host`),
+/// trusting `ca_file` besides the system's roots when given (`--tls`).
 pub fn start_daemon(
     bin: &Path,
     server: &str,
     token: &str,
-    max_in_flight: u32,
-    prefetch: u32,
-    max_connections_per_host: u32,
+    args: &super::BenchArgs,
     metrics: Option<&str>,
+    ca_file: Option<&Path>,
 ) -> anyhow::Result<Process> {
-    let child = Command::new(bin)
+    let (max_in_flight, prefetch) = (args.concurrency, args.prefetch);
+    let max_connections_per_host = args.max_connections_per_host;
+    let mut command = Command::new(bin);
+    if let Some(ca_file) = ca_file {
+        command.arg("--ca-file").arg(ca_file);
+    }
+    let child = command
         .args(metrics_listen(metrics))
         .args([
             "--server",

@@ -1,5 +1,5 @@
-//! The benchmark's receivers: plain hyper HTTP/1.1 servers on loopback that answer 200 (after an optional
-//! latency), verify every signature, and record when each (event, webhook) pair first arrived.
+//! The benchmark's receivers: hyper HTTP/1.1 servers on loopback (HTTPS with `--tls`) that answer 200 (after an
+//! optional latency), verify every signature, and record when each (event, webhook) pair first arrived.
 //!
 //! They share the machine with the system under test, so a receipt is recorded without allocating: the
 //! headers are read in place, each webhook's secret is parsed once, and an event id is kept as its ULID's
@@ -55,6 +55,8 @@ pub struct Tally {
     pub bad_signatures: AtomicU64,
     /// Requests of the raw-ceiling run (no signature, not tallied above).
     pub ceiling_requests: AtomicU64,
+    /// TLS handshakes completed (`--tls`), the raw ceiling's included.
+    pub tls_handshakes: AtomicU64,
 }
 
 impl Tally {
@@ -63,17 +65,20 @@ impl Tally {
     }
 }
 
-/// Starts `count` receivers; returns their base URLs.
+/// Starts `count` receivers, serving HTTPS with `tls`; returns their base URLs.
 pub async fn start(
     count: usize,
     latency: Duration,
     tally: Arc<Tally>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<Vec<String>> {
     let mut urls = Vec::with_capacity(count);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     for _ in 0..count {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        urls.push(format!("http://{}", listener.local_addr()?));
+        urls.push(format!("{scheme}://{}", listener.local_addr()?));
         let tally = tally.clone();
+        let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -82,15 +87,25 @@ pub async fn start(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let tally = tally.clone();
+                let (tally, acceptor) = (tally.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| {
+                    let service = {
                         let tally = tally.clone();
-                        async move { Ok::<_, Infallible>(receive(request, &tally, latency).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                        service_fn(move |request| {
+                            let tally = tally.clone();
+                            async move { Ok::<_, Infallible>(receive(request, &tally, latency).await) }
+                        })
+                    };
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let Some(acceptor) = acceptor else {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        return;
+                    };
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    tally.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
@@ -178,7 +193,7 @@ mod tests {
     #[tokio::test]
     async fn receivers_verify_every_signature_and_count_each_receipt_once() {
         let tally = Arc::new(Tally::default());
-        let urls = start(1, Duration::ZERO, tally.clone()).await.unwrap();
+        let urls = start(1, Duration::ZERO, tally.clone(), None).await.unwrap();
         tally
             .secrets
             .write()

@@ -23,7 +23,11 @@ pub struct Target {
 impl Target {
     /// `kit-webhooks-server` and `kit-webhooks-daemon` (beside this binary, or on `PATH`), on `--database-url` or a
     /// SQLite file in `dir`.
-    pub fn start(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Target> {
+    pub fn start(
+        args: &BenchArgs,
+        dir: &std::path::Path,
+        ca_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Target> {
         let database_url = args
             .database_url
             .clone()
@@ -71,10 +75,9 @@ impl Target {
             &daemon_bin,
             &server_url,
             &daemon_key,
-            args.concurrency,
-            args.prefetch,
-            args.max_connections_per_host,
+            args,
             metrics.as_ref().map(|(_, daemon)| daemon.as_str()),
+            ca_file,
         )?;
         let scraper =
             metrics.map(|(server, daemon)| processes::Scraper::start(vec![server, daemon]));
@@ -98,9 +101,10 @@ impl Target {
     /// A running deployment (`--target`): its daemons must be able to reach this machine's loopback
     /// receivers, and its CPU and memory are not measured.
     pub fn existing(server_url: &str, args: &BenchArgs) -> anyhow::Result<Target> {
-        if args.backlog > 0 || args.database_url.is_some() || args.metrics {
+        if args.backlog > 0 || args.database_url.is_some() || args.metrics || args.tls {
             bail!(
-                "--backlog, --database-url and --metrics apply to a server the bench starts, not to --target"
+                "--backlog, --database-url, --metrics and --tls apply to a system the bench starts, not to \
+                 --target (its daemons would have to trust the bench's CA)"
             );
         }
         let (Some(admin_key), Some(publisher_key)) = (&args.admin_key, &args.publisher_key) else {
