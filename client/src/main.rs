@@ -336,10 +336,14 @@ pub enum EventsCommand {
 }
 
 fn main() {
-    quiet_on_closed_stdout();
     // A usage error is clap's whole message (what is missing, "a similar subcommand exists", the possible
     // values) and exit code 2; failures at run time are one line below.
     let cli = Cli::parse();
+    // Not for the commands that serve HTTP (`bench`'s receivers, `listen`): a socket written after its peer
+    // closed it (a vectored write, as hyper and rustls make) would raise SIGPIPE and end them silently.
+    if !matches!(cli.command, Command::Bench(_) | Command::Listen { .. }) {
+        quiet_on_closed_stdout();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -354,8 +358,8 @@ fn main() {
 /// making the next print panic: SIGPIPE goes back to its default, which Rust's runtime had set to ignore.
 #[allow(unsafe_code)]
 fn quiet_on_closed_stdout() {
-    // SAFETY: `signal` with `SIG_DFL` changes only the process's disposition of SIGPIPE; called first thing
-    // in `main`, before any other thread exists.
+    // SAFETY: `signal` with `SIG_DFL` changes only the process's disposition of SIGPIPE; called from `main`
+    // before the runtime starts, while no other thread exists.
     #[cfg(unix)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
