@@ -75,11 +75,35 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
         .as_f64()
         .expect("handshakes per delivery");
     assert!(handshakes > 0.0 && handshakes < 0.5, "{tls}");
+
+    // The production shape, small: 20 accounts of 2 webhooks, each event to one account's webhooks only,
+    // each receiver a host of its own, over HTTPS, the accounts drawn by Zipf's law.
+    let shaped = run_bench(
+        &db.url,
+        0,
+        &[
+            "--accounts",
+            "20",
+            "--webhooks-per-account",
+            "2",
+            "--skew",
+            "1",
+            "--hosts",
+            "--tls",
+        ],
+    )
+    .await;
+    assert_eq!(shaped["accounts"], 20);
+    assert_eq!(shaped["hosts"], true);
+    assert_eq!(shaped["deliveries_expected"], 400, "{shaped}");
+    assert_eq!(shaped["deliveries_received"], 400, "{shaped}");
+    assert_eq!(shaped["duplicates"], 0);
+    assert_eq!(shaped["bad_signatures"], 0);
     let stored = deliveries_stored(&db.url).await;
     assert_eq!(
         stored,
-        1000 + 600 + 600 + 600,
-        "backlog and three runs' own deliveries"
+        1000 + 600 + 600 + 600 + 400,
+        "backlog and four runs' own deliveries"
     );
     db.drop_database().await;
 }

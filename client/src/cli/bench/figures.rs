@@ -9,6 +9,11 @@ use super::processes::Usage;
 pub struct Figures {
     pub events: usize,
     pub webhooks: usize,
+    /// Accounts (`--accounts`): with more than one, `webhooks_per_account` each, and `webhooks` is unused.
+    pub accounts: usize,
+    pub webhooks_per_account: usize,
+    /// Whether each receiver was a host of its own (`--hosts`).
+    pub hosts: bool,
     pub deliveries_expected: usize,
     pub backlog: usize,
     pub deliveries_received: usize,

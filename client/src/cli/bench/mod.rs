@@ -12,6 +12,7 @@ mod figures;
 mod processes;
 mod progress;
 mod receivers;
+mod shape;
 mod target;
 mod tls;
 
@@ -42,12 +43,26 @@ pub struct BenchArgs {
     /// Events to publish.
     #[arg(long, default_value_t = 4000)]
     pub events: usize,
-    /// Webhooks, all subscribed to every event (the fan-out).
+    /// Webhooks, all subscribed to every event (the fan-out), of one account.
     #[arg(long, default_value_t = 10)]
     pub webhooks: usize,
+    /// Accounts, each with --webhooks-per-account webhooks (instead of one with --webhooks); each event is
+    /// published to one of them, drawn uniformly (or by Zipf's law, --skew), and goes to its webhooks only.
+    #[arg(long, default_value_t = 1)]
+    pub accounts: usize,
+    /// With --accounts: the webhooks of each account.
+    #[arg(long, default_value_t = 2)]
+    pub webhooks_per_account: usize,
+    /// With --accounts: the exponent of Zipf's law for the accounts' shares of the events; 0 for uniform.
+    #[arg(long, default_value_t = 0.0)]
+    pub skew: f64,
     /// Receivers on loopback the webhooks are spread over.
     #[arg(long, default_value_t = 4)]
     pub receivers: usize,
+    /// Put the receivers on distinct loopback addresses (127.0.0.2, 127.0.0.3, …): one host each, with its own
+    /// connection pool and share in the daemon, as endpoints of many customers are.
+    #[arg(long)]
+    pub hosts: bool,
     /// How long each receiver takes to answer.
     #[arg(long, default_value = "0ms", value_parser = kit_webhooks::duration::parse_duration)]
     pub latency: Duration,
@@ -142,15 +157,16 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     if args.events == 0 || args.webhooks == 0 || args.receivers == 0 {
         bail!("--events, --webhooks and --receivers must be at least 1");
     }
+    let shape = shape::Shape::of(args)?;
     let tally = Arc::new(Tally::default());
     let dir = tempfile::tempdir()?;
+    let hosts = receivers::hosts(args.receivers, args.hosts);
     let tls = args
         .tls
-        .then(|| tls::BenchTls::new(dir.path()))
+        .then(|| tls::BenchTls::new(dir.path(), &hosts))
         .transpose()?;
     let server_tls = tls.as_ref().map(|tls| tls.server.clone());
-    let receivers =
-        receivers::start(args.receivers, args.latency, tally.clone(), server_tls).await?;
+    let receivers = receivers::start(&hosts, args.latency, tally.clone(), server_tls).await?;
     // The ceiling is measured before the system under test starts and again after it has stopped: on a
     // shared machine it drifts within minutes, and the mean of the two brackets the run it is compared with.
     let client_tls = tls.as_ref().map(|tls| &tls.client);
@@ -161,22 +177,22 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         Some(server_url) => Target::existing(server_url, args)?,
         None => Target::start(
             args,
+            shape.accounts,
             dir.path(),
             tls.as_ref().map(|tls| tls.ca_file.as_path()),
         )?,
     };
     let handshakes_before = tally.tls_handshakes.load(Ordering::Relaxed);
-    let admin = Client::connect(&system.server_url, &system.admin_key).await?;
-    create_webhooks(&admin, args, &receivers, &tally).await?;
+    create_webhooks(&system, &shape, &receivers, &tally).await?;
 
-    let expected = args.events * args.webhooks;
+    let expected = args.events * shape.per_account;
     // Room for every receipt up front: the map does not grow (and copy itself) while receivers record.
     lock(&tally.first_seen).reserve(expected);
     let machine_before = processes::machine_ticks();
     let postgres_before = processes::postgres_cpu_seconds();
     let started = Instant::now();
     let progress = Progress::start(expected, tally.clone());
-    let published = publish(&system, args, started).await?;
+    let published = publish(&system, &shape, args, started).await?;
     let deadline = Instant::now() + args.timeout;
     while tally.unique() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -243,14 +259,20 @@ async fn measure_ceiling(
     .await
 }
 
-/// Creates `--webhooks` webhooks spread over the receivers, and gives the receivers their secrets.
+/// Creates each account's webhooks, spread over the receivers, and gives the receivers their secrets.
 async fn create_webhooks(
-    admin: &Client,
-    args: &BenchArgs,
+    system: &Target,
+    shape: &shape::Shape,
     receivers: &[String],
     tally: &Tally,
 ) -> anyhow::Result<()> {
-    for index in 0..args.webhooks {
+    let mut admin = None;
+    for index in 0..shape.webhooks() {
+        if index % shape.per_account == 0 {
+            let (_, key) = &system.accounts[shape.account_of(index)];
+            admin = Some(Client::connect(&system.server_url, key).await?);
+        }
+        let admin = admin.as_ref().context("an account's admin")?;
         let url = format!("{}/wh/{index}", receivers[index % receivers.len()]);
         // The bench sends far more than the default 100 requests/s to one endpoint.
         let webhook = NewWebhook {
@@ -276,7 +298,13 @@ struct Published {
 }
 
 /// Publishes `--events` events, `--publishers` calls at a time (at `--rate` a second, if set).
-async fn publish(system: &Target, args: &BenchArgs, started: Instant) -> anyhow::Result<Published> {
+async fn publish(
+    system: &Target,
+    shape: &shape::Shape,
+    args: &BenchArgs,
+    started: Instant,
+) -> anyhow::Result<Published> {
+    let mut rng = rand::rng();
     let publisher = Client::connect(&system.server_url, &system.publisher_key).await?;
     let data = payload(args.payload_bytes);
     let published_at = Arc::new(Mutex::new(HashMap::with_capacity(args.events)));
@@ -292,7 +320,7 @@ async fn publish(system: &Target, args: &BenchArgs, started: Instant) -> anyhow:
             publisher.clone(),
             data.clone(),
             published_at.clone(),
-            system.account.clone(),
+            system.accounts[shape.draw(&mut rng)].0.clone(),
         );
         calls.push(tokio::spawn(async move {
             let sent = Instant::now();
@@ -353,7 +381,10 @@ fn figures(
     Figures {
         events: args.events,
         webhooks: args.webhooks,
-        deliveries_expected: args.events * args.webhooks,
+        accounts: args.accounts,
+        webhooks_per_account: args.webhooks_per_account,
+        hosts: args.hosts,
+        deliveries_expected: args.events * shape::per_account(args),
         backlog: args.backlog,
         deliveries_received: received,
         duplicates: tally.duplicates.load(Ordering::Relaxed),

@@ -8,6 +8,7 @@
 use std::{
     collections::HashMap,
     convert::Infallible,
+    net::{IpAddr, Ipv4Addr},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, RwLock,
@@ -65,17 +66,33 @@ impl Tally {
     }
 }
 
-/// Starts `count` receivers, serving HTTPS with `tls`; returns their base URLs.
+/// The addresses of `count` receivers: all 127.0.0.1, or with `distinct` one loopback address each
+/// (127.0.0.2, 127.0.0.3, …), so that each is a host of its own for the daemon.
+pub fn hosts(count: usize, distinct: bool) -> Vec<IpAddr> {
+    (0..count)
+        .map(|n| match distinct {
+            false => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            // 127.0.0.0/8 is loopback whole; .0, .1 and .255 of each /24 are left out.
+            true => {
+                let n = n as u32;
+                let (high, low) = (n / 253, n % 253 + 2);
+                IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + (high << 8) + low))
+            }
+        })
+        .collect()
+}
+
+/// Starts a receiver on each of `hosts`, serving HTTPS with `tls`; returns their base URLs.
 pub async fn start(
-    count: usize,
+    hosts: &[IpAddr],
     latency: Duration,
     tally: Arc<Tally>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<Vec<String>> {
-    let mut urls = Vec::with_capacity(count);
+    let mut urls = Vec::with_capacity(hosts.len());
     let scheme = if tls.is_some() { "https" } else { "http" };
-    for _ in 0..count {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+    for host in hosts {
+        let listener = TcpListener::bind((*host, 0)).await?;
         urls.push(format!("{scheme}://{}", listener.local_addr()?));
         let tally = tally.clone();
         let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
@@ -193,7 +210,9 @@ mod tests {
     #[tokio::test]
     async fn receivers_verify_every_signature_and_count_each_receipt_once() {
         let tally = Arc::new(Tally::default());
-        let urls = start(1, Duration::ZERO, tally.clone(), None).await.unwrap();
+        let urls = start(&hosts(1, false), Duration::ZERO, tally.clone(), None)
+            .await
+            .unwrap();
         tally
             .secrets
             .write()

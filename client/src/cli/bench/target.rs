@@ -7,10 +7,9 @@ use super::{processes, progress, BenchArgs};
 /// The system under test: started here (server and daemon processes), or an existing deployment.
 pub struct Target {
     pub server_url: String,
-    pub admin_key: String,
+    /// The accounts events are published to, each with an admin key of its own.
+    pub accounts: Vec<(String, String)>,
     pub publisher_key: String,
-    /// The account of `admin_key`: events are published to it.
-    pub account: String,
     // Fields drop in this order: the daemon is stopped before the server it streams from, so it does not
     // log a lost stream at the end of every run.
     pub daemon: Option<processes::Process>,
@@ -25,6 +24,7 @@ impl Target {
     /// SQLite file in `dir`.
     pub fn start(
         args: &BenchArgs,
+        accounts: usize,
         dir: &std::path::Path,
         ca_file: Option<&std::path::Path>,
     ) -> anyhow::Result<Target> {
@@ -52,8 +52,21 @@ impl Target {
         let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let account = format!("bench-{}", since_epoch.as_millis());
-        let admin_key = processes::create_key(&server_bin, &database_url, "admin", Some(&account))?;
+        let run = format!("bench-{}", since_epoch.as_millis());
+        if accounts > 1 {
+            progress::note(&format!("making {accounts} accounts' admin keys"));
+        }
+        let accounts = (0..accounts)
+            .map(|n| {
+                let account = match accounts {
+                    1 => run.clone(),
+                    _ => format!("{run}-{n}"),
+                };
+                let key =
+                    processes::create_key(&server_bin, &database_url, "admin", Some(&account))?;
+                Ok((account, key))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let publisher_key = processes::create_key(&server_bin, &database_url, "publisher", None)?;
         let daemon_key = processes::create_key(&server_bin, &database_url, "daemon", None)?;
         let secrets_key = match &args.secrets_key_file {
@@ -83,9 +96,8 @@ impl Target {
             metrics.map(|(server, daemon)| processes::Scraper::start(vec![server, daemon]));
         Ok(Target {
             server_url,
-            admin_key,
+            accounts,
             publisher_key,
-            account,
             server: Some(server),
             daemon: Some(daemon),
             _scraper: scraper,
@@ -101,10 +113,16 @@ impl Target {
     /// A running deployment (`--target`): its daemons must be able to reach this machine's loopback
     /// receivers, and its CPU and memory are not measured.
     pub fn existing(server_url: &str, args: &BenchArgs) -> anyhow::Result<Target> {
-        if args.backlog > 0 || args.database_url.is_some() || args.metrics || args.tls {
+        if args.backlog > 0
+            || args.database_url.is_some()
+            || args.metrics
+            || args.tls
+            || args.accounts > 1
+        {
             bail!(
-                "--backlog, --database-url, --metrics and --tls apply to a system the bench starts, not to \
-                 --target (its daemons would have to trust the bench's CA)"
+                "--backlog, --database-url, --metrics, --tls and --accounts apply to a system the bench \
+                 starts, not to --target (its daemons would have to trust the bench's CA; its accounts' admin \
+                 keys are made with the server binary)"
             );
         }
         let (Some(admin_key), Some(publisher_key)) = (&args.admin_key, &args.publisher_key) else {
@@ -112,9 +130,8 @@ impl Target {
         };
         Ok(Target {
             server_url: server_url.to_owned(),
-            admin_key: admin_key.clone(),
+            accounts: vec![(args.account.clone(), admin_key.clone())],
             publisher_key: publisher_key.clone(),
-            account: args.account.clone(),
             server: None,
             daemon: None,
             _scraper: None,

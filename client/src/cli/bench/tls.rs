@@ -17,9 +17,9 @@ pub struct BenchTls {
 }
 
 impl BenchTls {
-    /// A new CA, and a certificate for `127.0.0.1` and `localhost` it signed; the CA's PEM is written into
-    /// `dir`.
-    pub fn new(dir: &std::path::Path) -> anyhow::Result<Self> {
+    /// A new CA, and a certificate it signed for `localhost` and each of `hosts`; the CA's PEM is written
+    /// into `dir`.
+    pub fn new(dir: &std::path::Path, hosts: &[std::net::IpAddr]) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
@@ -29,7 +29,10 @@ impl BenchTls {
             .push(rcgen::DnType::CommonName, "kit-webhooks bench CA");
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
         let leaf_key = rcgen::KeyPair::generate()?;
-        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let mut names: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.push("localhost".to_owned());
         let leaf = rcgen::CertificateParams::new(names)?.signed_by(&leaf_key, &ca)?;
         let ca_file = dir.join("bench-ca.pem");
         std::fs::write(&ca_file, ca.pem())
