@@ -35,9 +35,10 @@
 mod account;
 mod client;
 mod error;
+mod webhook;
 
 pub use account::AuditQuery;
-pub use client::{Client, DeliveryQuery, NewWebhook, WebhookUpdate};
+pub use client::{Client, DeliveryQuery};
 pub use error::Error;
 pub use kit_webhooks::{
     catalogue,
@@ -47,3 +48,4 @@ pub use kit_webhooks::{
     },
     signature::{self, verify},
 };
+pub use webhook::{NewWebhook, WebhookUpdate};

@@ -12,4 +12,5 @@ pub mod events;
 pub mod keys;
 pub mod watch;
 pub mod web;
+pub mod webhook_edit;
 pub mod webhooks;

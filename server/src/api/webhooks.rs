@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use kit_webhooks::{catalogue, proto};
 use tonic::{Request, Response, Status};
 
-use super::{auth, convert, watch};
+use super::{auth, convert, watch, webhook_edit::WebhookEdit};
 use crate::{
     core::{
         audit::{Action, Actor, AuditEntry},
@@ -73,83 +73,6 @@ impl WebhookApi {
     /// Tells the watchers of the account's webhooks (`WatchWebhooks`).
     fn changed(&self, account: &str, webhook_id: &str, kind: ChangeKind) {
         (self.state.watchers).tell(|| Change::new(account, webhook_id, kind));
-    }
-}
-
-/// The fields `UpdateWebhook`'s mask may name.
-const UPDATABLE: &str = "url, description, events, rate_limit_per_second, headers, ordering";
-
-/// What an `UpdateWebhook` changes, validated: the fields its mask names, as the row stores them.
-#[derive(Default)]
-struct Edit {
-    url: Option<String>,
-    description: Option<String>,
-    events: Option<String>,
-    rate: Option<u32>,
-    /// In clear, sealed by [`Edit::apply`]; empty for none.
-    headers: Option<String>,
-    ordering: Option<webhook::Ordering>,
-}
-
-impl Edit {
-    fn parse(req: &proto::UpdateWebhookRequest, allow_http: bool) -> Result<Edit, Error> {
-        let paths = req.update_mask.as_ref().map(|m| m.paths.as_slice());
-        let paths = paths.unwrap_or_default();
-        if paths.is_empty() {
-            let message = format!("must name the fields to change: {UPDATABLE}");
-            return Err(Error::invalid("update_mask", message));
-        }
-        let mut edit = Edit::default();
-        for path in paths {
-            match path.as_str() {
-                "url" => edit.url = Some(webhook::validate_url(&req.url, allow_http)?),
-                "description" => {
-                    edit.description = Some(webhook::validate_description(&req.description)?)
-                }
-                "events" => {
-                    let events = webhook::validate_events(&req.events)?;
-                    edit.events = Some(webhook::encode_events(&events));
-                }
-                "rate_limit_per_second" => {
-                    edit.rate = Some(webhook::validate_rate_limit(req.rate_limit_per_second)?)
-                }
-                "headers" => {
-                    let headers = headers::validate("headers", &req.headers)?;
-                    edit.headers = Some(headers::encode(&headers));
-                }
-                "ordering" => edit.ordering = Some(convert::ordering("ordering", req.ordering)?),
-                other => {
-                    let other = kit_webhooks::text::quoted(other);
-                    let message = format!("unknown field {other}; updatable: {UPDATABLE}");
-                    return Err(Error::invalid("update_mask", message));
-                }
-            }
-        }
-        Ok(edit)
-    }
-
-    fn apply(self, row: &mut entity::webhook::Model, ring: &crate::core::sealing::Keyring) {
-        if let Some(url) = self.url {
-            row.url = url;
-        }
-        if let Some(description) = self.description {
-            row.description = description;
-        }
-        if let Some(events) = self.events {
-            row.events = events;
-        }
-        if let Some(rate) = self.rate {
-            row.rate_limit_per_second = rate as i32;
-        }
-        if let Some(ordering) = self.ordering {
-            row.ordering = ordering;
-        }
-        if let Some(text) = self.headers {
-            row.headers = match text.is_empty() {
-                true => text,
-                false => ring.seal(&row.id, &text),
-            };
-        }
     }
 }
 
@@ -243,7 +166,7 @@ impl proto::webhook_service_server::WebhookService for WebhookApi {
         let actor = auth::require_admin_actor(&request)?;
         let req = request.into_inner();
         // Everything is validated before the row is touched, so a bad field changes nothing.
-        let edit = Edit::parse(&req, self.state.config.allow_http)?;
+        let edit = WebhookEdit::parse(&req, self.state.config.allow_http)?;
         let ring = &self.state.secrets;
         let row = self
             .change_webhook(&actor, Action::WebhookUpdate, &req.id, |row| {
