@@ -175,6 +175,22 @@ fn terminate(child: &mut Child) {
 }
 
 /// Waits until the server's lag gauges are 0: nothing due, nothing leased.
+/// Waits until `series` reads `expected` on the page at `metrics`, failing the test after `WAIT`.
+fn wait_value(metrics: SocketAddr, series: &str, expected: f64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let value = scrape(metrics).value(series);
+        if value == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {value:?}, never {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn wait_lag_zero(metrics: SocketAddr) {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -455,19 +471,21 @@ async fn the_lag_readiness_and_logs_follow_the_daemon_and_its_server(backend: Ba
             "{line}"
         );
     }
-    let daemon_page = scrape(daemon.metrics);
-    assert_eq!(
-        daemon_page.value(r#"kit_webhooks_daemon_attempts_total{outcome="5xx"}"#),
-        Some(20.0)
+    // The receiver saw the requests before the daemon counted their answers and reported them: waited for.
+    wait_value(
+        daemon.metrics,
+        r#"kit_webhooks_daemon_attempts_total{outcome="5xx"}"#,
+        20.0,
     );
-    let page = scrape(server.metrics);
-    assert_eq!(
-        page.value(r#"kit_webhooks_deliveries_completed_total{outcome="failed"}"#),
-        Some(10.0)
+    wait_value(
+        server.metrics,
+        r#"kit_webhooks_deliveries_completed_total{outcome="failed"}"#,
+        10.0,
     );
-    assert_eq!(
-        page.value("kit_webhooks_delivery_retries_scheduled_total"),
-        Some(10.0)
+    wait_value(
+        server.metrics,
+        "kit_webhooks_delivery_retries_scheduled_total",
+        10.0,
     );
 
     // The server stops: the daemon is alive but not ready; the server returns: ready again.
