@@ -318,34 +318,18 @@ impl TestServer {
         url: &str,
         events: &[&str],
     ) -> (kit_webhooks::proto::Webhook, String) {
-        let reply = self
-            .webhooks()
-            .await
-            .create_webhook(authed(
-                &self.admin_key,
-                kit_webhooks::proto::CreateWebhookRequest {
-                    url: url.into(),
-                    description: String::new(),
-                    events: events.iter().map(|e| e.to_string()).collect(),
-                    rate_limit_per_second: 0,
-                    headers: Vec::new(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .expect("create webhook")
-            .into_inner();
-        (reply.webhook.expect("webhook"), reply.secret)
+        self.create_webhook_as(&self.admin_key, url, events).await
     }
 
-    /// Creates a webhook as the admin key `key` (of any account) and returns it.
+    /// Creates a webhook as the admin key `key` (of any account) and returns it with its secret.
     pub async fn create_webhook_as(
         &self,
         key: &str,
         url: &str,
         events: &[&str],
-    ) -> kit_webhooks::proto::Webhook {
-        self.webhooks()
+    ) -> (kit_webhooks::proto::Webhook, String) {
+        let reply = self
+            .webhooks()
             .await
             .create_webhook(authed(
                 key,
@@ -357,9 +341,8 @@ impl TestServer {
             ))
             .await
             .expect("create webhook")
-            .into_inner()
-            .webhook
-            .expect("webhook")
+            .into_inner();
+        (reply.webhook.expect("webhook"), reply.secret)
     }
 
     /// Publishes an event for account `default` with `data`.

@@ -186,9 +186,12 @@ impl DeliveryApi {
             .metrics
             .recorded(&recorded.decision.delivery, disabled);
         let (account, webhook) = (&recorded.account_id, &recorded.webhook_id);
-        let delivery_id = recorded.delivery_id.clone();
         let watchers = &self.state.watchers;
-        watchers.tell(|| Change::new(account, webhook, ChangeKind::Attempt { delivery_id }));
+        // Built (and the id copied) only when somebody watches: this runs for every report.
+        watchers.tell(|| {
+            let delivery_id = recorded.delivery_id.clone();
+            Change::new(account, webhook, ChangeKind::Attempt { delivery_id })
+        });
         if disabled {
             watchers.tell(|| Change::new(account, webhook, ChangeKind::Webhook));
         }

@@ -34,20 +34,16 @@ pub async fn measure(
 ) -> anyhow::Result<f64> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let builder = Client::builder(TokioExecutor::new());
-    let mut builder = builder;
+    let mut builder = Client::builder(TokioExecutor::new());
     builder.pool_max_idle_per_host(concurrency);
+    let load = Load {
+        receivers,
+        concurrency,
+        body_bytes,
+        duration,
+    };
     match tls {
-        None => {
-            run(
-                builder.build(connector),
-                receivers,
-                concurrency,
-                body_bytes,
-                duration,
-            )
-            .await
-        }
+        None => load.run(builder.build(connector)).await,
         Some(tls) => {
             connector.enforce_http(false);
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -55,59 +51,65 @@ pub async fn measure(
                 .https_only()
                 .enable_http1()
                 .wrap_connector(connector);
-            run(
-                builder.build(connector),
-                receivers,
-                concurrency,
-                body_bytes,
-                duration,
-            )
-            .await
+            load.run(builder.build(connector)).await
         }
     }
 }
 
-async fn run<C: Connect + Clone + Send + Sync + 'static>(
-    client: Client<C, Full<Bytes>>,
-    receivers: &[String],
+/// What the ceiling run sends, whichever client (plain or HTTPS) sends it.
+struct Load<'a> {
+    receivers: &'a [String],
     concurrency: usize,
     body_bytes: usize,
     duration: Duration,
-) -> anyhow::Result<f64> {
-    let body = Bytes::from(vec![b'x'; body_bytes]);
-    let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut workers = Vec::with_capacity(concurrency);
-    for worker in 0..concurrency {
-        let (client, body, done) = (client.clone(), body.clone(), done.clone());
-        let url = format!("{}/ceiling", receivers[worker % receivers.len()]);
-        workers.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let request = hyper::Request::post(url.as_str())
-                    .header("content-type", "application/json")
-                    .body(Full::new(body.clone()))?;
-                // A receiver that cannot accept (out of file descriptors) must fail the run, not hang it.
-                let exchange = async {
-                    let response = client.request(request).await?;
-                    response.into_body().collect().await?;
-                    Ok::<_, anyhow::Error>(())
-                };
-                tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-                    .await
-                    .map_err(|_| {
-                        anyhow::anyhow!(
-                            "a raw-ceiling request got no answer within {REQUEST_TIMEOUT:?} \
-                             (too many connections for the open-file limit?)"
-                        )
-                    })??;
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
+}
+
+impl Load<'_> {
+    async fn run<C: Connect + Clone + Send + Sync + 'static>(
+        self,
+        client: Client<C, Full<Bytes>>,
+    ) -> anyhow::Result<f64> {
+        let Load {
+            receivers,
+            concurrency,
+            body_bytes,
+            duration,
+        } = self;
+        let body = Bytes::from(vec![b'x'; body_bytes]);
+        let done = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let deadline = started + duration;
+        let mut workers = Vec::with_capacity(concurrency);
+        for worker in 0..concurrency {
+            let (client, body, done) = (client.clone(), body.clone(), done.clone());
+            let url = format!("{}/ceiling", receivers[worker % receivers.len()]);
+            workers.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let request = hyper::Request::post(url.as_str())
+                        .header("content-type", "application/json")
+                        .body(Full::new(body.clone()))?;
+                    // A receiver that cannot accept (out of file descriptors) must fail the run, not hang it.
+                    let exchange = async {
+                        let response = client.request(request).await?;
+                        response.into_body().collect().await?;
+                        Ok::<_, anyhow::Error>(())
+                    };
+                    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+                        .await
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "a raw-ceiling request got no answer within {REQUEST_TIMEOUT:?} \
+                                 (too many connections for the open-file limit?)"
+                            )
+                        })??;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<_, anyhow::Error>(())
+            }));
+        }
+        for worker in workers {
+            worker.await??;
+        }
+        Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
     }
-    for worker in workers {
-        worker.await??;
-    }
-    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
