@@ -5,8 +5,10 @@
 //! - [`address`]: which IP addresses deliveries may reach (the SSRF rule).
 //! - [`allocator`]: how long freed memory stays with the process (mimalloc's purge delay).
 //! - [`connector`]: connects to vetted addresses only.
+//! - `lanes`: the request slots, a prompt lane and a slow one, so late endpoints cannot crowd out the rest.
 //! - `leases`: which leases the daemon works on, across its streams.
-//! - [`limiter`]: per-endpoint rate limits and per-host request caps.
+//! - [`limiter`]: per-endpoint rate limits, and each host's and account's share of the requests.
+//! - `registry`: per-endpoint state (limits, marks) that is dropped once idle.
 //! - `metrics`: what the daemon counts, and `probe`: what its `/readyz` answers (`--metrics-listen`).
 //! - `options`: how a daemon delivers ([`Options`], its flags), whichever process it runs in.
 //! - [`sender`]: signs and sends one task, and describes the outcome.
@@ -18,11 +20,13 @@
 pub mod address;
 pub mod allocator;
 pub mod connector;
+mod lanes;
 mod leases;
 mod limiter;
 mod metrics;
 mod options;
 mod probe;
+mod registry;
 mod reporter;
 pub mod sender;
 
@@ -32,7 +36,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use kit_webhooks::proto::{self, delivery_service_client::DeliveryServiceClient};
-use tokio::{sync::Semaphore, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{
     metadata::MetadataValue,
@@ -42,13 +46,20 @@ use tonic::{
 };
 
 use crate::{
-    address::AddressGuard, leases::Leases, limiter::EndpointLimits, metrics::Metrics,
-    reporter::Reporter, sender::Sender,
+    address::AddressGuard,
+    lanes::{Lanes, SLOW_AFTER},
+    leases::Leases,
+    limiter::EndpointLimits,
+    metrics::Metrics,
+    reporter::Reporter,
+    sender::Sender,
 };
 
 /// The first and the longest wait between reconnection attempts.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often idle per-endpoint state (rate limiters, shares, slow marks) is dropped, busy or not.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// How long a report is retried while the server is unreachable; past this its lease has lapsed anyway.
 pub(crate) const REPORT_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -132,7 +143,11 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
     let service = InterceptedService::new(channel, Auth(token));
     let client = DeliveryServiceClient::new(service.clone());
     let stop = CancellationToken::new();
-    let requests = Arc::new(Semaphore::new(config.options.max_in_flight.max(1) as usize));
+    let lanes = Arc::new(Lanes::new(
+        config.options.max_in_flight,
+        config.options.max_slow(),
+        metrics.requests_slow.clone(),
+    ));
     let limits = Arc::new(EndpointLimits::new(
         config.options.per_host(),
         config.options.per_account(),
@@ -155,7 +170,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
         client,
         stop: stop.clone(),
         in_flight: TaskTracker::new(),
-        requests,
+        lanes,
         leases,
         metrics,
     };
@@ -202,8 +217,8 @@ struct Worker {
     reporter: Reporter,
     stop: CancellationToken,
     in_flight: TaskTracker,
-    /// One permit per HTTP request allowed in flight (`--max-in-flight`).
-    requests: Arc<Semaphore>,
+    /// The request slots (`--max-in-flight`, `--max-slow-in-flight`).
+    lanes: Arc<Lanes>,
     leases: Arc<Leases>,
     metrics: Arc<Metrics>,
 }
@@ -227,6 +242,7 @@ fn stream_id(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
 
 impl Worker {
     async fn run(self) -> anyhow::Result<()> {
+        self.sweep_idle();
         let mut backoff = FIRST_BACKOFF;
         while !self.stop.is_cancelled() {
             let options = &self.config.options;
@@ -282,6 +298,22 @@ impl Worker {
         }
         self.finish_in_flight().await;
         Ok(())
+    }
+
+    /// Drops idle per-endpoint state every [`SWEEP_EVERY`] until the daemon stops, so that a daemon that has
+    /// gone quiet gives back what its busy time made.
+    fn sweep_idle(&self) {
+        let (limits, lanes, stop) = (self.limits.clone(), self.lanes.clone(), self.stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                    _ = stop.cancelled() => return,
+                }
+                limits.prune();
+                lanes.prune();
+            }
+        });
     }
 
     /// Starts the tasks of an open stream until it ends (then the caller reconnects) or the daemon stops.
@@ -355,7 +387,7 @@ impl Worker {
         let sender = self.sender.clone();
         let limits = self.limits.clone();
         let reporter = self.reporter.clone();
-        let requests = self.requests.clone();
+        let lanes = self.lanes.clone();
         let leases = self.leases.clone();
         let metrics = self.metrics.clone();
         metrics.leases_ready.increment(1.0);
@@ -377,8 +409,8 @@ impl Worker {
                     Ok(url) => limits.host_slot(url).await,
                     Err(_) => None,
                 };
-                // The semaphore is never closed, so this cannot fail; if it did, sending anyway is harmless.
-                let _slot = requests.acquire().await;
+                // Never closed, so this cannot fail; if it did, sending anyway is harmless.
+                let mut slot = lanes.slot(&task.webhook_id).await;
                 metrics.leases_ready.decrement(1.0);
                 if !leases.start(generation, &task.delivery_id, &task.lease_id) {
                     tracing::debug!(delivery = %task.delivery_id, webhook = %task.webhook_id, attempt = task.attempt_number, "its stream ended before it was sent; dropped");
@@ -389,7 +421,20 @@ impl Worker {
                 let webhook_id = std::mem::take(&mut task.webhook_id);
                 // Boxed, so that its state (the HTTP exchange's, several KiB) is allocated only once a slot
                 // is taken: the tasks waiting for one, often most of the daemon's leases, stay small.
-                let report = Box::pin(sender.send(task, url)).await;
+                let mut sending = Box::pin(sender.send(task, url));
+                let report = match tokio::time::timeout(SLOW_AFTER, &mut sending).await {
+                    Ok(report) => {
+                        lanes.answered(&webhook_id);
+                        report
+                    }
+                    Err(_) => {
+                        if let Some(slot) = &mut slot {
+                            lanes.unanswered(&webhook_id, slot);
+                        }
+                        sending.await
+                    }
+                };
+                drop(slot);
                 metrics.requests_in_flight.decrement(1.0);
                 (report, webhook_id)
             };

@@ -7,18 +7,20 @@
 //! request timeout, and the other hosts and accounts go on with the rest. The host cap also bounds memory:
 //! every outstanding HTTP/1.1 request holds a connection of its own (some 25 KB of client state each).
 //!
-//! Limits are kept per key in a [`Registry`] that drops the idle ones whenever it has doubled in size since it
-//! last did, so a daemon that sends to millions of endpoints over its life keeps only those in use.
+//! Limits are kept per key in a [`Registry`], which drops the idle ones, so a daemon that sends to millions of
+//! endpoints over its life keeps only those in use.
 
 use std::{
-    collections::HashMap,
     num::NonZeroU32,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use kit_webhooks::sync::lock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::registry::Registry;
 
 /// A rate limiter left alone this long is as full as a new one (a quota of N per second refills within a
 /// second), so dropping it forgets nothing.
@@ -40,23 +42,17 @@ impl Slots {
     fn new(per_key: u32) -> Self {
         Slots {
             per_key: per_key.max(1) as usize,
-            by_key: Mutex::default(),
+            // Nobody waits on it or holds one of its slots (each holds the semaphore): a new one would be the
+            // same.
+            by_key: Mutex::new(Registry::new(|slots| Arc::strong_count(slots) == 1)),
         }
     }
 
     /// Waits for a free slot of `key`, held until the returned permit is dropped.
     async fn slot(&self, key: &str) -> Option<OwnedSemaphorePermit> {
         let per_key = self.per_key;
-        let slots = self
-            .by_key
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(
-                key,
-                // Nobody waits on it or holds one of its slots: a new one would be the same.
-                |slots| Arc::strong_count(slots) == 1 && slots.available_permits() == per_key,
-                || Arc::new(Semaphore::new(per_key)),
-            )
+        let slots = lock(&self.by_key)
+            .entry(key, || Arc::new(Semaphore::new(per_key)))
             .clone();
         // Never closed, so acquiring cannot fail.
         slots.acquire_owned().await.ok()
@@ -70,52 +66,24 @@ struct WebhookLimiter {
     last_used: Instant,
 }
 
-/// Values by key, pruned of those `idle` says can go whenever the map has doubled since the last prune.
-struct Registry<T> {
-    entries: HashMap<String, T>,
-    prune_at: usize,
-}
-
-impl<T> Default for Registry<T> {
-    fn default() -> Self {
-        Registry {
-            entries: HashMap::new(),
-            prune_at: 64,
-        }
-    }
-}
-
-impl<T> Registry<T> {
-    /// The value for `key`, made by `new` if there is none (after pruning, if the map has grown enough).
-    fn entry(&mut self, key: &str, idle: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> &mut T {
-        if !self.entries.contains_key(key) {
-            if self.entries.len() >= self.prune_at {
-                self.entries.retain(|_, value| !idle(value));
-                self.prune_at = (self.entries.len() * 2).max(64);
-            }
-            return self.entries.entry(key.to_owned()).or_insert_with(new);
-        }
-        // Looked up by `&str`: the key is copied only when it is new (this runs for every delivery).
-        self.entries
-            .get_mut(key)
-            .expect("the key is present: contains_key said so just above")
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-}
-
 impl EndpointLimits {
     /// Limits allowing at most `per_host` requests outstanding to one host, and `per_account` for one
     /// account, at a time.
     pub fn new(per_host: u32, per_account: u32) -> Self {
         EndpointLimits {
-            limiters: Mutex::default(),
+            limiters: Mutex::new(Registry::new(|entry| {
+                Arc::strong_count(&entry.limiter) == 1 && entry.last_used.elapsed() >= LIMITER_IDLE
+            })),
             hosts: Slots::new(per_host),
             accounts: Slots::new(per_account),
         }
+    }
+
+    /// Drops the limits no endpoint is using (the daemon's periodic sweep).
+    pub fn prune(&self) {
+        lock(&self.limiters).prune();
+        lock(&self.hosts.by_key).prune();
+        lock(&self.accounts.by_key).prune();
     }
 
     /// Waits for a free request slot of account `account_id`; the slot is held until the returned permit is
@@ -156,17 +124,8 @@ impl EndpointLimits {
             limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
             last_used: Instant::now(),
         };
-        let mut limiters = self
-            .limiters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = limiters.entry(
-            webhook_id,
-            |entry| {
-                Arc::strong_count(&entry.limiter) == 1 && entry.last_used.elapsed() >= LIMITER_IDLE
-            },
-            new,
-        );
+        let mut limiters = lock(&self.limiters);
+        let entry = limiters.entry(webhook_id, new);
         if entry.per_second != rate.get() {
             // The admin changed the rate: a new limiter picks it up.
             *entry = new();
@@ -199,8 +158,7 @@ mod tests {
             .by_key
             .lock()
             .expect("hosts")
-            .entries
-            .contains_key("http://busy.example:80"));
+            .contains("http://busy.example:80"));
         drop(busy);
     }
 
@@ -220,7 +178,7 @@ mod tests {
         }
         let limiters = limits.limiters.lock().expect("limiters");
         assert!(limiters.len() <= 100, "{} limiters kept", limiters.len());
-        assert!(!limiters.entries.contains_key("wh_first"));
+        assert!(!limiters.contains("wh_first"));
     }
 
     #[tokio::test]

@@ -28,6 +28,7 @@ pub(crate) struct Metrics {
     attempts: Vec<Counter>,
     pub(crate) attempt_duration: Histogram,
     pub(crate) requests_in_flight: Gauge,
+    pub(crate) requests_slow: Gauge,
     pub(crate) leases_ready: Gauge,
     pub(crate) rate_limited_waits: Counter,
     pub(crate) reports_sent: Counter,
@@ -45,8 +46,9 @@ impl Metrics {
         describe_histogram!("kit_webhooks_daemon_attempt_duration_seconds", Unit::Seconds, "How long an attempt's HTTP exchange took, from the request to the end of the read response (or the failure).");
         describe_gauge!(
             "kit_webhooks_daemon_requests_in_flight",
-            "HTTP requests being made now (at most --max-in-flight)."
+            "HTTP requests being made now (at most --max-in-flight plus --max-slow-in-flight)."
         );
+        describe_gauge!("kit_webhooks_daemon_requests_slow", "HTTP requests in the slow lane now: unanswered past 250 ms, or to a webhook that was (at most --max-slow-in-flight).");
         describe_gauge!("kit_webhooks_daemon_leases_ready", "Leased deliveries received and not started yet: waiting for their endpoint's rate limit, their account's or host's share, or a request slot.");
         describe_counter!(
             "kit_webhooks_daemon_rate_limited_waits_total",
@@ -79,6 +81,7 @@ impl Metrics {
                 .collect(),
             attempt_duration: histogram!("kit_webhooks_daemon_attempt_duration_seconds"),
             requests_in_flight: gauge!("kit_webhooks_daemon_requests_in_flight"),
+            requests_slow: gauge!("kit_webhooks_daemon_requests_slow"),
             leases_ready: gauge!("kit_webhooks_daemon_leases_ready"),
             rate_limited_waits: counter!("kit_webhooks_daemon_rate_limited_waits_total"),
             reports_sent: counter!("kit_webhooks_daemon_reports_sent_total"),

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 const DEFAULT_PREFETCH: u32 = 2048;
 /// HTTP requests in flight at once by default, across all endpoints.
 const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
+/// The slow lane's size by default, in slots of --max-in-flight.
+const SLOW_LANE_FACTOR: u32 = 4;
 /// The most connections kept to one host, whatever `--max-in-flight`: bounds the daemon's memory.
 const MAX_DEFAULT_CONNECTIONS_PER_HOST: u32 = 256;
 /// How a daemon delivers, whichever process it runs in (flags of `kit-webhooks-daemon` and of the server's
@@ -17,6 +19,12 @@ pub struct Options {
     /// HTTP requests in flight at once, across all endpoints.
     #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: u32,
+    /// HTTP requests in the slow lane at once: those unanswered after 250 ms, which give their slot of
+    /// --max-in-flight back, and every request to a webhook whose latest request was one, until one is
+    /// answered in time. Waiting costs memory rather than CPU, so this may be larger; endpoints that answer
+    /// late or never hold these, not the slots of those that answer [default: 4 × --max-in-flight].
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_SLOW_IN_FLIGHT")]
+    pub max_slow_in_flight: Option<u32>,
     /// Leased deliveries kept ready beyond those being sent, so a free request slot never waits for the
     /// server's next claim and report commits (the stream asks for `max-in-flight + prefetch` leases).
     #[arg(long, env = "KIT_WEBHOOKS_PREFETCH", default_value_t = DEFAULT_PREFETCH)]
@@ -51,6 +59,7 @@ impl Default for Options {
         Options {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             prefetch: DEFAULT_PREFETCH,
+            max_slow_in_flight: None,
             max_connections_per_host: None,
             max_in_flight_per_account: None,
             allow_networks: Vec::new(),
@@ -63,6 +72,13 @@ impl Options {
     /// A share of the request slots, at least one.
     fn share(&self, divisor: u32) -> u32 {
         (self.max_in_flight / divisor).max(1)
+    }
+
+    /// Requests in the slow lane at once (`--max-slow-in-flight` or its default).
+    pub fn max_slow(&self) -> u32 {
+        self.max_slow_in_flight
+            .unwrap_or_else(|| self.max_in_flight.saturating_mul(SLOW_LANE_FACTOR))
+            .max(1)
     }
 
     /// Requests outstanding at once to one host (`--max-connections-per-host` or its default).

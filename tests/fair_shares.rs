@@ -1,0 +1,202 @@
+//! Fair shares of the delivery daemon: endpoints that answer late or never, however many and whoever's, do
+//! not hold up the deliveries of other webhooks, accounts and hosts. A real server with its embedded daemon,
+//! real receivers on loopback, on SQLite and PostgreSQL.
+
+// A test reads as one scenario, top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    authed, fast_delivery,
+    receiver::{always, Receiver, Reply},
+    Backend, TestServer,
+};
+use kit_webhooks::proto;
+
+on_both_databases!(
+    a_slow_endpoint_does_not_delay_another,
+    one_accounts_dead_endpoints_do_not_slow_another_account,
+    many_accounts_dead_endpoints_do_not_take_the_prompt_slots,
+);
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Twenty webhooks of one account point at hosts that never answer, with enough leases to fill every request
+/// slot of the daemon; another account's deliveries still go out at once, because one account (and one
+/// host) holds at most its share of the slots.
+async fn one_accounts_dead_endpoints_do_not_slow_another_account(backend: Backend) {
+    let mut dead = Vec::new();
+    for _ in 0..4 {
+        dead.push(Receiver::http(always(Reply::ok().delay(Duration::from_secs(60)))).await);
+    }
+    let healthy = Receiver::http(always(Reply::ok())).await;
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.request_timeout = Duration::from_secs(5);
+        config.lease_margin = Duration::from_secs(5);
+    })
+    .await;
+    // Five webhooks on each of four dead hosts, so that no host's share alone binds them.
+    for n in 0..20 {
+        server
+            .create_webhook(&dead[n % 4].url(&format!("/hook/{n}")), &["offer.*"])
+            .await;
+    }
+    // Twenty events to twenty webhooks: 400 deliveries, 16 leases per webhook, far more than 64 slots.
+    for _ in 0..20 {
+        server.publish("offer.accepted", "{}").await;
+    }
+    for host in &dead {
+        host.wait_for(4, WAIT).await;
+    }
+
+    let other_admin = server
+        .key(kit_webhooks_server::core::Role::Admin, Some("other"))
+        .await;
+    server
+        .create_webhook_as(&other_admin, &healthy.url("/"), &["offer.*"])
+        .await;
+    let mut events = server.events().await;
+    for n in 0..5 {
+        let published = Instant::now();
+        events
+            .publish_event(authed(
+                &server.publisher_key,
+                proto::PublishEventRequest {
+                    account_id: "other".into(),
+                    r#type: "offer.accepted".into(),
+                    data_json: "{}".into(),
+                    idempotency_key: String::new(),
+                },
+            ))
+            .await
+            .expect("publish for the other account");
+        healthy.wait_for(n + 1, WAIT).await;
+        let latency = published.elapsed();
+        assert!(
+            latency < Duration::from_secs(1),
+            "the other account's delivery {n} took {latency:?}"
+        );
+    }
+    server.stop().await;
+}
+
+async fn a_slow_endpoint_does_not_delay_another(backend: Backend) {
+    let slow = Receiver::http(always(Reply::ok().delay(Duration::from_millis(1500)))).await;
+    let fast = Receiver::http(always(Reply::ok())).await;
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.request_timeout = Duration::from_secs(5);
+    })
+    .await;
+    server
+        .create_webhook(&slow.url("/"), &["interview.*"])
+        .await;
+    server.create_webhook(&fast.url("/"), &["offer.*"]).await;
+    for _ in 0..40 {
+        server.publish("interview.scheduled", "{}").await;
+    }
+    slow.wait_for(16, WAIT).await;
+    let published = Instant::now();
+    server.publish("offer.accepted", "{}").await;
+    fast.wait_for(1, WAIT).await;
+    let took = published.elapsed();
+    assert!(
+        took < Duration::from_millis(1000),
+        "the fast endpoint waited {took:?} behind the slow one"
+    );
+    assert!(
+        slow.requests().len() <= 16,
+        "at most 16 in flight to one endpoint, got {}",
+        slow.requests().len()
+    );
+    server.stop().await;
+}
+
+/// Six accounts' endpoints never answer, each account on a host of its own: together their shares (half the
+/// daemon's eight slots each) are three times the slots. Their requests move to the slow lane once
+/// unanswered for a quarter second, and their webhooks' next requests start there, so another account's
+/// deliveries still go out at once; each dead account still has at most its share outstanding.
+async fn many_accounts_dead_endpoints_do_not_take_the_prompt_slots(backend: Backend) {
+    let mut dead = Vec::new();
+    for _ in 0..6 {
+        dead.push(Receiver::http(always(Reply::ok().delay(Duration::from_secs(60)))).await);
+    }
+    let healthy = Receiver::http(always(Reply::ok())).await;
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.request_timeout = Duration::from_secs(10);
+        config.lease_margin = Duration::from_secs(5);
+        if let Some(daemon) = config.embedded_daemon.as_mut() {
+            daemon.max_in_flight = 8;
+            daemon.max_slow_in_flight = Some(64);
+            // The account's share binds, not its host's.
+            daemon.max_connections_per_host = Some(8);
+        }
+    })
+    .await;
+    let events = server.events().await;
+    let publish = |account: String| {
+        let request = authed(
+            &server.publisher_key,
+            proto::PublishEventRequest {
+                account_id: account,
+                r#type: "offer.accepted".into(),
+                data_json: "{}".into(),
+                idempotency_key: String::new(),
+            },
+        );
+        let mut events = events.clone();
+        async move { events.publish_event(request).await.expect("publish") }
+    };
+    for (n, host) in dead.iter().enumerate() {
+        let account = format!("dead-{n}");
+        let admin = server
+            .key(kit_webhooks_server::core::Role::Admin, Some(&account))
+            .await;
+        for hook in 0..2 {
+            server
+                .create_webhook_as(&admin, &host.url(&format!("/hook/{hook}")), &["offer.*"])
+                .await;
+        }
+        // Five events to two webhooks: ten deliveries, more than the account's share of four.
+        for _ in 0..5 {
+            publish(account.clone()).await;
+        }
+    }
+    // The first wave takes every prompt slot; a quarter second later it has moved to the slow lane.
+    let deadline = Instant::now() + WAIT;
+    while dead.iter().map(|host| host.requests().len()).sum::<usize>() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "the dead endpoints were not sent to"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let other_admin = server
+        .key(kit_webhooks_server::core::Role::Admin, Some("other"))
+        .await;
+    server
+        .create_webhook_as(&other_admin, &healthy.url("/"), &["offer.*"])
+        .await;
+    for n in 0..5 {
+        let published = Instant::now();
+        publish("other".into()).await;
+        healthy.wait_for(n + 1, WAIT).await;
+        let latency = published.elapsed();
+        assert!(
+            latency < Duration::from_secs(1),
+            "the other account's delivery {n} took {latency:?}"
+        );
+    }
+    for (n, host) in dead.iter().enumerate() {
+        host.wait_for(4, WAIT).await;
+        assert_eq!(host.busiest(), 4, "dead account {n}: its share, not more");
+    }
+    server.stop().await;
+}
