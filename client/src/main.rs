@@ -79,7 +79,7 @@ enum Command {
         Starts kit-webhooks-server and kit-webhooks-daemon from this binary's directory\n\
         (cargo build --release --workspace)."
     )]
-    Bench(cli::bench::BenchArgs),
+    Bench(Box<cli::bench::BenchArgs>),
     /// Run a local endpoint that verifies signatures and prints each delivery.
     #[command(
         after_help = "Examples:\n  kit-webhooks listen --port 9000 --secret whsec_…\n  \
@@ -387,7 +387,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => cli::account::keys(&cli.connection, cli.output, command).await,
         Command::Audit(command) => cli::account::audit(&cli.connection, cli.output, command).await,
         Command::EventTypes => commands::event_types(&cli.connection, cli.output).await,
-        Command::Bench(args) => cli::bench::run(args, cli.output == Format::Json).await,
+        Command::Bench(args) => cli::bench::run(*args, cli.output == Format::Json).await,
         Command::Listen {
             port,
             host,

@@ -99,11 +99,53 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
     assert_eq!(shaped["deliveries_received"], 400, "{shaped}");
     assert_eq!(shaped["duplicates"], 0);
     assert_eq!(shaped["bad_signatures"], 0);
+
+    // Noisy neighbours, small: two more accounts of three webhooks whose endpoints never answer. The daemon's
+    // own shares hold (eight of its sixteen slots per account), so without its slow lane the two would take
+    // every slot until the 15 s request timeout; the others' deliveries all arrive, and promptly.
+    let noisy = run_bench(
+        &db.url,
+        0,
+        &[
+            "--accounts",
+            "20",
+            "--webhooks-per-account",
+            "2",
+            "--slow-accounts",
+            "2",
+            "--slow-webhooks-per-account",
+            "3",
+            "--slow-latency",
+            "hang",
+            "--hosts",
+        ],
+    )
+    .await;
+    let expected = noisy["deliveries_expected"].as_u64().expect("expected");
+    let slow = noisy["slow_deliveries"].as_u64().expect("slow deliveries");
+    assert_eq!(noisy["slow_accounts"], 2);
+    assert_eq!(noisy["deliveries_received"], expected, "{noisy}");
+    assert_eq!(expected % 2, 0);
+    assert_eq!(slow % 3, 0);
+    assert_eq!(
+        expected / 2 + slow / 3,
+        200,
+        "every event went to one account: {noisy}"
+    );
+    assert!(slow > 0, "some events went to the slow accounts: {noisy}");
+    let sent = noisy["slow_requests"].as_u64().expect("slow requests");
+    assert!(sent > 0 && sent <= slow, "{noisy}");
+    let max = noisy["latency_ms"]["max"].as_f64().expect("max latency");
+    assert!(
+        max < 10_000.0,
+        "the others waited for the slow ones: {noisy}"
+    );
+
     let stored = deliveries_stored(&db.url).await;
     assert_eq!(
         stored,
-        1000 + 600 + 600 + 600 + 400,
-        "backlog and four runs' own deliveries"
+        1000 + 600 + 600 + 600 + 400 + expected as i64 + slow as i64,
+        "backlog and five runs' own deliveries"
     );
     db.drop_database().await;
 }

@@ -14,6 +14,16 @@ pub struct Figures {
     pub webhooks_per_account: usize,
     /// Whether each receiver was a host of its own (`--hosts`).
     pub hosts: bool,
+    /// Noisy neighbours (`--slow-accounts`): accounts besides the others, `slow_webhooks_per_account`
+    /// webhooks each, whose endpoints answer after `slow_latency` (or `hang`: never). Every other figure
+    /// counts the other accounts' deliveries only.
+    pub slow_accounts: usize,
+    pub slow_webhooks_per_account: Option<usize>,
+    pub slow_latency: Option<String>,
+    /// Deliveries to the slow accounts (their events × their webhooks), and the requests their endpoints
+    /// were sent.
+    pub slow_deliveries: usize,
+    pub slow_requests: u64,
     pub deliveries_expected: usize,
     pub backlog: usize,
     pub deliveries_received: usize,
@@ -89,13 +99,7 @@ pub fn print_table(f: &Figures) {
                 }
             ),
         ),
-        (
-            "events × webhooks",
-            format!(
-                "{} × {} = {} deliveries",
-                f.events, f.webhooks, f.deliveries_expected
-            ),
-        ),
+        ("events", events(f)),
         (
             "received",
             format!(
@@ -103,6 +107,7 @@ pub fn print_table(f: &Figures) {
                 f.deliveries_received, f.duplicates, f.bad_signatures
             ),
         ),
+        ("slow accounts", slow_accounts(f)),
         ("raw ceiling", ceiling(f)),
         ("end to end", throughput(f)),
         (
@@ -143,6 +148,33 @@ pub fn print_table(f: &Figures) {
             }),
         ),
     ]);
+}
+
+fn events(f: &Figures) -> String {
+    if f.accounts == 1 {
+        return format!(
+            "{} × {} webhooks = {} deliveries",
+            f.events, f.webhooks, f.deliveries_expected
+        );
+    }
+    format!(
+        "{} to {} accounts of {} webhooks: {} deliveries",
+        f.events, f.accounts, f.webhooks_per_account, f.deliveries_expected
+    )
+}
+
+fn slow_accounts(f: &Figures) -> String {
+    let (Some(webhooks), Some(latency)) = (f.slow_webhooks_per_account, &f.slow_latency) else {
+        return "none".into();
+    };
+    let answering = match latency.as_str() {
+        "hang" => "never answering".to_owned(),
+        after => format!("answering after {after}"),
+    };
+    format!(
+        "{} × {webhooks} webhooks {answering}: {} deliveries, {} requests sent (apart from every figure here)",
+        f.slow_accounts, f.slow_deliveries, f.slow_requests
+    )
 }
 
 fn ceiling(f: &Figures) -> String {

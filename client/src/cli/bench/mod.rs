@@ -56,6 +56,18 @@ pub struct BenchArgs {
     /// With --accounts: the exponent of Zipf's law for the accounts' shares of the events; 0 for uniform.
     #[arg(long, default_value_t = 0.0)]
     pub skew: f64,
+    /// Noisy neighbours: accounts besides --accounts whose endpoints answer late (--slow-latency), each on a
+    /// receiver of its own. Events are drawn for them as for the others; their deliveries are counted apart
+    /// and not waited for, and every other figure is the other accounts'.
+    #[arg(long, default_value_t = 0)]
+    pub slow_accounts: usize,
+    /// With --slow-accounts: the webhooks of each slow account [default: --webhooks-per-account].
+    #[arg(long)]
+    pub slow_webhooks_per_account: Option<usize>,
+    /// With --slow-accounts: how long their endpoints take to answer, or `hang` for never (the server's
+    /// request timeout, 15 s, ends each attempt).
+    #[arg(long, default_value = "hang", value_parser = receivers::parse_answer)]
+    pub slow_latency: receivers::Answer,
     /// Receivers on loopback the webhooks are spread over.
     #[arg(long, default_value_t = 4)]
     pub receivers: usize,
@@ -160,13 +172,11 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     let shape = shape::Shape::of(args)?;
     let tally = Arc::new(Tally::default());
     let dir = tempfile::tempdir()?;
-    let hosts = receivers::hosts(args.receivers, args.hosts);
-    let tls = args
-        .tls
-        .then(|| tls::BenchTls::new(dir.path(), &hosts))
-        .transpose()?;
-    let server_tls = tls.as_ref().map(|tls| tls.server.clone());
-    let receivers = receivers::start(&hosts, args.latency, tally.clone(), server_tls).await?;
+    let Endpoints {
+        tls,
+        receivers,
+        slow_receivers,
+    } = start_receivers(args, &shape, dir.path(), &tally).await?;
     // The ceiling is measured before the system under test starts and again after it has stopped: on a
     // shared machine it drifts within minutes, and the mean of the two brackets the run it is compared with.
     let client_tls = tls.as_ref().map(|tls| &tls.client);
@@ -177,22 +187,23 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         Some(server_url) => Target::existing(server_url, args)?,
         None => Target::start(
             args,
-            shape.accounts,
+            shape.all_accounts(),
             dir.path(),
             tls.as_ref().map(|tls| tls.ca_file.as_path()),
         )?,
     };
     let handshakes_before = tally.tls_handshakes.load(Ordering::Relaxed);
-    create_webhooks(&system, &shape, &receivers, &tally).await?;
+    create_webhooks(&system, &shape, (&receivers, &slow_receivers), &tally).await?;
 
-    let expected = args.events * shape.per_account;
+    let (draws, deliveries) = shape.draw_events(args.events);
+    let expected = deliveries.expected;
     // Room for every receipt up front: the map does not grow (and copy itself) while receivers record.
     lock(&tally.first_seen).reserve(expected);
     let machine_before = processes::machine_ticks();
     let postgres_before = processes::postgres_cpu_seconds();
     let started = Instant::now();
     let progress = Progress::start(expected, tally.clone());
-    let published = publish(&system, &shape, args, started).await?;
+    let published = publish(&system, &draws, args, started).await?;
     let deadline = Instant::now() + args.timeout;
     while tally.unique() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -230,11 +241,49 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     Ok(figures(
         args,
         &tally,
-        &published,
+        (&published, deliveries),
         started,
         (ceiling_before, ceiling_after),
         spent,
     ))
+}
+
+/// The run's receivers, over HTTPS with the run's CA (`--tls`).
+struct Endpoints {
+    tls: Option<tls::BenchTls>,
+    /// The base URLs of the well-behaved accounts' receivers.
+    receivers: Vec<String>,
+    /// The base URL of each slow account's receiver.
+    slow_receivers: Vec<String>,
+}
+
+async fn start_receivers(
+    args: &BenchArgs,
+    shape: &shape::Shape,
+    dir: &std::path::Path,
+    tally: &Arc<Tally>,
+) -> anyhow::Result<Endpoints> {
+    // The slow accounts' receivers come after the others: each a host of its own with --hosts.
+    let mut hosts = receivers::hosts(args.receivers + shape.slow_accounts, args.hosts);
+    let tls = args
+        .tls
+        .then(|| tls::BenchTls::new(dir, &hosts))
+        .transpose()?;
+    let slow_hosts = hosts.split_off(args.receivers);
+    let server_tls = tls.as_ref().map(|tls| tls.server.clone());
+    let prompt = receivers::Behaviour {
+        answer: receivers::Answer::After(args.latency),
+        slow: false,
+    };
+    let slow = receivers::Behaviour {
+        answer: args.slow_latency,
+        slow: true,
+    };
+    Ok(Endpoints {
+        receivers: receivers::start(&hosts, prompt, tally.clone(), server_tls.clone()).await?,
+        slow_receivers: receivers::start(&slow_hosts, slow, tally.clone(), server_tls).await?,
+        tls,
+    })
 }
 
 /// The raw ceiling over `receivers` (0 with `--ceiling-duration 0s`, which skips it: the memory run's 10,000
@@ -259,21 +308,27 @@ async fn measure_ceiling(
     .await
 }
 
-/// Creates each account's webhooks, spread over the receivers, and gives the receivers their secrets.
+/// Creates each account's webhooks, spread over the receivers (a slow account's on its own receiver), and
+/// gives the receivers their secrets.
 async fn create_webhooks(
     system: &Target,
     shape: &shape::Shape,
-    receivers: &[String],
+    (receivers, slow_receivers): (&[String], &[String]),
     tally: &Tally,
 ) -> anyhow::Result<()> {
     let mut admin = None;
     for index in 0..shape.webhooks() {
-        if index % shape.per_account == 0 {
-            let (_, key) = &system.accounts[shape.account_of(index)];
+        let account = shape.account_of(index);
+        if shape.first_of_account(index) {
+            let (_, key) = &system.accounts[account];
             admin = Some(Client::connect(&system.server_url, key).await?);
         }
         let admin = admin.as_ref().context("an account's admin")?;
-        let url = format!("{}/wh/{index}", receivers[index % receivers.len()]);
+        let receiver = match shape.slow(account) {
+            Some(slow) => &slow_receivers[slow],
+            None => &receivers[index % receivers.len()],
+        };
+        let url = format!("{receiver}/wh/{index}");
         // The bench sends far more than the default 100 requests/s to one endpoint.
         let webhook = NewWebhook {
             rate_limit_per_second: Some(100_000),
@@ -297,20 +352,20 @@ struct Published {
     seconds: f64,
 }
 
-/// Publishes `--events` events, `--publishers` calls at a time (at `--rate` a second, if set).
+/// Publishes an event to each account of `draws`, `--publishers` calls at a time (at `--rate` a second, if
+/// set).
 async fn publish(
     system: &Target,
-    shape: &shape::Shape,
+    draws: &[usize],
     args: &BenchArgs,
     started: Instant,
 ) -> anyhow::Result<Published> {
-    let mut rng = rand::rng();
     let publisher = Client::connect(&system.server_url, &system.publisher_key).await?;
     let data = payload(args.payload_bytes);
     let published_at = Arc::new(Mutex::new(HashMap::with_capacity(args.events)));
     let slots = Arc::new(Semaphore::new(args.publishers.max(1)));
     let mut calls = Vec::with_capacity(args.events);
-    for n in 0..args.events {
+    for (n, account) in draws.iter().enumerate() {
         if args.rate > 0 {
             let due = started + Duration::from_secs_f64(n as f64 / f64::from(args.rate));
             tokio::time::sleep_until(due.into()).await;
@@ -320,7 +375,7 @@ async fn publish(
             publisher.clone(),
             data.clone(),
             published_at.clone(),
-            system.accounts[shape.draw(&mut rng)].0.clone(),
+            system.accounts[*account].0.clone(),
         );
         calls.push(tokio::spawn(async move {
             let sent = Instant::now();
@@ -357,7 +412,7 @@ struct Spent {
 fn figures(
     args: &BenchArgs,
     tally: &Tally,
-    published: &Published,
+    (published, deliveries): (&Published, shape::Deliveries),
     started: Instant,
     (ceiling_before, ceiling_after): (f64, f64),
     spent: Spent,
@@ -384,7 +439,12 @@ fn figures(
         accounts: args.accounts,
         webhooks_per_account: args.webhooks_per_account,
         hosts: args.hosts,
-        deliveries_expected: args.events * shape::per_account(args),
+        slow_accounts: args.slow_accounts,
+        slow_webhooks_per_account: (args.slow_accounts > 0).then(|| shape::slow_per_account(args)),
+        slow_latency: (args.slow_accounts > 0).then(|| args.slow_latency.to_string()),
+        slow_deliveries: deliveries.slow,
+        slow_requests: tally.slow_requests.load(Ordering::Relaxed),
+        deliveries_expected: deliveries.expected,
         backlog: args.backlog,
         deliveries_received: received,
         duplicates: tally.duplicates.load(Ordering::Relaxed),

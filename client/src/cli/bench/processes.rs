@@ -122,24 +122,27 @@ pub fn start_server(
     database_url: &str,
     dir: &Path,
     secrets_key: &Path,
-    per_webhook: u32,
+    per_webhook: Option<u32>,
     metrics: Option<&str>,
 ) -> anyhow::Result<Process> {
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            listen,
-            "--database-url",
-            database_url,
-            "--allow-http",
-        ])
+    let mut command = Command::new(bin);
+    command.args([
+        "serve",
+        "--listen",
+        listen,
+        "--database-url",
+        database_url,
+        "--allow-http",
+    ]);
+    if let Some(per_webhook) = per_webhook {
+        command.args(["--max-in-flight-per-webhook", &per_webhook.to_string()]);
+    }
+    let child = command
         // Where the server would write a first start's keys: never into the bench's working directory.
         .arg("--key-file")
         .arg(dir.join("bench.keys"))
         .arg("--secrets-key-file")
         .arg(secrets_key)
-        .args(["--max-in-flight-per-webhook", &per_webhook.to_string()])
         .args(metrics_listen(metrics))
         .env("RUST_LOG", log_filter())
         .stdout(Stdio::null())
@@ -258,6 +261,11 @@ pub fn start_daemon(
     if let Some(ca_file) = ca_file {
         command.arg("--ca-file").arg(ca_file);
     }
+    if super::shape::one_account(args) {
+        // The bench publishes for one account: its share is the whole daemon, as it was before shares. With
+        // many accounts the daemon's own shares hold, as in production.
+        command.args(["--max-in-flight-per-account", &max_in_flight.to_string()]);
+    }
     let child = command
         .args(metrics_listen(metrics))
         .args([
@@ -274,8 +282,6 @@ pub fn start_daemon(
             "--max-connections-per-host",
             &max_connections_per_host.to_string(),
         ])
-        // The bench publishes for one account: its share is the whole daemon, as it was before shares.
-        .args(["--max-in-flight-per-account", &max_in_flight.to_string()])
         .env("RUST_LOG", log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -1,5 +1,6 @@
 //! The benchmark's receivers: hyper HTTP/1.1 servers on loopback (HTTPS with `--tls`) that answer 200 (after an
-//! optional latency), verify every signature, and record when each (event, webhook) pair first arrived.
+//! optional latency), verify every signature, and record when each (event, webhook) pair first arrived. The
+//! slow accounts' receivers (`--slow-accounts`) only count what they are sent, and answer late or never.
 //!
 //! They share the machine with the system under test, so a receipt is recorded without allocating: the
 //! headers are read in place, each webhook's secret is parsed once, and an event id is kept as its ULID's
@@ -58,6 +59,40 @@ pub struct Tally {
     pub ceiling_requests: AtomicU64,
     /// TLS handshakes completed (`--tls`), the raw ceiling's included.
     pub tls_handshakes: AtomicU64,
+    /// Requests the slow accounts' receivers were sent (attempts, not deliveries: they may never answer).
+    pub slow_requests: AtomicU64,
+}
+
+/// When a receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    After(Duration),
+    /// Never: the sender's timeout ends the request.
+    Never,
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::After(latency) => write!(f, "{}ms", latency.as_millis()),
+            Answer::Never => f.write_str("hang"),
+        }
+    }
+}
+
+/// `hang`, or a duration (`250ms`, `3s`).
+pub fn parse_answer(text: &str) -> Result<Answer, String> {
+    match text {
+        "hang" => Ok(Answer::Never),
+        _ => kit_webhooks::duration::parse_duration(text).map(Answer::After),
+    }
+}
+
+/// What a receiver does with a delivery: checks and tallies it, or (a slow account's) only counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Behaviour {
+    pub answer: Answer,
+    pub slow: bool,
 }
 
 impl Tally {
@@ -85,7 +120,7 @@ pub fn hosts(count: usize, distinct: bool) -> Vec<IpAddr> {
 /// Starts a receiver on each of `hosts`, serving HTTPS with `tls`; returns their base URLs.
 pub async fn start(
     hosts: &[IpAddr],
-    latency: Duration,
+    behaviour: Behaviour,
     tally: Arc<Tally>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<Vec<String>> {
@@ -110,7 +145,7 @@ pub async fn start(
                         let tally = tally.clone();
                         service_fn(move |request| {
                             let tally = tally.clone();
-                            async move { Ok::<_, Infallible>(receive(request, &tally, latency).await) }
+                            async move { Ok::<_, Infallible>(receive(request, &tally, behaviour).await) }
                         })
                     };
                     let http = hyper::server::conn::http1::Builder::new();
@@ -133,7 +168,7 @@ pub async fn start(
 async fn receive(
     request: Request<Incoming>,
     tally: &Tally,
-    latency: Duration,
+    behaviour: Behaviour,
 ) -> Response<Empty<Bytes>> {
     let (head, body) = request.into_parts();
     let body = body
@@ -143,7 +178,9 @@ async fn receive(
         .unwrap_or_default();
     let now = Instant::now();
     let path = head.uri.path();
-    if path == "/ceiling" {
+    if behaviour.slow {
+        tally.slow_requests.fetch_add(1, Ordering::Relaxed);
+    } else if path == "/ceiling" {
         tally.ceiling_requests.fetch_add(1, Ordering::Relaxed);
     } else if let Some(index) = path
         .strip_prefix("/wh/")
@@ -178,8 +215,10 @@ async fn receive(
             tally.duplicates.fetch_add(1, Ordering::Relaxed);
         }
     }
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    match behaviour.answer {
+        Answer::After(latency) if !latency.is_zero() => tokio::time::sleep(latency).await,
+        Answer::After(_) => {}
+        Answer::Never => std::future::pending().await,
     }
     Response::new(Empty::new())
 }
@@ -210,7 +249,11 @@ mod tests {
     #[tokio::test]
     async fn receivers_verify_every_signature_and_count_each_receipt_once() {
         let tally = Arc::new(Tally::default());
-        let urls = start(&hosts(1, false), Duration::ZERO, tally.clone(), None)
+        let prompt = Behaviour {
+            answer: Answer::After(Duration::ZERO),
+            slow: false,
+        };
+        let urls = start(&hosts(1, false), prompt, tally.clone(), None)
             .await
             .unwrap();
         tally

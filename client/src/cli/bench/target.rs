@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 
-use super::{processes, progress, BenchArgs};
+use super::{processes, progress, shape, BenchArgs};
 
 /// The system under test: started here (server and daemon processes), or an existing deployment.
 pub struct Target {
@@ -79,8 +79,9 @@ impl Target {
             &database_url,
             dir,
             &secrets_key,
-            // One webhook may use the daemon's whole window (the fan-out 1 runs need it).
-            (args.concurrency + args.prefetch).max(16),
+            // One webhook may use the daemon's whole window (the fan-out 1 runs need it); with many accounts
+            // the server's default holds, as in production.
+            shape::one_account(args).then(|| (args.concurrency + args.prefetch).max(16)),
             metrics.as_ref().map(|(server, _)| server.as_str()),
         )?;
         let server_url = format!("http://{listen}");
@@ -117,12 +118,12 @@ impl Target {
             || args.database_url.is_some()
             || args.metrics
             || args.tls
-            || args.accounts > 1
+            || !shape::one_account(args)
         {
             bail!(
-                "--backlog, --database-url, --metrics, --tls and --accounts apply to a system the bench \
-                 starts, not to --target (its daemons would have to trust the bench's CA; its accounts' admin \
-                 keys are made with the server binary)"
+                "--backlog, --database-url, --metrics, --tls, --accounts and --slow-accounts apply to a system \
+                 the bench starts, not to --target (its daemons would have to trust the bench's CA; its accounts' \
+                 admin keys are made with the server binary)"
             );
         }
         let (Some(admin_key), Some(publisher_key)) = (&args.admin_key, &args.publisher_key) else {
