@@ -375,6 +375,29 @@ impl Client {
         Ok(reply.into_inner())
     }
 
+    /// Publishes several events in one call (at most 1,000, and no more bytes than one publish may carry):
+    /// each is validated, deduplicated and answered on its own, in order, as [`Client::publish_event`] would
+    /// answer it; all are committed once this returns. The outer error is the call's (the connection, the key).
+    pub async fn publish_events(
+        &self,
+        events: Vec<proto::PublishEventRequest>,
+    ) -> Result<Vec<Result<proto::PublishEventResponse, Error>>, Error> {
+        let reply = self
+            .events
+            .clone()
+            .publish_events(proto::PublishEventsRequest { events })
+            .await?;
+        Ok(reply
+            .into_inner()
+            .results
+            .into_iter()
+            .map(|result| match result.published {
+                Some(published) if result.code == tonic::Code::Ok as i32 => Ok(published),
+                _ => Err(Error::new(result.code.into(), result.message)),
+            })
+            .collect())
+    }
+
     /// Publishes an event of `event_type` for the admin key's account: `data_json`, or the type's example
     /// with fresh ids.
     pub async fn trigger_event(

@@ -73,6 +73,10 @@ impl MessageLimits {
                 "data_json: the request is {declared} bytes, more than a publish takes ({limit}: data_json at most {} bytes, --max-payload-bytes)",
                 self.payload
             )
+        } else if path.ends_with("/PublishEvents") {
+            format!(
+                "events: the request is {declared} bytes, more than a call takes ({limit}, as one publish: --max-payload-bytes and its envelope); split it"
+            )
         } else {
             format!("request: is {declared} bytes; this call takes at most {limit}")
         };

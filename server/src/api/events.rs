@@ -1,7 +1,9 @@
-//! `EventService`: publishing events (publisher keys) and reading them back (publisher or admin keys).
+//! `EventService`: publishing events (publisher keys), one or many at a time, and reading them back
+//! (publisher or admin keys).
 
 use std::sync::Arc;
 
+use futures::future::join_all;
 use kit_webhooks::{definitions, proto};
 use tonic::{Request, Response, Status};
 
@@ -17,16 +19,82 @@ use crate::{
         payload, Error, Role,
     },
     state::AppState,
-    store::events::{new_event, Published},
+    store::{
+        entity::event as stored,
+        events::{new_event, Published},
+    },
 };
+
+/// The most events one `PublishEvents` call takes.
+pub const MAX_EVENTS_PER_CALL: usize = 1000;
 
 pub struct EventApi {
     state: Arc<AppState>,
 }
 
+/// What a publish with an idempotency key asked for: a reused key must have asked for the same (the data may
+/// be 256 KiB, so this is kept only when there is a key).
+struct Asked {
+    id: String,
+    event_type: &'static str,
+    data_json: String,
+}
+
 impl EventApi {
     pub fn new(state: Arc<AppState>) -> Self {
         EventApi { state }
+    }
+
+    /// The event `req` asks to publish, validated, as a row to store.
+    fn prepare(
+        &self,
+        req: proto::PublishEventRequest,
+    ) -> Result<(stored::Model, Option<Asked>), Error> {
+        let account_id = event::validate_account_id("account_id", &req.account_id)?;
+        let event_type = event::validate_type("type", &req.r#type)?;
+        let data_json = event::validate_data(req.data_json, self.state.config.max_payload_bytes)?;
+        if self.state.config.validate_payloads {
+            payload::check(event_type, &data_json)?;
+        }
+        let idempotency_key = event::validate_idempotency_key(&req.idempotency_key)?;
+        let row = new_event(account_id, event_type, data_json, idempotency_key);
+        let asked = row.idempotency_key.is_some().then(|| Asked {
+            id: row.id.clone(),
+            event_type,
+            data_json: row.data_json.clone(),
+        });
+        Ok((row, asked))
+    }
+
+    /// Stores a prepared event and its fan-out, and answers once committed: a reused idempotency key answers
+    /// with the first event, if it asked for the same.
+    async fn publish(
+        &self,
+        (row, asked): (stored::Model, Option<Asked>),
+    ) -> Result<proto::PublishEventResponse, Error> {
+        let published = self.state.writer.publish(row).await?;
+        // A reused key answers with the first event, which was counted when it was published.
+        if asked
+            .as_ref()
+            .is_none_or(|asked| asked.id == published.event.id)
+        {
+            let created = u64::from(published.deliveries_queued);
+            self.state
+                .metrics
+                .published(&published.event.r#type, created);
+        }
+        if let (Some(asked), Some(key)) = (asked, &published.event.idempotency_key) {
+            let original = &published.event;
+            if original.id != asked.id {
+                event::check_same_request(
+                    key,
+                    (&original.id, &original.r#type, &original.data_json),
+                    asked.event_type,
+                    &asked.data_json,
+                )?;
+            }
+        }
+        Ok(self.answer(published))
     }
 
     /// The answer to a publish (or a trigger) once its cycle committed.
@@ -38,6 +106,34 @@ impl EventApi {
         proto::PublishEventResponse {
             event: Some(convert::event(published.event)),
             deliveries_queued: published.deliveries_queued,
+        }
+    }
+}
+
+/// The outcome of event `index` of a `PublishEvents` call, as `PublishEvent` would have answered it.
+fn result_of(
+    index: usize,
+    published: Result<proto::PublishEventResponse, Error>,
+) -> proto::PublishEventResult {
+    match published {
+        Ok(published) => proto::PublishEventResult {
+            code: tonic::Code::Ok as i32,
+            message: String::new(),
+            published: Some(published),
+        },
+        Err(error) => {
+            let named = matches!(error, Error::InvalidArgument { .. });
+            let status = Status::from(error);
+            let message = match named {
+                // The field, as the call names it.
+                true => format!("events[{index}].{}", status.message()),
+                false => status.message().to_owned(),
+            };
+            proto::PublishEventResult {
+                code: status.code() as i32,
+                message,
+                published: None,
+            }
         }
     }
 }
@@ -54,43 +150,39 @@ impl proto::event_service_server::EventService for EventApi {
         request: Request<proto::PublishEventRequest>,
     ) -> Result<Response<proto::PublishEventResponse>, Status> {
         auth::require(&request, &[Role::Publisher])?;
-        let req = request.into_inner();
-        let account_id = event::validate_account_id("account_id", &req.account_id)?;
-        let event_type = event::validate_type("type", &req.r#type)?;
-        let data_json = event::validate_data(req.data_json, self.state.config.max_payload_bytes)?;
-        if self.state.config.validate_payloads {
-            payload::check(event_type, &data_json)?;
+        let prepared = self.prepare(request.into_inner())?;
+        Ok(Response::new(self.publish(prepared).await?))
+    }
+
+    async fn publish_events(
+        &self,
+        request: Request<proto::PublishEventsRequest>,
+    ) -> Result<Response<proto::PublishEventsResponse>, Status> {
+        auth::require(&request, &[Role::Publisher])?;
+        let events = request.into_inner().events;
+        if events.is_empty() {
+            return Err(Error::invalid("events", "is empty: give at least one event").into());
         }
-        let idempotency_key = event::validate_idempotency_key(&req.idempotency_key)?;
-        let row = new_event(account_id, event_type, data_json, idempotency_key);
-        // What a reused key must match; kept only when there is a key (the data may be 256 KiB).
-        let asked = row
-            .idempotency_key
-            .is_some()
-            .then(|| (row.id.clone(), row.data_json.clone()));
-        let published = self.state.writer.publish(row).await?;
-        // A reused key answers with the first event, which was counted when it was published.
-        if asked
-            .as_ref()
-            .is_none_or(|(id, _)| *id == published.event.id)
-        {
-            let created = u64::from(published.deliveries_queued);
-            self.state
-                .metrics
-                .published(&published.event.r#type, created);
+        if events.len() > MAX_EVENTS_PER_CALL {
+            let message = format!(
+                "has {} events; a call takes at most {MAX_EVENTS_PER_CALL}",
+                events.len()
+            );
+            return Err(Error::invalid("events", message).into());
         }
-        if let (Some((id, data_json)), Some(key)) = (asked, &published.event.idempotency_key) {
-            let original = &published.event;
-            if original.id != id {
-                event::check_same_request(
-                    key,
-                    (&original.id, &original.r#type, &original.data_json),
-                    event_type,
-                    &data_json,
-                )?;
-            }
-        }
-        Ok(Response::new(self.answer(published)))
+        // All queued for the writer at once, in order, so that they share its cycles (and a key repeated in
+        // the call answers with its first event); each answered on its own.
+        let published = join_all(events.into_iter().map(|req| async move {
+            let prepared = self.prepare(req)?;
+            self.publish(prepared).await
+        }))
+        .await;
+        let results = published
+            .into_iter()
+            .enumerate()
+            .map(|(index, published)| result_of(index, published))
+            .collect();
+        Ok(Response::new(proto::PublishEventsResponse { results }))
     }
 
     async fn trigger_event(
