@@ -77,7 +77,7 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
     assert!(handshakes > 0.0 && handshakes < 0.5, "{tls}");
 
     // The production shape, small: 20 accounts of 2 webhooks, each event to one account's webhooks only,
-    // each receiver a host of its own, over HTTPS, the accounts drawn by Zipf's law.
+    // each receiver a host of its own, over HTTPS, the accounts drawn by Zipf's law; published 8 events a call.
     let shaped = run_bench(
         &db.url,
         0,
@@ -90,10 +90,16 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
             "1",
             "--hosts",
             "--tls",
+            "--batch",
+            "8",
         ],
     )
     .await;
     assert_eq!(shaped["accounts"], 20);
+    assert_eq!(
+        shaped["batch"], 8,
+        "published with PublishEvents, 8 at a time"
+    );
     assert_eq!(shaped["hosts"], true);
     assert_eq!(shaped["deliveries_expected"], 400, "{shaped}");
     assert_eq!(shaped["deliveries_received"], 400, "{shaped}");

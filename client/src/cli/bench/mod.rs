@@ -24,8 +24,8 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use kit_webhooks::signature::Secret;
 use kit_webhooks::sync::lock;
+use kit_webhooks::{proto, signature::Secret};
 use kit_webhooks_client::{Client, NewWebhook};
 use tokio::sync::Semaphore;
 
@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// Events per second to publish at; 0 for as fast as possible.
     #[arg(long, default_value_t = 0)]
     pub rate: u32,
+    /// Events per publish call: 1 calls `PublishEvent`, more `PublishEvents` (at most 1,000, and within the
+    /// size of one publish).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     /// Publish calls in flight at once (when not rate-limited).
     #[arg(long, default_value_t = 64)]
     pub publishers: usize,
@@ -364,27 +368,33 @@ async fn publish(
     let data = payload(args.payload_bytes);
     let published_at = Arc::new(Mutex::new(HashMap::with_capacity(args.events)));
     let slots = Arc::new(Semaphore::new(args.publishers.max(1)));
-    let mut calls = Vec::with_capacity(args.events);
-    for (n, account) in draws.iter().enumerate() {
+    let batch = args.batch.max(1);
+    let mut calls = Vec::with_capacity(args.events / batch + 1);
+    for (n, accounts) in draws.chunks(batch).enumerate() {
         if args.rate > 0 {
-            let due = started + Duration::from_secs_f64(n as f64 / f64::from(args.rate));
+            let first = n * batch;
+            let due = started + Duration::from_secs_f64(first as f64 / f64::from(args.rate));
             tokio::time::sleep_until(due.into()).await;
         }
         let permit = slots.clone().acquire_owned().await?;
-        let (publisher, data, published_at, account) = (
-            publisher.clone(),
-            data.clone(),
-            published_at.clone(),
-            system.accounts[*account].0.clone(),
-        );
+        let events: Vec<_> = accounts
+            .iter()
+            .map(|account| proto::PublishEventRequest {
+                account_id: system.accounts[*account].0.clone(),
+                r#type: "interview.scheduled".into(),
+                data_json: data.clone(),
+                idempotency_key: String::new(),
+            })
+            .collect();
+        let (publisher, published_at) = (publisher.clone(), published_at.clone());
         calls.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let reply = publisher
-                .publish_event(&account, "interview.scheduled", &data, None)
-                .await;
+            let replies = publish_call(&publisher, events).await;
             drop(permit);
-            if let Some(event) = reply?.event {
-                lock(&published_at).insert(EventKey::of(&event.id), sent);
+            for reply in replies? {
+                if let Some(event) = reply?.event {
+                    lock(&published_at).insert(EventKey::of(&event.id), sent);
+                }
             }
             Ok::<_, kit_webhooks_client::Error>(())
         }));
@@ -395,6 +405,26 @@ async fn publish(
     let seconds = started.elapsed().as_secs_f64();
     let at = lock(&published_at).clone();
     Ok(Published { at, seconds })
+}
+
+/// One publishing call: `PublishEvent` for a single event (round 1's calls), `PublishEvents` for more.
+async fn publish_call(
+    publisher: &Client,
+    mut events: Vec<proto::PublishEventRequest>,
+) -> Result<
+    Vec<Result<proto::PublishEventResponse, kit_webhooks_client::Error>>,
+    kit_webhooks_client::Error,
+> {
+    if events.len() > 1 {
+        return publisher.publish_events(events).await;
+    }
+    let Some(event) = events.pop() else {
+        return Ok(Vec::new());
+    };
+    let reply = publisher
+        .publish_event(&event.account_id, &event.r#type, &event.data_json, None)
+        .await;
+    Ok(vec![reply])
 }
 
 /// What the run cost, read as it ended.
@@ -469,6 +499,7 @@ fn figures(
             0.0
         },
         publish_calls_per_second: args.events as f64 / published.seconds.max(1e-9),
+        batch: args.batch.max(1),
         latency_ms: Latency {
             p50: percentile(&latencies, 0.50),
             p90: percentile(&latencies, 0.90),
