@@ -124,6 +124,8 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
             "--slow-latency",
             "hang",
             "--hosts",
+            "--linger",
+            "1s",
         ],
     )
     .await;

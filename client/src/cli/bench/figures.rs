@@ -54,11 +54,21 @@ pub struct Figures {
     pub elapsed_seconds: f64,
     pub server: Option<Usage>,
     pub daemon: Option<Usage>,
+    /// With `--linger`: the daemon's memory once idle.
+    pub daemon_idle: Option<Idle>,
     /// How busy the whole machine was from the first publish to the last receipt (1.0: every core, all the
     /// time), where `/proc/stat` tells.
     pub machine_busy: Option<f64>,
     /// CPU seconds this machine's PostgreSQL processes used over the same span (PostgreSQL runs only).
     pub postgres_cpu_seconds: Option<f64>,
+}
+
+/// The daemon's resident memory as the run ended and after lingering idle (`--linger`).
+#[derive(Debug, Serialize)]
+pub struct Idle {
+    pub linger_seconds: f64,
+    pub daemon_rss_at_end_mib: f64,
+    pub daemon_rss_after_mib: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,6 +141,15 @@ pub fn print_table(f: &Figures) {
         ),
         ("server", usage(&f.server)),
         ("daemon", usage(&f.daemon)),
+        (
+            "daemon idle",
+            f.daemon_idle.as_ref().map_or("-".into(), |idle| {
+                format!(
+                    "{:.1} MiB resident as the run ended, {:.1} MiB after {:.0} s idle",
+                    idle.daemon_rss_at_end_mib, idle.daemon_rss_after_mib, idle.linger_seconds
+                )
+            }),
+        ),
         (
             "postgres",
             f.postgres_cpu_seconds.map_or("-".into(), |s| {

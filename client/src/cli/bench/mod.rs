@@ -138,6 +138,10 @@ pub struct BenchArgs {
     /// Give up waiting for deliveries after this long.
     #[arg(long, default_value = "300s", value_parser = kit_webhooks::duration::parse_duration)]
     pub timeout: Duration,
+    /// After the last receipt, keep the started system idle this long and report the daemon's resident
+    /// memory before and after: what it gives back once its connections and per-endpoint state are idle.
+    #[arg(long, default_value = "0s", value_parser = kit_webhooks::duration::parse_duration)]
+    pub linger: Duration,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -233,6 +237,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         tls_handshakes: args
             .tls
             .then(|| tally.tls_handshakes.load(Ordering::Relaxed) - handshakes_before),
+        daemon_idle: linger(args, &system).await,
     };
     drop(system);
     let ceiling_after = measure_ceiling(
@@ -427,6 +432,22 @@ async fn publish_call(
     Ok(vec![reply])
 }
 
+/// With `--linger`: the daemon's resident memory (MiB) as the run ended and after lingering idle.
+async fn linger(args: &BenchArgs, system: &Target) -> Option<figures::Idle> {
+    let pid = system.daemon.as_ref()?.0.id();
+    if args.linger.is_zero() {
+        return None;
+    }
+    let at_end = processes::rss_mib(pid)?;
+    progress::note(&format!("lingering idle for {:?}", args.linger));
+    tokio::time::sleep(args.linger).await;
+    Some(figures::Idle {
+        linger_seconds: args.linger.as_secs_f64(),
+        daemon_rss_at_end_mib: at_end,
+        daemon_rss_after_mib: processes::rss_mib(pid)?,
+    })
+}
+
 /// What the run cost, read as it ended.
 struct Spent {
     machine_busy: Option<f64>,
@@ -436,6 +457,7 @@ struct Spent {
     database: String,
     /// TLS handshakes the receivers completed from the first publish to the last receipt (`--tls`).
     tls_handshakes: Option<u64>,
+    daemon_idle: Option<figures::Idle>,
 }
 
 /// The run's figures from what the receivers saw.
@@ -511,6 +533,7 @@ fn figures(
         elapsed_seconds: elapsed,
         server: spent.server,
         daemon: spent.daemon,
+        daemon_idle: spent.daemon_idle,
         machine_busy: spent.machine_busy,
         postgres_cpu_seconds: spent.postgres_cpu,
     }

@@ -33,6 +33,16 @@ pub fn usage(pid: u32) -> Option<Usage> {
     })
 }
 
+/// A process's resident memory now (MiB), where `/proc` tells.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())?;
+    Some(kib / 1024.0)
+}
+
 /// A process's command name and the CPU seconds (user + system) it has used so far, from `/proc/PID/stat`.
 fn cpu(pid: u32) -> Option<(String, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs the second round's scenarios of docs/PERFORMANCE.md (the production shape over HTTPS, noisy neighbours,
+# an idle daemon after 20,000 webhooks), writing one JSON file each to docs/perf/round2-*.json, then draws
+# docs/perf/round2.png. Takes about fifteen minutes on a 2-core machine.
+#
+#   scripts/perf-round2.sh           # SQLite and PostgreSQL (postgres://postgres@127.0.0.1:5432)
+#
+# Needs a release build (`cargo build --release --workspace`) and, for the plot, Python with matplotlib
+# (`PYTHON=path/to/python` to choose one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bench=target/release/kit-webhooks
+out=docs/perf
+mkdir -p "$out"
+pg_admin=${KIT_BENCH_PG_ADMIN:-postgres://postgres@127.0.0.1:5432/test}
+pg_bench=${KIT_BENCH_PG:-postgres://postgres@127.0.0.1:5432/kit_bench}
+
+fresh_pg() {
+    psql "$pg_admin" -qc "DROP DATABASE IF EXISTS kit_bench WITH (FORCE)" 2>/dev/null
+    psql "$pg_admin" -qc "CREATE DATABASE kit_bench"
+}
+
+run() { # name, then bench flags
+    local name=$1
+    shift
+    echo "== $name: $*"
+    "$bench" bench --json "$out/$name.json" "$@" | tail -n 12
+}
+
+# The production shape: 2,000 accounts of 2 webhooks on 200 hosts, HTTPS; one event per call, then ten.
+shape=(--tls --events 20000 --accounts 2000 --webhooks-per-account 2 --receivers 200 --hosts)
+run round2-production-shape-tls-sqlite "${shape[@]}"
+run round2-production-shape-tls-batch10-sqlite "${shape[@]}" --batch 10
+fresh_pg
+run round2-production-shape-tls-postgres "${shape[@]}" --database-url "$pg_bench"
+fresh_pg
+run round2-production-shape-tls-batch10-postgres "${shape[@]}" --batch 10 --database-url "$pg_bench"
+
+# Noisy neighbours: the same shape without and with 20 accounts of 5 endpoints that never answer, in
+# alternating pairs (the machine drifts between runs; compare the pairs' medians).
+for n in 1 2 3 4 5; do
+    run "round2-noisy-without-$n" "${shape[@]}"
+    run "round2-noisy-with-$n" "${shape[@]}" --slow-accounts 20 --slow-webhooks-per-account 5 --slow-latency hang
+done
+
+# The endpoint set's scale: 20,000 webhooks on 2,000 hosts, about one delivery each, then 90 s idle.
+run round2-idle-daemon-sqlite --tls --events 10000 --accounts 10000 --webhooks-per-account 2 --receivers 2000 \
+    --hosts --ceiling-duration 1s --linger 90s
+
+"${PYTHON:-python3}" scripts/plot-round2.py "$out"

@@ -1,0 +1,77 @@
+"""Draws docs/perf/round2.png from the round-2 JSON files (scripts/perf-round2.sh writes them): one panel per
+scenario of docs/PERFORMANCE.md's second round. The production shape's ratio to the HTTPS ceiling of the same run,
+one event per call and ten (PublishEvents), against the targets; the noisy neighbours' effect on the other
+accounts' latency and throughput, pair by pair; the daemon's memory as a run of 20,000 webhooks ends and after
+it has been idle."""
+
+import json
+import pathlib
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "docs/perf")
+
+
+def load(name):
+    path = out / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+fig, (shape_ax, noisy_ax, idle_ax) = plt.subplots(1, 3, figsize=(15, 4.4))
+
+# Production shape: ratio to the HTTPS ceiling, per database and calls.
+bars = []
+for database, target in (("sqlite", 25), ("postgres", 15)):
+    for label, name in (("1 / call", f"round2-production-shape-tls-{database}"),
+                        ("10 / call", f"round2-production-shape-tls-batch10-{database}")):
+        run = load(name)
+        if run:
+            bars.append((f"{database}\n{label}", run["ratio_to_ceiling"] * 100, target))
+shape_ax.bar([b[0] for b in bars], [b[1] for b in bars], color=["C0", "C0", "C1", "C1"][: len(bars)])
+for index, (_, _, target) in enumerate(bars):
+    shape_ax.hlines(target, index - 0.4, index + 0.4, colors="k", linestyles="dashed")
+shape_ax.set_ylabel("% of the HTTPS ceiling (same run)")
+shape_ax.set_title("Production shape (2,000 accounts × 2, 200 hosts)\ndashed: target")
+shape_ax.grid(True, axis="y", alpha=0.3)
+
+# Noisy neighbours: the other accounts' p99 and deliveries/s, without and with 20 hung accounts, pair by pair.
+pairs = [(load(f"round2-noisy-without-{n}"), load(f"round2-noisy-with-{n}")) for n in range(1, 6)]
+pairs = [(a, b) for a, b in pairs if a and b]
+if pairs:
+    xs = range(1, len(pairs) + 1)
+    noisy_ax.plot(xs, [a["latency_ms"]["p99"] for a, _ in pairs], "o-", color="C0", label="p99, without")
+    noisy_ax.plot(xs, [b["latency_ms"]["p99"] for _, b in pairs], "o--", color="C0", label="p99, with")
+    noisy_ax.set_ylabel("others' publish → receipt p99 (ms)")
+    rate_ax = noisy_ax.twinx()
+    rate_ax.plot(xs, [a["deliveries_per_second"] for a, _ in pairs], "s-", color="C2", label="deliveries/s, without")
+    rate_ax.plot(xs, [b["deliveries_per_second"] for _, b in pairs], "s--", color="C2", label="deliveries/s, with")
+    rate_ax.set_ylabel("others' deliveries / s")
+    rate_ax.set_ylim(bottom=0)
+    noisy_ax.set_ylim(bottom=0)
+    handles = noisy_ax.get_legend_handles_labels()[0] + rate_ax.get_legend_handles_labels()[0]
+    noisy_ax.legend(handles=handles, fontsize=7, loc="lower left")
+    noisy_ax.set_xticks(list(xs))
+noisy_ax.set_xlabel("pair of runs (alternating)")
+noisy_ax.set_title("Noisy neighbours: 20 accounts × 5 hung endpoints\n(SQLite, production shape, HTTPS)")
+noisy_ax.grid(True, alpha=0.3)
+
+# The daemon's memory once idle.
+scale = load("round2-idle-daemon-sqlite")
+if scale and scale.get("daemon_idle"):
+    idle = scale["daemon_idle"]
+    idle_ax.bar(["peak", "run ended", f"after {idle['linger_seconds']:.0f} s idle"],
+                [scale["daemon"]["peak_rss_mib"], idle["daemon_rss_at_end_mib"], idle["daemon_rss_after_mib"]],
+                color=["C3", "C3", "C2"])
+idle_ax.axhline(150 / 1.048576, color="k", linestyle="dashed", label="target: 150 MB")
+idle_ax.set_ylabel("daemon resident memory (MiB)")
+idle_ax.set_title("Idle daemon: 20,000 webhooks on 2,000 hosts\n(SQLite, HTTPS, about one delivery each)")
+idle_ax.legend(fontsize=8)
+idle_ax.grid(True, axis="y", alpha=0.3)
+
+fig.tight_layout()
+fig.savefig(out / "round2.png", dpi=110)
+print(f"wrote {out / 'round2.png'}")
