@@ -43,8 +43,8 @@ for n in 1 2 3 4 5; do
     run "round2-noisy-with-$n" "${shape[@]}" --slow-accounts 20 --slow-webhooks-per-account 5 --slow-latency hang
 done
 
-# The endpoint set's scale: 20,000 webhooks on 2,000 hosts, about one delivery each, then 90 s idle.
+# The endpoint set's scale: 20,000 webhooks on 2,000 hosts, about one delivery each, then 150 s idle.
 run round2-idle-daemon-sqlite --tls --events 10000 --accounts 10000 --webhooks-per-account 2 --receivers 2000 \
-    --hosts --ceiling-duration 1s --linger 90s
+    --hosts --ceiling-duration 1s --linger 150s
 
 "${PYTHON:-python3}" scripts/plot-round2.py "$out"

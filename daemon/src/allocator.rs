@@ -1,14 +1,21 @@
-//! How long freed memory stays with the process: the one allocator setting the daemon's and the server's
-//! processes change (both allocate with mimalloc; each `main` calls [`keep_freed_memory`] first).
+//! When freed memory goes back to the system, for the daemon's and the server's processes (both allocate with
+//! mimalloc; each `main` calls [`keep_freed_memory`] first, then runs on a [`runtime`]).
 //!
 //! By default mimalloc gives a page's memory back to the OS moments after the last block on it is freed. A
 //! busy process frees and reuses the same pages continually, so it gave them back and faulted them in again
-//! moments later. A second's delay keeps working memory in the process while it is busy; an idle process
-//! still returns it a second later (docs/PERFORMANCE.md, step 39).
+//! moments later. A second's delay keeps working memory in the process while it is busy.
+//!
+//! mimalloc returns a thread's freed memory only when that thread allocates or frees again, so a process that
+//! has gone idle keeps what its busy time left behind. [`collect_when_idle`], run as each runtime thread
+//! parks, collects the thread's heap at most every [`COLLECT_EVERY`]: an idle daemon falls back.
 
-use std::ffi::c_long;
+use std::{
+    cell::Cell,
+    ffi::c_long,
+    time::{Duration, Instant},
+};
 
-use libmimalloc_sys::{mi_option_set_default, mi_option_t};
+use libmimalloc_sys::{mi_collect, mi_option_set_default, mi_option_t};
 
 /// `mi_option_purge_delay` of mimalloc 2.x's `mi_option_e` (the binding leaves the option unnamed); a test
 /// pins it to the option's documented default.
@@ -22,6 +29,42 @@ pub fn keep_freed_memory() {
     // SAFETY: sets a plain integer in mimalloc's option table; called at the start of `main`, before any
     // other thread exists, as `mi_option_set_default` requires.
     unsafe { mi_option_set_default(PURGE_DELAY, PURGE_DELAY_MS) }
+}
+
+/// A multi-threaded tokio runtime whose workers give their freed memory back as they go idle
+/// ([`collect_when_idle`]). Call [`keep_freed_memory`] before.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(collect_when_idle)
+        .build()
+}
+
+/// The least time between two collections of one thread's heap.
+const COLLECT_EVERY: Duration = Duration::from_secs(5);
+
+/// Gives the memory this thread has freed back to the system, if it has not done so for [`COLLECT_EVERY`]:
+/// for a runtime's `on_thread_park`, which runs whenever a worker runs out of work (a busy worker parks often,
+/// so this costs a clock read then).
+#[allow(unsafe_code)]
+fn collect_when_idle() {
+    thread_local! {
+        static COLLECTED: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    let now = Instant::now();
+    let due = COLLECTED.with(|last| {
+        let due = last
+            .get()
+            .is_none_or(|at| now.duration_since(at) >= COLLECT_EVERY);
+        if due {
+            last.set(Some(now));
+        }
+        due
+    });
+    if due {
+        // SAFETY: collects the calling thread's own mimalloc heap; safe to call from any thread at any time.
+        unsafe { mi_collect(true) }
+    }
 }
 
 #[cfg(test)]

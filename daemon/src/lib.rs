@@ -3,7 +3,8 @@
 //! reports every attempt (in batches, with `ReportDeliveries`).
 //!
 //! - [`address`]: which IP addresses deliveries may reach (the SSRF rule).
-//! - [`allocator`]: how long freed memory stays with the process (mimalloc's purge delay).
+//! - [`allocator`]: when freed memory goes back to the system (mimalloc's purge delay; collected as the
+//!   runtime's threads go idle), for this process and the server's.
 //! - [`connector`]: connects to vetted addresses only.
 //! - `lanes`: the request slots, a prompt lane and a slow one, so late endpoints cannot crowd out the rest.
 //! - `leases`: which leases the daemon works on, across its streams.

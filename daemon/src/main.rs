@@ -47,10 +47,15 @@ struct Cli {
 fn main() {
     // Before the runtime's threads exist.
     kit_webhooks_daemon::allocator::keep_freed_memory();
-    entry();
+    match kit_webhooks_daemon::allocator::runtime() {
+        Ok(runtime) => runtime.block_on(entry()),
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            std::process::exit(1);
+        }
+    }
 }
 
-#[tokio::main]
 async fn entry() {
     let cli = Cli::parse();
     kit_webhooks::logging::init("info", cli.log_format);
