@@ -36,6 +36,11 @@ run round2-production-shape-tls-postgres "${shape[@]}" --database-url "$pg_bench
 fresh_pg
 run round2-production-shape-tls-batch10-postgres "${shape[@]}" --batch 10 --database-url "$pg_bench"
 
+# Latency at a steady 1,000 events/s (2,000 deliveries/s) in the same shape.
+run round2-latency-1000-sqlite "${shape[@]}" --rate 1000
+fresh_pg
+run round2-latency-1000-postgres "${shape[@]}" --rate 1000 --database-url "$pg_bench"
+
 # Noisy neighbours: the same shape without and with 20 accounts of 5 endpoints that never answer, in
 # alternating pairs (the machine drifts between runs; compare the pairs' medians).
 for n in 1 2 3 4 5; do
