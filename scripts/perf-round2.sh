@@ -9,23 +9,7 @@
 # (`PYTHON=path/to/python` to choose one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bench=target/release/kit-webhooks
-out=docs/perf
-mkdir -p "$out"
-pg_admin=${KIT_BENCH_PG_ADMIN:-postgres://postgres@127.0.0.1:5432/test}
-pg_bench=${KIT_BENCH_PG:-postgres://postgres@127.0.0.1:5432/kit_bench}
-
-fresh_pg() {
-    psql "$pg_admin" -qc "DROP DATABASE IF EXISTS kit_bench WITH (FORCE)" 2>/dev/null
-    psql "$pg_admin" -qc "CREATE DATABASE kit_bench"
-}
-
-run() { # name, then bench flags
-    local name=$1
-    shift
-    echo "== $name: $*"
-    "$bench" bench --json "$out/$name.json" "$@" | tail -n 12
-}
+source scripts/perf-common.sh
 
 # The production shape: 2,000 accounts of 2 webhooks on 200 hosts, HTTPS; one event per call, then ten.
 shape=(--tls --events 20000 --accounts 2000 --webhooks-per-account 2 --receivers 200 --hosts)

@@ -24,6 +24,45 @@ on_both_databases!(
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Publishes an `offer.accepted` for `account`.
+async fn publish_for(server: &TestServer, account: &str) {
+    server
+        .events()
+        .await
+        .publish_event(authed(
+            &server.publisher_key,
+            proto::PublishEventRequest {
+                account_id: account.into(),
+                r#type: "offer.accepted".into(),
+                data_json: "{}".into(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("publish");
+}
+
+/// Another account, with a webhook at `healthy`: each of its five deliveries arrives within a second of its
+/// publish, whatever the dead endpoints hold.
+async fn another_account_is_served_at_once(server: &TestServer, healthy: &Receiver) {
+    let other_admin = server
+        .key(kit_webhooks_server::core::Role::Admin, Some("other"))
+        .await;
+    server
+        .create_webhook_as(&other_admin, &healthy.url("/"), &["offer.*"])
+        .await;
+    for n in 0..5 {
+        let published = Instant::now();
+        publish_for(server, "other").await;
+        healthy.wait_for(n + 1, WAIT).await;
+        let latency = published.elapsed();
+        assert!(
+            latency < Duration::from_secs(1),
+            "the other account's delivery {n} took {latency:?}"
+        );
+    }
+}
+
 /// Twenty webhooks of one account point at hosts that never answer, with enough leases to fill every request
 /// slot of the daemon; another account's deliveries still go out at once, because one account (and one
 /// host) holds at most its share of the slots.
@@ -53,34 +92,7 @@ async fn one_accounts_dead_endpoints_do_not_slow_another_account(backend: Backen
         host.wait_for(4, WAIT).await;
     }
 
-    let other_admin = server
-        .key(kit_webhooks_server::core::Role::Admin, Some("other"))
-        .await;
-    server
-        .create_webhook_as(&other_admin, &healthy.url("/"), &["offer.*"])
-        .await;
-    let mut events = server.events().await;
-    for n in 0..5 {
-        let published = Instant::now();
-        events
-            .publish_event(authed(
-                &server.publisher_key,
-                proto::PublishEventRequest {
-                    account_id: "other".into(),
-                    r#type: "offer.accepted".into(),
-                    data_json: "{}".into(),
-                    idempotency_key: String::new(),
-                },
-            ))
-            .await
-            .expect("publish for the other account");
-        healthy.wait_for(n + 1, WAIT).await;
-        let latency = published.elapsed();
-        assert!(
-            latency < Duration::from_secs(1),
-            "the other account's delivery {n} took {latency:?}"
-        );
-    }
+    another_account_is_served_at_once(&server, &healthy).await;
     server.stop().await;
 }
 
@@ -138,20 +150,6 @@ async fn many_accounts_dead_endpoints_do_not_take_the_prompt_slots(backend: Back
         }
     })
     .await;
-    let events = server.events().await;
-    let publish = |account: String| {
-        let request = authed(
-            &server.publisher_key,
-            proto::PublishEventRequest {
-                account_id: account,
-                r#type: "offer.accepted".into(),
-                data_json: "{}".into(),
-                idempotency_key: String::new(),
-            },
-        );
-        let mut events = events.clone();
-        async move { events.publish_event(request).await.expect("publish") }
-    };
     for (n, host) in dead.iter().enumerate() {
         let account = format!("dead-{n}");
         let admin = server
@@ -164,7 +162,7 @@ async fn many_accounts_dead_endpoints_do_not_take_the_prompt_slots(backend: Back
         }
         // Five events to two webhooks: ten deliveries, more than the account's share of four.
         for _ in 0..5 {
-            publish(account.clone()).await;
+            publish_for(&server, &account).await;
         }
     }
     // The first wave takes every prompt slot; a quarter second later it has moved to the slow lane.
@@ -178,22 +176,7 @@ async fn many_accounts_dead_endpoints_do_not_take_the_prompt_slots(backend: Back
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let other_admin = server
-        .key(kit_webhooks_server::core::Role::Admin, Some("other"))
-        .await;
-    server
-        .create_webhook_as(&other_admin, &healthy.url("/"), &["offer.*"])
-        .await;
-    for n in 0..5 {
-        let published = Instant::now();
-        publish("other".into()).await;
-        healthy.wait_for(n + 1, WAIT).await;
-        let latency = published.elapsed();
-        assert!(
-            latency < Duration::from_secs(1),
-            "the other account's delivery {n} took {latency:?}"
-        );
-    }
+    another_account_is_served_at_once(&server, &healthy).await;
     for (n, host) in dead.iter().enumerate() {
         host.wait_for(4, WAIT).await;
         assert_eq!(host.busiest(), 4, "dead account {n}: its share, not more");
