@@ -10,11 +10,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    authed, fast_delivery,
+    fast_delivery,
     receiver::{always, Receiver, Reply},
     Backend, TestServer,
 };
-use kit_webhooks::proto;
 
 on_both_databases!(
     a_slow_endpoint_does_not_delay_another,
@@ -23,24 +22,6 @@ on_both_databases!(
 );
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Publishes an `offer.accepted` for `account`.
-async fn publish_for(server: &TestServer, account: &str) {
-    server
-        .events()
-        .await
-        .publish_event(authed(
-            &server.publisher_key,
-            proto::PublishEventRequest {
-                account_id: account.into(),
-                r#type: "offer.accepted".into(),
-                data_json: "{}".into(),
-                idempotency_key: String::new(),
-            },
-        ))
-        .await
-        .expect("publish");
-}
 
 /// Another account, with a webhook at `healthy`: each of its five deliveries arrives within a second of its
 /// publish, whatever the dead endpoints hold.
@@ -53,7 +34,7 @@ async fn another_account_is_served_at_once(server: &TestServer, healthy: &Receiv
         .await;
     for n in 0..5 {
         let published = Instant::now();
-        publish_for(server, "other").await;
+        server.publish_to("other", "offer.accepted", "{}").await;
         healthy.wait_for(n + 1, WAIT).await;
         let latency = published.elapsed();
         assert!(
@@ -162,7 +143,7 @@ async fn many_accounts_dead_endpoints_do_not_take_the_prompt_slots(backend: Back
         }
         // Five events to two webhooks: ten deliveries, more than the account's share of four.
         for _ in 0..5 {
-            publish_for(&server, &account).await;
+            server.publish_to(&account, "offer.accepted", "{}").await;
         }
     }
     // The first wave takes every prompt slot; a quarter second later it has moved to the slow lane.

@@ -351,12 +351,22 @@ impl TestServer {
         event_type: &str,
         data: &str,
     ) -> kit_webhooks::proto::PublishEventResponse {
+        self.publish_to("default", event_type, data).await
+    }
+
+    /// Publishes an event for `account` with `data`.
+    pub async fn publish_to(
+        &self,
+        account: &str,
+        event_type: &str,
+        data: &str,
+    ) -> kit_webhooks::proto::PublishEventResponse {
         self.events()
             .await
             .publish_event(authed(
                 &self.publisher_key,
                 kit_webhooks::proto::PublishEventRequest {
-                    account_id: "default".into(),
+                    account_id: account.into(),
                     r#type: event_type.into(),
                     data_json: data.into(),
                     idempotency_key: String::new(),
