@@ -20,7 +20,7 @@ use crate::{
     connector::{ConnectError, GuardedConnector},
 };
 
-/// The most of a response body read and reported (the server stores the same).
+/// How long opening a TCP connection to an endpoint may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USER_AGENT: &str = concat!("KitWebhooks/", env!("CARGO_PKG_VERSION"));
 
