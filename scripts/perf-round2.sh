@@ -36,4 +36,8 @@ done
 run round2-idle-daemon-sqlite --tls --events 10000 --accounts 10000 --webhooks-per-account 2 --receivers 2000 \
     --hosts --ceiling-duration 1s --linger 150s
 
+# Memory per outstanding request: 10,000 requests outstanding at once over HTTPS (receivers answering after 3 s).
+run round2-inflight-10000-tls-sqlite --tls --events 1000 --webhooks 10 --receivers 4 --latency 3s \
+    --concurrency 10000 --max-connections-per-host 10000 --ceiling-duration 0s
+
 "${PYTHON:-python3}" scripts/plot-round2.py "$out"
