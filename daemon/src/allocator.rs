@@ -7,7 +7,8 @@
 //!
 //! mimalloc returns a thread's freed memory only when that thread allocates or frees again, so a process that
 //! has gone idle keeps what its busy time left behind. [`collect_when_idle`], run as each runtime thread
-//! parks, collects the thread's heap at most every [`COLLECT_EVERY`]: an idle daemon falls back.
+//! parks, collects the heap of a thread that had been quiet, at most every [`COLLECT_EVERY`]: an idle daemon
+//! falls back, a busy one is left alone.
 
 use std::{
     cell::Cell,
@@ -42,25 +43,36 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// The least time between two collections of one thread's heap.
 const COLLECT_EVERY: Duration = Duration::from_secs(5);
+/// How long a thread must have gone without parking for its heap to be collected: a busy worker parks every
+/// few milliseconds and is never collected (collecting forces freed pages back to the system, which a busy
+/// thread would only fault in again); a thread of an idle process wakes seldom.
+const QUIET: Duration = Duration::from_secs(1);
 
-/// Gives the memory this thread has freed back to the system, if it has not done so for [`COLLECT_EVERY`]:
-/// for a runtime's `on_thread_park`, which runs whenever a worker runs out of work (a busy worker parks often,
-/// so this costs a clock read then).
+/// Gives the memory this thread has freed back to the system, if the thread had been parked a while and its
+/// heap was not collected for [`COLLECT_EVERY`]: for a runtime's `on_thread_park`, which runs whenever a worker
+/// runs out of work (costing a clock read then).
 #[allow(unsafe_code)]
 fn collect_when_idle() {
     thread_local! {
+        static PARKED: Cell<Option<Instant>> = const { Cell::new(None) };
         static COLLECTED: Cell<Option<Instant>> = const { Cell::new(None) };
     }
     let now = Instant::now();
-    let due = COLLECTED.with(|last| {
-        let due = last
-            .get()
-            .is_none_or(|at| now.duration_since(at) >= COLLECT_EVERY);
-        if due {
-            last.set(Some(now));
-        }
-        due
+    let quiet = PARKED.with(|parked| {
+        parked
+            .replace(Some(now))
+            .is_some_and(|at| now.duration_since(at) >= QUIET)
     });
+    let due = quiet
+        && COLLECTED.with(|collected| {
+            let due = collected
+                .get()
+                .is_none_or(|at| now.duration_since(at) >= COLLECT_EVERY);
+            if due {
+                collected.set(Some(now));
+            }
+            due
+        });
     if due {
         // SAFETY: collects the calling thread's own mimalloc heap; safe to call from any thread at any time.
         unsafe { mi_collect(true) }
