@@ -23,6 +23,15 @@ on_both_databases!(
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// `n` receivers, each a host of its own, that never answer within a test.
+async fn dead_hosts(n: usize) -> Vec<Receiver> {
+    let mut dead = Vec::with_capacity(n);
+    for _ in 0..n {
+        dead.push(Receiver::http(always(Reply::ok().delay(Duration::from_secs(60)))).await);
+    }
+    dead
+}
+
 /// Another account, with a webhook at `healthy`: each of its five deliveries arrives within a second of its
 /// publish, whatever the dead endpoints hold.
 async fn another_account_is_served_at_once(server: &TestServer, healthy: &Receiver) {
@@ -48,10 +57,7 @@ async fn another_account_is_served_at_once(server: &TestServer, healthy: &Receiv
 /// slot of the daemon; another account's deliveries still go out at once, because one account (and one
 /// host) holds at most its share of the slots.
 async fn one_accounts_dead_endpoints_do_not_slow_another_account(backend: Backend) {
-    let mut dead = Vec::new();
-    for _ in 0..4 {
-        dead.push(Receiver::http(always(Reply::ok().delay(Duration::from_secs(60)))).await);
-    }
+    let dead = dead_hosts(4).await;
     let healthy = Receiver::http(always(Reply::ok())).await;
     let server = TestServer::start_with(backend, |config| {
         fast_delivery(config, None);
@@ -114,10 +120,7 @@ async fn a_slow_endpoint_does_not_delay_another(backend: Backend) {
 /// unanswered for a quarter second, and their webhooks' next requests start there, so another account's
 /// deliveries still go out at once; each dead account still has at most its share outstanding.
 async fn many_accounts_dead_endpoints_do_not_take_the_prompt_slots(backend: Backend) {
-    let mut dead = Vec::new();
-    for _ in 0..6 {
-        dead.push(Receiver::http(always(Reply::ok().delay(Duration::from_secs(60)))).await);
-    }
+    let dead = dead_hosts(6).await;
     let healthy = Receiver::http(always(Reply::ok())).await;
     let server = TestServer::start_with(backend, |config| {
         fast_delivery(config, None);
