@@ -241,8 +241,11 @@ const POSTGRES_SESSION: [(&str, &str); 3] = [
 /// pages, B-trees are a level shallower and the WAL gets fewer, larger frames (docs/PERFORMANCE.md, step 49).
 /// An existing database keeps the page size it was created with (a WAL database cannot change it).
 const PAGE_SIZE_BYTES: u32 = 8192;
-/// How often the WAL is checkpointed in the background.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the WAL is checkpointed in the background. A writer that never pauses keeps a background
+/// checkpoint from restarting the WAL, so the writer's own backstop checkpoint still runs, inside a commit,
+/// whenever the WAL reaches [`WAL_BACKSTOP_PAGES`]; that commit stalls for whatever is left to copy and sync
+/// (docs/PERFORMANCE.md, step 52). Checkpointing often leaves it little.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// WAL pages past which the writer checkpoints itself (SQLite's default is 1,000): 64 MiB of
 /// [`PAGE_SIZE_BYTES`] pages.
 const WAL_BACKSTOP_PAGES: u32 = 64 * 1024 * 1024 / PAGE_SIZE_BYTES;
