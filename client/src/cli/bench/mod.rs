@@ -167,7 +167,6 @@ async fn start_receivers(
         .then(|| tls::BenchTls::new(dir, &hosts))
         .transpose()?;
     let slow_hosts = hosts.split_off(args.receivers);
-    let server_tls = tls.as_ref().map(|tls| tls.server.clone());
     let prompt = receivers::Behaviour {
         answer: receivers::Answer::After(args.latency),
         slow: false,
@@ -177,8 +176,8 @@ async fn start_receivers(
         slow: true,
     };
     Ok(Endpoints {
-        receivers: receivers::start(&hosts, prompt, tally.clone(), server_tls.clone()).await?,
-        slow_receivers: receivers::start(&slow_hosts, slow, tally.clone(), server_tls).await?,
+        receivers: receivers::start(&hosts, prompt, tally.clone(), tls.as_ref()).await?,
+        slow_receivers: receivers::start(&slow_hosts, slow, tally.clone(), tls.as_ref()).await?,
         tls,
     })
 }

@@ -27,6 +27,8 @@ use kit_webhooks::{
 };
 use tokio::net::TcpListener;
 
+use super::tls::BenchTls;
+
 /// An event id as a map key: the ULID of an `evt_…` id as a number, anything else as its text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EventKey {
@@ -117,12 +119,13 @@ pub fn hosts(count: usize, distinct: bool) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Starts a receiver on each of `hosts`, serving HTTPS with `tls`; returns their base URLs.
+/// Starts a receiver on each of `hosts`, serving HTTPS with the host's certificate of `tls`; returns their
+/// base URLs.
 pub async fn start(
     hosts: &[IpAddr],
     behaviour: Behaviour,
     tally: Arc<Tally>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<&BenchTls>,
 ) -> anyhow::Result<Vec<String>> {
     let mut urls = Vec::with_capacity(hosts.len());
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -130,7 +133,10 @@ pub async fn start(
         let listener = TcpListener::bind((*host, 0)).await?;
         urls.push(format!("{scheme}://{}", listener.local_addr()?));
         let tally = tally.clone();
-        let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let acceptor = match tls {
+            Some(tls) => Some(tokio_rustls::TlsAcceptor::from(tls.server(*host)?)),
+            None => None,
+        };
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
