@@ -1,8 +1,8 @@
 """Draws docs/perf/round2.png from the round-2 JSON files (scripts/perf-round2.sh writes them): one panel per
 scenario of docs/PERFORMANCE.md's second round. The production shape's ratio to the HTTPS ceiling of the same run,
 one event per call and ten (PublishEvents), against the targets; the noisy neighbours' effect on the other
-accounts' latency and throughput, pair by pair; the daemon's memory as a run of 20,000 webhooks ends and after
-it has been idle."""
+accounts' latency and throughput, pair by pair; the latency at a steady 1,000 events/s; the daemon's memory as a
+run of 20,000 webhooks ends and after it has been idle."""
 
 import json
 import pathlib
@@ -21,7 +21,7 @@ def load(name):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-fig, (shape_ax, noisy_ax, idle_ax) = plt.subplots(1, 3, figsize=(15, 4.4))
+fig, ((shape_ax, noisy_ax), (latency_ax, idle_ax)) = plt.subplots(2, 2, figsize=(12, 8.8))
 
 # Production shape: ratio to the HTTPS ceiling, per database and calls.
 bars = []
@@ -58,6 +58,21 @@ if pairs:
 noisy_ax.set_xlabel("pair of runs (alternating)")
 noisy_ax.set_title("Noisy neighbours: 20 accounts × 5 hung endpoints\n(SQLite, production shape, HTTPS)")
 noisy_ax.grid(True, alpha=0.3)
+
+# Latency at a steady 1,000 events/s: p50 and p99 per database, against the targets.
+steady = [(database, load(f"round2-latency-1000-{database}")) for database in ("sqlite", "postgres")]
+steady = [(database, run) for database, run in steady if run]
+if steady:
+    xs = range(len(steady))
+    latency_ax.bar([x - 0.2 for x in xs], [run["latency_ms"]["p50"] for _, run in steady], 0.4, label="p50")
+    latency_ax.bar([x + 0.2 for x in xs], [run["latency_ms"]["p99"] for _, run in steady], 0.4, label="p99")
+    latency_ax.set_xticks(list(xs), [database for database, _ in steady])
+latency_ax.axhline(5, color="C0", linestyle="dashed", label="target p50: 5 ms")
+latency_ax.axhline(25, color="C1", linestyle="dashed", label="target p99: 25 ms")
+latency_ax.set_ylabel("publish → receipt (ms)")
+latency_ax.set_title("Latency at 1,000 events/s\n(production shape, HTTPS)")
+latency_ax.legend(fontsize=8)
+latency_ax.grid(True, axis="y", alpha=0.3)
 
 # The daemon's memory once idle.
 scale = load("round2-idle-daemon-sqlite")
