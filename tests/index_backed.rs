@@ -208,8 +208,24 @@ async fn delivery_path(server: &TestServer) {
     let (bad, _) = server
         .create_webhook(&failing.url("/"), &["application.*"])
         .await;
-    for _ in 0..5 {
+    for _ in 0..4 {
         server.publish("application.submitted", "{}").await;
+    }
+    // A keyed event, then its key again: the second publish looks the first up by its key.
+    let mut events = server.events().await;
+    for _ in 0..2 {
+        events
+            .publish_event(authed(
+                &server.publisher_key,
+                proto::PublishEventRequest {
+                    account_id: "default".into(),
+                    r#type: "application.submitted".into(),
+                    data_json: "{}".into(),
+                    idempotency_key: "once".into(),
+                },
+            ))
+            .await
+            .expect("publish with a key");
     }
     ok.wait_for(5, WAIT).await;
     for delivery in server.deliveries(&bad.id).await {
