@@ -63,33 +63,10 @@ async fn publish(
     key: &str,
 ) -> proto::PublishEventResponse {
     let data = r#"{"candidate_id": 9007199254740993}"#;
-    publish_data(server, account, event_type, data, key)
+    server
+        .publish_keyed(account, event_type, data, key)
         .await
         .expect("publish")
-}
-
-/// `PublishEvent` with `data_json` and idempotency key `key`, as the server answered it.
-async fn publish_data(
-    server: &TestServer,
-    account: &str,
-    event_type: &str,
-    data_json: &str,
-    key: &str,
-) -> Result<proto::PublishEventResponse, tonic::Status> {
-    server
-        .events()
-        .await
-        .publish_event(authed(
-            &server.publisher_key,
-            proto::PublishEventRequest {
-                account_id: account.into(),
-                r#type: event_type.into(),
-                data_json: data_json.into(),
-                idempotency_key: key.into(),
-            },
-        ))
-        .await
-        .map(tonic::Response::into_inner)
 }
 
 async fn webhook_lifecycle(backend: Backend) {
@@ -1408,7 +1385,8 @@ async fn publish_is_idempotent_per_account(backend: Backend) {
 
     // The same request spelled differently (spacing, key order) is the same request.
     let respelled = r#"{ "candidate_id":9007199254740993 }"#;
-    let respelled = publish_data(&server, "default", "offer.accepted", respelled, "order-42")
+    let respelled = server
+        .publish_keyed("default", "offer.accepted", respelled, "order-42")
         .await
         .expect("the same request again");
     assert_eq!(respelled.event, first.event);
@@ -1418,7 +1396,8 @@ async fn publish_is_idempotent_per_account(backend: Backend) {
         ("offer.accepted", r#"{"candidate_id": 7}"#),
         ("offer.declined", r#"{"candidate_id": 9007199254740993}"#),
     ] {
-        let refused = publish_data(&server, "default", event_type, data_json, "order-42")
+        let refused = server
+            .publish_keyed("default", event_type, data_json, "order-42")
             .await
             .expect_err("a reused key for another event is refused");
         assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");

@@ -212,18 +212,9 @@ async fn delivery_path(server: &TestServer) {
         server.publish("application.submitted", "{}").await;
     }
     // A keyed event, then its key again: the second publish looks the first up by its key.
-    let mut events = server.events().await;
     for _ in 0..2 {
-        events
-            .publish_event(authed(
-                &server.publisher_key,
-                proto::PublishEventRequest {
-                    account_id: "default".into(),
-                    r#type: "application.submitted".into(),
-                    data_json: "{}".into(),
-                    idempotency_key: "once".into(),
-                },
-            ))
+        server
+            .publish_keyed("default", "application.submitted", "{}", "once")
             .await
             .expect("publish with a key");
     }

@@ -361,6 +361,20 @@ impl TestServer {
         event_type: &str,
         data: &str,
     ) -> kit_webhooks::proto::PublishEventResponse {
+        self.publish_keyed(account, event_type, data, "")
+            .await
+            .expect("publish")
+    }
+
+    /// `PublishEvent` for `account` with `data` and idempotency key `key` (none if empty), as the server
+    /// answered it.
+    pub async fn publish_keyed(
+        &self,
+        account: &str,
+        event_type: &str,
+        data: &str,
+        key: &str,
+    ) -> Result<kit_webhooks::proto::PublishEventResponse, tonic::Status> {
         self.events()
             .await
             .publish_event(authed(
@@ -369,12 +383,11 @@ impl TestServer {
                     account_id: account.into(),
                     r#type: event_type.into(),
                     data_json: data.into(),
-                    idempotency_key: String::new(),
+                    idempotency_key: key.into(),
                 },
             ))
             .await
-            .expect("publish")
-            .into_inner()
+            .map(tonic::Response::into_inner)
     }
 
     /// Pauses webhook `id` as its admin and returns it as it now stands.
