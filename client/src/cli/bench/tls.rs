@@ -36,6 +36,7 @@ impl BenchTls {
             .with_context(|| format!("writing {}", ca_file.display()))?;
 
         let leaf_key = rcgen::KeyPair::generate()?;
+        let leaf_key_der = leaf_key.serialize_der();
         let mut servers = HashMap::new();
         for host in hosts {
             if servers.contains_key(host) {
@@ -43,7 +44,7 @@ impl BenchTls {
             }
             let names = vec![host.to_string(), "localhost".to_owned()];
             let leaf = rcgen::CertificateParams::new(names)?.signed_by(&leaf_key, &ca)?;
-            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key_der.clone().into());
             let mut server = rustls::ServerConfig::builder()
                 .with_no_client_auth()
                 .with_single_cert(vec![leaf.der().clone()], key)?;
