@@ -2,7 +2,7 @@
 scenario of docs/PERFORMANCE.md's second round. The production shape's ratio to the HTTPS ceiling of the same run,
 one event per call and ten (PublishEvents), against the targets; the noisy neighbours' effect on the other
 accounts' latency and throughput, pair by pair; the latency at a steady 1,000 events/s; the daemon's memory as a
-run of 20,000 webhooks ends and after it has been idle."""
+run of 20,000 webhooks ends and after it has been idle; where an outstanding request's heap goes."""
 
 import json
 import pathlib
@@ -21,7 +21,9 @@ def load(name):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-fig, ((shape_ax, noisy_ax), (latency_ax, idle_ax)) = plt.subplots(2, 2, figsize=(12, 8.8))
+fig, axes = plt.subplots(2, 3, figsize=(18, 8.8))
+(shape_ax, noisy_ax, latency_ax), (idle_ax, heap_ax, spare_ax) = axes
+spare_ax.axis("off")
 
 # Production shape: ratio to the HTTPS ceiling, per database and calls.
 bars = []
@@ -86,6 +88,20 @@ idle_ax.set_ylabel("daemon resident memory (MiB)")
 idle_ax.set_title("Idle daemon: 20,000 webhooks on 2,000 hosts\n(SQLite, HTTPS, about one delivery each)")
 idle_ax.legend(fontsize=8)
 idle_ax.grid(True, axis="y", alpha=0.3)
+
+# Where an outstanding request's heap goes (heaptrack, 2,000 outstanding over HTTPS), against the target.
+heap = load("round2-inflight-heap-2000-tls")
+if heap:
+    bottom = 0.0
+    for index, (what, kb) in enumerate(heap["per_request_kb"].items()):
+        heap_ax.bar(["heap per outstanding request"], [kb], bottom=bottom, color=f"C{index}", label=what)
+        bottom += kb
+    heap_ax.axhline(heap["target_per_request_kb"], color="k", linestyle="dashed", label="target: 120 MB / 10,000")
+    heap_ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 1.0))
+    heap_ax.set_xlim(-0.6, 1.6)
+heap_ax.set_ylabel("KB per outstanding request")
+heap_ax.set_title("Memory per outstanding request (HTTPS, own connection each)\n(heap profile, 2,000 outstanding)")
+heap_ax.grid(True, axis="y", alpha=0.3)
 
 fig.tight_layout()
 fig.savefig(out / "round2.png", dpi=110)
