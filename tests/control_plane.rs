@@ -1749,18 +1749,7 @@ async fn events_and_catalogue_are_readable(backend: Backend) {
         .into_inner()
         .events;
     assert_eq!(typed, vec![b.clone()]);
-    let acme_only = events
-        .list_events(authed(
-            &server.publisher_key,
-            proto::ListEventsRequest {
-                account_id: "acme".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("list by account")
-        .into_inner()
-        .events;
+    let acme_only = server.events_of("acme").await;
     assert_eq!(acme_only, vec![b]);
     server.stop().await;
 }

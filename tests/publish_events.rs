@@ -53,15 +53,9 @@ async fn each_event_of_a_call_is_answered_as_a_publish_would_be(backend: Backend
         .create_webhook(&receiver.url("/"), &["offer.*"])
         .await;
     let first = server
-        .events()
+        .publish_keyed("default", "offer.accepted", r#"{"n":0}"#, "k1")
         .await
-        .publish_event(authed(
-            &server.publisher_key,
-            event("default", "offer.accepted", r#"{"n":0}"#, "k1"),
-        ))
-        .await
-        .expect("publish")
-        .into_inner();
+        .expect("publish");
     let first_id = first.event.expect("event").id;
 
     let results = publish_events(
@@ -117,20 +111,7 @@ async fn each_event_of_a_call_is_answered_as_a_publish_would_be(backend: Backend
     );
 
     // Stored when the call returned: the account's events are the three new ones, each read back.
-    let listed = server
-        .events()
-        .await
-        .list_events(authed(
-            &server.publisher_key,
-            proto::ListEventsRequest {
-                account_id: "default".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("list")
-        .into_inner()
-        .events;
+    let listed = server.events_of("default").await;
     let mut listed: Vec<String> = listed.into_iter().map(|e| e.id).collect();
     listed.sort();
     let mut expected = vec![first_id, id(0), id(4)];

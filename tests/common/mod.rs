@@ -390,6 +390,23 @@ impl TestServer {
             .map(tonic::Response::into_inner)
     }
 
+    /// The events of `account`, as its publisher lists them (the first page).
+    pub async fn events_of(&self, account: &str) -> Vec<kit_webhooks::proto::Event> {
+        self.events()
+            .await
+            .list_events(authed(
+                &self.publisher_key,
+                kit_webhooks::proto::ListEventsRequest {
+                    account_id: account.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list events")
+            .into_inner()
+            .events
+    }
+
     /// Pauses webhook `id` as its admin and returns it as it now stands.
     pub async fn pause(&self, id: &str) -> kit_webhooks::proto::Webhook {
         self.webhooks()
