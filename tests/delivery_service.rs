@@ -124,7 +124,10 @@ async fn each_delivery_goes_to_one_stream_and_returns_when_it_ends(backend: Back
 /// sending. That lease passes to its new stream (its report is recorded), and the others come back at once,
 /// not when they expire.
 async fn a_new_stream_takes_over_the_started_leases_and_returns_the_rest(backend: Backend) {
-    use kit_webhooks_server::core::{id, time};
+    use kit_webhooks_server::{
+        core::{id, time},
+        store::leases::LeaseCaps,
+    };
     let (server, daemon) = with_pending(backend, 3).await;
     // The leases of a stream whose server died: nobody releases them, and they expire in an hour.
     let previous = id::new(id::Kind::Stream);
@@ -132,7 +135,16 @@ async fn a_new_stream_takes_over_the_started_leases_and_returns_the_rest(backend
     let leased = server
         .server
         .store
-        .claim_due(&previous, 10, 100, now, now + 3_600_000)
+        .claim_due(
+            &previous,
+            10,
+            LeaseCaps {
+                per_webhook: 100,
+                per_account: 1_000,
+            },
+            now,
+            now + 3_600_000,
+        )
         .await
         .expect("claim")
         .leased;

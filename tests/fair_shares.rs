@@ -1,5 +1,5 @@
-//! Fair shares of the delivery daemon: endpoints that answer late or never, however many and whoever's, do
-//! not hold up the deliveries of other webhooks, accounts and hosts. A real server with its embedded daemon,
+//! Fair shares of the delivery daemon and of the server's leases: endpoints that answer late or never, however
+//! many and whoever's, do not hold up the deliveries of other webhooks, accounts and hosts. A real server with its embedded daemon,
 //! real receivers on loopback, on SQLite and PostgreSQL.
 
 // A test reads as one scenario, top to bottom, however long.
@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    fast_delivery,
+    count, fast_delivery,
     receiver::{always, Receiver, Reply},
     Backend, TestServer,
 };
@@ -19,6 +19,7 @@ on_both_databases!(
     a_slow_endpoint_does_not_delay_another,
     one_accounts_dead_endpoints_do_not_slow_another_account,
     many_accounts_dead_endpoints_do_not_take_the_prompt_slots,
+    one_accounts_many_webhooks_hold_at_most_its_share_of_the_leases,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -165,5 +166,52 @@ async fn many_accounts_dead_endpoints_do_not_take_the_prompt_slots(backend: Back
         host.wait_for(4, WAIT).await;
         assert_eq!(host.busiest(), 4, "dead account {n}: its share, not more");
     }
+    server.stop().await;
+}
+
+/// Ten webhooks of one account point at hosts that never answer: each under its own cap (16), together they
+/// would hold 160 leases, more than the daemon's share for one account (32 of its 64 slots). The server lends
+/// the account at most `max_leases_per_account` (24 here): that many requests go out to its endpoints, the
+/// rest of its deliveries stay pending, and another account's deliveries still go out at once.
+async fn one_accounts_many_webhooks_hold_at_most_its_share_of_the_leases(backend: Backend) {
+    let dead = dead_hosts(4).await;
+    let healthy = Receiver::http(always(Reply::ok())).await;
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.request_timeout = Duration::from_secs(10);
+        config.lease_margin = Duration::from_secs(5);
+        config.max_leases_per_account = 24;
+    })
+    .await;
+    for n in 0..10 {
+        server
+            .create_webhook(&dead[n % 4].url(&format!("/hook/{n}")), &["offer.*"])
+            .await;
+    }
+    // Ten events to ten webhooks: 100 deliveries.
+    for _ in 0..10 {
+        server.publish("offer.accepted", "{}").await;
+    }
+    let sent = || dead.iter().map(|host| host.requests().len()).sum::<usize>();
+    let deadline = Instant::now() + WAIT;
+    while sent() < 24 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} requests reached the dead endpoints",
+            sent()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Time for more to go out, were more leased.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sent(), 24, "the account's share of leases, not more");
+    let db = server.server.store.reader();
+    let status = |status: &str| {
+        format!("SELECT COUNT(*) AS n FROM deliveries WHERE account_id = 'default' AND status = '{status}'")
+    };
+    assert_eq!(count(db, &status("sending")).await, 24);
+    assert_eq!(count(db, &status("pending")).await, 76);
+
+    another_account_is_served_at_once(&server, &healthy).await;
     server.stop().await;
 }

@@ -16,7 +16,7 @@ use kit_webhooks_server::{
     store::{
         entity::delivery::{self, DeliveryStatus},
         events::new_event,
-        leases::{AttemptReport, Claim, LeasedDelivery},
+        leases::{AttemptReport, Claim, LeaseCaps, LeasedDelivery},
         sql::{batch::Batch, write_txn::WriteTxn},
         writes::{WriteRules, Writes},
     },
@@ -28,15 +28,22 @@ on_both_databases!(
     one_cycle_publishes_records_and_leases,
     a_failing_publish_does_not_fail_the_reports_of_its_cycle,
     a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle,
+    an_account_at_its_lease_cap_is_passed_over,
     a_standing_claim_waits_for_the_next_publish,
     a_failed_cycle_leaves_nothing_and_the_next_one_commits,
     an_event_the_database_refuses_fails_no_other_publish,
 );
 
+/// Caps that bind only where a test lowers one.
+const CAPS: LeaseCaps = LeaseCaps {
+    per_webhook: 100,
+    per_account: 1_000,
+};
+
 fn rules(server: &TestServer) -> WriteRules {
     WriteRules {
         retry: server.config.retry.clone(),
-        per_webhook_cap: 100,
+        caps: CAPS,
         lease_ttl_ms: 60_000,
     }
 }
@@ -97,7 +104,7 @@ async fn lease_one(server: &TestServer) -> LeasedDelivery {
     let mut leased = server
         .server
         .store
-        .claim_due("dst_test", 10, 100, now, now + 60_000)
+        .claim_due("dst_test", 10, CAPS, now, now + 60_000)
         .await
         .expect("claim")
         .leased;
@@ -319,7 +326,10 @@ async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(
     // delivery stays pending however much room the claim has.
     let fourth = new_event("default", "application.submitted", "{}", None);
     let capped = WriteRules {
-        per_webhook_cap: 2,
+        caps: LeaseCaps {
+            per_webhook: 2,
+            ..CAPS
+        },
         ..rules(&server)
     };
     let written = store
@@ -340,6 +350,92 @@ async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(
         deliveries_of(&server, &fourth.id).await[0].status,
         DeliveryStatus::Pending
     );
+    server.stop().await;
+}
+
+/// An account whose webhooks together hold its share of leases is left out of the due range, however old its
+/// deliveries, and its new deliveries are not handed off; another account's are leased.
+async fn an_account_at_its_lease_cap_is_passed_over(backend: Backend) {
+    let server = start_with_a_webhook(backend).await;
+    for _ in 0..2 {
+        server
+            .create_webhook("http://127.0.0.1:9/", &["application.*"])
+            .await;
+    }
+    let other = server
+        .key(kit_webhooks_server::core::Role::Admin, Some("other"))
+        .await;
+    server
+        .create_webhook_as(&other, "http://127.0.0.1:9/", &["application.*"])
+        .await;
+    // Six deliveries of `default` (two events to three webhooks), then one of `other`.
+    for _ in 0..2 {
+        server.publish("application.submitted", "{}").await;
+    }
+    server
+        .publish_to("other", "application.submitted", "{}")
+        .await;
+    let caps = LeaseCaps {
+        per_webhook: 100,
+        per_account: 2,
+    };
+    let store = &server.server.store;
+    let accounts_of = |claimed: &[LeasedDelivery]| {
+        let mut accounts: Vec<String> =
+            claimed.iter().map(|l| l.event.account_id.clone()).collect();
+        accounts.sort();
+        accounts
+    };
+
+    // Room for ten: `default` gets its two, `other` its one.
+    let now = time::now_ms();
+    let claimed = store
+        .claim_due("dst_test", 10, caps, now, now + 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(
+        accounts_of(&claimed.leased),
+        ["default", "default", "other"]
+    );
+    assert!(claimed.more_due, "the capped account's deliveries remain");
+
+    // Room for one, with `default`'s four older deliveries at the head of the due range: the claim reads
+    // past them, to `other`'s new one.
+    server
+        .publish_to("other", "application.submitted", "{}")
+        .await;
+    let now = time::now_ms();
+    let claimed = store
+        .claim_due("dst_test", 1, caps, now, now + 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(accounts_of(&claimed.leased), ["other"]);
+
+    // A cycle's new deliveries of an account at its cap stay pending, whatever room the claim has.
+    let fresh = new_event("default", "application.submitted", "{}", None);
+    let written = store
+        .commit_writes(
+            Writes {
+                events: vec![fresh.clone()],
+                reports: Vec::new(),
+                claims: vec![claim(10)],
+            },
+            &WriteRules {
+                caps,
+                ..rules(&server)
+            },
+            time::now_ms(),
+        )
+        .await;
+    let claimed = written.claimed[0].as_ref().expect("claimed");
+    assert!(claimed.leased.is_empty(), "both accounts are at their cap");
+    assert!(claimed.more_due);
+    let statuses: Vec<DeliveryStatus> = deliveries_of(&server, &fresh.id)
+        .await
+        .into_iter()
+        .map(|d| d.status)
+        .collect();
+    assert_eq!(statuses, [DeliveryStatus::Pending; 3]);
     server.stop().await;
 }
 

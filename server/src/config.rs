@@ -20,6 +20,9 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Leases one webhook may hold at once.
 pub const DEFAULT_MAX_IN_FLIGHT_PER_WEBHOOK: u32 = 16;
+/// Leases one account's webhooks may hold at once: sixteen webhooks at their cap, a ninth of what a daemon
+/// stream asks for by default.
+pub const DEFAULT_MAX_LEASES_PER_ACCOUNT: u32 = 256;
 const DEFAULT_LEASE_MARGIN: Duration = Duration::from_secs(30);
 const DEFAULT_IDLE_POLL: Duration = Duration::from_secs(1);
 /// 32 MiB: over a hundred publishes of the largest payload at once, thousands of ordinary ones. What the
@@ -60,6 +63,9 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Leases one webhook may hold at once, so a slow endpoint never takes every slot.
     pub max_in_flight_per_webhook: u32,
+    /// Leases one account's webhooks may hold at once, so an account with many slow webhooks never takes
+    /// every slot either (`store::leases::in_flight`).
+    pub max_leases_per_account: u32,
     /// How much longer than the request timeout a lease lasts unrenewed. Only matters when a server dies
     /// holding leases: they go back to the queue this long after its last renewal.
     pub lease_margin: Duration,
@@ -96,6 +102,7 @@ impl Default for Config {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
             max_in_flight_per_webhook: DEFAULT_MAX_IN_FLIGHT_PER_WEBHOOK,
+            max_leases_per_account: DEFAULT_MAX_LEASES_PER_ACCOUNT,
             lease_margin: DEFAULT_LEASE_MARGIN,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             retention: crate::retention::DEFAULT_RETENTION,
@@ -139,6 +146,10 @@ impl Config {
         anyhow::ensure!(
             self.max_in_flight_per_webhook > 0,
             "--max-in-flight-per-webhook must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_leases_per_account > 0,
+            "--max-leases-per-account must be at least 1"
         );
         anyhow::ensure!(
             self.max_payload_bytes > 0,

@@ -296,7 +296,10 @@ async fn open_store(config: &Config) -> anyhow::Result<(Store, core::sealing::Ke
 fn write_rules(config: &Config) -> store::writes::WriteRules {
     store::writes::WriteRules {
         retry: config.retry.clone(),
-        per_webhook_cap: u64::from(config.max_in_flight_per_webhook),
+        caps: store::leases::LeaseCaps {
+            per_webhook: u64::from(config.max_in_flight_per_webhook),
+            per_account: u64::from(config.max_leases_per_account),
+        },
         lease_ttl_ms: config.lease_ttl().as_millis() as i64,
     }
 }

@@ -195,6 +195,10 @@ struct ServeArgs {
     /// Leases one webhook may hold at once.
     #[arg(long, env = "KIT_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK", default_value_t = config::DEFAULT_MAX_IN_FLIGHT_PER_WEBHOOK)]
     max_in_flight_per_webhook: u32,
+    /// Leases one account's webhooks may hold at once, across all daemons (the embedded daemon's
+    /// --max-in-flight-per-account is its share of request slots).
+    #[arg(long, env = "KIT_WEBHOOKS_MAX_LEASES_PER_ACCOUNT", default_value_t = config::DEFAULT_MAX_LEASES_PER_ACCOUNT)]
+    max_leases_per_account: u32,
     /// On SIGTERM, wait at most this long for daemons to report what they are sending.
     #[arg(long, env = "KIT_WEBHOOKS_SHUTDOWN_GRACE", default_value_t = DurationArg(config::DEFAULT_SHUTDOWN_GRACE))]
     shutdown_grace: DurationArg,
@@ -327,6 +331,7 @@ fn serve_config(args: ServeArgs) -> Config {
             auto_disable_min_failures: args.auto_disable_min_failures,
         },
         max_in_flight_per_webhook: args.max_in_flight_per_webhook,
+        max_leases_per_account: args.max_leases_per_account,
         shutdown_grace: args.shutdown_grace.0,
         retention: args.retention.0,
         audit_retention: args.audit_retention.0,

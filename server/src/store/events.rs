@@ -11,7 +11,7 @@ use super::{
     entity::{delivery, event, webhook},
     hand_off::HandOff,
     insert_rows, is_unique_violation,
-    leases::claim::{decode_in_flight, in_flight_cte, IN_FLIGHT_COLUMNS, IN_FLIGHT_FROM},
+    leases::in_flight::{decode_in_flight, in_flight_cte, IN_FLIGHT_COLUMNS, IN_FLIGHT_FROM},
     sql::{
         batch::Batch,
         id_list,
@@ -345,7 +345,8 @@ async fn fan_out(
     Ok((deliveries, queued))
 }
 
-/// The active webhooks of `accounts`, and, when `hand_off` wants them, the leases each webhook holds: one read.
+/// The active webhooks of `accounts`, and, when `hand_off` wants them, the leases each webhook and account
+/// holds: one read.
 async fn read_fan_out(
     txn: &WriteTxn,
     accounts: &[&str],

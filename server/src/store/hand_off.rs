@@ -4,8 +4,8 @@
 //! leased the due range (older deliveries go first) is filled with the deliveries the cycle's publishes fan
 //! out: those are inserted already `sending`, under the claiming stream's lease, instead of `pending` to be
 //! read back and leased by a later claim. A delivery handed off is written once on its way out, not twice,
-//! and it leaves with the commit that stores it, not a claim cycle later. The per-webhook cap applies as in a
-//! claim; what does not fit stays `pending` for the next one. So does an ordered delivery: only a claim, which
+//! and it leaves with the commit that stores it, not a claim cycle later. The lease caps apply as in a claim
+//! (`super::leases::in_flight`); what does not fit stays `pending` for the next one. So does an ordered delivery: only a claim, which
 //! reads what is ahead of it, may lease it (`super::leases::claim`).
 //!
 //! A parked claim (`ClaimKind::HandOff`, see `crate::writer`) does not read the due range: its stream's last
@@ -17,7 +17,7 @@ use std::{collections::HashMap, sync::Arc};
 use super::{
     entity::{delivery, event, webhook},
     leases::{
-        sending::DueDelivery, Claim, Claimed, InFlight, LeasedDelivery, SendingEvent,
+        sending::DueDelivery, Claim, Claimed, InFlight, LeaseCaps, LeasedDelivery, SendingEvent,
         SendingWebhook,
     },
 };
@@ -26,9 +26,9 @@ use crate::core::{event::DeliveryStatus, id};
 /// The room a cycle's claims have left, and the deliveries handed to them.
 pub struct HandOff {
     claims: Vec<OpenClaim>,
-    /// The leases each webhook holds: from the cycle's last claim that read them, or read here.
+    /// The leases each webhook and account holds: from the cycle's last claim that read them, or read here.
     in_flight: Option<InFlight>,
-    per_webhook_cap: u64,
+    caps: LeaseCaps,
     lease_expires_at: i64,
     /// The claim the next delivery goes to first, so that streams share a publish.
     next: usize,
@@ -46,11 +46,11 @@ struct OpenClaim {
 }
 
 impl HandOff {
-    pub fn new(per_webhook_cap: u64, lease_expires_at: i64) -> Self {
+    pub fn new(caps: LeaseCaps, lease_expires_at: i64) -> Self {
         HandOff {
             claims: Vec::new(),
             in_flight: None,
-            per_webhook_cap,
+            caps,
             lease_expires_at,
             next: 0,
             webhooks: HashMap::new(),
@@ -84,8 +84,8 @@ impl HandOff {
         self.in_flight = Some(in_flight);
     }
 
-    /// Leases the new `delivery` of `event` to `hook` to a claim with room, if its webhook is under its cap:
-    /// the row is then inserted `sending`, and this returns true. Otherwise it stays `pending`.
+    /// Leases the new `delivery` of `event` to `hook` to a claim with room, if its webhook and account are
+    /// under their caps: the row is then inserted `sending`, and this returns true. Otherwise it stays `pending`.
     pub fn offer(
         &mut self,
         delivery: &mut delivery::Model,
@@ -108,12 +108,10 @@ impl HandOff {
             self.left_pending = true;
             return false;
         };
-        let count = in_flight.entry(hook.id.clone()).or_insert(0);
-        if *count >= self.per_webhook_cap {
+        if !in_flight.admit(&hook.id, &hook.account_id, self.caps) {
             self.left_pending = true;
             return false;
         }
-        *count += 1;
         self.next = (at + 1) % self.claims.len();
         // The deliveries of one event are offered one after another: its sending form is made once.
         if self.event.as_ref().is_some_and(|e| e.id != event.id) {

@@ -14,7 +14,8 @@ use super::{
     events::{publish_in, Published},
     hand_off::HandOff,
     leases::{
-        claim::claim_in, record::record_in, Claim, ClaimKind, Claimed, ReadyReport, Recorded,
+        claim::claim_in, record::record_in, Claim, ClaimKind, Claimed, LeaseCaps, ReadyReport,
+        Recorded,
     },
     sql::write_txn::WriteTxn,
     Store,
@@ -41,8 +42,8 @@ pub struct Written {
 #[derive(Debug, Clone)]
 pub struct WriteRules {
     pub retry: RetryPolicy,
-    /// The most leases one webhook may hold.
-    pub per_webhook_cap: u64,
+    /// The most leases one webhook, and one account, may hold.
+    pub caps: LeaseCaps,
     /// How long a new lease lasts, in milliseconds.
     pub lease_ttl_ms: i64,
 }
@@ -76,7 +77,7 @@ impl Store {
             record_in(&txn, &writes.reports, &rules.retry, now).await?
         };
         let recorded_at = started.elapsed();
-        let mut hand_off = HandOff::new(rules.per_webhook_cap, now + rules.lease_ttl_ms);
+        let mut hand_off = HandOff::new(rules.caps, now + rules.lease_ttl_ms);
         let mut claimed = Vec::with_capacity(writes.claims.len());
         for claim in &writes.claims {
             if claim.kind == ClaimKind::HandOff {
@@ -85,14 +86,8 @@ impl Store {
                 claimed.push(nothing);
                 continue;
             }
-            let (leased, in_flight) = claim_in(
-                &txn,
-                claim,
-                rules.per_webhook_cap,
-                now,
-                now + rules.lease_ttl_ms,
-            )
-            .await?;
+            let (leased, in_flight) =
+                claim_in(&txn, claim, rules.caps, now, now + rules.lease_ttl_ms).await?;
             hand_off.open(claim, &leased, Some(in_flight));
             claimed.push(leased);
         }
@@ -144,7 +139,7 @@ impl Store {
                 .claim_due(
                     &claim.owner,
                     claim.room,
-                    rules.per_webhook_cap,
+                    rules.caps,
                     now,
                     now + rules.lease_ttl_ms,
                 )

@@ -132,7 +132,7 @@ pub fn start_server(
     database_url: &str,
     dir: &Path,
     secrets_key: &Path,
-    per_webhook: Option<u32>,
+    whole_window: Option<u32>,
     metrics: Option<&str>,
 ) -> anyhow::Result<Process> {
     let mut command = Command::new(bin);
@@ -144,8 +144,11 @@ pub fn start_server(
         database_url,
         "--allow-http",
     ]);
-    if let Some(per_webhook) = per_webhook {
-        command.args(["--max-in-flight-per-webhook", &per_webhook.to_string()]);
+    // One webhook, and so one account, may hold this many leases: the daemon's whole window.
+    if let Some(window) = whole_window {
+        let window = window.to_string();
+        command.args(["--max-in-flight-per-webhook", &window]);
+        command.args(["--max-leases-per-account", &window]);
     }
     let child = command
         // Where the server would write a first start's keys: never into the bench's working directory.

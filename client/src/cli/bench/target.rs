@@ -79,8 +79,8 @@ impl Target {
             &database_url,
             dir,
             &secrets_key,
-            // One webhook may use the daemon's whole window (the fan-out 1 runs need it); with many accounts
-            // the server's default holds, as in production.
+            // One webhook and its account may use the daemon's whole window (the fan-out 1 runs need it); with
+            // many accounts the server's defaults hold, as in production.
             shape::one_account(args).then(|| (args.concurrency + args.prefetch).max(16)),
             metrics.as_ref().map(|(server, _)| server.as_str()),
         )?;

@@ -1,10 +1,11 @@
 //! Claiming: leasing the head of the due range to a stream, in one read and one write.
 //!
-//! The read returns the leases each webhook holds (few rows, from the status index), the head of the due
-//! range in `next_attempt_at` order (only the delivery columns, limited in the index, so the database reads
-//! only what it leases whatever the range's size or its statistics), and each of those deliveries' webhooks
-//! and events once. Webhooks at their cap are left out of the due range, so a slow endpoint's backlog cannot
-//! fill the window and starve the others. Then one statement leases what was picked.
+//! The read returns the leases each webhook and account holds (few rows, from the status index), the head of
+//! the due range in `next_attempt_at` order (only the delivery columns, limited in the index, so the database
+//! reads only what it leases whatever the range's size or its statistics), and each of those deliveries'
+//! webhooks and events once. Webhooks and accounts at their cap are left out of the due range
+//! (`super::in_flight`), so a slow endpoint's backlog, or a busy account's, cannot fill the window and starve
+//! the others. Then one statement leases what was picked.
 //!
 //! An ordered delivery (its webhook is ordered, `crate::core::webhook::Ordering`) is due only when no older
 //! delivery of its webhook is unfinished (pending, held or sending): so an ordered webhook has at most one
@@ -18,7 +19,13 @@ use std::{collections::HashMap, sync::Arc};
 use kit_webhooks_migrations::ORDERED_UNFINISHED;
 use sea_orm::{sea_query::Expr, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter};
 
-use super::sending::{DueDelivery, LeasedDelivery, SendingEvent, SendingWebhook};
+use super::{
+    in_flight::{
+        decode_in_flight, in_flight_cte, InFlight, LeaseCaps, AT_CAP, IN_FLIGHT_COLUMNS,
+        IN_FLIGHT_FROM,
+    },
+    sending::{DueDelivery, LeasedDelivery, SendingEvent, SendingWebhook},
+};
 use crate::{
     core::{event::DeliveryStatus, id, webhook::Status as WebhookStatus},
     store::{
@@ -77,49 +84,26 @@ impl Claim {
 #[derive(Debug, Default)]
 pub struct Claimed {
     pub leased: Vec<LeasedDelivery>,
-    /// Whether due deliveries may remain that this claim did not lease: it filled its room, or webhooks at
-    /// their cap kept some back (a report will free room for them). When false the due range held nothing
+    /// Whether due deliveries may remain that this claim did not lease: it filled its room, or webhooks or
+    /// accounts at their cap kept some back (a report will free room for them). When false the due range held nothing
     /// more, so only something new (a publish, a retry falling due, a release) can give the stream work.
     pub more_due: bool,
 }
 
-/// Leases each webhook holds, by webhook id: what a claim counted, plus what it leased.
-pub type InFlight = HashMap<String, u64>;
-
-/// The CTE `in_flight` that claims and the hand-off read for the per-webhook cap: the leases each webhook
-/// holds.
-pub(in crate::store) fn in_flight_cte() -> String {
-    format!(
-        "in_flight AS MATERIALIZED (SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE {} GROUP BY webhook_id)",
-        in_progress::sql("status", DeliveryStatus::Sending)
-    )
-}
-/// The columns of [`in_flight_cte`], and the set read from it.
-pub(in crate::store) const IN_FLIGHT_COLUMNS: [&str; 2] = ["webhook_id", "n"];
-pub(in crate::store) const IN_FLIGHT_FROM: &str = "FROM in_flight";
-
-/// The rows of [`in_flight_cte`] as read.
-pub(in crate::store) fn decode_in_flight(json: &str) -> Result<InFlight, DbErr> {
-    Ok(decode_rows::<(String, i64)>(json, IN_FLIGHT_FROM)?
-        .into_iter()
-        .map(|(webhook_id, n)| (webhook_id, n.max(0) as u64))
-        .collect())
-}
-
 impl Store {
-    /// Leases up to `room` due deliveries to stream `owner`, never letting one webhook hold more than
-    /// `per_webhook_cap` leases. Returns them ready to send, with their webhook and event ([`claim_in`]).
+    /// Leases up to `room` due deliveries to stream `owner`, never letting one webhook or one account hold
+    /// more leases than `caps`. Returns them ready to send, with their webhook and event ([`claim_in`]).
     pub async fn claim_due(
         &self,
         owner: &str,
         room: u64,
-        per_webhook_cap: u64,
+        caps: LeaseCaps,
         now: i64,
         lease_expires_at: i64,
     ) -> Result<Claimed, DbErr> {
         let txn = WriteTxn::begin(self.writer()).await?;
         let claim = Claim::new(owner, room);
-        let (claimed, _) = claim_in(&txn, &claim, per_webhook_cap, now, lease_expires_at).await?;
+        let (claimed, _) = claim_in(&txn, &claim, caps, now, lease_expires_at).await?;
         txn.commit().await?;
         Ok(claimed)
     }
@@ -138,7 +122,7 @@ struct DueHead {
 pub async fn claim_in(
     txn: &WriteTxn,
     claim: &Claim,
-    per_webhook_cap: u64,
+    caps: LeaseCaps,
     now: i64,
     lease_expires_at: i64,
 ) -> Result<(Claimed, InFlight), DbErr> {
@@ -147,9 +131,9 @@ pub async fn claim_in(
         due,
         webhooks,
         events,
-    } = read_due_head(txn, claim.room, per_webhook_cap, now).await?;
-    let capped = in_flight.values().any(|n| *n >= per_webhook_cap);
-    // A full window of candidates may have more behind it; capped webhooks keep some back.
+    } = read_due_head(txn, claim.room, caps, now).await?;
+    let capped = in_flight.any_at_cap(caps);
+    // A full window of candidates may have more behind it; capped webhooks and accounts keep some back.
     let mut more_due = due.len() as u64 >= claim.room || capped;
     let lease_id = id::new(id::Kind::Lease);
     let mut leased = Vec::new();
@@ -171,12 +155,10 @@ pub async fn claim_in(
             paused.push(delivery.id);
             continue;
         }
-        let count = in_flight.entry(delivery.webhook_id.clone()).or_insert(0);
-        if *count >= per_webhook_cap {
+        if !in_flight.admit(&delivery.webhook_id, &delivery.account_id, caps) {
             more_due = true;
             continue;
         }
-        *count += 1;
         leased.push(LeasedDelivery::new(delivery, &lease_id, hook, event));
     }
     write_leases(
@@ -191,28 +173,28 @@ pub async fn claim_in(
     Ok((Claimed { leased, more_due }, in_flight))
 }
 
-/// The one statement a claim reads with: the leases each webhook holds (`in_flight`, counted once for both
-/// its uses); the head of the due range without the webhooks already at their cap (`due`), materialised so
+/// The one statement a claim reads with: the leases each webhook and account holds (`in_flight`, counted once
+/// for both its uses); the head of the due range without the webhooks and accounts already at their cap (`due`), materialised so
 /// that every set below sees the same rows (and, on PostgreSQL, the rows this claim locked); and each due
 /// delivery's webhook and event, once each however many of its deliveries fell due.
 async fn read_due_head(
     txn: &WriteTxn,
     room: u64,
-    per_webhook_cap: u64,
+    caps: LeaseCaps,
     now: i64,
 ) -> Result<DueHead, DbErr> {
     let lock = match txn.get_database_backend() {
         DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
     };
-    // No slack beyond `room`: capped webhooks are left out, and a webhook reaching its cap within this
+    // No slack beyond `room`: capped webhooks and accounts are left out, and one reaching its cap within this
     // claim only leaves a few slots for the next one. The limit is cast, not bound bare: SQLite (3.47 on)
     // plans with the value of a bare `LIMIT ?` and so prepares the statement again whenever it changes.
     let with = format!(
         "WITH {}, \
          due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
          WHERE {} AND next_attempt_at <= ? \
-         AND webhook_id NOT IN (SELECT webhook_id FROM in_flight WHERE n >= ?) \
+         AND {AT_CAP} \
          AND (NOT ordered OR NOT EXISTS (SELECT 1 FROM deliveries AS older WHERE {ORDERED_UNFINISHED} \
          AND webhook_id = deliveries.webhook_id AND id < deliveries.id)) \
          ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}) ",
@@ -220,11 +202,9 @@ async fn read_due_head(
         DueDelivery::COLUMNS.join(", "),
         in_progress::sql("status", DeliveryStatus::Pending),
     );
-    let values = vec![
-        now.into(),
-        (per_webhook_cap.min(i64::MAX as u64) as i64).into(),
-        (room.min(i64::MAX as u64) as i64).into(),
-    ];
+    let mut values = vec![now.into()];
+    values.extend(caps.values());
+    values.push((room.min(i64::MAX as u64) as i64).into());
     let due_from = "FROM due ORDER BY next_attempt_at";
     let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM due)";
     let events_from = "FROM events WHERE id IN (SELECT event_id FROM due)";

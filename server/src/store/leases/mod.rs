@@ -14,10 +14,12 @@
 //! cycle) and a `Store` method that runs it in a transaction of its own.
 
 pub mod claim;
+pub mod in_flight;
 pub mod record;
 pub mod sending;
 
-pub use claim::{Claim, ClaimKind, Claimed, InFlight};
+pub use claim::{Claim, ClaimKind, Claimed};
+pub use in_flight::{InFlight, LeaseCaps};
 pub use record::{AttemptReport, ReadyReport, Recorded};
 pub use sending::{LeasedDelivery, SendingEvent, SendingWebhook};
 

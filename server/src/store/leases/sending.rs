@@ -53,6 +53,7 @@ impl LeasedDelivery {
 pub(in crate::store) struct DueDelivery {
     pub id: String,
     pub webhook_id: String,
+    pub account_id: String,
     pub event_id: String,
     pub event_type: String,
     pub attempt_count: i32,
@@ -65,6 +66,7 @@ impl From<&delivery::Model> for DueDelivery {
         DueDelivery {
             id: delivery.id.clone(),
             webhook_id: delivery.webhook_id.clone(),
+            account_id: delivery.account_id.clone(),
             event_id: delivery.event_id.clone(),
             event_type: delivery.event_type.clone(),
             attempt_count: delivery.attempt_count,
@@ -74,9 +76,10 @@ impl From<&delivery::Model> for DueDelivery {
 }
 
 impl DueDelivery {
-    pub(super) const COLUMNS: [&str; 6] = [
+    pub(super) const COLUMNS: [&str; 7] = [
         "id",
         "webhook_id",
+        "account_id",
         "event_id",
         "event_type",
         "attempt_count",

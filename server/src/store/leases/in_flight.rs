@@ -1,0 +1,90 @@
+//! The leases held: how many each webhook and each account holds, and the caps a new lease must stay under.
+//!
+//! A lease is a share of a daemon stream's room (its request slots and prefetch). The per-webhook cap keeps one
+//! slow endpoint from taking all of it; the per-account cap keeps one account with many webhooks (each under
+//! its own cap, all slow or dead) from taking all of it either, so that the other accounts' deliveries are
+//! still leased, whatever the daemon then does with its own request slots. Claims and the hand-off both lease
+//! through [`InFlight::admit`], going by the counts one statement read ([`in_flight_cte`]); a claim's due
+//! read leaves out the webhooks and accounts already at their cap ([`AT_CAP`]).
+
+use std::collections::HashMap;
+
+use sea_orm::DbErr;
+
+use crate::{
+    core::event::DeliveryStatus,
+    store::sql::{in_progress, json_rows::decode_rows},
+};
+
+/// The most leases one webhook, and one account, may hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseCaps {
+    pub per_webhook: u64,
+    pub per_account: u64,
+}
+
+/// Leases held, by webhook and by account: what a claim counted, plus what it and the hand-off leased since.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight {
+    webhooks: HashMap<String, u64>,
+    accounts: HashMap<String, u64>,
+}
+
+impl InFlight {
+    /// Counts one more lease for `webhook_id` of `account_id` if neither is at its cap; returns whether it did.
+    pub fn admit(&mut self, webhook_id: &str, account_id: &str, caps: LeaseCaps) -> bool {
+        let webhook = self.webhooks.get(webhook_id).copied().unwrap_or(0);
+        let account = self.accounts.get(account_id).copied().unwrap_or(0);
+        if webhook >= caps.per_webhook || account >= caps.per_account {
+            return false;
+        }
+        self.webhooks.insert(webhook_id.to_owned(), webhook + 1);
+        self.accounts.insert(account_id.to_owned(), account + 1);
+        true
+    }
+
+    /// Whether some webhook or account is at its cap: it may have due deliveries that a claim left out.
+    pub fn any_at_cap(&self, caps: LeaseCaps) -> bool {
+        self.webhooks.values().any(|n| *n >= caps.per_webhook)
+            || self.accounts.values().any(|n| *n >= caps.per_account)
+    }
+}
+
+/// The CTE `in_flight` that claims and the hand-off read: the leases each webhook holds, with its account
+/// (a webhook belongs to one account, so grouping by both gives one row per webhook).
+pub(in crate::store) fn in_flight_cte() -> String {
+    format!(
+        "in_flight AS MATERIALIZED (SELECT webhook_id, account_id, COUNT(*) AS n FROM deliveries \
+         WHERE {} GROUP BY webhook_id, account_id)",
+        in_progress::sql("status", DeliveryStatus::Sending)
+    )
+}
+
+/// The columns of [`in_flight_cte`], and the set read from it.
+pub(in crate::store) const IN_FLIGHT_COLUMNS: [&str; 3] = ["webhook_id", "account_id", "n"];
+pub(in crate::store) const IN_FLIGHT_FROM: &str = "FROM in_flight";
+
+/// A due-range filter on `deliveries` (with [`in_flight_cte`] in scope) leaving out the webhooks and the
+/// accounts at their cap; binds the per-webhook cap, then the per-account cap ([`LeaseCaps::values`]).
+pub(in crate::store) const AT_CAP: &str =
+    "webhook_id NOT IN (SELECT webhook_id FROM in_flight WHERE n >= ?) \
+     AND account_id NOT IN (SELECT account_id FROM in_flight GROUP BY account_id HAVING SUM(n) >= ?)";
+
+impl LeaseCaps {
+    /// The values [`AT_CAP`] binds.
+    pub(in crate::store) fn values(self) -> [sea_orm::Value; 2] {
+        let bound = |cap: u64| (cap.min(i64::MAX as u64) as i64).into();
+        [bound(self.per_webhook), bound(self.per_account)]
+    }
+}
+
+/// The rows of [`in_flight_cte`] as read.
+pub(in crate::store) fn decode_in_flight(json: &str) -> Result<InFlight, DbErr> {
+    let mut in_flight = InFlight::default();
+    for (webhook_id, account_id, n) in decode_rows::<(String, String, i64)>(json, IN_FLIGHT_FROM)? {
+        let n = n.max(0) as u64;
+        *in_flight.accounts.entry(account_id).or_insert(0) += n;
+        in_flight.webhooks.insert(webhook_id, n);
+    }
+    Ok(in_flight)
+}
