@@ -75,9 +75,14 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
         .as_f64()
         .expect("handshakes per delivery");
     assert!(handshakes > 0.0 && handshakes < 0.5, "{tls}");
+    assert_eq!(
+        tls["http2_requests"], 0,
+        "the receivers offered HTTP/1.1 only"
+    );
 
     // The production shape, small: 20 accounts of 2 webhooks, each event to one account's webhooks only,
-    // each receiver a host of its own, over HTTPS, the accounts drawn by Zipf's law; published 8 events a call.
+    // each receiver a host of its own, over HTTPS with HTTP/2 offered (every delivery then comes in it), the
+    // accounts drawn by Zipf's law; published 8 events a call.
     let shaped = run_bench(
         &db.url,
         0,
@@ -90,6 +95,7 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
             "1",
             "--hosts",
             "--tls",
+            "--http2",
             "--batch",
             "8",
         ],
@@ -103,6 +109,10 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
     assert_eq!(shaped["hosts"], true);
     assert_eq!(shaped["deliveries_expected"], 400, "{shaped}");
     assert_eq!(shaped["deliveries_received"], 400, "{shaped}");
+    assert!(
+        shaped["http2_requests"].as_u64().expect("HTTP/2 requests") >= 400,
+        "{shaped}"
+    );
     assert_eq!(shaped["duplicates"], 0);
     assert_eq!(shaped["bad_signatures"], 0);
 

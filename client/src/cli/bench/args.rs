@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// (`--ca-file`); the raw ceiling is measured over HTTPS too, with keep-alive.
     #[arg(long)]
     pub tls: bool,
+    /// With --tls, the receivers offer HTTP/2 as well as HTTP/1.1 (by ALPN, as most HTTPS endpoints do): the
+    /// daemon, and the raw-ceiling client, then send a host's requests as streams of one connection.
+    #[arg(long, requires = "tls")]
+    pub http2: bool,
     /// Leases the started daemon holds ready beyond --concurrency (its --prefetch).
     #[arg(long, default_value_t = 2048)]
     pub prefetch: u32,

@@ -24,13 +24,13 @@ use hyper_util::{
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Requests per second over `duration` with `concurrency` requests in flight, spread over `receivers`
-/// (`https://` ones with `tls`).
+/// (`https://` ones with `tls`, offering HTTP/2 too when its flag is set, as the daemon does).
 pub async fn measure(
     receivers: &[String],
     concurrency: usize,
     body_bytes: usize,
     duration: Duration,
-    tls: Option<rustls::ClientConfig>,
+    tls: Option<(rustls::ClientConfig, bool)>,
 ) -> anyhow::Result<f64> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -44,13 +44,16 @@ pub async fn measure(
     };
     match tls {
         None => load.run(builder.build(connector)).await,
-        Some(tls) => {
+        Some((tls, http2)) => {
             connector.enforce_http(false);
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(tls)
                 .https_only()
-                .enable_http1()
-                .wrap_connector(connector);
+                .enable_http1();
+            let connector = match http2 {
+                true => https.enable_http2().wrap_connector(connector),
+                false => https.wrap_connector(connector),
+            };
             load.run(builder.build(connector)).await
         }
     }

@@ -37,6 +37,9 @@ pub struct Figures {
     pub metrics: bool,
     /// Whether the receivers served HTTPS (`--tls`), the raw ceiling's included.
     pub tls: bool,
+    /// Whether the receivers offered HTTP/2 (`--http2`), and how many delivery requests came in it.
+    pub http2: bool,
+    pub http2_requests: u64,
     /// TLS handshakes per delivery received (`--tls`): how well the daemon keeps its connections.
     pub tls_handshakes_per_delivery: Option<f64>,
     pub database: String,
@@ -137,7 +140,10 @@ pub fn print_table(f: &Figures) {
         (
             "TLS handshakes per delivery",
             f.tls_handshakes_per_delivery
-                .map_or("- (plain HTTP)".into(), |h| format!("{h:.4}")),
+                .map_or("- (plain HTTP)".into(), |h| match f.http2 {
+                    true => format!("{h:.4} ({} requests in HTTP/2)", f.http2_requests),
+                    false => format!("{h:.4}"),
+                }),
         ),
         ("server", usage(&f.server)),
         ("daemon", usage(&f.daemon)),

@@ -164,7 +164,7 @@ async fn start_receivers(
     let mut hosts = receivers::hosts(args.receivers + shape.slow_accounts, args.hosts);
     let tls = args
         .tls
-        .then(|| tls::BenchTls::new(dir, &hosts))
+        .then(|| tls::BenchTls::new(dir, &hosts, args.http2))
         .transpose()?;
     let slow_hosts = hosts.split_off(args.receivers);
     let prompt = receivers::Behaviour {
@@ -199,7 +199,7 @@ async fn measure_ceiling(
         args.concurrency as usize,
         args.payload_bytes,
         args.ceiling_duration,
-        tls.cloned(),
+        tls.cloned().map(|tls| (tls, args.http2)),
     )
     .await
 }
@@ -394,6 +394,8 @@ fn figures(
         max_connections_per_host: args.max_connections_per_host,
         metrics: args.metrics,
         tls: args.tls,
+        http2: args.http2,
+        http2_requests: tally.http2_requests.load(Ordering::Relaxed),
         tls_handshakes_per_delivery: spent
             .tls_handshakes
             .map(|n| n as f64 / received.max(1) as f64),

@@ -20,7 +20,7 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{body::Incoming, service::service_fn, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use kit_webhooks::{
     signature::{self, Secret},
     sync::lock,
@@ -61,6 +61,8 @@ pub struct Tally {
     pub ceiling_requests: AtomicU64,
     /// TLS handshakes completed (`--tls`), the raw ceiling's included.
     pub tls_handshakes: AtomicU64,
+    /// Delivery requests (the raw ceiling's not counted) that came in HTTP/2 (`--http2`).
+    pub http2_requests: AtomicU64,
     /// Requests the slow accounts' receivers were sent (attempts, not deliveries: they may never answer).
     pub slow_requests: AtomicU64,
 }
@@ -163,6 +165,12 @@ pub async fn start(
                         return;
                     };
                     tally.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        // hyper's default stream limit (200 at once), as a hyper endpoint would have.
+                        let http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                        let _ = http2.serve_connection(TokioIo::new(stream), service).await;
+                        return;
+                    }
                     let _ = http.serve_connection(TokioIo::new(stream), service).await;
                 });
             }
@@ -193,6 +201,9 @@ async fn receive(
         .and_then(|i| i.parse::<usize>().ok())
     {
         tally.requests.fetch_add(1, Ordering::Relaxed);
+        if head.version == hyper::Version::HTTP_2 {
+            tally.http2_requests.fetch_add(1, Ordering::Relaxed);
+        }
         let header = |name| {
             head.headers
                 .get(name)

@@ -1,6 +1,7 @@
 //! `bench --tls`: the receivers serve HTTPS with a certificate from a CA the bench makes for the run, which
 //! the started daemon trusts (`--ca-file`) and the raw-ceiling client trusts too, so that the ratio compares
-//! HTTPS with HTTPS. Every handshake a receiver completes is counted (`Tally::tls_handshakes`).
+//! HTTPS with HTTPS. Every handshake a receiver completes is counted (`Tally::tls_handshakes`). With `--http2`
+//! the receivers offer HTTP/2 before HTTP/1.1, and a client that offers it too gets it.
 
 use std::{collections::HashMap, net::IpAddr, path::PathBuf, sync::Arc};
 
@@ -18,11 +19,11 @@ pub struct BenchTls {
 
 impl BenchTls {
     /// A new CA, and for each of `hosts` a certificate it signed for that host and `localhost`; the CA's PEM
-    /// is written into `dir`. One certificate per host, as each customer's endpoint has its own: a client
+    /// is written into `dir`; the receivers offer HTTP/2 by ALPN when `http2`. One certificate per host, as each customer's endpoint has its own: a client
     /// keeps the certificate chain of every connection, so one certificate naming all 2,000 hosts of a run
     /// (12 KB) would have weighed on the daemon's memory as no endpoint's does. The hosts share one key,
     /// which only the receivers see.
-    pub fn new(dir: &std::path::Path, hosts: &[IpAddr]) -> anyhow::Result<Self> {
+    pub fn new(dir: &std::path::Path, hosts: &[IpAddr], http2: bool) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
@@ -48,8 +49,11 @@ impl BenchTls {
             let mut server = rustls::ServerConfig::builder()
                 .with_no_client_auth()
                 .with_single_cert(vec![leaf.der().clone()], key)?;
-            // HTTP/1.1, as the plain receivers speak and the daemon sends.
-            server.alpn_protocols = vec![b"http/1.1".to_vec()];
+            // HTTP/1.1, as the plain receivers speak; HTTP/2 first when offered.
+            server.alpn_protocols = match http2 {
+                true => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+                false => vec![b"http/1.1".to_vec()],
+            };
             servers.insert(*host, Arc::new(server));
         }
         let mut roots = rustls::RootCertStore::empty();
