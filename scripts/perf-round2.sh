@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the second round's scenarios of docs/PERFORMANCE.md (the production shape over HTTPS, noisy neighbours,
-# an idle daemon after 20,000 webhooks), writing one JSON file each to docs/perf/round2-*.json, then draws
+# an idle daemon after 20,000 webhooks, requests outstanding over HTTP/1.1 and HTTP/2), writing one JSON file each to docs/perf/round2-*.json, then draws
 # docs/perf/round2.png. Takes about fifteen minutes on a 2-core machine.
 #
 #   scripts/perf-round2.sh           # SQLite and PostgreSQL (postgres://postgres@127.0.0.1:5432)
@@ -39,5 +39,14 @@ run round2-idle-daemon-sqlite --tls --events 10000 --accounts 10000 --webhooks-p
 # Memory per outstanding request: 10,000 requests outstanding at once over HTTPS (receivers answering after 3 s).
 run round2-inflight-10000-tls-sqlite --tls --events 1000 --webhooks 10 --receivers 4 --latency 3s \
     --concurrency 10000 --max-connections-per-host 10000 --ceiling-duration 0s
+# The same on 100 hosts (a webhook each), to endpoints speaking HTTP/1.1, then HTTP/2 (a hyper endpoint takes
+# 200 streams at once on a connection, so each host gets 100).
+outstanding=(--tls --events 100 --webhooks 100 --receivers 100 --hosts --latency 3s --concurrency 10000
+    --max-connections-per-host 10000 --ceiling-duration 0s)
+run round2-inflight-10000-tls-100hosts-sqlite "${outstanding[@]}"
+run round2-inflight-10000-http2-sqlite "${outstanding[@]}" --http2
+
+# The production shape to endpoints that speak HTTP/2 (the ceiling's client speaks it too).
+run round2-production-shape-http2-sqlite "${shape[@]}" --http2
 
 "${PYTHON:-python3}" scripts/plot-round2.py "$out"

@@ -2,7 +2,8 @@
 scenario of docs/PERFORMANCE.md's second round. The production shape's ratio to the HTTPS ceiling of the same run,
 one event per call and ten (PublishEvents), against the targets; the noisy neighbours' effect on the other
 accounts' latency and throughput, pair by pair; the latency at a steady 1,000 events/s; the daemon's memory as a
-run of 20,000 webhooks ends and after it has been idle; where an outstanding request's heap goes."""
+run of 20,000 webhooks ends and after it has been idle; where an outstanding request's heap goes; the daemon's
+memory with 10,000 requests outstanding, to endpoints speaking HTTP/1.1 and HTTP/2."""
 
 import json
 import pathlib
@@ -22,8 +23,7 @@ def load(name):
 
 
 fig, axes = plt.subplots(2, 3, figsize=(18, 8.8))
-(shape_ax, noisy_ax, latency_ax), (idle_ax, heap_ax, spare_ax) = axes
-spare_ax.axis("off")
+(shape_ax, noisy_ax, latency_ax), (idle_ax, heap_ax, outstanding_ax) = axes
 
 # Production shape: ratio to the HTTPS ceiling, per database and calls.
 bars = []
@@ -102,6 +102,20 @@ if heap:
 heap_ax.set_ylabel("KB per outstanding request")
 heap_ax.set_title("Memory per outstanding request (HTTPS, own connection each)\n(heap profile, 2,000 outstanding)")
 heap_ax.grid(True, axis="y", alpha=0.3)
+
+# 10,000 requests outstanding over HTTPS on 100 hosts: the daemon's peak memory by the endpoints' protocol.
+outstanding = [(label, load(name)) for label, name in (
+    ("HTTP/1.1\n(a connection each)", "round2-inflight-10000-tls-100hosts-sqlite"),
+    ("HTTP/2\n(streams of one connection a host)", "round2-inflight-10000-http2-sqlite"))]
+outstanding = [(label, run) for label, run in outstanding if run]
+if outstanding:
+    outstanding_ax.bar([label for label, _ in outstanding], [run["daemon"]["peak_rss_mib"] for _, run in outstanding],
+                       color=["C3", "C0"][: len(outstanding)])
+outstanding_ax.axhline(120 / 1.048576, color="k", linestyle="dashed", label="target: 120 MB")
+outstanding_ax.set_ylabel("daemon peak resident memory (MiB)")
+outstanding_ax.set_title("10,000 requests outstanding over HTTPS, 100 hosts\n(SQLite, receivers answering after 3 s)")
+outstanding_ax.legend(fontsize=8)
+outstanding_ax.grid(True, axis="y", alpha=0.3)
 
 fig.tight_layout()
 fig.savefig(out / "round2.png", dpi=110)
