@@ -5,6 +5,7 @@
 //! - [`address`]: which IP addresses deliveries may reach (the SSRF rule).
 //! - [`allocator`]: when freed memory goes back to the system (mimalloc's purge delay; collected as the
 //!   runtime's threads go idle), for this process and the server's.
+//! - `attempt`: one attempt's life, from its lease (waiting for its limits and a slot) to its report.
 //! - [`connector`]: connects to vetted addresses only.
 //! - `lanes`: the request slots, a prompt lane and a slow one, so late endpoints cannot crowd out the rest.
 //! - `leases`: which leases the daemon works on, across its streams.
@@ -20,6 +21,7 @@
 
 pub mod address;
 pub mod allocator;
+mod attempt;
 pub mod connector;
 mod lanes;
 mod leases;
@@ -47,13 +49,8 @@ use tonic::{
 };
 
 use crate::{
-    address::AddressGuard,
-    lanes::{Lanes, SLOW_AFTER},
-    leases::Leases,
-    limiter::EndpointLimits,
-    metrics::Metrics,
-    reporter::Reporter,
-    sender::Sender,
+    address::AddressGuard, attempt::Attempts, lanes::Lanes, leases::Leases,
+    limiter::EndpointLimits, metrics::Metrics, reporter::Reporter, sender::Sender,
 };
 
 /// The first and the longest wait between reconnection attempts.
@@ -165,15 +162,17 @@ pub fn spawn(config: Config) -> anyhow::Result<Daemon> {
     }
     let worker = Worker {
         config,
-        sender: Arc::new(sender),
-        limits,
-        reporter: Reporter::spawn(service, metrics.clone()),
         client,
         stop: stop.clone(),
         in_flight: TaskTracker::new(),
-        lanes,
-        leases,
-        metrics,
+        attempts: Arc::new(Attempts {
+            sender: Arc::new(sender),
+            limits,
+            reporter: Reporter::spawn(service, metrics.clone()),
+            lanes,
+            leases,
+            metrics,
+        }),
     };
     let task = tokio::spawn(async move {
         let result = worker.run().await;
@@ -212,16 +211,11 @@ type Client = DeliveryServiceClient<InterceptedService<Channel, Auth>>;
 
 struct Worker {
     config: Config,
-    sender: Arc<Sender>,
-    limits: Arc<EndpointLimits>,
     client: Client,
-    reporter: Reporter,
     stop: CancellationToken,
     in_flight: TaskTracker,
-    /// The request slots (`--max-in-flight`, `--max-slow-in-flight`).
-    lanes: Arc<Lanes>,
-    leases: Arc<Leases>,
-    metrics: Arc<Metrics>,
+    /// What each attempt uses: the sender, limits, request slots, leases, reporter and metrics.
+    attempts: Arc<Attempts>,
 }
 
 /// How following a stream ended.
@@ -247,7 +241,7 @@ impl Worker {
         let mut backoff = FIRST_BACKOFF;
         while !self.stop.is_cancelled() {
             let options = &self.config.options;
-            let (previous_stream_id, started) = self.leases.previous();
+            let (previous_stream_id, started) = self.attempts.leases.previous();
             let request = proto::StreamDeliveriesRequest {
                 daemon_id: self.config.daemon_id.clone(),
                 max_in_flight: options.max_in_flight.saturating_add(options.prefetch),
@@ -281,7 +275,7 @@ impl Worker {
                 }
                 Err(status) => {
                     if let Some(stream) = stream_id(status.metadata()) {
-                        self.leases.renamed(stream);
+                        self.attempts.leases.renamed(stream);
                     }
                     tracing::warn!(
                         server = %self.config.server,
@@ -304,7 +298,11 @@ impl Worker {
     /// Drops idle per-endpoint state every [`SWEEP_EVERY`] until the daemon stops, so that a daemon that has
     /// gone quiet gives back what its busy time made.
     fn sweep_idle(&self) {
-        let (limits, lanes, stop) = (self.limits.clone(), self.lanes.clone(), self.stop.clone());
+        let (limits, lanes, stop) = (
+            self.attempts.limits.clone(),
+            self.attempts.lanes.clone(),
+            self.stop.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -322,11 +320,11 @@ impl Worker {
         &self,
         response: tonic::Response<tonic::Streaming<proto::DeliveryTask>>,
     ) -> Followed {
-        let generation = self.leases.opened(stream_id(response.metadata()));
+        let generation = self.attempts.leases.opened(stream_id(response.metadata()));
         if generation > 1 {
-            self.metrics.stream_reconnects.increment(1);
+            self.attempts.metrics.stream_reconnects.increment(1);
         }
-        self.metrics.stream_open.set(1.0);
+        self.attempts.metrics.stream_open.set(1.0);
         tracing::info!(server = %self.config.server, "delivery stream open");
         let mut stream = response.into_inner();
         let followed = loop {
@@ -347,8 +345,8 @@ impl Worker {
                 }
             }
         };
-        self.leases.closed();
-        self.metrics.stream_open.set(0.0);
+        self.attempts.leases.closed();
+        self.attempts.metrics.stream_open.set(0.0);
         if followed == Followed::Stopped {
             // Requests started are finished and reported while the stream stays open; tasks not started go
             // back to the queue when it ends, for another daemon to send.
@@ -380,97 +378,10 @@ impl Worker {
         }
     }
 
-    /// Sends one task on its own tokio task, so a slow or rate-limited endpoint holds up nothing else. A
-    /// task takes a request slot only once its endpoint's rate limit lets it go, and gives it back as soon
-    /// as the response is in, before its report is committed. A task whose stream (`generation`) has ended
-    /// by the time it has a slot is dropped unsent (`leases`).
-    fn start(&self, mut task: proto::DeliveryTask, generation: u64) {
-        let sender = self.sender.clone();
-        let limits = self.limits.clone();
-        let reporter = self.reporter.clone();
-        let lanes = self.lanes.clone();
-        let leases = self.leases.clone();
-        let metrics = self.metrics.clone();
-        metrics.leases_ready.increment(1.0);
-        self.in_flight.spawn(async move {
-            if limits
-                .until_ready(&task.webhook_id, task.rate_limit_per_second)
-                .await
-            {
-                metrics.rate_limited_waits.increment(1);
-            }
-            let report = {
-                // Account, then host, then a request slot: a task waiting for its account's or host's share
-                // holds none of the daemon's slots meanwhile.
-                let _account = limits.account_slot(&task.account_id).await;
-                let url = task.url.parse::<http::Uri>();
-                // Host first: a task waiting on a busy host must not sit on one of the daemon's slots. A URL
-                // that does not parse has no host to share a limit with; the send reports it.
-                let _host = match &url {
-                    Ok(url) => limits.host_slot(url).await,
-                    Err(_) => None,
-                };
-                // Never closed, so this cannot fail; if it did, sending anyway is harmless.
-                let mut slot = lanes.slot(&task.webhook_id).await;
-                metrics.leases_ready.decrement(1.0);
-                if !leases.start(generation, &task.delivery_id, &task.lease_id) {
-                    tracing::debug!(delivery = %task.delivery_id, webhook = %task.webhook_id, attempt = task.attempt_number, "its stream ended before it was sent; dropped");
-                    return;
-                }
-                metrics.requests_in_flight.increment(1.0);
-                // Sending does not need it: moved out for the attempt's log line, not copied.
-                let webhook_id = std::mem::take(&mut task.webhook_id);
-                // Boxed, so that its state (the HTTP exchange's, several KiB) is allocated only once a slot
-                // is taken: the tasks waiting for one, often most of the daemon's leases, stay small.
-                let mut sending = Box::pin(sender.send(task, url));
-                let report = match tokio::time::timeout(SLOW_AFTER, &mut sending).await {
-                    Ok(report) => {
-                        lanes.answered(&webhook_id);
-                        report
-                    }
-                    Err(_) => {
-                        if let Some(slot) = &mut slot {
-                            lanes.unanswered(&webhook_id, slot);
-                        }
-                        sending.await
-                    }
-                };
-                drop(slot);
-                metrics.requests_in_flight.decrement(1.0);
-                (report, webhook_id)
-            };
-            let (report, webhook_id) = report;
-            metrics.attempted(&report);
-            log_attempt(&report, &webhook_id);
-            let delivery_id = report.delivery_id.clone();
-            reporter.report(report).await;
-            leases.finished(&delivery_id);
-        });
-    }
-}
-
-/// The attempt's log line, with the delivery, webhook and attempt as fields: a failure at INFO (what an SRE
-/// looks for when an endpoint misbehaves), a success at DEBUG (one per delivery would drown the rest).
-fn log_attempt(report: &proto::ReportDeliveryRequest, webhook_id: &str) {
-    if report.error.is_empty() {
-        tracing::debug!(
-            delivery = %report.delivery_id,
-            webhook = %webhook_id,
-            attempt = report.attempt_number,
-            status = report.response_status,
-            duration_ms = report.duration_ms,
-            "attempt succeeded"
-        );
-    } else {
-        tracing::info!(
-            delivery = %report.delivery_id,
-            webhook = %webhook_id,
-            attempt = report.attempt_number,
-            status = report.response_status,
-            error_kind = %report.error_kind,
-            error = %report.error,
-            duration_ms = report.duration_ms,
-            "attempt failed"
-        );
+    /// Sends one task on its own tokio task (`attempt`).
+    fn start(&self, task: proto::DeliveryTask, generation: u64) {
+        self.attempts.metrics.leases_ready.increment(1.0);
+        self.in_flight
+            .spawn(self.attempts.clone().run(task, generation));
     }
 }

@@ -62,11 +62,17 @@ impl Reporter {
     }
 
     /// Queues `report` and waits until the server has answered for it (or the daemon gave up on it).
+    ///
+    /// Room in the queue is reserved before the report is moved in, so that the future holds the report
+    /// once while it waits, not a second copy inside the queue's send: every attempt task holds this future
+    /// at its end (`crate::attempt`).
     pub(crate) async fn report(&self, report: proto::ReportDeliveryRequest) {
+        let Ok(room) = self.tx.reserve().await else {
+            return;
+        };
         let (done, answered) = tokio::sync::oneshot::channel();
-        if self.tx.send((report, Instant::now(), done)).await.is_ok() {
-            let _ = answered.await;
-        }
+        room.send((report, Instant::now(), done));
+        let _ = answered.await;
     }
 }
 

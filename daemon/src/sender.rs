@@ -4,13 +4,13 @@
 //! The HTTP client is hyper 1.x with hyper-rustls: HTTP/1.1 and HTTP/2, pooled keep-alive connections,
 //! redirects never followed, and at most what an attempt keeps of a response read (`kit_webhooks::response`).
 
-use std::{collections::BTreeMap, error::Error as _, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, error::Error as _, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
-    client::legacy::Client,
+    client::legacy::{Client, ResponseFuture},
     rt::{TokioExecutor, TokioTimer},
 };
 use kit_webhooks::{proto, request, response, signature};
@@ -75,11 +75,15 @@ impl Sender {
 
     /// Makes the task's one HTTP request to `url` (the task's URL, parsed) and reports how it went. Never
     /// fails: every failure is an attempt.
-    pub async fn send(
+    ///
+    /// The request is signed and built before the future is made, so that the future holds only what the
+    /// exchange needs (the report, the response on its way), not the task it was built from: the future lives
+    /// as long as its request is outstanding, and a busy daemon has thousands (`crate::attempt`).
+    pub fn send(
         &self,
         mut task: proto::DeliveryTask,
         url: Result<http::Uri, http::uri::InvalidUri>,
-    ) -> proto::ReportDeliveryRequest {
+    ) -> impl Future<Output = proto::ReportDeliveryRequest> + '_ {
         let started = std::time::SystemTime::now();
         let clock = std::time::Instant::now();
         let mut report = proto::ReportDeliveryRequest {
@@ -89,60 +93,62 @@ impl Sender {
             started_at: Some(prost_types::Timestamp::from(started)),
             ..Default::default()
         };
-        match signed_request(&mut task, url, &mut report) {
-            Ok(request) => {
-                let timeout = Duration::from_millis(u64::from(task.timeout_ms.max(1)));
-                self.exchange(request, timeout, &mut report).await;
-            }
-            Err((kind, text)) => {
-                fail(&mut report, kind, text);
-                return report;
-            }
-        }
-        report.duration_ms = clock.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
-        report
-    }
-
-    /// Sends `request` and notes its response (or why there is none) in `report`.
-    async fn exchange(
-        &self,
-        request: http::Request<Full<Bytes>>,
-        timeout: Duration,
-        report: &mut proto::ReportDeliveryRequest,
-    ) {
-        let exchange = async {
-            let response = self.client.request(request).await?;
-            let status = response.status();
-            // Converted for the report before the body is read, rather than cloned to be converted later.
-            let headers = header_map(response.headers());
-            let body = read_limited(response.into_body(), response::MAX_BODY_BYTES).await;
-            Ok::<_, hyper_util::client::legacy::Error>((status, headers, body))
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => fail(
-                report,
-                "timeout",
-                format!("no complete response within {timeout:?}"),
-            ),
-            Ok(Err(err)) => {
-                let (kind, text) = classify(&err);
-                fail(report, kind, text);
-            }
-            Ok(Ok((status, headers, body))) => {
-                report.response_status = u32::from(status.as_u16());
-                report.response_body = body.into();
-                if status.is_redirection() {
-                    let location = headers.get("location").map_or("-", String::as_str);
-                    fail(
-                        report,
-                        "redirect",
-                        format!("HTTP {status}: redirects are not followed (location: {location})"),
-                    );
-                } else if !status.is_success() {
-                    fail(report, "status", format!("HTTP {status}"));
+        let timeout = Duration::from_millis(u64::from(task.timeout_ms.max(1)));
+        // Not yet sent: the client's request future does nothing until it is polled.
+        let exchange = signed_request(&mut task, url, &mut report)
+            .map(|request| (self.client.request(request), timeout));
+        async move {
+            match exchange {
+                Ok((response, timeout)) => exchange_into(response, timeout, &mut report).await,
+                Err((kind, text)) => {
+                    fail(&mut report, kind, text);
+                    return report;
                 }
-                report.response_headers = response::capped_headers(headers);
             }
+            report.duration_ms = clock.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+            report
+        }
+    }
+}
+
+/// Awaits `response` (the request's, sent as it is polled) and notes it (or why there is none) in `report`.
+async fn exchange_into(
+    response: ResponseFuture,
+    timeout: Duration,
+    report: &mut proto::ReportDeliveryRequest,
+) {
+    let exchange = async {
+        let response = response.await?;
+        let status = response.status();
+        // Converted for the report before the body is read, rather than cloned to be converted later.
+        let headers = header_map(response.headers());
+        let body = read_limited(response.into_body(), response::MAX_BODY_BYTES).await;
+        Ok::<_, hyper_util::client::legacy::Error>((status, headers, body))
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => fail(
+            report,
+            "timeout",
+            format!("no complete response within {timeout:?}"),
+        ),
+        Ok(Err(err)) => {
+            let (kind, text) = classify(&err);
+            fail(report, kind, text);
+        }
+        Ok(Ok((status, headers, body))) => {
+            report.response_status = u32::from(status.as_u16());
+            report.response_body = body.into();
+            if status.is_redirection() {
+                let location = headers.get("location").map_or("-", String::as_str);
+                fail(
+                    report,
+                    "redirect",
+                    format!("HTTP {status}: redirects are not followed (location: {location})"),
+                );
+            } else if !status.is_success() {
+                fail(report, "status", format!("HTTP {status}"));
+            }
+            report.response_headers = response::capped_headers(headers);
         }
     }
 }
