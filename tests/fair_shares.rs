@@ -33,6 +33,39 @@ async fn dead_hosts(n: usize) -> Vec<Receiver> {
     dead
 }
 
+/// `webhooks` webhooks of the test's account spread over the `dead` hosts, and `events` events to all of them.
+async fn dead_webhooks(server: &TestServer, dead: &[Receiver], webhooks: usize, events: usize) {
+    for n in 0..webhooks {
+        server
+            .create_webhook(
+                &dead[n % dead.len()].url(&format!("/hook/{n}")),
+                &["offer.*"],
+            )
+            .await;
+    }
+    for _ in 0..events {
+        server.publish("offer.accepted", "{}").await;
+    }
+}
+
+/// The requests the `dead` hosts have been sent between them.
+fn sent_to(dead: &[Receiver]) -> usize {
+    dead.iter().map(|host| host.requests().len()).sum()
+}
+
+/// Waits until the `dead` hosts have been sent at least `n` requests between them.
+async fn wait_until_sent(dead: &[Receiver], n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while sent_to(dead) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the dead endpoints were sent {} requests, not {n}",
+            sent_to(dead)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Another account, with a webhook at `healthy`: each of its five deliveries arrives within a second of its
 /// publish, whatever the dead endpoints hold.
 async fn another_account_is_served_at_once(server: &TestServer, healthy: &Receiver) {
@@ -66,16 +99,9 @@ async fn one_accounts_dead_endpoints_do_not_slow_another_account(backend: Backen
         config.lease_margin = Duration::from_secs(5);
     })
     .await;
-    // Five webhooks on each of four dead hosts, so that no host's share alone binds them.
-    for n in 0..20 {
-        server
-            .create_webhook(&dead[n % 4].url(&format!("/hook/{n}")), &["offer.*"])
-            .await;
-    }
-    // Twenty events to twenty webhooks: 400 deliveries, 16 leases per webhook, far more than 64 slots.
-    for _ in 0..20 {
-        server.publish("offer.accepted", "{}").await;
-    }
+    // Five webhooks on each of four dead hosts, so that no host's share alone binds them. Twenty events to
+    // twenty webhooks: 400 deliveries, 16 leases per webhook, far more than 64 slots.
+    dead_webhooks(&server, &dead, 20, 20).await;
     for host in &dead {
         host.wait_for(4, WAIT).await;
     }
@@ -151,14 +177,7 @@ async fn many_accounts_dead_endpoints_do_not_take_the_prompt_slots(backend: Back
         }
     }
     // The first wave takes every prompt slot; a quarter second later it has moved to the slow lane.
-    let deadline = Instant::now() + WAIT;
-    while dead.iter().map(|host| host.requests().len()).sum::<usize>() < 8 {
-        assert!(
-            Instant::now() < deadline,
-            "the dead endpoints were not sent to"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_sent(&dead, 8).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     another_account_is_served_at_once(&server, &healthy).await;
@@ -183,28 +202,16 @@ async fn one_accounts_many_webhooks_hold_at_most_its_share_of_the_leases(backend
         config.max_leases_per_account = 24;
     })
     .await;
-    for n in 0..10 {
-        server
-            .create_webhook(&dead[n % 4].url(&format!("/hook/{n}")), &["offer.*"])
-            .await;
-    }
     // Ten events to ten webhooks: 100 deliveries.
-    for _ in 0..10 {
-        server.publish("offer.accepted", "{}").await;
-    }
-    let sent = || dead.iter().map(|host| host.requests().len()).sum::<usize>();
-    let deadline = Instant::now() + WAIT;
-    while sent() < 24 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} requests reached the dead endpoints",
-            sent()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    dead_webhooks(&server, &dead, 10, 10).await;
+    wait_until_sent(&dead, 24).await;
     // Time for more to go out, were more leased.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(sent(), 24, "the account's share of leases, not more");
+    assert_eq!(
+        sent_to(&dead),
+        24,
+        "the account's share of leases, not more"
+    );
     let db = server.server.store.reader();
     let status = |status: &str| {
         format!("SELECT COUNT(*) AS n FROM deliveries WHERE account_id = 'default' AND status = '{status}'")

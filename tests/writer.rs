@@ -14,11 +14,14 @@ use common::{Backend, TestServer};
 use kit_webhooks_server::{
     core::{policy::DeliveryDecision, time},
     store::{
-        entity::delivery::{self, DeliveryStatus},
+        entity::{
+            delivery::{self, DeliveryStatus},
+            event,
+        },
         events::new_event,
         leases::{AttemptReport, Claim, LeaseCaps, LeasedDelivery},
         sql::{batch::Batch, write_txn::WriteTxn},
-        writes::{WriteRules, Writes},
+        writes::{WriteRules, Writes, Written},
     },
     writer::Writer,
 };
@@ -50,6 +53,24 @@ fn rules(server: &TestServer) -> WriteRules {
 
 fn claim(room: u64) -> Claim {
     Claim::new("dst_test", room)
+}
+
+/// One cycle that publishes `event` beside a claim with room for ten, under `rules`.
+async fn publish_beside_a_claim(
+    server: &TestServer,
+    event: &event::Model,
+    rules: &WriteRules,
+) -> Written {
+    let writes = Writes {
+        events: vec![event.clone()],
+        reports: Vec::new(),
+        claims: vec![claim(10)],
+    };
+    server
+        .server
+        .store
+        .commit_writes(writes, rules, time::now_ms())
+        .await
 }
 
 /// A `200 OK` report of the first attempt on `lease`.
@@ -332,17 +353,7 @@ async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(
         },
         ..rules(&server)
     };
-    let written = store
-        .commit_writes(
-            Writes {
-                events: vec![fourth.clone()],
-                reports: Vec::new(),
-                claims: vec![claim(10)],
-            },
-            &capped,
-            time::now_ms(),
-        )
-        .await;
+    let written = publish_beside_a_claim(&server, &fourth, &capped).await;
     let claimed = written.claimed[0].as_ref().expect("claimed");
     assert!(claimed.leased.is_empty(), "the webhook is at its cap");
     assert!(claimed.more_due);
@@ -413,20 +424,11 @@ async fn an_account_at_its_lease_cap_is_passed_over(backend: Backend) {
 
     // A cycle's new deliveries of an account at its cap stay pending, whatever room the claim has.
     let fresh = new_event("default", "application.submitted", "{}", None);
-    let written = store
-        .commit_writes(
-            Writes {
-                events: vec![fresh.clone()],
-                reports: Vec::new(),
-                claims: vec![claim(10)],
-            },
-            &WriteRules {
-                caps,
-                ..rules(&server)
-            },
-            time::now_ms(),
-        )
-        .await;
+    let capped = WriteRules {
+        caps,
+        ..rules(&server)
+    };
+    let written = publish_beside_a_claim(&server, &fresh, &capped).await;
     let claimed = written.claimed[0].as_ref().expect("claimed");
     assert!(claimed.leased.is_empty(), "both accounts are at their cap");
     assert!(claimed.more_due);
