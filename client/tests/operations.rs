@@ -1,7 +1,7 @@
 //! Operations, checked as an SRE would: the real server (the README's start command), a separate real
 //! daemon, both with `--metrics-listen`, and `kit-webhooks bench` publishing to them. Their `/metrics`
-//! pages show what the run did and the delivery lag coming back to 0; the daemon's `/readyz` follows its
-//! stream to the server; its JSON log names the delivery of a failed attempt; docs/OPERATIONS.md lists
+//! pages show what the run did and the delivery lag coming back to 0, and an account at its lease cap; the
+//! daemon's `/readyz` follows its stream to the server; its JSON log names the delivery of a failed attempt; docs/OPERATIONS.md lists
 //! exactly the metrics they export.
 
 // A test reads as one scenario, top to bottom, however long.
@@ -28,6 +28,7 @@ use serde_json::Value;
 on_both_databases!(
     a_bench_run_moves_both_metrics_pages_and_the_lag_returns_to_0,
     the_lag_readiness_and_logs_follow_the_daemon_and_its_server,
+    an_account_at_its_lease_cap_shows_on_the_servers_page,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -508,6 +509,77 @@ async fn the_lag_readiness_and_logs_follow_the_daemon_and_its_server(backend: Ba
     );
 
     terminate(&mut daemon.child);
+    terminate(&mut server.child);
+    db.drop_database().await;
+}
+
+/// An account whose endpoints never answer has more deliveries than it may hold leases for: the server's page
+/// shows the account, and the webhook holding two of its three leases, at their caps, and the rest due.
+async fn an_account_at_its_lease_cap_shows_on_the_servers_page(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let caps = [
+        "--max-in-flight-per-webhook",
+        "2",
+        "--max-leases-per-account",
+        "3",
+    ];
+    let mut args = vec![
+        "--with-daemon",
+        "--allow-http",
+        "--allow-network",
+        "127.0.0.0/8",
+    ];
+    args.extend(caps);
+    args.extend(["--shutdown-grace", "1s"]);
+    let mut server = Server::start(&db, backend, &args);
+    let dead = Receiver::http(always(Reply::ok().delay(Duration::from_secs(60)))).await;
+    for path in ["/a", "/b"] {
+        server.cli(&[
+            "webhooks",
+            "create",
+            "--url",
+            &dead.url(path),
+            "--events",
+            "interview.*",
+        ]);
+    }
+    // Three events to two webhooks: six deliveries, three of them leased and sent.
+    for n in 0..3 {
+        server.cli(&[
+            "events",
+            "publish",
+            "--account",
+            "default",
+            "--type",
+            "interview.completed",
+            "--data",
+            &format!(r#"{{"n": {n}}}"#),
+        ]);
+    }
+    dead.wait_for(3, WAIT).await;
+    wait_value(server.metrics, "kit_webhooks_accounts_at_lease_cap", 1.0);
+    let page = scrape(server.metrics);
+    assert_eq!(
+        page.value("kit_webhooks_leases_held"),
+        Some(3.0),
+        "{page:?}"
+    );
+    assert_eq!(
+        page.value("kit_webhooks_webhooks_at_lease_cap"),
+        Some(1.0),
+        "{page:?}"
+    );
+    assert_eq!(
+        page.value("kit_webhooks_deliveries_due"),
+        Some(3.0),
+        "{page:?}"
+    );
+    assert_eq!(
+        dead.requests().len(),
+        3,
+        "the account's three leases, not more"
+    );
+
     terminate(&mut server.child);
     db.drop_database().await;
 }

@@ -127,6 +127,14 @@ impl Config {
         self.request_timeout + Duration::from_secs(30)
     }
 
+    /// The most leases one webhook, and one account, may hold.
+    pub fn lease_caps(&self) -> crate::store::leases::LeaseCaps {
+        crate::store::leases::LeaseCaps {
+            per_webhook: u64::from(self.max_in_flight_per_webhook),
+            per_account: u64::from(self.max_leases_per_account),
+        }
+    }
+
     /// How long a lease lasts without renewal: the request timeout plus the margin.
     pub fn lease_ttl(&self) -> Duration {
         self.request_timeout + self.lease_margin

@@ -296,10 +296,7 @@ async fn open_store(config: &Config) -> anyhow::Result<(Store, core::sealing::Ke
 fn write_rules(config: &Config) -> store::writes::WriteRules {
     store::writes::WriteRules {
         retry: config.retry.clone(),
-        caps: store::leases::LeaseCaps {
-            per_webhook: u64::from(config.max_in_flight_per_webhook),
-            per_account: u64::from(config.max_leases_per_account),
-        },
+        caps: config.lease_caps(),
         lease_ttl_ms: config.lease_ttl().as_millis() as i64,
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! What happens on the delivery path is counted where it happens, through handles registered once at start
 //! ([`Metrics::register`]): recording is an atomic add, with no name lookup per delivery. What is a state
-//! rather than an event (deliveries due, the oldest one's age, leases, webhooks by status) is read from the
+//! rather than an event (deliveries due, the oldest one's age, leases, webhooks and accounts at their lease
+//! cap, webhooks by status) is read from the
 //! database just before a scrape renders it ([`Metrics::read_state`]), so it is true across replicas and
 //! costs nothing while nobody scrapes. Labels are bounded: categories, outcomes, statuses and method names,
 //! never a webhook, an account or a URL.
@@ -14,7 +15,7 @@ use sea_orm::{ActiveEnum, Iterable};
 
 use crate::{
     core::{policy::DeliveryDecision, time, webhook::Status as WebhookStatus},
-    store::{retention::Pruned, Store},
+    store::{leases::LeaseCaps, retention::Pruned, Store},
 };
 
 /// The handles of the server's metrics.
@@ -33,6 +34,8 @@ pub struct Metrics {
     due: Gauge,
     oldest_due_age: Gauge,
     leases_held: Gauge,
+    webhooks_at_lease_cap: Gauge,
+    accounts_at_lease_cap: Gauge,
     streams_open: Gauge,
     webhooks: Vec<(WebhookStatus, Gauge)>,
 }
@@ -85,6 +88,8 @@ impl Metrics {
         describe_gauge!("kit_webhooks_deliveries_due", "Deliveries due now and not leased yet, across every server of the database (read at scrape).");
         describe_gauge!("kit_webhooks_oldest_due_delivery_age_seconds", Unit::Seconds, "How long the oldest due delivery has been due: the delivery lag (read at scrape; 0 when none is due).");
         describe_gauge!("kit_webhooks_leases_held", "Deliveries leased to daemons and not reported yet, across every server of the database (read at scrape).");
+        describe_gauge!("kit_webhooks_webhooks_at_lease_cap", "Webhooks holding --max-in-flight-per-webhook leases: their due deliveries wait for a report (read at scrape).");
+        describe_gauge!("kit_webhooks_accounts_at_lease_cap", "Accounts whose webhooks together hold --max-leases-per-account leases: their due deliveries wait for a report (read at scrape).");
         describe_gauge!(
             "kit_webhooks_streams_open",
             "Daemon delivery streams open on this server."
@@ -117,6 +122,8 @@ impl Metrics {
             due: gauge!("kit_webhooks_deliveries_due"),
             oldest_due_age: gauge!("kit_webhooks_oldest_due_delivery_age_seconds"),
             leases_held: gauge!("kit_webhooks_leases_held"),
+            webhooks_at_lease_cap: gauge!("kit_webhooks_webhooks_at_lease_cap"),
+            accounts_at_lease_cap: gauge!("kit_webhooks_accounts_at_lease_cap"),
             streams_open: gauge!("kit_webhooks_streams_open"),
             webhooks: WebhookStatus::iter()
                 .map(|status| {
@@ -166,8 +173,9 @@ impl Metrics {
     }
 
     /// Reads the gauges that are states: this server's open streams, and from the database the due
-    /// deliveries, the lag, the leases and the webhooks by status. A failed read leaves the last values.
-    pub async fn read_state(&self, store: &Store, streams_open: usize) {
+    /// deliveries, the lag, the leases, the webhooks and accounts at their lease `caps`, and the webhooks by
+    /// status. A failed read leaves the last values.
+    pub async fn read_state(&self, store: &Store, streams_open: usize, caps: LeaseCaps) {
         self.streams_open.set(streams_open as f64);
         let now = time::now_ms();
         match store.delivery_gauges(now).await {
@@ -180,6 +188,13 @@ impl Metrics {
                 self.leases_held.set(gauges.sending as f64);
             }
             Err(err) => tracing::warn!(error = %err, "reading the delivery gauges failed"),
+        }
+        match store.count_at_lease_cap(caps).await {
+            Ok((webhooks, accounts)) => {
+                self.webhooks_at_lease_cap.set(webhooks as f64);
+                self.accounts_at_lease_cap.set(accounts as f64);
+            }
+            Err(err) => tracing::warn!(error = %err, "counting what is at its lease cap failed"),
         }
         match store.count_webhooks_by_status().await {
             Ok(counts) => {

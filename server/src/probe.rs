@@ -37,7 +37,11 @@ impl Probe for ServerProbe {
         let state = &self.state;
         state
             .metrics
-            .read_state(&state.store, state.streams.open_count())
+            .read_state(
+                &state.store,
+                state.streams.open_count(),
+                state.config.lease_caps(),
+            )
             .await;
     }
 }

@@ -1,14 +1,20 @@
 //! What the server's gauges read from the database at a scrape (`crate::metrics`): the due deliveries and
-//! the oldest one's due time, the leases, and the webhooks by status. They count across every server of
+//! the oldest one's due time, the leases, the webhooks and accounts at their lease cap, and the webhooks by
+//! status. They count across every server of
 //! the database, so any replica's scrape gives the whole picture.
 
 use sea_orm::{
-    sea_query::Expr, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    sea_query::Expr, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QuerySelect,
 };
 
 use super::{
     entity::{delivery, webhook},
-    sql::in_progress,
+    leases::{
+        in_flight::{in_flight_cte, AT_CAP_COUNTS},
+        LeaseCaps,
+    },
+    sql::{in_progress, json_rows::statement},
     Store,
 };
 use crate::core::{event::DeliveryStatus, webhook::Status as WebhookStatus};
@@ -47,6 +53,29 @@ impl Store {
             oldest_due_at,
             sending,
         })
+    }
+
+    /// How many webhooks, and how many accounts, hold as many leases as `caps` lets them: their due
+    /// deliveries wait, however much room the daemons have. Read through the partial index of deliveries in
+    /// progress, as the claims read the same counts.
+    pub async fn count_at_lease_cap(&self, caps: LeaseCaps) -> Result<(u64, u64), DbErr> {
+        let db = self.reader();
+        let sql = format!("WITH {} {AT_CAP_COUNTS}", in_flight_cte());
+        let row = db
+            .query_one_raw(statement(
+                db.get_database_backend(),
+                &sql,
+                caps.values().into(),
+            ))
+            .await?;
+        let count = |column| -> Result<u64, DbErr> {
+            let n: i64 = match &row {
+                Some(row) => row.try_get("", column)?,
+                None => 0,
+            };
+            Ok(n.max(0) as u64)
+        };
+        Ok((count("webhooks")?, count("accounts")?))
     }
 
     /// How many webhooks are in each status, across every account (statuses with none are left out).

@@ -70,6 +70,13 @@ pub(in crate::store) const AT_CAP: &str =
     "webhook_id NOT IN (SELECT webhook_id FROM in_flight WHERE n >= ?) \
      AND account_id NOT IN (SELECT account_id FROM in_flight GROUP BY account_id HAVING SUM(n) >= ?)";
 
+/// The webhooks and the accounts at their cap, counted (with [`in_flight_cte`] in scope, binding as
+/// [`AT_CAP`] does): what the metrics show (`crate::store::gauges`).
+pub(in crate::store) const AT_CAP_COUNTS: &str =
+    "SELECT (SELECT COUNT(*) FROM in_flight WHERE n >= ?) AS webhooks, \
+     (SELECT COUNT(*) FROM (SELECT account_id FROM in_flight GROUP BY account_id HAVING SUM(n) >= ?) AS capped) \
+     AS accounts";
+
 impl LeaseCaps {
     /// The values [`AT_CAP`] binds.
     pub(in crate::store) fn values(self) -> [sea_orm::Value; 2] {
