@@ -52,52 +52,8 @@ impl Metrics {
     /// Registers every metric with the process's recorder (a no-op one unless `--metrics-listen` installed
     /// it first) and describes it for the scrape's `# HELP` lines.
     pub fn register() -> Metrics {
-        use metrics::{
-            counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
-        };
-        describe_counter!("kit_webhooks_events_published_total", "Events accepted by PublishEvent, by category of their type (a repeated idempotency key is not counted again).");
-        describe_counter!("kit_webhooks_deliveries_created_total", "Deliveries created: one per subscribed active webhook of each published event, and one per test ping.");
-        describe_counter!(
-            "kit_webhooks_deliveries_completed_total",
-            "Deliveries that reached a final outcome: succeeded, or failed with no retry left."
-        );
-        describe_counter!(
-            "kit_webhooks_delivery_retries_scheduled_total",
-            "Failed attempts after which a later attempt was scheduled."
-        );
-        describe_counter!("kit_webhooks_webhooks_auto_disabled_total", "Webhooks disabled by the server: failing past the auto-disable rule, or answered 410 Gone.");
-        describe_counter!(
-            "kit_webhooks_pruned_events_total",
-            "Events deleted by retention, with their deliveries and attempts."
-        );
-        describe_counter!(
-            "kit_webhooks_pruned_deliveries_total",
-            "Deliveries deleted by retention, with their attempts."
-        );
-        describe_counter!("kit_webhooks_writer_cycles_total", "Transactions of the delivery path's writer (publishes, reports and claims committed together).");
-        describe_histogram!(
-            "kit_webhooks_writer_cycle_duration_seconds",
-            Unit::Seconds,
-            "How long a writer cycle's transaction took."
-        );
-        describe_histogram!(
-            "kit_webhooks_writer_cycle_writes",
-            Unit::Count,
-            "Writes one writer cycle carried: events, reports and claims."
-        );
-        describe_gauge!("kit_webhooks_deliveries_due", "Deliveries due now and not leased yet, across every server of the database (read at scrape).");
-        describe_gauge!("kit_webhooks_oldest_due_delivery_age_seconds", Unit::Seconds, "How long the oldest due delivery has been due: the delivery lag (read at scrape; 0 when none is due).");
-        describe_gauge!("kit_webhooks_leases_held", "Deliveries leased to daemons and not reported yet, across every server of the database (read at scrape).");
-        describe_gauge!("kit_webhooks_webhooks_at_lease_cap", "Webhooks holding --max-in-flight-per-webhook leases: their due deliveries wait for a report (read at scrape).");
-        describe_gauge!("kit_webhooks_accounts_at_lease_cap", "Accounts whose webhooks together hold --max-leases-per-account leases: their due deliveries wait for a report (read at scrape).");
-        describe_gauge!(
-            "kit_webhooks_streams_open",
-            "Daemon delivery streams open on this server."
-        );
-        describe_gauge!(
-            "kit_webhooks_webhooks",
-            "Webhooks by status, across every account (read at scrape)."
-        );
+        use metrics::{counter, gauge, histogram};
+        describe();
         let categories = kit_webhooks::catalogue::categories();
         Metrics {
             events_published: categories
@@ -209,4 +165,52 @@ impl Metrics {
             Err(err) => tracing::warn!(error = %err, "counting webhooks by status failed"),
         }
     }
+}
+
+/// Describes every metric for the scrape's `# HELP` lines.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("kit_webhooks_events_published_total", "Events accepted by PublishEvent, by category of their type (a repeated idempotency key is not counted again).");
+    describe_counter!("kit_webhooks_deliveries_created_total", "Deliveries created: one per subscribed active webhook of each published event, and one per test ping.");
+    describe_counter!(
+        "kit_webhooks_deliveries_completed_total",
+        "Deliveries that reached a final outcome: succeeded, or failed with no retry left."
+    );
+    describe_counter!(
+        "kit_webhooks_delivery_retries_scheduled_total",
+        "Failed attempts after which a later attempt was scheduled."
+    );
+    describe_counter!("kit_webhooks_webhooks_auto_disabled_total", "Webhooks disabled by the server: failing past the auto-disable rule, or answered 410 Gone.");
+    describe_counter!(
+        "kit_webhooks_pruned_events_total",
+        "Events deleted by retention, with their deliveries and attempts."
+    );
+    describe_counter!(
+        "kit_webhooks_pruned_deliveries_total",
+        "Deliveries deleted by retention, with their attempts."
+    );
+    describe_counter!("kit_webhooks_writer_cycles_total", "Transactions of the delivery path's writer (publishes, reports and claims committed together).");
+    describe_histogram!(
+        "kit_webhooks_writer_cycle_duration_seconds",
+        Unit::Seconds,
+        "How long a writer cycle's transaction took."
+    );
+    describe_histogram!(
+        "kit_webhooks_writer_cycle_writes",
+        Unit::Count,
+        "Writes one writer cycle carried: events, reports and claims."
+    );
+    describe_gauge!("kit_webhooks_deliveries_due", "Deliveries due now and not leased yet, across every server of the database (read at scrape).");
+    describe_gauge!("kit_webhooks_oldest_due_delivery_age_seconds", Unit::Seconds, "How long the oldest due delivery has been due: the delivery lag (read at scrape; 0 when none is due).");
+    describe_gauge!("kit_webhooks_leases_held", "Deliveries leased to daemons and not reported yet, across every server of the database (read at scrape).");
+    describe_gauge!("kit_webhooks_webhooks_at_lease_cap", "Webhooks holding --max-in-flight-per-webhook leases: their due deliveries wait for a report (read at scrape).");
+    describe_gauge!("kit_webhooks_accounts_at_lease_cap", "Accounts whose webhooks together hold --max-leases-per-account leases: their due deliveries wait for a report (read at scrape).");
+    describe_gauge!(
+        "kit_webhooks_streams_open",
+        "Daemon delivery streams open on this server."
+    );
+    describe_gauge!(
+        "kit_webhooks_webhooks",
+        "Webhooks by status, across every account (read at scrape)."
+    );
 }
