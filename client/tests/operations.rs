@@ -104,6 +104,22 @@ impl Server {
     }
 
     /// The CLI against this server, as its admin (the key file's keys), with JSON output.
+    /// Publishes `n` `interview.completed` events to the default account with the CLI.
+    fn publish_interviews(&self, n: usize) {
+        for n in 0..n {
+            self.cli(&[
+                "events",
+                "publish",
+                "--account",
+                "default",
+                "--type",
+                "interview.completed",
+                "--data",
+                &format!(r#"{{"n": {n}}}"#),
+            ]);
+        }
+    }
+
     fn cli(&self, args: &[&str]) -> Value {
         let out = Command::new(CLI)
             .args(["--server", &self.api, "--key-file"])
@@ -408,18 +424,7 @@ async fn the_lag_readiness_and_logs_follow_the_daemon_and_its_server(backend: Ba
         .to_owned();
 
     // Published with no daemon connected: everything is due, and the lag grows.
-    for n in 0..10 {
-        server.cli(&[
-            "events",
-            "publish",
-            "--account",
-            "default",
-            "--type",
-            "interview.completed",
-            "--data",
-            &format!(r#"{{"n": {n}}}"#),
-        ]);
-    }
+    server.publish_interviews(10);
     std::thread::sleep(Duration::from_millis(1100));
     let page = scrape(server.metrics);
     assert_eq!(
@@ -544,18 +549,7 @@ async fn an_account_at_its_lease_cap_shows_on_the_servers_page(backend: Backend)
         ]);
     }
     // Three events to two webhooks: six deliveries, three of them leased and sent.
-    for n in 0..3 {
-        server.cli(&[
-            "events",
-            "publish",
-            "--account",
-            "default",
-            "--type",
-            "interview.completed",
-            "--data",
-            &format!(r#"{{"n": {n}}}"#),
-        ]);
-    }
+    server.publish_interviews(3);
     dead.wait_for(3, WAIT).await;
     wait_value(server.metrics, "kit_webhooks_accounts_at_lease_cap", 1.0);
     let page = scrape(server.metrics);
