@@ -1,7 +1,6 @@
 //! What the server's gauges read from the database at a scrape (`crate::metrics`): the due deliveries and
 //! the oldest one's due time, the leases, the webhooks and accounts at their lease cap, and the webhooks by
-//! status. They count across every server of
-//! the database, so any replica's scrape gives the whole picture.
+//! status. They count across every server of the database, so any replica's scrape gives the whole picture.
 
 use sea_orm::{
     sea_query::Expr, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
@@ -11,7 +10,7 @@ use sea_orm::{
 use super::{
     entity::{delivery, webhook},
     leases::{
-        in_flight::{in_flight_cte, AT_CAP_COUNTS},
+        in_flight::{count_at_cap, in_flight_cte},
         LeaseCaps,
     },
     sql::{in_progress, json_rows::statement},
@@ -60,7 +59,7 @@ impl Store {
     /// progress, as the claims read the same counts.
     pub async fn count_at_lease_cap(&self, caps: LeaseCaps) -> Result<(u64, u64), DbErr> {
         let db = self.reader();
-        let sql = format!("WITH {} {AT_CAP_COUNTS}", in_flight_cte());
+        let sql = format!("WITH {} {}", in_flight_cte(), count_at_cap());
         let row = db
             .query_one_raw(statement(
                 db.get_database_backend(),

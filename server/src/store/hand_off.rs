@@ -5,8 +5,8 @@
 //! out: those are inserted already `sending`, under the claiming stream's lease, instead of `pending` to be
 //! read back and leased by a later claim. A delivery handed off is written once on its way out, not twice,
 //! and it leaves with the commit that stores it, not a claim cycle later. The lease caps apply as in a claim
-//! (`super::leases::in_flight`); what does not fit stays `pending` for the next one. So does an ordered delivery: only a claim, which
-//! reads what is ahead of it, may lease it (`super::leases::claim`).
+//! (`super::leases::in_flight`); what does not fit stays `pending` for the next one. So does an ordered
+//! delivery: only a claim, which reads what is ahead of it, may lease it (`super::leases::claim`).
 //!
 //! A parked claim (`ClaimKind::HandOff`, see `crate::writer`) does not read the due range: its stream's last
 //! read found it empty. If no claim of the cycle read the lease counts, the fan-out reads them with the
@@ -85,7 +85,8 @@ impl HandOff {
     }
 
     /// Leases the new `delivery` of `event` to `hook` to a claim with room, if its webhook and account are
-    /// under their caps: the row is then inserted `sending`, and this returns true. Otherwise it stays `pending`.
+    /// under their caps: the row is then inserted `sending`, and this returns true. Otherwise it stays
+    /// `pending`.
     pub fn offer(
         &mut self,
         delivery: &mut delivery::Model,

@@ -21,7 +21,7 @@ use sea_orm::{sea_query::Expr, ConnectionTrait, DbBackend, DbErr, EntityTrait, Q
 
 use super::{
     in_flight::{
-        decode_in_flight, in_flight_cte, InFlight, LeaseCaps, AT_CAP, IN_FLIGHT_COLUMNS,
+        decode_in_flight, in_flight_cte, not_at_cap, InFlight, LeaseCaps, IN_FLIGHT_COLUMNS,
         IN_FLIGHT_FROM,
     },
     sending::{DueDelivery, LeasedDelivery, SendingEvent, SendingWebhook},
@@ -194,13 +194,14 @@ async fn read_due_head(
         "WITH {}, \
          due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
          WHERE {} AND next_attempt_at <= ? \
-         AND {AT_CAP} \
+         AND {not_at_cap} \
          AND (NOT ordered OR NOT EXISTS (SELECT 1 FROM deliveries AS older WHERE {ORDERED_UNFINISHED} \
          AND webhook_id = deliveries.webhook_id AND id < deliveries.id)) \
          ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}) ",
         in_flight_cte(),
         DueDelivery::COLUMNS.join(", "),
         in_progress::sql("status", DeliveryStatus::Pending),
+        not_at_cap = not_at_cap(),
     );
     let mut values = vec![now.into()];
     values.extend(caps.values());

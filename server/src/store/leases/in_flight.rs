@@ -5,7 +5,8 @@
 //! its own cap, all slow or dead) from taking all of it either, so that the other accounts' deliveries are
 //! still leased, whatever the daemon then does with its own request slots. Claims and the hand-off both lease
 //! through [`InFlight::admit`], going by the counts one statement read ([`in_flight_cte`]); a claim's due
-//! read leaves out the webhooks and accounts already at their cap ([`AT_CAP`]).
+//! read leaves out the webhooks and accounts already at their cap ([`not_at_cap`]), and the metrics count
+//! them with the same subqueries ([`count_at_cap`]).
 
 use std::collections::HashMap;
 
@@ -64,21 +65,30 @@ pub(in crate::store) fn in_flight_cte() -> String {
 pub(in crate::store) const IN_FLIGHT_COLUMNS: [&str; 3] = ["webhook_id", "account_id", "n"];
 pub(in crate::store) const IN_FLIGHT_FROM: &str = "FROM in_flight";
 
+/// The webhooks at their cap, and the accounts at theirs (with [`in_flight_cte`] in scope): each binds its
+/// cap.
+const WEBHOOKS_AT_CAP: &str = "SELECT webhook_id FROM in_flight WHERE n >= ?";
+const ACCOUNTS_AT_CAP: &str =
+    "SELECT account_id FROM in_flight GROUP BY account_id HAVING SUM(n) >= ?";
+
 /// A due-range filter on `deliveries` (with [`in_flight_cte`] in scope) leaving out the webhooks and the
 /// accounts at their cap; binds the per-webhook cap, then the per-account cap ([`LeaseCaps::values`]).
-pub(in crate::store) const AT_CAP: &str =
-    "webhook_id NOT IN (SELECT webhook_id FROM in_flight WHERE n >= ?) \
-     AND account_id NOT IN (SELECT account_id FROM in_flight GROUP BY account_id HAVING SUM(n) >= ?)";
+pub(in crate::store) fn not_at_cap() -> String {
+    format!("webhook_id NOT IN ({WEBHOOKS_AT_CAP}) AND account_id NOT IN ({ACCOUNTS_AT_CAP})")
+}
 
-/// The webhooks and the accounts at their cap, counted (with [`in_flight_cte`] in scope, binding as
-/// [`AT_CAP`] does): what the metrics show (`crate::store::gauges`).
-pub(in crate::store) const AT_CAP_COUNTS: &str =
-    "SELECT (SELECT COUNT(*) FROM in_flight WHERE n >= ?) AS webhooks, \
-     (SELECT COUNT(*) FROM (SELECT account_id FROM in_flight GROUP BY account_id HAVING SUM(n) >= ?) AS capped) \
-     AS accounts";
+/// The webhooks and the accounts at their cap, counted as columns `webhooks` and `accounts` (with
+/// [`in_flight_cte`] in scope, binding as [`not_at_cap`] does): what the metrics show
+/// (`crate::store::gauges`).
+pub(in crate::store) fn count_at_cap() -> String {
+    format!(
+        "SELECT (SELECT COUNT(*) FROM ({WEBHOOKS_AT_CAP}) AS w) AS webhooks, \
+         (SELECT COUNT(*) FROM ({ACCOUNTS_AT_CAP}) AS a) AS accounts"
+    )
+}
 
 impl LeaseCaps {
-    /// The values [`AT_CAP`] binds.
+    /// The values [`not_at_cap`] and [`count_at_cap`] bind.
     pub(in crate::store) fn values(self) -> [sea_orm::Value; 2] {
         let bound = |cap: u64| (cap.min(i64::MAX as u64) as i64).into();
         [bound(self.per_webhook), bound(self.per_account)]
