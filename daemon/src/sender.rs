@@ -95,11 +95,11 @@ impl Sender {
         };
         let timeout = Duration::from_millis(u64::from(task.timeout_ms.max(1)));
         // Not yet sent: the client's request future does nothing until it is polled.
-        let exchange = signed_request(&mut task, url, &mut report)
-            .map(|request| (self.client.request(request), timeout));
+        let response =
+            signed_request(&mut task, url, &mut report).map(|request| self.client.request(request));
         async move {
-            match exchange {
-                Ok((response, timeout)) => exchange_into(response, timeout, &mut report).await,
+            match response {
+                Ok(response) => exchange_into(response, timeout, &mut report).await,
                 Err((kind, text)) => {
                     fail(&mut report, kind, text);
                     return report;
