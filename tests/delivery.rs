@@ -45,6 +45,8 @@ on_both_databases!(
     a_host_keeps_its_connections_between_bursts,
     a_pending_delivery_of_a_paused_webhook_is_held_not_sent,
     a_report_the_database_refuses_for_a_while_is_recorded_later,
+    https_endpoints_get_http2_when_they_offer_it,
+    an_https_endpoint_that_cannot_be_trusted_or_reached_says_why,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -901,5 +903,110 @@ async fn a_pending_delivery_of_a_paused_webhook_is_held_not_sent(backend: Backen
     server.resume(&hook.id).await;
     let received = receiver.wait_for(1, WAIT).await;
     assert_eq!(received[0].header("webhook-id"), event.id);
+    server.stop().await;
+}
+
+/// An HTTPS endpoint that offers HTTP/2 gets a burst as streams of one connection, the next burst on the same
+/// one; an endpoint that offers HTTP/1.1 only gets it over HTTP/1.1, a connection per request at once, kept
+/// alive for the next burst.
+async fn https_endpoints_get_http2_when_they_offer_it(backend: Backend) {
+    let ca = TestCa::new();
+    // Slow enough that a burst's requests are all out at once.
+    let slow = always(Reply::ok().delay(Duration::from_millis(500)));
+    let http2 = Receiver::https(&ca, slow.clone()).await;
+    let http1 = Receiver::https_http1_only(&ca, slow).await;
+    let ca_file = ca.ca_file.clone();
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, Some(ca_file));
+        config.max_in_flight_per_webhook = 100;
+        if let Some(daemon) = config.embedded_daemon.as_mut() {
+            daemon.max_connections_per_host = Some(64);
+            daemon.max_in_flight_per_account = Some(64);
+        }
+    })
+    .await;
+    server
+        .create_webhook(&http2.url("/"), &["application.*"])
+        .await;
+    server
+        .create_webhook(&http1.url("/"), &["application.*"])
+        .await;
+    let burst = || {
+        futures::future::join_all((0..20).map(|_| server.publish("application.submitted", "{}")))
+    };
+    burst().await;
+    let (over_http2, over_http1) = (
+        http2.wait_for(20, WAIT).await,
+        http1.wait_for(20, WAIT).await,
+    );
+    assert!(
+        over_http2
+            .iter()
+            .all(|r| r.version == hyper::Version::HTTP_2),
+        "{:?}",
+        over_http2.iter().map(|r| r.version).collect::<Vec<_>>()
+    );
+    assert!(over_http1
+        .iter()
+        .all(|r| r.version == hyper::Version::HTTP_11));
+    assert_eq!(
+        http2.connections(),
+        1,
+        "one HTTP/2 connection for the burst"
+    );
+    assert!(
+        http2.busiest() > 10,
+        "the streams were out at once: {}",
+        http2.busiest()
+    );
+    let first = http1.connections();
+    assert!(
+        first > 10,
+        "HTTP/1.1 takes a connection per request at once: {first}"
+    );
+    // Both bursts answered: the second goes out on what the first left open.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    burst().await;
+    http2.wait_for(40, WAIT).await;
+    http1.wait_for(40, WAIT).await;
+    assert_eq!(http2.connections(), 1, "the HTTP/2 connection was kept");
+    // The connection that found out the endpoint speaks HTTP/1.1 served its one request and closed; the
+    // others were kept alive.
+    assert!(
+        http1.connections() <= first + 1,
+        "{} connections after the second burst, {first} after the first",
+        http1.connections()
+    );
+    server.stop().await;
+}
+
+/// An HTTPS endpoint whose certificate no trusted CA signed, or whose address the SSRF guard refuses, gets an
+/// attempt that says which.
+async fn an_https_endpoint_that_cannot_be_trusted_or_reached_says_why(backend: Backend) {
+    let ca = TestCa::new();
+    let receiver = Receiver::https(&ca, always(Reply::ok())).await;
+    // The daemon is not given the test CA.
+    let server = start(backend, None).await;
+    let (untrusted, _) = server
+        .create_webhook(&receiver.url("/"), &["offer.*"])
+        .await;
+    let port = receiver.addr.port();
+    let (internal, _) = server
+        .create_webhook(&format!("https://10.255.255.1:{port}/"), &["offer.*"])
+        .await;
+    server.publish("offer.accepted", "{}").await;
+    for (hook, kind, says) in [
+        (&untrusted, "tls", "certificate"),
+        (&internal, "blocked_address", "globally routable"),
+    ] {
+        let queued = server.deliveries(&hook.id).await.remove(0);
+        let delivery = server
+            .wait_delivery(&queued.id, WAIT, |d| d.attempt_count >= 1)
+            .await;
+        let attempt = &delivery.attempts[0];
+        assert_eq!(attempt.error_kind, kind, "{}", attempt.error);
+        assert!(attempt.error.contains(says), "{}", attempt.error);
+    }
+    assert!(receiver.requests().is_empty());
     server.stop().await;
 }

@@ -14,6 +14,7 @@
 //! - `metrics`: what the daemon counts, and `probe`: what its `/readyz` answers (`--metrics-listen`).
 //! - `options`: how a daemon delivers ([`Options`], its flags), whichever process it runs in.
 //! - [`sender`]: signs and sends one task, and describes the outcome.
+//! - `origins`: what each HTTPS origin speaks, and the HTTP/2 connection its requests share if it does.
 //! - `reporter`: reports attempts to the server, batched and retried.
 //!
 //! [`spawn`] runs a daemon in this process (the server's `--with-daemon` uses it too); `main.rs` wraps it in
@@ -28,6 +29,7 @@ mod leases;
 mod limiter;
 mod metrics;
 mod options;
+mod origins;
 mod probe;
 mod registry;
 mod reporter;
@@ -298,9 +300,10 @@ impl Worker {
     /// Drops idle per-endpoint state every [`SWEEP_EVERY`] until the daemon stops, so that a daemon that has
     /// gone quiet gives back what its busy time made.
     fn sweep_idle(&self) {
-        let (limits, lanes, stop) = (
+        let (limits, lanes, sender, stop) = (
             self.attempts.limits.clone(),
             self.attempts.lanes.clone(),
+            self.attempts.sender.clone(),
             self.stop.clone(),
         );
         tokio::spawn(async move {
@@ -311,6 +314,7 @@ impl Worker {
                 }
                 limits.prune();
                 lanes.prune();
+                sender.prune();
             }
         });
     }

@@ -1,16 +1,20 @@
 //! Sending one delivery: sign it (`kit_webhooks::signature`), POST it over a vetted connection, and describe
 //! what happened as a `ReportDeliveryRequest`.
 //!
-//! The HTTP client is hyper 1.x with hyper-rustls: HTTP/1.1 and HTTP/2, pooled keep-alive connections,
-//! redirects never followed, and at most what an attempt keeps of a response read (`kit_webhooks::response`).
+//! The HTTP client is hyper 1.x with hyper-rustls: HTTP/1.1 and HTTP/2, keep-alive connections, redirects
+//! never followed, and at most what an attempt keeps of a response read (`kit_webhooks::response`). HTTPS
+//! endpoints that speak HTTP/2 get a connection of the daemon's own (`origins`); the rest, hyper-util's
+//! pooled client.
 
-use std::{collections::BTreeMap, error::Error as _, future::Future, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
+use futures::{future::Either, TryFutureExt};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
-    client::legacy::{Client, ResponseFuture},
+    client::legacy::Client,
     rt::{TokioExecutor, TokioTimer},
 };
 use kit_webhooks::{proto, request, response, signature};
@@ -18,6 +22,7 @@ use kit_webhooks::{proto, request, response, signature};
 use crate::{
     address::AddressGuard,
     connector::{ConnectError, GuardedConnector},
+    origins::{Known, Origins, Route, Stream, IDLE_TIMEOUT},
 };
 
 /// How long opening a TCP connection to an endpoint may take.
@@ -25,8 +30,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USER_AGENT: &str = concat!("KitWebhooks/", env!("CARGO_PKG_VERSION"));
 
 pub struct Sender {
+    /// HTTP/1.1 endpoints' connections, and plain `http` ones'.
     client: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
+    /// What each HTTPS origin speaks, and HTTP/2 endpoints' connections.
+    origins: Origins,
 }
+
+/// Why a request has no response: an error kind for programs and a message for people.
+type Failure = (&'static str, String);
 
 impl Sender {
     /// A sender that reaches only addresses `guard` allows, trusts `extra_roots` beside the usual roots, and
@@ -67,10 +78,19 @@ impl Sender {
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(connections_per_host)
-            .build(https);
-        Ok(Sender { client })
+            .build(https.clone());
+        Ok(Sender {
+            client,
+            origins: Origins::new(https),
+        })
+    }
+
+    /// Forgets the HTTPS origins idle for [`IDLE_TIMEOUT`] (the daemon's periodic sweep; the pooled client
+    /// drops its idle connections itself).
+    pub fn prune(&self) {
+        self.origins.prune();
     }
 
     /// Makes the task's one HTTP request to `url` (the task's URL, parsed) and reports how it went. Never
@@ -94,12 +114,10 @@ impl Sender {
             ..Default::default()
         };
         let timeout = Duration::from_millis(u64::from(task.timeout_ms.max(1)));
-        // Not yet sent: the client's request future does nothing until it is polled.
-        let response =
-            signed_request(&mut task, url, &mut report).map(|request| self.client.request(request));
+        let request = signed_request(&mut task, url, &mut report);
         async move {
-            match response {
-                Ok(response) => exchange_into(response, timeout, &mut report).await,
+            match request {
+                Ok(request) => self.exchange_into(request, timeout, &mut report).await,
                 Err((kind, text)) => {
                     fail(&mut report, kind, text);
                     return report;
@@ -109,48 +127,118 @@ impl Sender {
             report
         }
     }
-}
 
-/// Awaits `response` (the request's, sent as it is polled) and notes it (or why there is none) in `report`.
-async fn exchange_into(
-    response: ResponseFuture,
-    timeout: Duration,
-    report: &mut proto::ReportDeliveryRequest,
-) {
-    let exchange = async {
-        let response = response.await?;
-        let status = response.status();
-        // Converted for the report before the body is read, rather than cloned to be converted later.
-        let headers = header_map(response.headers());
-        let body = read_limited(response.into_body(), response::MAX_BODY_BYTES).await;
-        Ok::<_, hyper_util::client::legacy::Error>((status, headers, body))
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => fail(
-            report,
-            "timeout",
-            format!("no complete response within {timeout:?}"),
-        ),
-        Ok(Err(err)) => {
-            let (kind, text) = classify(&err);
-            fail(report, kind, text);
-        }
-        Ok(Ok((status, headers, body))) => {
-            report.response_status = u32::from(status.as_u16());
-            report.response_body = body.into();
-            if status.is_redirection() {
-                let location = headers.get("location").map_or("-", String::as_str);
-                fail(
-                    report,
-                    "redirect",
-                    format!("HTTP {status}: redirects are not followed (location: {location})"),
-                );
-            } else if !status.is_success() {
-                fail(report, "status", format!("HTTP {status}"));
+    /// Sends `request` and notes its response (or why there is none) in `report`.
+    async fn exchange_into(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+        report: &mut proto::ReportDeliveryRequest,
+    ) {
+        // Made where it is awaited, so that the exchange's state is held once, not once more per function
+        // it passes through.
+        let exchanged = tokio::time::timeout(timeout, async {
+            let response = self.exchange(request).await?;
+            let status = response.status();
+            // Converted for the report before the body is read, rather than cloned to be converted later.
+            let headers = header_map(response.headers());
+            let body = read_limited(response.into_body(), response::MAX_BODY_BYTES).await;
+            Ok::<_, Failure>((status, headers, body))
+        })
+        .await;
+        match exchanged {
+            Err(_) => fail(
+                report,
+                "timeout",
+                format!("no complete response within {timeout:?}"),
+            ),
+            Ok(Err((kind, text))) => fail(report, kind, text),
+            Ok(Ok((status, headers, body))) => {
+                report.response_status = u32::from(status.as_u16());
+                report.response_body = body.into();
+                if status.is_redirection() {
+                    let location = headers.get("location").map_or("-", String::as_str);
+                    fail(
+                        report,
+                        "redirect",
+                        format!("HTTP {status}: redirects are not followed (location: {location})"),
+                    );
+                } else if !status.is_success() {
+                    fail(report, "status", format!("HTTP {status}"));
+                }
+                report.response_headers = response::capped_headers(headers);
             }
-            report.response_headers = response::capped_headers(headers);
         }
     }
+
+    /// Sends `request` on its route; the future yields the response's head. A request to an origin whose
+    /// route is known, nearly all of them, is sent as the future is polled, with no state beyond the
+    /// client's; one that must wait for its origin's first connection gets that wait boxed.
+    fn exchange(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> impl Future<Output = Result<http::Response<Incoming>, Failure>> + Send + '_ {
+        if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+            match self.origins.known(request.uri()) {
+                Some(Known::Http2(mut stream)) => {
+                    return Either::Left(Either::Left(
+                        stream.send_request(request).map_err(sent_failure),
+                    ));
+                }
+                None => return Either::Right(Box::pin(self.exchange_routed(request))),
+                Some(Known::Http1) => {}
+            }
+        }
+        Either::Left(Either::Right(self.client.request(request).map_err(
+            |err: hyper_util::client::legacy::Error| classify(&err, err.is_connect()),
+        )))
+    }
+
+    /// Sends `request`, to an `https` URL, once its origin's route is found.
+    async fn exchange_routed(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, Failure> {
+        match self.origins.route(request.uri()).await {
+            Route::Http2(mut stream) => stream.send_request(request).await.map_err(sent_failure),
+            Route::Http1(Some(stream)) => send_once(stream, request).await.map_err(sent_failure),
+            Route::Http1(None) => self
+                .client
+                .request(request)
+                .await
+                .map_err(|err| classify(&err, err.is_connect())),
+            Route::Unreachable(kind, text) => Err((kind, text)),
+        }
+    }
+}
+
+/// Sends `request` on `stream`, an HTTP/1.1 connection made for it, which closes once the response is read.
+async fn send_once(
+    stream: Box<Stream>,
+    mut request: http::Request<Full<Bytes>>,
+) -> Result<http::Response<Incoming>, hyper::Error> {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(stream).await?;
+    tokio::spawn(connection);
+    // HTTP/1.1 names the target by its path and the host in a header, as the pooled client does it.
+    let uri = std::mem::take(request.uri_mut());
+    if let Some(host) = uri.host() {
+        let host = match uri.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        if let Ok(host) = http::HeaderValue::try_from(host) {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    if let Some(target) = uri.path_and_query() {
+        *request.uri_mut() = http::Uri::from(target.clone());
+    }
+    sender.send_request(request).await
+}
+
+/// A request that failed on a connection of the daemon's own, once sent.
+fn sent_failure(err: hyper::Error) -> Failure {
+    classify(&err, false)
 }
 
 /// The task's request, signed now: its body moved in, its headers set. The signature headers the report
@@ -266,9 +354,10 @@ fn header_map(headers: &http::HeaderMap) -> BTreeMap<String, String> {
     map
 }
 
-/// An error kind for programs and a message for people.
-fn classify(err: &hyper_util::client::legacy::Error) -> (&'static str, String) {
-    let mut source = err.source();
+/// An error kind for programs and a message for people; `connecting` says whether `err` came before the
+/// request was sent (making the connection).
+pub(crate) fn classify(err: &(dyn std::error::Error + 'static), connecting: bool) -> Failure {
+    let mut source = Some(err);
     while let Some(cause) = source {
         if let Some(connect) = cause.downcast_ref::<ConnectError>() {
             let kind = match connect {
@@ -284,21 +373,26 @@ fn classify(err: &hyper_util::client::legacy::Error) -> (&'static str, String) {
             return ("tls", format!("TLS: {cause}"));
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
+            if wraps_tls(io) {
                 return ("tls", format!("TLS: {io}"));
             }
         }
         source = cause.source();
     }
-    let kind = if err.is_connect() {
-        "connect"
-    } else {
-        "protocol"
-    };
+    let kind = if connecting { "connect" } else { "protocol" };
     (kind, full_chain(err))
+}
+
+/// Whether `io` is a TLS failure, however deep: an `io::Error`'s `source()` skips the error it wraps, and the
+/// TLS connector wraps tokio-rustls's `io::Error` (around rustls's) in one of its own.
+fn wraps_tls(io: &std::io::Error) -> bool {
+    match io.get_ref() {
+        Some(inner) if inner.is::<rustls::Error>() => true,
+        Some(inner) => inner
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(wraps_tls),
+        None => false,
+    }
 }
 
 fn full_chain(err: &dyn std::error::Error) -> String {

@@ -29,6 +29,8 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// HTTP/1.1 or HTTP/2, as the connection negotiated.
+    pub version: hyper::Version,
 }
 
 impl Received {
@@ -192,6 +194,17 @@ impl Receiver {
         .await
     }
 
+    /// An HTTPS receiver that speaks HTTP/1.1 only, as an endpoint that offers no HTTP/2 by ALPN.
+    pub async fn https_http1_only(ca: &TestCa, script: Script) -> Receiver {
+        let mut config = (*ca.server_config).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self::start(
+            script,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
     async fn start(script: Script, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -305,6 +318,7 @@ async fn answer(
     script: &Script,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
+    let version = request.version();
     let headers = request
         .headers()
         .iter()
@@ -326,6 +340,7 @@ async fn answer(
         headers,
         body,
         at: Instant::now(),
+        version,
     };
     let n = {
         let mut seen = seen.lock().expect("lock");
