@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the second round's scenarios of docs/PERFORMANCE.md (the production shape over HTTPS, noisy neighbours,
 # an idle daemon after 20,000 webhooks, requests outstanding over HTTP/1.1 and HTTP/2), writing one JSON file each to docs/perf/round2-*.json, then draws
-# docs/perf/round2.png. Takes about fifteen minutes on a 2-core machine.
+# docs/perf/round2.png. Takes about forty minutes on a 2-core machine.
 #
 #   scripts/perf-round2.sh           # SQLite and PostgreSQL (postgres://postgres@127.0.0.1:5432)
 #
@@ -27,9 +27,15 @@ run round2-latency-1000-postgres "${shape[@]}" --rate 1000 --database-url "$pg_b
 
 # Noisy neighbours: the same shape without and with 20 accounts of 5 endpoints that never answer, in
 # alternating pairs (the machine drifts between runs; compare the pairs' medians).
-for n in 1 2 3 4 5; do
+for n in 1 2 3 4 5 6 7 8 9 10; do
     run "round2-noisy-without-$n" "${shape[@]}"
     run "round2-noisy-with-$n" "${shape[@]}" --slow-accounts 20 --slow-webhooks-per-account 5 --slow-latency hang
+done
+# The same, three times as long: the hung requests time out (15 s) and their retries are sent during the run.
+long=(--tls --events 60000 --accounts 2000 --webhooks-per-account 2 --receivers 200 --hosts)
+for n in 1 2 3 4 5 6; do
+    run "round2-noisy-long-without-$n" "${long[@]}"
+    run "round2-noisy-long-with-$n" "${long[@]}" --slow-accounts 20 --slow-webhooks-per-account 5 --slow-latency hang
 done
 
 # The endpoint set's scale: 20,000 webhooks on 2,000 hosts, about one delivery each, then 150 s idle.

@@ -41,7 +41,7 @@ shape_ax.set_title("Production shape (2,000 accounts × 2, 200 hosts)\ndashed: t
 shape_ax.grid(True, axis="y", alpha=0.3)
 
 # Noisy neighbours: the other accounts' p99 and deliveries/s, without and with 20 hung accounts, pair by pair.
-pairs = [(load(f"round2-noisy-without-{n}"), load(f"round2-noisy-with-{n}")) for n in range(1, 6)]
+pairs = [(load(f"round2-noisy-without-{n}"), load(f"round2-noisy-with-{n}")) for n in range(1, 11)]
 pairs = [(a, b) for a, b in pairs if a and b]
 if pairs:
     xs = range(1, len(pairs) + 1)

@@ -5,8 +5,9 @@
 //! other, and the endpoint's ALPN answer routes the origin's requests from then on: over HTTP/2, on this
 //! module's connection; over HTTP/1.1, through hyper-util's pooled client (`sender`), a connection per
 //! outstanding request kept alive between them. HTTP/2 is not left to the pooled client because that client
-//! boxes a 3.5 KB future for every request (checking out, connecting, sending), where a stream of a
-//! connection at hand needs a few hundred bytes; a daemon holding 10,000 requests holds 10,000 of them.
+//! boxes a future of several kilobytes for every request (checking out, connecting, sending), where a stream
+//! of a connection at hand needs a few hundred bytes, and a daemon holding thousands of requests holds
+//! thousands of them (docs/PERFORMANCE.md, step 57).
 //!
 //! Requests that arrive while an origin's first connection is being made wait for it and share its outcome,
 //! so that a burst to a new origin opens one connection, not one each. A connection that has closed, a first
