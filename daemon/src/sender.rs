@@ -181,9 +181,19 @@ impl Sender {
         if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
             match self.origins.known(request.uri()) {
                 Some(Known::Http2(mut stream)) => {
-                    return Either::Left(Either::Left(
-                        stream.send_request(request).map_err(sent_failure),
-                    ));
+                    let sent = stream.try_send_request(request);
+                    return Either::Left(Either::Left(async move {
+                        match sent.await {
+                            Ok(response) => Ok(response),
+                            // Never sent: the connection ended first (the endpoint closed it, or sent
+                            // GOAWAY). Sent once more, on the origin's next connection, as the pooled
+                            // client does with the requests it had not sent.
+                            Err(mut err) => match err.take_message() {
+                                Some(request) => Box::pin(self.exchange_routed(request)).await,
+                                None => Err(sent_failure(err.into_error())),
+                            },
+                        }
+                    }));
                 }
                 None => return Either::Right(Box::pin(self.exchange_routed(request))),
                 Some(Known::Http1) => {}

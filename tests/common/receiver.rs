@@ -150,6 +150,73 @@ pub struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What every connection of a receiver shares.
+#[derive(Clone)]
+struct Connections {
+    seen: Arc<Mutex<Vec<Received>>>,
+    arrived: Arc<Notify>,
+    concurrency: Arc<Concurrency>,
+    script: Script,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// After how many requests a connection is ended (`usize::MAX`: never).
+    requests_per_connection: usize,
+}
+
+/// A connection's byte stream, TLS or not.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Serves every connection `listener` accepts.
+async fn accept(listener: TcpListener, connections: Connections) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        connections
+            .concurrency
+            .connections
+            .fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(connections.clone().serve(stream));
+    }
+}
+
+impl Connections {
+    /// Answers the requests of one connection, ending it gracefully once it has taken its share.
+    async fn serve(self, stream: tokio::net::TcpStream) {
+        let io: Box<dyn Io> = match &self.tls {
+            Some(acceptor) => match acceptor.accept(stream).await {
+                Ok(stream) => Box::new(stream),
+                Err(_) => return,
+            },
+            None => Box::new(stream),
+        };
+        let limit = self.requests_per_connection;
+        let taken = AtomicUsize::new(0);
+        let enough = Arc::new(Notify::new());
+        let service_enough = enough.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let this = self.clone();
+            if taken.fetch_add(1, Ordering::SeqCst) + 1 == limit {
+                service_enough.notify_one();
+            }
+            async move {
+                let _open = Open::new(&this.concurrency);
+                Ok::<_, Infallible>(answer(request, &this.seen, &this.arrived, &this.script).await)
+            }
+        });
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            () = enough.notified() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
+    }
+}
+
 /// Requests being answered at once: now, and the most seen; and the connections accepted.
 #[derive(Default)]
 struct Concurrency {
@@ -205,62 +272,43 @@ impl Receiver {
         .await
     }
 
+    /// An HTTPS receiver that ends each connection gracefully once it has taken `requests` requests on it
+    /// (GOAWAY over HTTP/2), as load balancers do (nginx's `keepalive_requests`).
+    pub async fn https_ending_connections_after(
+        ca: &TestCa,
+        requests: usize,
+        script: Script,
+    ) -> Receiver {
+        let tls = tokio_rustls::TlsAcceptor::from(ca.server_config.clone());
+        Self::start_ending_connections(script, Some(tls), requests).await
+    }
+
     async fn start(script: Script, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
+        Self::start_ending_connections(script, tls, usize::MAX).await
+    }
+
+    async fn start_ending_connections(
+        script: Script,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        requests_per_connection: usize,
+    ) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
         let addr = listener.local_addr().expect("address");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let arrived = Arc::new(Notify::new());
         let base = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
-        let concurrency = Arc::new(Concurrency::default());
-        let (task_seen, task_arrived, task_concurrency) =
-            (seen.clone(), arrived.clone(), concurrency.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                task_concurrency.connections.fetch_add(1, Ordering::SeqCst);
-                let (seen, arrived, concurrency, script, tls) = (
-                    task_seen.clone(),
-                    task_arrived.clone(),
-                    task_concurrency.clone(),
-                    script.clone(),
-                    tls.clone(),
-                );
-                tokio::spawn(async move {
-                    let service = service_fn(move |request: Request<Incoming>| {
-                        let (seen, arrived, concurrency, script) = (
-                            seen.clone(),
-                            arrived.clone(),
-                            concurrency.clone(),
-                            script.clone(),
-                        );
-                        async move {
-                            let _open = Open::new(&concurrency);
-                            Ok::<_, Infallible>(answer(request, &seen, &arrived, &script).await)
-                        }
-                    });
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    match tls {
-                        Some(acceptor) => {
-                            if let Ok(stream) = acceptor.accept(stream).await {
-                                let _ = builder
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
-                            }
-                        }
-                        None => {
-                            let _ = builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
-                        }
-                    }
-                });
-            }
-        });
+        let (seen, arrived, concurrency): (_, _, Arc<Concurrency>) = Default::default();
+        let task = tokio::spawn(accept(
+            listener,
+            Connections {
+                seen: Arc::clone(&seen),
+                arrived: Arc::clone(&arrived),
+                concurrency: Arc::clone(&concurrency),
+                script,
+                tls,
+                requests_per_connection,
+            },
+        ));
         Receiver {
             addr,
             base,
