@@ -9,7 +9,10 @@
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use futures::{future::Either, TryFutureExt};
+use futures::{
+    future::{self, Either},
+    FutureExt, TryFutureExt,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -181,19 +184,24 @@ impl Sender {
         if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
             match self.origins.known(request.uri()) {
                 Some(Known::Http2(mut stream)) => {
-                    let sent = stream.try_send_request(request);
-                    return Either::Left(Either::Left(async move {
-                        match sent.await {
-                            Ok(response) => Ok(response),
-                            // Never sent: the connection ended first (the endpoint closed it, or sent
-                            // GOAWAY). Sent once more, on the origin's next connection, as the pooled
-                            // client does with the requests it had not sent.
+                    // Dispatched now. A request the connection ends before taking it (the endpoint closed
+                    // it, or sent GOAWAY) comes back, and goes out once more on the origin's next
+                    // connection, as the pooled client does with the requests it had not sent. Chained
+                    // rather than an `async` block, which would hold the request twice.
+                    let sent = stream
+                        .try_send_request(request)
+                        .then(move |sent| match sent {
+                            Ok(response) => Either::Left(future::ready(Ok(response))),
                             Err(mut err) => match err.take_message() {
-                                Some(request) => Box::pin(self.exchange_routed(request)).await,
-                                None => Err(sent_failure(err.into_error())),
+                                Some(request) => {
+                                    Either::Right(Box::pin(self.exchange_routed(request)))
+                                }
+                                None => {
+                                    Either::Left(future::ready(Err(sent_failure(err.into_error()))))
+                                }
                             },
-                        }
-                    }));
+                        });
+                    return Either::Left(Either::Left(sent));
                 }
                 None => return Either::Right(Box::pin(self.exchange_routed(request))),
                 Some(Known::Http1) => {}
