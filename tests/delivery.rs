@@ -822,6 +822,11 @@ async fn a_host_gets_no_more_requests_at_once_than_its_cap(backend: Backend) {
     server.stop().await;
 }
 
+/// Publishes `n` application events at once, so that their deliveries are due together.
+async fn publish_burst(server: &TestServer, n: usize) {
+    futures::future::join_all((0..n).map(|_| server.publish("application.submitted", "{}"))).await;
+}
+
 async fn a_host_keeps_its_connections_between_bursts(backend: Backend) {
     // Each request takes a second, so that a burst's requests are all out at once, each on a connection.
     let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_secs(1)))).await;
@@ -829,10 +834,7 @@ async fn a_host_keeps_its_connections_between_bursts(backend: Backend) {
     server
         .create_webhook(&receiver.url("/"), &["application.*"])
         .await;
-    let burst = || {
-        futures::future::join_all((0..80).map(|_| server.publish("application.submitted", "{}")))
-    };
-    burst().await;
+    publish_burst(&server, 80).await;
     receiver.wait_for(80, WAIT).await;
     let first = receiver.connections();
     // More connections than a pool keeping 64 idle per host would keep.
@@ -842,7 +844,7 @@ async fn a_host_keeps_its_connections_between_bursts(backend: Backend) {
     );
     // The burst answered, its connections sit idle in the daemon's pool.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    burst().await;
+    publish_burst(&server, 80).await;
     receiver.wait_for(160, WAIT).await;
     assert_eq!(
         receiver.connections(),
@@ -932,10 +934,7 @@ async fn https_endpoints_get_http2_when_they_offer_it(backend: Backend) {
     server
         .create_webhook(&http1.url("/"), &["application.*"])
         .await;
-    let burst = || {
-        futures::future::join_all((0..20).map(|_| server.publish("application.submitted", "{}")))
-    };
-    burst().await;
+    publish_burst(&server, 20).await;
     let (over_http2, over_http1) = (
         http2.wait_for(20, WAIT).await,
         http1.wait_for(20, WAIT).await,
@@ -967,7 +966,7 @@ async fn https_endpoints_get_http2_when_they_offer_it(backend: Backend) {
     );
     // Both bursts answered: the second goes out on what the first left open.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    burst().await;
+    publish_burst(&server, 20).await;
     http2.wait_for(40, WAIT).await;
     http1.wait_for(40, WAIT).await;
     assert_eq!(http2.connections(), 1, "the HTTP/2 connection was kept");
@@ -1024,8 +1023,7 @@ async fn an_http2_endpoint_that_ends_its_connections_gets_every_delivery(backend
         .create_webhook(&receiver.url("/"), &["application.*"])
         .await;
     for _ in 0..10 {
-        futures::future::join_all((0..4).map(|_| server.publish("application.submitted", "{}")))
-            .await;
+        publish_burst(&server, 4).await;
     }
     let got = receiver.wait_for(40, WAIT).await;
     assert!(got.iter().all(|r| r.version == hyper::Version::HTTP_2));
