@@ -36,11 +36,6 @@ impl Target {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             Ok(probe.local_addr()?.to_string())
         };
-        let listen = free_address()?;
-        let metrics = match args.metrics {
-            true => Some((free_address()?, free_address()?)),
-            false => None,
-        };
         let server_bin = processes::system_binary("kit-webhooks-server")?;
         let daemon_bin = processes::system_binary("kit-webhooks-daemon")?;
         if args.backlog > 0 {
@@ -72,6 +67,13 @@ impl Target {
         let secrets_key = match &args.secrets_key_file {
             Some(path) => path.clone(),
             None => processes::bench_secrets_key(&server_bin, &database_url)?,
+        };
+        // Chosen just before the server binds them: between the two, another process may be given the same
+        // free port (then the bench would talk to it), and the keys and the backlog take seconds to make.
+        let listen = free_address()?;
+        let metrics = match args.metrics {
+            true => Some((free_address()?, free_address()?)),
+            false => None,
         };
         let server = processes::start_server(
             &server_bin,
