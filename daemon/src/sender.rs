@@ -207,9 +207,17 @@ impl Sender {
                 Some(Known::Http1) => {}
             }
         }
-        Either::Left(Either::Right(self.client.request(request).map_err(
-            |err: hyper_util::client::legacy::Error| classify(&err, err.is_connect()),
-        )))
+        Either::Left(Either::Right(self.pooled(request)))
+    }
+
+    /// Sends `request` through the pooled client: plain `http`, and HTTPS origins that speak HTTP/1.1.
+    fn pooled(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> impl Future<Output = Result<http::Response<Incoming>, Failure>> + Send + '_ {
+        self.client
+            .request(request)
+            .map_err(|err| classify(&err, err.is_connect()))
     }
 
     /// Sends `request`, to an `https` URL, once its origin's route is found.
@@ -220,11 +228,7 @@ impl Sender {
         match self.origins.route(request.uri()).await {
             Route::Http2(mut stream) => stream.send_request(request).await.map_err(sent_failure),
             Route::Http1(Some(stream)) => send_once(stream, request).await.map_err(sent_failure),
-            Route::Http1(None) => self
-                .client
-                .request(request)
-                .await
-                .map_err(|err| classify(&err, err.is_connect())),
+            Route::Http1(None) => self.pooled(request).await,
             Route::Unreachable(kind, text) => Err((kind, text)),
         }
     }
