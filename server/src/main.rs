@@ -94,9 +94,10 @@ enum KeysCommand {
         /// admin (one account's webhooks), publisher (publishes events) or daemon (delivers).
         #[arg(long, value_parser = role_parser())]
         role: Role,
-        /// The account of an admin key.
+        /// The account of an admin key. Repeated, one admin key per account, printed one per line in the
+        /// order given (every account is checked before any key is made).
         #[arg(long)]
-        account: Option<String>,
+        account: Vec<String>,
         /// The key stops working this long from now (`90d`, `12h`); by default it does not expire.
         #[arg(long)]
         expires_in: Option<DurationArg>,
@@ -362,10 +363,19 @@ async fn manage_keys(command: KeysCommand) -> anyhow::Result<()> {
                 kit_webhooks_server::core::time::now_ms()
                     + d.0.as_millis().min(i64::MAX as u128) as i64
             });
-            let (_, key) =
-                keys::create(&store, role, account.as_deref(), expires_at, keys::CLI).await?;
+            let accounts: Vec<Option<&str>> = match account.as_slice() {
+                [] => vec![None],
+                accounts => accounts.iter().map(|a| Some(a.as_str())).collect(),
+            };
+            // A bad account anywhere in the list makes no key at all.
+            for account in accounts.iter().flatten() {
+                kit_webhooks_server::core::event::validate_account_id("--account", account)?;
+            }
+            for account in accounts {
+                let (_, key) = keys::create(&store, role, account, expires_at, keys::CLI).await?;
+                println!("{key}");
+            }
             store.close().await;
-            println!("{key}");
         }
         KeysCommand::List { database_url } => {
             let store = open(&database_url).await?;

@@ -125,7 +125,7 @@ fn find_binary(name: &str, beside: &Path, path: &std::ffi::OsStr) -> anyhow::Res
 }
 
 /// Starts the server on `database_url` and waits until it listens. Its keys are made beforehand
-/// ([`create_key`]), so it bootstraps none and writes no key file.
+/// ([`create_keys`]), so it bootstraps none and writes no key file.
 pub fn start_server(
     bin: &Path,
     listen: &str,
@@ -226,36 +226,59 @@ pub fn seed_backlog(
     Ok(())
 }
 
-/// Creates an API key of `role` (`--account` for admin keys) with the server's `keys create`, which also
-/// migrates the database.
-pub fn create_key(
+/// Makes keys of `role` with the server binary: one admin key per account of `accounts`, in order, or one
+/// key bound to no account when `accounts` is empty. The first call migrates a new database.
+pub fn create_keys(
     bin: &Path,
     database_url: &str,
     role: &str,
-    account: Option<&str>,
-) -> anyhow::Result<String> {
-    let mut command = Command::new(bin);
-    command.args([
-        "keys",
-        "create",
-        "--database-url",
-        database_url,
-        "--role",
-        role,
-    ]);
-    if let Some(account) = account {
-        command.args(["--account", account]);
+    accounts: &[String],
+) -> anyhow::Result<Vec<String>> {
+    // Hundreds of accounts per process: a process per key took most of a 2,000-account run's setup.
+    const ACCOUNTS_PER_PROCESS: usize = 500;
+    let run = |accounts: &[String]| -> anyhow::Result<Vec<String>> {
+        let mut command = Command::new(bin);
+        command.args([
+            "keys",
+            "create",
+            "--database-url",
+            database_url,
+            "--role",
+            role,
+        ]);
+        for account in accounts {
+            command.args(["--account", account]);
+        }
+        let output = command
+            .output()
+            .with_context(|| format!("creating {role} keys"))?;
+        if !output.status.success() {
+            bail!(
+                "keys create --role {role} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let keys: Vec<String> = String::from_utf8(output.stdout)?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if keys.len() != accounts.len().max(1) {
+            bail!(
+                "keys create --role {role} printed {} keys for {} accounts",
+                keys.len(),
+                accounts.len()
+            );
+        }
+        Ok(keys)
+    };
+    if accounts.is_empty() {
+        return run(&[]);
     }
-    let output = command
-        .output()
-        .with_context(|| format!("creating a {role} key"))?;
-    if !output.status.success() {
-        bail!(
-            "keys create --role {role} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+    let mut keys = Vec::with_capacity(accounts.len());
+    for some in accounts.chunks(ACCOUNTS_PER_PROCESS) {
+        keys.extend(run(some)?);
     }
-    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+    Ok(keys)
 }
 
 /// Starts the daemon with the run's window (`--concurrency`, `--prefetch`, `--max-connections-per-host`),

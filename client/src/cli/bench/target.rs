@@ -1,6 +1,6 @@
 //! The system under test: a server and a daemon started for the run, or a deployment given by its URL.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use super::{processes, progress, shape, BenchArgs};
 
@@ -51,19 +51,18 @@ impl Target {
         if accounts > 1 {
             progress::note(&format!("making {accounts} accounts' admin keys"));
         }
-        let accounts = (0..accounts)
-            .map(|n| {
-                let account = match accounts {
-                    1 => run.clone(),
-                    _ => format!("{run}-{n}"),
-                };
-                let key =
-                    processes::create_key(&server_bin, &database_url, "admin", Some(&account))?;
-                Ok((account, key))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let publisher_key = processes::create_key(&server_bin, &database_url, "publisher", None)?;
-        let daemon_key = processes::create_key(&server_bin, &database_url, "daemon", None)?;
+        let names: Vec<String> = match accounts {
+            1 => vec![run],
+            _ => (0..accounts).map(|n| format!("{run}-{n}")).collect(),
+        };
+        let keys = processes::create_keys(&server_bin, &database_url, "admin", &names)?;
+        let accounts: Vec<(String, String)> = names.into_iter().zip(keys).collect();
+        let key = |role| -> anyhow::Result<String> {
+            let mut keys = processes::create_keys(&server_bin, &database_url, role, &[])?;
+            keys.pop().context("no key printed")
+        };
+        let publisher_key = key("publisher")?;
+        let daemon_key = key("daemon")?;
         let secrets_key = match &args.secrets_key_file {
             Some(path) => path.clone(),
             None => processes::bench_secrets_key(&server_bin, &database_url)?,
