@@ -43,6 +43,7 @@ on_both_databases!(
     the_daemon_sends_no_more_at_once_than_its_request_slots,
     a_host_gets_no_more_requests_at_once_than_its_cap,
     a_host_keeps_its_connections_between_bursts,
+    a_webhook_at_its_lease_cap_gets_its_backlog_as_its_leases_end,
     a_pending_delivery_of_a_paused_webhook_is_held_not_sent,
     a_report_the_database_refuses_for_a_while_is_recorded_later,
     https_endpoints_get_http2_when_they_offer_it,
@@ -825,6 +826,31 @@ async fn a_host_gets_no_more_requests_at_once_than_its_cap(backend: Backend) {
 /// Publishes `n` application events at once, so that their deliveries are due together.
 async fn publish_burst(server: &TestServer, n: usize) {
     futures::future::join_all((0..n).map(|_| server.publish("application.submitted", "{}"))).await;
+}
+
+/// A webhook's backlog beyond its lease cap goes out as its leases end: each report of one says it freed
+/// room, and the stream, parked with nothing else due, reads the due range again at once. Without that it
+/// would wait for its idle poll (a second) each time: twenty rounds of two, twenty seconds.
+async fn a_webhook_at_its_lease_cap_gets_its_backlog_as_its_leases_end(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(50)))).await;
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.max_in_flight_per_webhook = 2;
+    })
+    .await;
+    server
+        .create_webhook(&receiver.url("/"), &["application.*"])
+        .await;
+    let started = std::time::Instant::now();
+    publish_burst(&server, 40).await;
+    receiver.wait_for(40, WAIT).await;
+    let took = started.elapsed();
+    assert_eq!(receiver.busiest(), 2, "two at a time, the webhook's cap");
+    assert!(
+        took < Duration::from_secs(8),
+        "40 deliveries two at a time took {took:?}"
+    );
+    server.stop().await;
 }
 
 async fn a_host_keeps_its_connections_between_bursts(backend: Backend) {

@@ -356,10 +356,20 @@ async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(
     let written = publish_beside_a_claim(&server, &fourth, &capped).await;
     let claimed = written.claimed[0].as_ref().expect("claimed");
     assert!(claimed.leased.is_empty(), "the webhook is at its cap");
-    assert!(claimed.more_due);
+    // Not more due: no read could lease it before a report frees the webhook's room, which the writer
+    // knows from what the cycle left at its cap.
+    assert!(!claimed.more_due);
+    let held_back = &deliveries_of(&server, &fourth.id).await[0];
+    assert_eq!(held_back.status, DeliveryStatus::Pending);
+    let at_cap = written
+        .at_cap
+        .as_ref()
+        .expect("the cycle counted the leases");
+    assert!(at_cap.webhooks.contains(&held_back.webhook_id));
+    let published = written.published[0].as_ref().expect("published");
     assert_eq!(
-        deliveries_of(&server, &fourth.id).await[0].status,
-        DeliveryStatus::Pending
+        published.deliveries_pending, 0,
+        "behind a cap: no claim is told, the report that frees room will be"
     );
     server.stop().await;
 }
@@ -408,7 +418,10 @@ async fn an_account_at_its_lease_cap_is_passed_over(backend: Backend) {
         accounts_of(&claimed.leased),
         ["default", "default", "other"]
     );
-    assert!(claimed.more_due, "the capped account's deliveries remain");
+    assert!(
+        !claimed.more_due,
+        "only the capped account's deliveries remain, for a report to free its room"
+    );
 
     // Room for one, with `default`'s four older deliveries at the head of the due range: the claim reads
     // past them, to `other`'s new one.
@@ -431,7 +444,14 @@ async fn an_account_at_its_lease_cap_is_passed_over(backend: Backend) {
     let written = publish_beside_a_claim(&server, &fresh, &capped).await;
     let claimed = written.claimed[0].as_ref().expect("claimed");
     assert!(claimed.leased.is_empty(), "both accounts are at their cap");
-    assert!(claimed.more_due);
+    assert!(!claimed.more_due);
+    let at_cap = written
+        .at_cap
+        .as_ref()
+        .expect("the cycle counted the leases");
+    let mut accounts: Vec<&String> = at_cap.accounts.iter().collect();
+    accounts.sort();
+    assert_eq!(accounts, ["default", "other"]);
     let statuses: Vec<DeliveryStatus> = deliveries_of(&server, &fresh.id)
         .await
         .into_iter()

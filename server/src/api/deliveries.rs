@@ -172,8 +172,8 @@ impl DeliveryApi {
     }
 
     /// Counts, logs and tells the watchers what `recorded` did; returns whether it changed what is due in a
-    /// way no stream sees: a retry scheduled, an ordered delivery finished, or a webhook disabled (whose
-    /// account is told, with new deliveries).
+    /// way no stream sees: a retry scheduled, an ordered delivery finished, room freed for a webhook or an
+    /// account at its cap, or a webhook disabled (whose account is told, with new deliveries).
     fn recorded(&self, recorded: &Recorded) -> bool {
         let disabled = match &recorded.decision.webhook {
             WebhookDecision::Disable { reason, .. } => {
@@ -197,6 +197,7 @@ impl DeliveryApi {
         }
         disabled
             || recorded.unblocks
+            || recorded.frees_room
             || matches!(recorded.decision.delivery, DeliveryDecision::RetryAt(_))
     }
 

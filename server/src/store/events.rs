@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::{
     entity::{delivery, event, webhook},
-    hand_off::HandOff,
+    hand_off::{HandOff, Offered},
     insert_rows, is_unique_violation,
     leases::in_flight::{decode_in_flight, in_flight_cte, IN_FLIGHT_COLUMNS, IN_FLIGHT_FROM},
     sql::{
@@ -35,7 +35,8 @@ pub struct Published {
     /// Deliveries queued; 0 when the idempotency key had been seen.
     pub deliveries_queued: u32,
     /// Of those, the ones left `pending` for a claim to find: the others were handed to streams claiming in
-    /// the same cycle ([`HandOff`]).
+    /// the same cycle ([`HandOff`]), or wait behind their webhook's or account's lease cap for a report to
+    /// free room ([`Offered::Capped`]).
     pub deliveries_pending: u32,
 }
 
@@ -332,11 +333,12 @@ async fn fan_out(
         for hook in webhooks.get(&event.account_id).into_iter().flatten() {
             if subscribes(&hook.events, &event.r#type) {
                 let mut delivery = new_delivery(event, hook);
-                let handed = hand_off
-                    .as_deref_mut()
-                    .is_some_and(|hand_off| hand_off.offer(&mut delivery, hook, event));
+                let offered = match hand_off.as_deref_mut() {
+                    Some(hand_off) => hand_off.offer(&mut delivery, hook, event),
+                    None => Offered::Pending,
+                };
                 count += 1;
-                pending += u32::from(!handed);
+                pending += u32::from(offered == Offered::Pending);
                 deliveries.push(delivery);
             }
         }

@@ -5,8 +5,10 @@
 //! out: those are inserted already `sending`, under the claiming stream's lease, instead of `pending` to be
 //! read back and leased by a later claim. A delivery handed off is written once on its way out, not twice,
 //! and it leaves with the commit that stores it, not a claim cycle later. The lease caps apply as in a claim
-//! (`super::leases::in_flight`); what does not fit stays `pending` for the next one. So does an ordered
-//! delivery: only a claim, which reads what is ahead of it, may lease it (`super::leases::claim`).
+//! (`super::leases::in_flight`): a delivery they refuse stays `pending` until a report frees its webhook's or
+//! account's room (`super::leases::in_flight::AtCap`); one that finds no room stays `pending` for the next
+//! claim. So does an ordered delivery: only a claim, which reads what is ahead of it, may lease it
+//! (`super::leases::claim`).
 //!
 //! A parked claim (`ClaimKind::HandOff`, see `crate::writer`) does not read the due range: its stream's last
 //! read found it empty. If no claim of the cycle read the lease counts, the fan-out reads them with the
@@ -17,8 +19,8 @@ use std::{collections::HashMap, sync::Arc};
 use super::{
     entity::{delivery, event, webhook},
     leases::{
-        sending::DueDelivery, Claim, Claimed, InFlight, LeaseCaps, LeasedDelivery, SendingEvent,
-        SendingWebhook,
+        in_flight::AtCap, sending::DueDelivery, Claim, Claimed, InFlight, LeaseCaps,
+        LeasedDelivery, SendingEvent, SendingWebhook,
     },
 };
 use crate::core::{event::DeliveryStatus, id};
@@ -34,8 +36,19 @@ pub struct HandOff {
     next: usize,
     webhooks: HashMap<String, Arc<SendingWebhook>>,
     event: Option<Arc<SendingEvent>>,
-    /// Whether a new delivery was left `pending`.
+    /// Whether a new delivery was left `pending` that a claim could lease now (not one behind a cap).
     left_pending: bool,
+}
+
+/// What became of a new delivery offered to the hand-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Leased to a claim: inserted `sending`.
+    Handed,
+    /// Left `pending` for the next claim to read: no claim had room, or it is ordered.
+    Pending,
+    /// Left `pending` behind its webhook's or account's cap, until a report frees room.
+    Capped,
 }
 
 struct OpenClaim {
@@ -85,33 +98,24 @@ impl HandOff {
     }
 
     /// Leases the new `delivery` of `event` to `hook` to a claim with room, if its webhook and account are
-    /// under their caps: the row is then inserted `sending`, and this returns true. Otherwise it stays
-    /// `pending`.
+    /// under their caps: the row is then inserted `sending`. Otherwise it stays `pending`.
     pub fn offer(
         &mut self,
         delivery: &mut delivery::Model,
         hook: &webhook::Model,
         event: &event::Model,
-    ) -> bool {
-        if delivery.ordered {
-            self.left_pending = true;
-            return false;
-        }
-        let Some(at) = (0..self.claims.len())
+    ) -> Offered {
+        let room = (0..self.claims.len())
             .map(|i| (self.next + i) % self.claims.len())
-            .find(|&i| self.claims[i].room > 0)
+            .find(|&i| self.claims[i].room > 0);
+        // Without the counts (not prepared) no delivery is leased, as if at the cap, but a claim may read it.
+        let (Some(at), Some(in_flight), false) = (room, self.in_flight.as_mut(), delivery.ordered)
         else {
             self.left_pending = true;
-            return false;
-        };
-        // Not prepared: treated as at the cap.
-        let Some(in_flight) = self.in_flight.as_mut() else {
-            self.left_pending = true;
-            return false;
+            return Offered::Pending;
         };
         if !in_flight.admit(&hook.id, &hook.account_id, self.caps) {
-            self.left_pending = true;
-            return false;
+            return Offered::Capped;
         }
         self.next = (at + 1) % self.claims.len();
         // The deliveries of one event are offered one after another: its sending form is made once.
@@ -137,15 +141,17 @@ impl HandOff {
             sending_hook,
             sending_event,
         ));
-        true
+        Offered::Handed
     }
 
     /// Adds what was handed off to each claim's leases, in the order the claims were opened. When a new
-    /// delivery was left `pending`, every claim may have more due.
-    pub fn finish(self, claimed: &mut [Claimed]) {
+    /// delivery was left `pending` for a claim to read, every claim may have more due. Returns the webhooks
+    /// and accounts the cycle left at their cap, if it counted the leases.
+    pub fn finish(self, claimed: &mut [Claimed]) -> Option<AtCap> {
         for (claimed, handed) in claimed.iter_mut().zip(self.claims) {
             claimed.leased.extend(handed.leased);
             claimed.more_due |= self.left_pending;
         }
+        self.in_flight.map(|in_flight| in_flight.at_cap(self.caps))
     }
 }

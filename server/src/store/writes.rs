@@ -14,8 +14,8 @@ use super::{
     events::{publish_in, Published},
     hand_off::HandOff,
     leases::{
-        claim::claim_in, record::record_in, Claim, ClaimKind, Claimed, LeaseCaps, ReadyReport,
-        Recorded,
+        claim::claim_in, in_flight::AtCap, record::record_in, Claim, ClaimKind, Claimed, LeaseCaps,
+        ReadyReport, Recorded,
     },
     sql::write_txn::WriteTxn,
     Store,
@@ -36,6 +36,8 @@ pub struct Written {
     pub published: Vec<Result<Published, Error>>,
     pub recorded: Vec<Result<Recorded, Error>>,
     pub claimed: Vec<Result<Claimed, Error>>,
+    /// The webhooks and accounts the cycle left at their cap, if it counted the leases.
+    pub at_cap: Option<AtCap>,
 }
 
 /// The rules a cycle applies.
@@ -97,7 +99,7 @@ impl Store {
         } else {
             publish_in(&txn, &writes.events, Some(&mut hand_off)).await?
         };
-        hand_off.finish(&mut claimed);
+        let at_cap = hand_off.finish(&mut claimed);
         let published_at = started.elapsed();
         txn.commit().await?;
         // Where a cycle's time goes (`KIT_BENCH_LOG=kit_webhooks_server=debug`).
@@ -112,6 +114,7 @@ impl Store {
             published: published.into_iter().map(Ok).collect(),
             recorded,
             claimed: claimed.into_iter().map(Ok).collect(),
+            at_cap,
         })
     }
 
@@ -151,6 +154,9 @@ impl Store {
             published,
             recorded,
             claimed,
+            // Not gathered on this rare path: what its claims left at their cap is read again by the streams'
+            // idle poll, if no later cycle counts it first.
+            at_cap: None,
         }
     }
 }

@@ -31,8 +31,8 @@ use crate::{
     store::{
         entity::event,
         events::Published,
-        leases::{AttemptReport, Claim, ClaimKind, ReadyReport, Recorded},
-        writes::{WriteRules, Writes},
+        leases::{in_flight::AtCap, AttemptReport, Claim, ClaimKind, ReadyReport, Recorded},
+        writes::{WriteRules, Writes, Written},
         Store,
     },
 };
@@ -64,6 +64,10 @@ pub struct Writer {
     parked: Parked,
 }
 
+/// What the last cycle that counted the leases left at their cap, shared by the committers: a report of one
+/// of them is marked as freeing room ([`Recorded::frees_room`]).
+type KnownAtCap = Arc<std::sync::Mutex<AtCap>>;
+
 struct Queues {
     events: mpsc::Receiver<Queued<event::Model, Published>>,
     reports: mpsc::Receiver<QueuedReports>,
@@ -89,12 +93,13 @@ impl Writer {
             _ => 1,
         };
         let parked = Parked::default();
+        let at_cap = KnownAtCap::default();
         for _ in 0..committers {
             tokio::spawn(run(
                 store.clone(),
                 rules.clone(),
                 queues.clone(),
-                parked.clone(),
+                (parked.clone(), at_cap.clone()),
                 metrics.clone(),
             ));
         }
@@ -159,7 +164,7 @@ async fn run(
     store: Store,
     rules: WriteRules,
     queues: Arc<Mutex<Queues>>,
-    parked: Parked,
+    (parked, at_cap): (Parked, KnownAtCap),
     metrics: WriterMetrics,
 ) {
     loop {
@@ -178,7 +183,9 @@ async fn run(
         // parked again, and its long read and write would keep every publish and report waiting with the
         // machine partly idle (docs/PERFORMANCE.md, step 47).
         let _gathering = cycle.keeps_gathering().then_some(gathering);
-        cycle.commit(&store, &rules, &parked, &metrics).await;
+        cycle
+            .commit(&store, &rules, (&parked, &at_cap), &metrics)
+            .await;
     }
 }
 
@@ -236,7 +243,7 @@ impl Cycle {
         self,
         store: &Store,
         rules: &WriteRules,
-        parked: &Parked,
+        (parked, at_cap): (&Parked, &KnownAtCap),
         metrics: &WriterMetrics,
     ) {
         let (events, event_replies): (Vec<_>, Vec<_>) = self.events.into_iter().unzip();
@@ -251,7 +258,8 @@ impl Cycle {
             reports,
             claims,
         };
-        let written = store.commit_writes(writes, rules, time::now_ms()).await;
+        let mut written = store.commit_writes(writes, rules, time::now_ms()).await;
+        mark_freed_room(at_cap, &mut written);
         metrics.cycles.increment(1);
         metrics.duration.record(started.elapsed());
         let reports = group_sizes.iter().sum::<usize>();
@@ -269,6 +277,19 @@ impl Cycle {
         answer(event_replies, written.published);
         answer(report_replies, split_groups(&group_sizes, written.recorded));
         answer_claims(parked, requests, claim_replies, written.claimed);
+    }
+}
+
+/// Marks the cycle's reports that end a lease of a webhook or account known at its cap, then keeps what this
+/// cycle left at its cap, if it counted. A report of this cycle was recorded before its claims counted: it
+/// is marked by what an earlier cycle knew (at worst once more than needed, a read that finds nothing).
+fn mark_freed_room(at_cap: &KnownAtCap, written: &mut Written) {
+    let mut known = lock(at_cap);
+    for recorded in written.recorded.iter_mut().flatten() {
+        recorded.frees_room = known.frees_room(&recorded.webhook_id, &recorded.account_id);
+    }
+    if let Some(counted) = written.at_cap.take() {
+        *known = counted;
     }
 }
 

@@ -5,7 +5,8 @@
 //! reads only what it leases whatever the range's size or its statistics), and each of those deliveries'
 //! webhooks and events once. Webhooks and accounts at their cap are left out of the due range
 //! (`super::in_flight`), so a slow endpoint's backlog, or a busy account's, cannot fill the window and starve
-//! the others. Then one statement leases what was picked.
+//! the others, nor keep the stream reading: what they hold back waits for the report that frees their room
+//! (`super::in_flight::AtCap`). Then one statement leases what was picked.
 //!
 //! An ordered delivery (its webhook is ordered, `crate::core::webhook::Ordering`) is due only when no older
 //! delivery of its webhook is unfinished (pending, held or sending): so an ordered webhook has at most one
@@ -84,9 +85,10 @@ impl Claim {
 #[derive(Debug, Default)]
 pub struct Claimed {
     pub leased: Vec<LeasedDelivery>,
-    /// Whether due deliveries may remain that this claim did not lease: it filled its room, or webhooks or
-    /// accounts at their cap kept some back (a report will free room for them). When false the due range held nothing
-    /// more, so only something new (a publish, a retry falling due, a release) can give the stream work.
+    /// Whether due deliveries may remain that this claim did not lease and a read could: it filled its room.
+    /// When false the due range held nothing more but what the caps keep back, so only something new (a
+    /// publish, a retry falling due, a release, a report freeing a capped webhook's or account's room) can
+    /// give the stream work.
     pub more_due: bool,
 }
 
@@ -132,9 +134,10 @@ pub async fn claim_in(
         webhooks,
         events,
     } = read_due_head(txn, claim.room, caps, now).await?;
-    let capped = in_flight.any_at_cap(caps);
-    // A full window of candidates may have more behind it; capped webhooks and accounts keep some back.
-    let mut more_due = due.len() as u64 >= claim.room || capped;
+    // A full window of candidates may have more behind it. What the caps keep back (passed over by the read,
+    // or refused below) is not more due: no read can lease it until a lease of its webhook or account ends,
+    // and the report that ends one says so (`InFlight::at_cap`).
+    let more_due = due.len() as u64 >= claim.room;
     let lease_id = id::new(id::Kind::Lease);
     let mut leased = Vec::new();
     let mut paused = Vec::new();
@@ -156,7 +159,6 @@ pub async fn claim_in(
             continue;
         }
         if !in_flight.admit(&delivery.webhook_id, &delivery.account_id, caps) {
-            more_due = true;
             continue;
         }
         leased.push(LeasedDelivery::new(delivery, &lease_id, hook, event));

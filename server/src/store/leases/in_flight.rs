@@ -8,7 +8,7 @@
 //! read leaves out the webhooks and accounts already at their cap ([`not_at_cap`]), and the metrics count
 //! them with the same subqueries ([`count_at_cap`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sea_orm::DbErr;
 
@@ -44,10 +44,40 @@ impl InFlight {
         true
     }
 
-    /// Whether some webhook or account is at its cap: it may have due deliveries that a claim left out.
-    pub fn any_at_cap(&self, caps: LeaseCaps) -> bool {
-        self.webhooks.values().any(|n| *n >= caps.per_webhook)
-            || self.accounts.values().any(|n| *n >= caps.per_account)
+    /// The webhooks and accounts at their cap: their due deliveries wait for a lease of theirs to end.
+    pub fn at_cap(&self, caps: LeaseCaps) -> AtCap {
+        let capped = |counts: &HashMap<String, u64>, cap: u64| {
+            counts
+                .iter()
+                .filter(|(_, n)| **n >= cap)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        AtCap {
+            webhooks: capped(&self.webhooks, caps.per_webhook),
+            accounts: capped(&self.accounts, caps.per_account),
+        }
+    }
+}
+
+/// The webhooks and accounts a cycle left at their cap. A claim passes their due deliveries over and a
+/// hand-off leaves their new ones `pending`, and neither says more is due because of them: no read could
+/// lease them until one of their leases ends. The report that ends it says so instead
+/// ([`AtCap::frees_room`], `crate::writer`), so that streams with nothing else due park their claims (and
+/// take the next publishes as they are stored) rather than read the due range at every claim for as long as
+/// one dead endpoint somewhere holds its cap.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AtCap {
+    pub webhooks: HashSet<String>,
+    pub accounts: HashSet<String>,
+}
+
+impl AtCap {
+    /// Whether a lease of `webhook_id` of `account_id` ending frees room that one of them was out of;
+    /// forgets them, so that the next such report (before a cycle counts again) is not announced twice.
+    pub fn frees_room(&mut self, webhook_id: &str, account_id: &str) -> bool {
+        // Both, not `||`: each set forgets what this report freed.
+        self.webhooks.remove(webhook_id) | self.accounts.remove(account_id)
     }
 }
 

@@ -136,6 +136,10 @@ pub struct Recorded {
     /// An ordered delivery finished: the next one of its webhook may now be due, which no claim waiting
     /// for new work would see without being told (`crate::store::leases::claim`).
     pub unblocks: bool,
+    /// Its lease ended while its webhook or account was at its cap: what the cap kept back may now be leased,
+    /// which no claim waiting for new work would see without being told. Set by the writer
+    /// (`crate::writer`), which knows what its cycles left at their cap.
+    pub frees_room: bool,
 }
 
 impl Store {
@@ -374,6 +378,7 @@ impl Recording {
             webhook_id: lease.webhook_id,
             account_id: lease.account_id,
             unblocks,
+            frees_room: false,
         })
     }
 
