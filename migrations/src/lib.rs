@@ -16,7 +16,6 @@ mod m0008_api_key_lifecycle;
 mod m0009_audit_entries;
 mod m0010_webhook_headers;
 mod m0011_ordering_and_test_deliveries;
-mod m0012_cover_deliveries_in_progress;
 
 pub use m0011_ordering_and_test_deliveries::ORDERED_UNFINISHED;
 
@@ -46,7 +45,6 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_audit_entries::Migration),
             Box::new(m0010_webhook_headers::Migration),
             Box::new(m0011_ordering_and_test_deliveries::Migration),
-            Box::new(m0012_cover_deliveries_in_progress::Migration),
         ]
     }
 }
