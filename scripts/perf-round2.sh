@@ -31,11 +31,12 @@ for n in 1 2 3 4 5 6 7 8 9 10; do
     run "round2-noisy-without-$n" "${shape[@]}"
     run "round2-noisy-with-$n" "${shape[@]}" --slow-accounts 20 --slow-webhooks-per-account 5 --slow-latency hang
 done
-# The same, three times as long: the hung requests time out (15 s) and their retries are sent during the run.
-long=(--tls --events 60000 --accounts 2000 --webhooks-per-account 2 --receivers 200 --hosts)
-for n in 1 2 3 4 5 6; do
-    run "round2-noisy-long-without-$n" "${long[@]}"
-    run "round2-noisy-long-with-$n" "${long[@]}" --slow-accounts 20 --slow-webhooks-per-account 5 --slow-latency hang
+# The same, six times as long (25-35 s a run): the hung requests time out (15 s) and their retries are sent
+# during the run, as in production. The target is judged on these pairs.
+timeout=(--tls --events 120000 --accounts 2000 --webhooks-per-account 2 --receivers 200 --hosts)
+for n in 1 2 3 4 5 6 7 8; do
+    run "round2-noisy-timeout-without-$n" "${timeout[@]}"
+    run "round2-noisy-timeout-with-$n" "${timeout[@]}" --slow-accounts 20 --slow-webhooks-per-account 5 --slow-latency hang
 done
 
 # The endpoint set's scale: 20,000 webhooks on 2,000 hosts, about one delivery each, then 150 s idle.
