@@ -48,6 +48,7 @@ pub async fn run_stream(
     loop {
         stream.put_claim_out().await;
         stream.renew_leases_if_due().await;
+        stream.count_held_if_due().await;
         let wake_up = stream.wait().await;
         if !stream.apply(wake_up).await {
             break;

@@ -19,6 +19,12 @@ use crate::{
     writer::{ClaimAnswer, StandingClaim},
 };
 
+/// A lease held this long is not turning over: its request is at an endpoint that does not answer, or
+/// behind one. Far longer than a lease waits in a busy daemon's prefetch, far shorter than a request timeout.
+const HELD_LONG: Duration = Duration::from_secs(2);
+/// How often a stream counts its leases held for long.
+const HELD_COUNT_EVERY: Duration = Duration::from_secs(1);
+
 /// What ends a stream's wait.
 pub enum WakeUp {
     /// The daemon went away or the server shuts down.
@@ -42,6 +48,8 @@ pub struct StreamLoop {
     tx: TaskSender,
     state: StreamState<StandingClaim>,
     renewed: Instant,
+    /// When it last counted the leases held for long.
+    counted_held: Instant,
     /// The longest it sleeps: its idle poll, short enough to renew its leases in time.
     idle_poll: Duration,
     /// While the due range is empty: when the next scheduled attempt falls due (at most `idle_poll` ahead).
@@ -73,6 +81,7 @@ impl StreamLoop {
             open,
             tx,
             renewed: Instant::now(),
+            counted_held: Instant::now(),
             idle_poll,
             next_due: None,
             changed,
@@ -108,6 +117,25 @@ impl StreamLoop {
             tracing::warn!(stream = %self.owner, error = %err, "renewing leases failed");
         }
         self.renewed = Instant::now();
+    }
+
+    /// Counts, once a second, the leases it has held for longer than [`HELD_LONG`] (see `StreamState`).
+    pub async fn count_held_if_due(&mut self) {
+        if self.counted_held.elapsed() < HELD_COUNT_EVERY {
+            return;
+        }
+        self.counted_held = Instant::now();
+        let issued_before = time::now_ms() - HELD_LONG.as_millis() as i64;
+        let counted = self
+            .app
+            .store
+            .count_leases_issued_before(&self.owner, issued_before);
+        match counted.await {
+            Ok(held) => self.state.held_long(held),
+            Err(err) => {
+                tracing::warn!(stream = %self.owner, error = %err, "counting held leases failed")
+            }
+        }
     }
 
     /// Waits for the first thing that ends the stream's wait.

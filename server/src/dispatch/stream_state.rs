@@ -3,7 +3,10 @@
 //! claim it holds out is a type parameter), so every transition is unit-tested below.
 //!
 //! The rules, in short: a stream claims in batches, once a quarter of its room is free or whenever it holds
-//! nothing, and while it has room it always has a claim out. How the claim goes out depends on the due range:
+//! nothing, and while it has room it always has a claim out. The room that counts for a batch leaves out the
+//! leases held for long (requests to endpoints that do not answer, until they time out): with most of its
+//! window held by them, a stream that waited for a quarter of the whole window would claim in rare bursts,
+//! or never. How the claim goes out depends on the due range:
 //! read it when something may be due ([`Put::Read`]); park the claim in the writer for the next publish when
 //! the last read found it empty and nothing was notified since ([`Put::Park`]). A claim that leased nothing
 //! or failed backs the stream off until a report or a notification wakes it.
@@ -62,8 +65,11 @@ pub enum Answer {
 pub struct StreamState<C> {
     owner: String,
     max_in_flight: u64,
-    /// The room it waits for before claiming while it holds leases: a quarter of `max_in_flight`.
+    /// The room it waits for before claiming while it holds leases: a quarter of `max_in_flight`, less
+    /// the leases held for long ([`batch`](Self::batch)).
     batch: u64,
+    /// Of the leases it holds, those held for long, as last counted.
+    held_long: u64,
     /// Tasks sent since the stream opened (with the leases it took over); minus the reports recorded, the
     /// leases it holds.
     sent: u64,
@@ -78,6 +84,7 @@ impl<C> StreamState<C> {
             owner: owner.into(),
             max_in_flight,
             batch: (max_in_flight / 4).max(1),
+            held_long: 0,
             sent: taken_over,
             due: DueRange::Unknown,
             claim: ClaimSlot::Free,
@@ -102,7 +109,7 @@ impl<C> StreamState<C> {
     pub fn next_claim(&self, reported: u64) -> Option<Put> {
         let outstanding = self.outstanding(reported);
         let room = self.max_in_flight.saturating_sub(outstanding);
-        let wants = room >= self.batch || (outstanding == 0 && room > 0);
+        let wants = room >= self.batch() || (outstanding == 0 && room > 0);
         if !matches!(self.claim, ClaimSlot::Free) || !wants {
             return None;
         }
@@ -112,6 +119,18 @@ impl<C> StreamState<C> {
             DueRange::Empty => return Some(Put::Park(Claim::new(&self.owner, room))),
         };
         Some(Put::Read(Claim::new(&self.owner, room).of_kind(kind)))
+    }
+
+    /// The room a claim waits for: a quarter of the room the stream's leases turn over in, that is, of its
+    /// window without the leases held for long.
+    fn batch(&self) -> u64 {
+        let turning = self.max_in_flight.saturating_sub(self.held_long);
+        (turning / 4).clamp(1, self.batch)
+    }
+
+    /// `held_long` of its leases have been held for long, as just counted.
+    pub fn held_long(&mut self, held_long: u64) {
+        self.held_long = held_long;
     }
 
     /// The claim [`next_claim`](Self::next_claim) gave is out.
@@ -267,6 +286,30 @@ mod tests {
         assert_eq!(
             kind(stream.next_claim(2)),
             Some(("read", ClaimKind::CatchUp, 2))
+        );
+    }
+
+    #[test]
+    fn leases_held_for_long_shrink_the_batch_a_claim_waits_for() {
+        let mut stream: StreamState<u32> = StreamState::new("dst_1", 16, 0);
+        stream.put_out(1);
+        stream.answered(leased(16, true));
+        // 12 of the 16 held for long: 4 turn over, so a batch is 1, not 4.
+        stream.held_long(12);
+        assert_eq!(
+            kind(stream.next_claim(1)),
+            Some(("read", ClaimKind::CatchUp, 1))
+        );
+        // Once they are reported, batches are a quarter of the window again.
+        stream.held_long(0);
+        assert_eq!(
+            stream.next_claim(3),
+            None,
+            "room 3 is less than a batch of 4"
+        );
+        assert_eq!(
+            kind(stream.next_claim(4)),
+            Some(("read", ClaimKind::CatchUp, 4))
         );
     }
 

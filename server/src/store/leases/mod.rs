@@ -44,6 +44,23 @@ impl Store {
             .await
     }
 
+    /// How many of stream `owner`'s leases issued before `issued_before` (ms) are still unreported: requests
+    /// its daemon has held for long (endpoints that do not answer, until they time out). Read on a reader
+    /// connection: an estimate for the stream's claims (`crate::dispatch`), not a write's input.
+    pub async fn count_leases_issued_before(
+        &self,
+        owner: &str,
+        issued_before: i64,
+    ) -> Result<u64, DbErr> {
+        delivery::Entity::find()
+            .filter(delivery::Column::LeaseOwner.eq(owner))
+            .filter(in_progress::filter(DeliveryStatus::Sending))
+            // Lease ids are ULIDs: they sort by the time they were issued.
+            .filter(delivery::Column::LeaseId.lt(id::floor(id::Kind::Lease, issued_before)))
+            .count(self.reader())
+            .await
+    }
+
     /// Extends the leases of a live stream that were issued at or after `issued_since` (ms). An older lease
     /// is one whose report never came (a daemon gave up on it): left to expire, its delivery goes back to
     /// the queue instead of staying `sending` for as long as the stream lives.
