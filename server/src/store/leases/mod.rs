@@ -45,8 +45,10 @@ impl Store {
     }
 
     /// How many of stream `owner`'s leases issued before `issued_before` (ms) are still unreported: requests
-    /// its daemon has held for long (endpoints that do not answer, until they time out). Read on a reader
-    /// connection: an estimate for the stream's claims (`crate::dispatch`), not a write's input.
+    /// its daemon has held for long (endpoints that do not answer, until they time out): an estimate for the
+    /// stream's claims (`crate::dispatch`). Counted on the writer's connection, whose page cache holds these
+    /// rows already: on a reader, the once-a-second count kept a reader's cache filled with them (tens of
+    /// MiB of the server's memory, docs/PERFORMANCE.md, step 59).
     pub async fn count_leases_issued_before(
         &self,
         owner: &str,
@@ -57,7 +59,7 @@ impl Store {
             .filter(in_progress::filter(DeliveryStatus::Sending))
             // Lease ids are ULIDs: they sort by the time they were issued.
             .filter(delivery::Column::LeaseId.lt(id::floor(id::Kind::Lease, issued_before)))
-            .count(self.reader())
+            .count(self.writer())
             .await
     }
 
