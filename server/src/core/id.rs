@@ -68,6 +68,14 @@ pub fn new(kind: Kind) -> String {
     format!("{}{}", kind.prefix(), ulid)
 }
 
+/// When `id`, an id of `kind` that [`new`] made, was issued (Unix milliseconds): the time its ULID carries.
+/// A row stamped with it and keyed by the id falls inside every time window read as an id range
+/// ([`floor`]); a second reading of the clock could be a millisecond later.
+pub fn issued_ms(kind: Kind, id: &str) -> Option<i64> {
+    let ulid: ulid::Ulid = id.strip_prefix(kind.prefix())?.parse().ok()?;
+    i64::try_from(ulid.timestamp_ms()).ok()
+}
+
 /// An id of `kind` as if issued at `ms` (Unix milliseconds), for history made up after the fact (the bench's
 /// backlog).
 pub fn issued_at(kind: Kind, ms: i64) -> String {
@@ -132,5 +140,14 @@ mod tests {
         let now = crate::core::time::now_ms();
         assert!(floor(Kind::Webhook, now - 1000) < new(Kind::Webhook));
         assert!(floor(Kind::Webhook, now + 1000) > new(Kind::Webhook));
+    }
+
+    #[test]
+    fn an_id_falls_in_the_window_from_its_own_time() {
+        let id = new(Kind::AuditEntry);
+        let ms = issued_ms(Kind::AuditEntry, &id).expect("its time");
+        assert!(floor(Kind::AuditEntry, ms) <= id && id < floor(Kind::AuditEntry, ms + 1));
+        assert_eq!(issued_ms(Kind::Webhook, &id), None, "another kind's prefix");
+        assert_eq!(issued_ms(Kind::AuditEntry, "aud_nope"), None);
     }
 }

@@ -24,14 +24,17 @@ pub struct AuditFilter {
 impl Store {
     /// Records `entry` on `db`: the transaction of the change it describes.
     pub async fn record_audit(db: &impl ConnectionTrait, entry: &AuditEntry) -> Result<(), DbErr> {
+        let id = id::new(id::Kind::AuditEntry);
+        // The entry's time is its id's: listing "since" an entry's time reads an id range (below).
+        let created_at = id::issued_ms(id::Kind::AuditEntry, &id).unwrap_or_else(time::now_ms);
         audit_entry::ActiveModel {
-            id: Set(id::new(id::Kind::AuditEntry)),
+            id: Set(id),
             account_id: Set(entry.actor.account_id.clone()),
             key_id: Set(entry.actor.key_id.clone()),
             action: Set(entry.action.name().to_owned()),
             target_id: Set(entry.target_id.clone()),
             changes: Set(Value::Object(entry.changes.clone()).to_string()),
-            created_at: Set(time::now_ms()),
+            created_at: Set(created_at),
         }
         .insert(db)
         .await?;
