@@ -65,9 +65,9 @@ pub enum Answer {
 pub struct StreamState<C> {
     owner: String,
     max_in_flight: u64,
-    /// The room it waits for before claiming while it holds leases: a quarter of `max_in_flight`, less
-    /// the leases held for long ([`batch`](Self::batch)).
-    batch: u64,
+    /// A quarter of `max_in_flight`: the room it waits for before claiming while it holds leases, unless
+    /// some are held for long ([`batch`](Self::batch)).
+    full_batch: u64,
     /// Of the leases it holds, those held for long, as last counted.
     held_long: u64,
     /// Tasks sent since the stream opened (with the leases it took over); minus the reports recorded, the
@@ -83,7 +83,7 @@ impl<C> StreamState<C> {
         StreamState {
             owner: owner.into(),
             max_in_flight,
-            batch: (max_in_flight / 4).max(1),
+            full_batch: (max_in_flight / 4).max(1),
             held_long: 0,
             sent: taken_over,
             due: DueRange::Unknown,
@@ -125,7 +125,7 @@ impl<C> StreamState<C> {
     /// window without the leases held for long.
     fn batch(&self) -> u64 {
         let turning = self.max_in_flight.saturating_sub(self.held_long);
-        (turning / 4).clamp(1, self.batch)
+        (turning / 4).clamp(1, self.full_batch)
     }
 
     /// `held_long` of its leases have been held for long, as just counted.

@@ -24,7 +24,8 @@ pub use record::{AttemptReport, ReadyReport, Recorded};
 pub use sending::{LeasedDelivery, SendingEvent, SendingWebhook};
 
 use sea_orm::{
-    sea_query::Expr, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    sea_query::Expr, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter,
 };
 
 use super::{
@@ -34,12 +35,18 @@ use super::{
 };
 use crate::core::{event::DeliveryStatus, id, webhook::Status as WebhookStatus};
 
+/// The deliveries stream `owner` holds leases on, as a filter served by `deliveries_in_progress`.
+fn held_by(owner: &str) -> Condition {
+    Condition::all()
+        .add(delivery::Column::LeaseOwner.eq(owner))
+        .add(in_progress::filter(DeliveryStatus::Sending))
+}
+
 impl Store {
     /// Leases owned by stream `owner`.
     pub async fn count_leases(&self, owner: &str) -> Result<u64, DbErr> {
         delivery::Entity::find()
-            .filter(delivery::Column::LeaseOwner.eq(owner))
-            .filter(in_progress::filter(DeliveryStatus::Sending))
+            .filter(held_by(owner))
             .count(self.writer())
             .await
     }
@@ -55,8 +62,7 @@ impl Store {
         issued_before: i64,
     ) -> Result<u64, DbErr> {
         delivery::Entity::find()
-            .filter(delivery::Column::LeaseOwner.eq(owner))
-            .filter(in_progress::filter(DeliveryStatus::Sending))
+            .filter(held_by(owner))
             // Lease ids are ULIDs: they sort by the time they were issued.
             .filter(delivery::Column::LeaseId.lt(id::floor(id::Kind::Lease, issued_before)))
             .count(self.writer())
@@ -77,8 +83,7 @@ impl Store {
                 delivery::Column::LeaseExpiresAt,
                 Expr::value(lease_expires_at),
             )
-            .filter(delivery::Column::LeaseOwner.eq(owner))
-            .filter(in_progress::filter(DeliveryStatus::Sending))
+            .filter(held_by(owner))
             // Lease ids are ULIDs: they sort by the time they were issued.
             .filter(delivery::Column::LeaseId.gte(id::floor(id::Kind::Lease, issued_since)))
             .exec(self.writer())
