@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{clock::DefaultClock, DefaultDirectRateLimiter, Quota, RateLimiter};
 use kit_webhooks::sync::lock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -28,6 +28,9 @@ const LIMITER_IDLE: Duration = Duration::from_secs(2);
 
 pub struct EndpointLimits {
     limiters: Mutex<Registry<WebhookLimiter>>,
+    /// The clock every limiter reads, made once: making one asks the CPU about its timestamp counter
+    /// (`cpuid`, which a virtual machine traps), and a daemon makes a limiter for every webhook it sees.
+    clock: DefaultClock,
     hosts: Slots,
     accounts: Slots,
 }
@@ -74,6 +77,7 @@ impl EndpointLimits {
             limiters: Mutex::new(Registry::new(|entry| {
                 Arc::strong_count(&entry.limiter) == 1 && entry.last_used.elapsed() >= LIMITER_IDLE
             })),
+            clock: DefaultClock::default(),
             hosts: Slots::new(per_host),
             accounts: Slots::new(per_account),
         }
@@ -121,7 +125,10 @@ impl EndpointLimits {
         let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
         let new = || WebhookLimiter {
             per_second: rate.get(),
-            limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
+            limiter: Arc::new(RateLimiter::direct_with_clock(
+                Quota::per_second(rate),
+                self.clock.clone(),
+            )),
             last_used: Instant::now(),
         };
         let mut limiters = lock(&self.limiters);
