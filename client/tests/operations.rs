@@ -29,6 +29,7 @@ on_both_databases!(
     a_bench_run_moves_both_metrics_pages_and_the_lag_returns_to_0,
     the_lag_readiness_and_logs_follow_the_daemon_and_its_server,
     an_account_at_its_lease_cap_shows_on_the_servers_page,
+    an_ordered_webhooks_queue_behind_a_failing_endpoint_is_not_lag,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -572,6 +573,59 @@ async fn an_account_at_its_lease_cap_shows_on_the_servers_page(backend: Backend)
         dead.requests().len(),
         3,
         "the account's three leases, not more"
+    );
+
+    terminate(&mut server.child);
+    db.drop_database().await;
+}
+
+/// An ordered webhook whose endpoint fails holds its later deliveries until the failed one is retried: they
+/// are the endpoint's backlog, not the platform's lag, so the due count and the lag stay 0, as a claim sees
+/// them (it leases none of them either).
+async fn an_ordered_webhooks_queue_behind_a_failing_endpoint_is_not_lag(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let args = [
+        "--with-daemon",
+        "--allow-http",
+        "--allow-network",
+        "127.0.0.0/8",
+    ];
+    let mut server = Server::start(&db, backend, &args);
+    // The first attempt fails and asks for its retry in five minutes.
+    let failing = Receiver::http(always(Reply::status(503).header("retry-after", "300"))).await;
+    server.cli(&[
+        "webhooks",
+        "create",
+        "--url",
+        &failing.url("/"),
+        "--events",
+        "interview.*",
+        "--ordering",
+        "ordered",
+    ]);
+    server.publish_interviews(4);
+    failing.wait_for(1, WAIT).await;
+    // The failed attempt recorded: nothing leased, the first delivery waiting for its retry, three behind it.
+    wait_value(server.metrics, "kit_webhooks_leases_held", 0.0);
+    let retries = "kit_webhooks_delivery_retries_scheduled_total";
+    wait_value(server.metrics, retries, 1.0);
+    // Long enough for the three behind it to have been due a while, were they counted.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let page = scrape(server.metrics);
+    assert_eq!(
+        page.value("kit_webhooks_deliveries_due"),
+        Some(0.0),
+        "{page:?}"
+    );
+    assert_eq!(
+        page.value("kit_webhooks_oldest_due_delivery_age_seconds"),
+        Some(0.0),
+        "{page:?}"
+    );
+    assert_eq!(
+        failing.requests().len(),
+        1,
+        "one request at a time, in order"
     );
 
     terminate(&mut server.child);

@@ -200,7 +200,7 @@ fn describe() {
         Unit::Count,
         "Writes one writer cycle carried: events, reports and claims."
     );
-    describe_gauge!("kit_webhooks_deliveries_due", "Deliveries due now and not leased yet, across every server of the database (read at scrape).");
+    describe_gauge!("kit_webhooks_deliveries_due", "Deliveries due now and not leased yet, across every server of the database; an ordered webhook's once the delivery before them has finished (read at scrape).");
     describe_gauge!("kit_webhooks_oldest_due_delivery_age_seconds", Unit::Seconds, "How long the oldest due delivery has been due: the delivery lag (read at scrape; 0 when none is due).");
     describe_gauge!("kit_webhooks_leases_held", "Deliveries leased to daemons and not reported yet, across every server of the database (read at scrape).");
     describe_gauge!("kit_webhooks_webhooks_at_lease_cap", "Webhooks holding --max-in-flight-per-webhook leases: their due deliveries wait for a report (read at scrape).");

@@ -10,6 +10,7 @@ use sea_orm::{
 use super::{
     entity::{delivery, webhook},
     leases::{
+        claim::not_blocked,
         in_flight::{count_at_cap, in_flight_cte},
         LeaseCaps,
     },
@@ -21,7 +22,9 @@ use crate::core::{event::DeliveryStatus, webhook::Status as WebhookStatus};
 /// The deliveries in progress, counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryGauges {
-    /// Pending deliveries whose next attempt is due.
+    /// Pending deliveries whose next attempt is due, as a claim would find them: not the ordered ones waiting
+    /// for an older delivery of their webhook, which are no lag of the platform's (the webhook's endpoint
+    /// holds them).
     pub due: u64,
     /// When the longest-waiting of them fell due (Unix ms), if any is due.
     pub oldest_due_at: Option<i64>,
@@ -39,6 +42,7 @@ impl Store {
             .column_as(delivery::Column::NextAttemptAt.min(), "oldest")
             .filter(in_progress::filter(DeliveryStatus::Pending))
             .filter(delivery::Column::NextAttemptAt.lte(now))
+            .filter(Expr::cust(not_blocked()))
             .into_tuple()
             .one(self.reader())
             .await?

@@ -41,6 +41,16 @@ use crate::{
     },
 };
 
+/// A filter on `deliveries` leaving out the ordered deliveries that wait for an older one of their webhook
+/// (the module's doc): what makes a pending delivery due besides its time, for claims and for the gauges
+/// that count the due ones (`crate::store::gauges`).
+pub(in crate::store) fn not_blocked() -> String {
+    format!(
+        "(NOT ordered OR NOT EXISTS (SELECT 1 FROM deliveries AS older WHERE {ORDERED_UNFINISHED} \
+         AND webhook_id = deliveries.webhook_id AND id < deliveries.id))"
+    )
+}
+
 /// What a claim reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimKind {
@@ -197,13 +207,13 @@ async fn read_due_head(
          due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
          WHERE {} AND next_attempt_at <= ? \
          AND {not_at_cap} \
-         AND (NOT ordered OR NOT EXISTS (SELECT 1 FROM deliveries AS older WHERE {ORDERED_UNFINISHED} \
-         AND webhook_id = deliveries.webhook_id AND id < deliveries.id)) \
+         AND {not_blocked} \
          ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}) ",
         in_flight_cte(),
         DueDelivery::COLUMNS.join(", "),
         in_progress::sql("status", DeliveryStatus::Pending),
         not_at_cap = not_at_cap(),
+        not_blocked = not_blocked(),
     );
     let mut values = vec![now.into()];
     values.extend(caps.values());
