@@ -25,20 +25,47 @@ pub async fn create(
     expires_at: Option<i64>,
     by: &str,
 ) -> anyhow::Result<(api_key::Model, String)> {
-    let account = match (role, account) {
-        (Role::Admin, None) => anyhow::bail!("--account is required for admin keys"),
-        (Role::Admin, Some(account)) => {
-            crate::core::event::validate_account_id("account", account)?;
-            Some(account.to_owned())
-        }
-        (_, Some(_)) => anyhow::bail!("--account applies to admin keys only"),
-        (_, None) => None,
-    };
-    let id = id::new(id::Kind::ApiKey);
-    let key = secret::new_api_key(&id);
-    let row = new_api_key_row(id, secret::hash_api_key(&key), role, account, expires_at);
-    let row = store.insert_api_key(row, by).await?;
-    Ok((row, key))
+    let mut created = create_many(store, role, &[account], expires_at, by).await?;
+    created
+        .pop()
+        .context("the database stored no key and reported no error")
+}
+
+/// [`create`] for each of `accounts` (`None` for a key of no account), in their order: every one is checked
+/// before any key is made, and the keys are stored in one transaction, so that a bad account or a failed
+/// write anywhere makes none of them.
+pub async fn create_many(
+    store: &Store,
+    role: Role,
+    accounts: &[Option<&str>],
+    expires_at: Option<i64>,
+    by: &str,
+) -> anyhow::Result<Vec<(api_key::Model, String)>> {
+    let mut rows = Vec::with_capacity(accounts.len());
+    let mut keys = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        let account = match (role, account) {
+            (Role::Admin, None) => anyhow::bail!("--account is required for admin keys"),
+            (Role::Admin, Some(account)) => {
+                crate::core::event::validate_account_id("account", account)?;
+                Some((*account).to_owned())
+            }
+            (_, Some(_)) => anyhow::bail!("--account applies to admin keys only"),
+            (_, None) => None,
+        };
+        let id = id::new(id::Kind::ApiKey);
+        let key = secret::new_api_key(&id);
+        rows.push(new_api_key_row(
+            id,
+            secret::hash_api_key(&key),
+            role,
+            account,
+            expires_at,
+        ));
+        keys.push(key);
+    }
+    let rows = store.insert_api_keys(rows, by).await?;
+    Ok(rows.into_iter().zip(keys).collect())
 }
 
 /// On an empty database, creates an admin key for account `default` and a publisher key, and writes both to

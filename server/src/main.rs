@@ -367,12 +367,10 @@ async fn manage_keys(command: KeysCommand) -> anyhow::Result<()> {
                 [] => vec![None],
                 accounts => accounts.iter().map(|a| Some(a.as_str())).collect(),
             };
-            // A bad account anywhere in the list makes no key at all.
-            for account in accounts.iter().flatten() {
-                kit_webhooks_server::core::event::validate_account_id("--account", account)?;
-            }
-            for account in accounts {
-                let (_, key) = keys::create(&store, role, account, expires_at, keys::CLI).await?;
+            // All or none: a bad account or a failed write anywhere in the list makes no key at all.
+            for (_, key) in
+                keys::create_many(&store, role, &accounts, expires_at, keys::CLI).await?
+            {
                 println!("{key}");
             }
             store.close().await;

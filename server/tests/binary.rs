@@ -62,6 +62,35 @@ fn keys_create_prints_only_the_key() {
         .output()
         .expect("run");
     assert!(!out.status.success(), "unknown roles are refused");
+
+    // One admin key per account, one per line; a bad account anywhere makes none of them.
+    let keys_of = |accounts: &[&str]| {
+        let mut args = vec!["keys", "create", "--database-url", &db, "--role", "admin"];
+        for account in accounts {
+            args.extend(["--account", account]);
+        }
+        Command::new(BIN).args(&args).output().expect("run")
+    };
+    let listed = || {
+        let out = Command::new(BIN)
+            .args(["keys", "list", "--database-url", &db])
+            .output()
+            .expect("run");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .lines()
+            .count()
+    };
+    let out = keys_of(&["beta", "gamma"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(stdout.lines().count(), 2, "{stdout:?}");
+    let before = listed();
+    let out = keys_of(&["delta", "not an account id!", "epsilon"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no key printed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("account"));
+    assert_eq!(listed(), before, "no key made");
 }
 
 #[test]

@@ -14,21 +14,25 @@ use crate::core::{
 
 impl Store {
     /// Stores a key (its hash) with `by`'s audit entry, in one transaction.
-    pub async fn insert_api_key(
+    /// Stores `rows`, each with its audit entry, in one transaction: all of them or none.
+    pub async fn insert_api_keys(
         &self,
-        row: api_key::Model,
+        rows: Vec<api_key::Model>,
         by: &str,
-    ) -> Result<api_key::Model, sea_orm::DbErr> {
+    ) -> Result<Vec<api_key::Model>, sea_orm::DbErr> {
         let txn = self.writer().begin().await?;
-        let mut entry = AuditEntry::new(&key_actor(by, &row), Action::ApiKeyCreate, &row.id)
-            .with("role", sea_orm::ActiveEnum::to_value(&row.role));
-        if let Some(expires_at) = row.expires_at {
-            entry = entry.with("expires_at", time::rfc3339(expires_at));
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut entry = AuditEntry::new(&key_actor(by, &row), Action::ApiKeyCreate, &row.id)
+                .with("role", sea_orm::ActiveEnum::to_value(&row.role));
+            if let Some(expires_at) = row.expires_at {
+                entry = entry.with("expires_at", time::rfc3339(expires_at));
+            }
+            stored.push(api_key::ActiveModel::from(row).insert(&txn).await?);
+            Self::record_audit(&txn, &entry).await?;
         }
-        let row = api_key::ActiveModel::from(row).insert(&txn).await?;
-        Self::record_audit(&txn, &entry).await?;
         txn.commit().await?;
-        Ok(row)
+        Ok(stored)
     }
 
     pub async fn find_api_key(
