@@ -95,7 +95,7 @@ enum KeysCommand {
         #[arg(long, value_parser = role_parser())]
         role: Role,
         /// The account of an admin key. Repeated, one admin key per account, printed one per line in the
-        /// order given (every account is checked before any key is made).
+        /// order given: all of them or none.
         #[arg(long)]
         account: Vec<String>,
         /// The key stops working this long from now (`90d`, `12h`); by default it does not expire.
