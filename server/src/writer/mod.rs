@@ -64,9 +64,15 @@ pub struct Writer {
     parked: Parked,
 }
 
-/// What the last cycle that counted the leases left at their cap, shared by the committers: a report of one
-/// of them is marked as freeing room ([`Recorded::frees_room`]).
-type KnownAtCap = Arc<std::sync::Mutex<AtCap>>;
+/// What the committers share besides their queues.
+#[derive(Clone, Default)]
+struct Shared {
+    /// The claims waiting for the next publish.
+    parked: Parked,
+    /// What the last cycle that counted the leases left at their cap: a report of one of them is marked as
+    /// freeing room ([`Recorded::frees_room`]).
+    at_cap: Arc<std::sync::Mutex<AtCap>>,
+}
 
 struct Queues {
     events: mpsc::Receiver<Queued<event::Model, Published>>,
@@ -92,14 +98,13 @@ impl Writer {
                 .clamp(1, POSTGRES_COMMITTERS),
             _ => 1,
         };
-        let parked = Parked::default();
-        let at_cap = KnownAtCap::default();
+        let shared = Shared::default();
         for _ in 0..committers {
             tokio::spawn(run(
                 store.clone(),
                 rules.clone(),
                 queues.clone(),
-                (parked.clone(), at_cap.clone()),
+                shared.clone(),
                 metrics.clone(),
             ));
         }
@@ -107,7 +112,7 @@ impl Writer {
             events,
             reports,
             claims,
-            parked,
+            parked: shared.parked,
         }
     }
 
@@ -164,7 +169,7 @@ async fn run(
     store: Store,
     rules: WriteRules,
     queues: Arc<Mutex<Queues>>,
-    (parked, at_cap): (Parked, KnownAtCap),
+    shared: Shared,
     metrics: WriterMetrics,
 ) {
     loop {
@@ -174,7 +179,7 @@ async fn run(
             return;
         };
         if !cycle.events.is_empty() {
-            cycle.take_parked(&parked);
+            cycle.take_parked(&shared.parked);
         }
         // A cycle that takes claims keeps the other committers from gathering until it has answered them and
         // parked again those with room left: a publish gathered beside it would find no claim parked, leave
@@ -183,9 +188,7 @@ async fn run(
         // parked again, and its long read and write would keep every publish and report waiting with the
         // machine partly idle (docs/PERFORMANCE.md, step 47).
         let _gathering = cycle.keeps_gathering().then_some(gathering);
-        cycle
-            .commit(&store, &rules, (&parked, &at_cap), &metrics)
-            .await;
+        cycle.commit(&store, &rules, &shared, &metrics).await;
     }
 }
 
@@ -243,7 +246,7 @@ impl Cycle {
         self,
         store: &Store,
         rules: &WriteRules,
-        (parked, at_cap): (&Parked, &KnownAtCap),
+        shared: &Shared,
         metrics: &WriterMetrics,
     ) {
         let (events, event_replies): (Vec<_>, Vec<_>) = self.events.into_iter().unzip();
@@ -259,7 +262,7 @@ impl Cycle {
             claims,
         };
         let mut written = store.commit_writes(writes, rules, time::now_ms()).await;
-        mark_freed_room(at_cap, &mut written);
+        mark_freed_room(&shared.at_cap, &mut written);
         metrics.cycles.increment(1);
         metrics.duration.record(started.elapsed());
         let reports = group_sizes.iter().sum::<usize>();
@@ -276,14 +279,14 @@ impl Cycle {
         );
         answer(event_replies, written.published);
         answer(report_replies, split_groups(&group_sizes, written.recorded));
-        answer_claims(parked, requests, claim_replies, written.claimed);
+        answer_claims(&shared.parked, requests, claim_replies, written.claimed);
     }
 }
 
 /// Marks the cycle's reports that end a lease of a webhook or account known at its cap, then keeps what this
 /// cycle left at its cap, if it counted. A report of this cycle was recorded before its claims counted: it
 /// is marked by what an earlier cycle knew (at worst once more than needed, a read that finds nothing).
-fn mark_freed_room(at_cap: &KnownAtCap, written: &mut Written) {
+fn mark_freed_room(at_cap: &std::sync::Mutex<AtCap>, written: &mut Written) {
     let mut known = lock(at_cap);
     for recorded in written.recorded.iter_mut().flatten() {
         recorded.frees_room = known.frees_room(&recorded.webhook_id, &recorded.account_id);
