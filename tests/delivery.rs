@@ -49,6 +49,7 @@ on_both_databases!(
     https_endpoints_get_http2_when_they_offer_it,
     an_https_endpoint_that_cannot_be_trusted_or_reached_says_why,
     an_http2_endpoint_that_ends_its_connections_gets_every_delivery,
+    an_http1_endpoint_that_closes_its_connections_gets_every_delivery,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -1034,6 +1035,45 @@ async fn an_https_endpoint_that_cannot_be_trusted_or_reached_says_why(backend: B
         assert!(attempt.error.contains(says), "{}", attempt.error);
     }
     assert!(receiver.requests().is_empty());
+    server.stop().await;
+}
+
+/// An HTTP/1.1 endpoint that closes each connection after a few requests gets every delivery at its first
+/// attempt: a connection is lent to its next request only once it has finished its last response and is
+/// still open, and the daemon opens another when none is.
+async fn an_http1_endpoint_that_closes_its_connections_gets_every_delivery(backend: Backend) {
+    let receiver = Receiver::http_ending_connections_after(3, always(Reply::ok())).await;
+    let server = start(backend, None).await;
+    let (hook, _) = server
+        .create_webhook(&receiver.url("/"), &["application.*"])
+        .await;
+    for _ in 0..10 {
+        publish_burst(&server, 4).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = receiver.wait_for(40, WAIT).await;
+    assert!(got.iter().all(|r| r.version == hyper::Version::HTTP_11));
+    assert!(
+        receiver.connections() >= 40 / 3,
+        "each connection took at most 3 requests: {} connections",
+        receiver.connections()
+    );
+    let deliveries = server.deliveries(&hook.id).await;
+    assert_eq!(deliveries.len(), 40);
+    for queued in deliveries {
+        let delivery = server
+            .wait_delivery(&queued.id, WAIT, |d| {
+                d.status() == DeliveryStatus::Succeeded
+            })
+            .await;
+        assert_eq!(
+            delivery.attempts.len(),
+            1,
+            "delivered at its first attempt: {:?}",
+            delivery.attempts
+        );
+    }
+    assert_eq!(receiver.requests().len(), 40, "each delivery arrived once");
     server.stop().await;
 }
 

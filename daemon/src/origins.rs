@@ -1,30 +1,31 @@
-//! What the daemon knows of each HTTPS origin (host and port): whether its endpoint speaks HTTP/2, and if it
-//! does, the one connection all of its requests share as streams.
+//! What the daemon knows of each origin (scheme, host and port) it sends to, and the connections it keeps
+//! there: for an endpoint that speaks HTTP/2, one connection whose streams all of the origin's requests share;
+//! for one that speaks HTTP/1.1 (and every plain `http` one), keep-alive connections, each lent to one request
+//! at a time and kept idle between requests.
 //!
-//! An origin's first request connects here, through the same vetted connector and TLS configuration as any
-//! other, and the endpoint's ALPN answer routes the origin's requests from then on: over HTTP/2, on this
-//! module's connection; over HTTP/1.1, through hyper-util's pooled client (`sender`), a connection per
-//! outstanding request kept alive between them. HTTP/2 is not left to the pooled client because that client
-//! boxes a future of several kilobytes for every request (checking out, connecting, sending), where a stream
-//! of a connection at hand needs a few hundred bytes, and a daemon holding thousands of requests holds
-//! thousands of them (docs/PERFORMANCE.md, step 57).
+//! An origin's first request connects here, through the vetted connector and the daemon's TLS configuration,
+//! and the endpoint's ALPN answer routes the origin's requests from then on. The daemon keeps its connections
+//! itself rather than through hyper-util's pooled client because that client boxes a future of several
+//! kilobytes for every request (checking out, connecting, sending), where a request on a connection at hand
+//! needs a few hundred bytes, and a daemon holding thousands of requests holds thousands of them
+//! (docs/PERFORMANCE.md, steps 57 and 62).
 //!
 //! Requests that arrive while an origin's first connection is being made wait for it and share its outcome,
-//! so that a burst to a new origin opens one connection, not one each. A connection that has closed, a first
-//! connection that failed, and an origin idle for [`IDLE_TIMEOUT`] are forgotten: the next request finds out
-//! again.
+//! so that a burst to a new origin learns its protocol once. A connection that has closed, a first connection
+//! that failed, an HTTP/1.1 connection idle for [`IDLE_TIMEOUT`] and an origin unused that long are
+//! forgotten: the next request finds out again.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use http::uri::Authority;
+use http::uri::{Authority, Scheme};
 use http_body_util::Full;
-use hyper::client::conn::http2;
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper::client::conn::{http1, http2};
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::connect::Connection as _,
     rt::{TokioExecutor, TokioTimer},
@@ -32,41 +33,33 @@ use hyper_util::{
 use tower_service::Service as _;
 
 use crate::{
-    connector::{Connection, GuardedConnector},
-    sender::classify,
+    connector::GuardedConnector,
+    sender::{classify, Failure},
 };
 
-/// How long an origin's connections are kept with no request (the pooled client's idle timeout too).
+/// How long an origin and its idle connections are kept with no request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A connection to an endpoint, TLS negotiated.
-pub type Stream = MaybeHttpsStream<Connection>;
-
-/// Where a request to an HTTPS origin goes.
+/// Where a request goes.
 pub enum Route {
     /// A stream of the origin's HTTP/2 connection.
     Http2(http2::SendRequest<Full<Bytes>>),
-    /// Over HTTP/1.1: on the connection that found this out, for this request alone (it was made for it), or
-    /// else through the pooled client. Boxed: a TLS stream is kilobytes, and every request's future would
-    /// carry room for one.
-    Http1(Option<Box<Stream>>),
+    /// An HTTP/1.1 connection of the origin's, lent to this request.
+    Http1(Lent),
     /// The origin's connection failed, with this error kind and text.
     Unreachable(&'static str, String),
-}
-
-/// A route known at once, without waiting or connecting.
-pub enum Known {
-    /// A stream of the origin's HTTP/2 connection.
-    Http2(http2::SendRequest<Full<Bytes>>),
-    /// Through the pooled client, over HTTP/1.1.
-    Http1,
 }
 
 pub struct Origins {
     connector: HttpsConnector<GuardedConnector>,
     http2: http2::Builder<TokioExecutor>,
-    entries: Mutex<HashMap<Authority, Entry>>,
+    /// The most idle HTTP/1.1 connections kept to one origin.
+    idle_per_origin: usize,
+    entries: Mutex<HashMap<Key, Entry>>,
 }
+
+/// An origin: its scheme decides the port its authority leaves out, and whether TLS is spoken.
+type Key = (Scheme, Authority);
 
 struct Entry {
     origin: Arc<Origin>,
@@ -78,84 +71,115 @@ type Origin = tokio::sync::OnceCell<Protocol>;
 
 enum Protocol {
     Http2(http2::SendRequest<Full<Bytes>>),
-    Http1,
+    Http1(Arc<Idle>),
     Unreachable(&'static str, String),
 }
 
+/// A connection just made, in the protocol its endpoint chose.
+enum Opened {
+    Http2(http2::SendRequest<Full<Bytes>>),
+    Http1(http1::SendRequest<Full<Bytes>>),
+}
+
 impl Origins {
-    /// Origins reached through `connector`.
-    pub fn new(connector: HttpsConnector<GuardedConnector>) -> Self {
+    /// Origins reached through `connector`, each keeping up to `idle_per_origin` idle HTTP/1.1 connections.
+    pub fn new(connector: HttpsConnector<GuardedConnector>, idle_per_origin: usize) -> Self {
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2.timer(TokioTimer::new());
         Origins {
             connector,
             http2,
+            idle_per_origin,
             entries: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The route of a request to `uri`, an `https` URL, if its origin's is known and usable now, as it is for
-    /// nearly every request; `None` leaves it to [`Origins::route`].
-    pub fn known(&self, uri: &http::Uri) -> Option<Known> {
+    /// The route of a request to `uri` if one is at hand, as it is for nearly every request: a stream of the
+    /// origin's HTTP/2 connection, or an idle HTTP/1.1 connection. `None` leaves it to [`Origins::route`].
+    pub fn known(&self, uri: &http::Uri) -> Option<Route> {
+        let key = key(uri)?;
         let mut entries = self.lock();
-        let entry = entries.get_mut(uri.authority()?)?;
+        let entry = entries.get_mut(&key)?;
         entry.last_used = Instant::now();
         match entry.origin.get()? {
-            Protocol::Http2(sender) if !sender.is_closed() => Some(Known::Http2(sender.clone())),
-            Protocol::Http1 => Some(Known::Http1),
+            Protocol::Http2(sender) if !sender.is_closed() => Some(Route::Http2(sender.clone())),
+            Protocol::Http1(idle) => idle.take().map(Route::Http1),
             Protocol::Http2(_) | Protocol::Unreachable(..) => None,
         }
     }
 
-    /// The route of a request to `uri`, an `https` URL; connects first if its origin is new.
+    /// The route of a request to `uri`: connects if its origin is new, or speaks HTTP/1.1 and has no idle
+    /// connection.
     pub async fn route(&self, uri: &http::Uri) -> Route {
-        let Some(authority) = uri.authority() else {
-            // The pooled client reports the URL's error as it does for any other.
-            return Route::Http1(None);
+        let Some(key) = key(uri) else {
+            return Route::Unreachable("invalid_url", format!("`{uri}` names no origin"));
         };
         // Twice at most: once more if the origin's connection has closed since it was last used.
         for _ in 0..2 {
-            let origin = self.origin(authority);
+            let origin = self.origin(&key);
             let mut made = None;
             // Boxed: the connecting's state is allocated by the one request that connects, not carried by all.
             let protocol = origin
                 .get_or_init(|| {
                     Box::pin(async {
-                        let (protocol, stream) = self.connect(uri).await;
-                        made = stream;
-                        protocol
+                        match self.open(uri).await {
+                            Ok(Opened::Http2(sender)) => Protocol::Http2(sender),
+                            Ok(Opened::Http1(sender)) => {
+                                made = Some(sender);
+                                Protocol::Http1(Arc::new(Idle::new(self.idle_per_origin)))
+                            }
+                            Err((kind, text)) => Protocol::Unreachable(kind, text),
+                        }
                     })
                 })
                 .await;
             match protocol {
-                Protocol::Http2(sender) if sender.is_closed() => self.forget(authority, &origin),
+                Protocol::Http2(sender) if sender.is_closed() => self.forget(&key, &origin),
                 Protocol::Http2(sender) => return Route::Http2(sender.clone()),
-                Protocol::Http1 => return Route::Http1(made),
+                Protocol::Http1(idle) => {
+                    if let Some(lent) = made
+                        .map(|sender| Lent::new(sender, idle))
+                        .or_else(|| idle.take())
+                    {
+                        return Route::Http1(lent);
+                    }
+                    return match self.open(uri).await {
+                        Ok(Opened::Http1(sender)) => Route::Http1(Lent::new(sender, idle)),
+                        // The endpoint has moved to HTTP/2: this request uses the connection alone, and the
+                        // origin is found out again once it has been idle.
+                        Ok(Opened::Http2(sender)) => Route::Http2(sender),
+                        Err((kind, text)) => Route::Unreachable(kind, text),
+                    };
+                }
                 Protocol::Unreachable(kind, text) => {
-                    self.forget(authority, &origin);
+                    self.forget(&key, &origin);
                     return Route::Unreachable(kind, text.clone());
                 }
             }
         }
         Route::Unreachable(
             "protocol",
-            format!("the HTTP/2 connection to {authority} closed as it was opened"),
+            format!("the HTTP/2 connection to {uri} closed as it was opened"),
         )
     }
 
-    /// Forgets the origins idle for [`IDLE_TIMEOUT`], closing their HTTP/2 connections once their streams
-    /// are done (the daemon's periodic sweep).
+    /// Forgets the origins idle for [`IDLE_TIMEOUT`], closing their connections once their requests are
+    /// done, and the HTTP/1.1 connections idle that long (the daemon's periodic sweep).
     pub fn prune(&self) {
         let now = Instant::now();
-        self.lock()
-            .retain(|_, entry| now.duration_since(entry.last_used) < IDLE_TIMEOUT);
+        self.lock().retain(|_, entry| {
+            if let Some(Protocol::Http1(idle)) = entry.origin.get() {
+                idle.prune(now);
+            }
+            now.duration_since(entry.last_used) < IDLE_TIMEOUT
+        });
     }
 
-    /// The origin of `authority`, known or new, marked as used now.
-    fn origin(&self, authority: &Authority) -> Arc<Origin> {
+    /// The origin of `key`, known or new, marked as used now.
+    fn origin(&self, key: &Key) -> Arc<Origin> {
         let now = Instant::now();
         let mut entries = self.lock();
-        let entry = entries.entry(authority.clone()).or_insert_with(|| Entry {
+        let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
             origin: Arc::default(),
             last_used: now,
         });
@@ -163,52 +187,147 @@ impl Origins {
         entry.origin.clone()
     }
 
-    /// Forgets `origin`, if it is still what `authority` is known by.
-    fn forget(&self, authority: &Authority, origin: &Arc<Origin>) {
+    /// Forgets `origin`, if it is still what `key` is known by.
+    fn forget(&self, key: &Key, origin: &Arc<Origin>) {
         let mut entries = self.lock();
         if entries
-            .get(authority)
+            .get(key)
             .is_some_and(|entry| Arc::ptr_eq(&entry.origin, origin))
         {
-            entries.remove(authority);
+            entries.remove(key);
         }
     }
 
-    /// Connects to `uri`'s origin and finds what it speaks; an HTTP/1.1 connection is handed back for the
-    /// request that made it.
-    async fn connect(&self, uri: &http::Uri) -> (Protocol, Option<Box<Stream>>) {
-        let stream = match self.connector.clone().call(uri.clone()).await {
-            Ok(stream) => stream,
-            Err(err) => {
-                let (kind, text) = classify(&*err, true);
-                return (Protocol::Unreachable(kind, text), None);
-            }
-        };
-        if !stream.connected().is_negotiated_h2() {
-            return (Protocol::Http1, Some(Box::new(stream)));
+    /// Connects to `uri`'s origin in the protocol its endpoint chooses; the connection's task runs until it
+    /// closes.
+    async fn open(&self, uri: &http::Uri) -> Result<Opened, Failure> {
+        let stream = self
+            .connector
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(|err| classify(&*err, true))?;
+        if stream.connected().is_negotiated_h2() {
+            // Boxed: hyper spawns two tasks per request, each as large as the connection's own, which holds
+            // the stream (kilobytes of TLS state) unless it is behind a pointer.
+            let (sender, connection) = self
+                .http2
+                .handshake(Box::new(stream))
+                .await
+                .map_err(|err| classify(&err, false))?;
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, "an HTTP/2 connection to an endpoint ended");
+                }
+            });
+            return Ok(Opened::Http2(sender));
         }
-        // Boxed: hyper spawns two tasks per request, each as large as the connection's own, which holds the
-        // stream (kilobytes of TLS state) unless it is behind a pointer.
-        match self.http2.handshake(Box::new(stream)).await {
-            Ok((sender, connection)) => {
-                tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!(error = %err, "an HTTP/2 connection to an endpoint ended");
-                    }
-                });
-                (Protocol::Http2(sender), None)
+        let (sender, connection) = http1::handshake(stream)
+            .await
+            .map_err(|err| classify(&err, false))?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "an HTTP/1.1 connection to an endpoint ended");
             }
-            Err(err) => {
-                let (kind, text) = classify(&err, false);
-                (Protocol::Unreachable(kind, text), None)
-            }
+        });
+        Ok(Opened::Http1(sender))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Entry>> {
+        lock(&self.entries)
+    }
+}
+
+fn key(uri: &http::Uri) -> Option<Key> {
+    Some((uri.scheme()?.clone(), uri.authority()?.clone()))
+}
+
+/// An HTTP/1.1 origin's connections that have no request, the most recently used last.
+struct Idle {
+    connections: Mutex<Vec<(http1::SendRequest<Full<Bytes>>, Instant)>>,
+    most: usize,
+}
+
+impl Idle {
+    fn new(most: usize) -> Self {
+        Idle {
+            connections: Mutex::new(Vec::new()),
+            most,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Authority, Entry>> {
-        // Nothing panics while holding it; a poisoned map is still a valid one.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The most recently used connection that can take a request, dropping the closed ones met on the way.
+    /// One whose last response has just been read can read as not ready for a moment (its task has not yet
+    /// asked for the next request): it is passed over and kept.
+    fn take(self: &Arc<Self>) -> Option<Lent> {
+        let mut connections = lock(&self.connections);
+        let mut at = connections.len();
+        while at > 0 {
+            at -= 1;
+            let (sender, _) = &connections[at];
+            if sender.is_closed() {
+                connections.remove(at);
+            } else if sender.is_ready() {
+                let (sender, _) = connections.remove(at);
+                return Some(Lent::new(sender, self));
+            }
+        }
+        None
     }
+
+    /// Keeps `sender`'s connection for the origin's next request, unless it has closed or the origin already
+    /// keeps as many as it may.
+    fn put(&self, sender: http1::SendRequest<Full<Bytes>>) {
+        let mut connections = lock(&self.connections);
+        if !sender.is_closed() && connections.len() < self.most {
+            connections.push((sender, Instant::now()));
+        }
+    }
+
+    /// Closes the connections idle since before `now` less [`IDLE_TIMEOUT`], and drops the closed ones.
+    fn prune(&self, now: Instant) {
+        lock(&self.connections).retain(|(sender, since)| {
+            !sender.is_closed() && now.duration_since(*since) < IDLE_TIMEOUT
+        });
+    }
+}
+
+/// An HTTP/1.1 connection lent to one request. [`Lent::give_back`] returns it once the response has been read;
+/// dropped instead (a request that failed or timed out), it closes.
+pub struct Lent {
+    sender: http1::SendRequest<Full<Bytes>>,
+    idle: Arc<Idle>,
+}
+
+impl Lent {
+    fn new(sender: http1::SendRequest<Full<Bytes>>, idle: &Arc<Idle>) -> Self {
+        Lent {
+            sender,
+            idle: idle.clone(),
+        }
+    }
+
+    /// Sends `request`, whose target is in origin form (`/path?query`) with a `Host` header. A request the
+    /// connection closed before taking comes back in the error.
+    pub fn send(
+        &mut self,
+        request: http::Request<Full<Bytes>>,
+    ) -> impl std::future::Future<
+        Output = Result<
+            http::Response<hyper::body::Incoming>,
+            hyper::client::conn::TrySendError<http::Request<Full<Bytes>>>,
+        >,
+    > {
+        self.sender.try_send_request(request)
+    }
+
+    /// Returns the connection to its origin's idle ones, for the next request.
+    pub fn give_back(self) {
+        self.idle.put(self.sender);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; a poisoned value is still a valid one.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -2,30 +2,24 @@
 //! what happened as a `ReportDeliveryRequest`.
 //!
 //! The HTTP client is hyper 1.x with hyper-rustls: HTTP/1.1 and HTTP/2, keep-alive connections, redirects
-//! never followed, and at most what an attempt keeps of a response read (`kit_webhooks::response`). HTTPS
-//! endpoints that speak HTTP/2 get a connection of the daemon's own (`origins`); the rest, hyper-util's
-//! pooled client.
+//! never followed, and at most what an attempt keeps of a response read (`kit_webhooks::response`). The
+//! connections are the daemon's own, kept per origin (`origins`).
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::{
     future::{self, Either},
-    FutureExt, TryFutureExt,
+    FutureExt,
 };
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::legacy::Client,
-    rt::{TokioExecutor, TokioTimer},
-};
+use hyper::{body::Incoming, client::conn::TrySendError};
 use kit_webhooks::{proto, request, response, signature};
 
 use crate::{
     address::AddressGuard,
     connector::{ConnectError, GuardedConnector},
-    origins::{Known, Origins, Route, Stream, IDLE_TIMEOUT},
+    origins::{Lent, Origins, Route},
 };
 
 /// How long opening a TCP connection to an endpoint may take.
@@ -33,18 +27,26 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USER_AGENT: &str = concat!("KitWebhooks/", env!("CARGO_PKG_VERSION"));
 
 pub struct Sender {
-    /// HTTP/1.1 endpoints' connections, and plain `http` ones'.
-    client: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
-    /// What each HTTPS origin speaks, and HTTP/2 endpoints' connections.
+    /// What each origin speaks, and the connections to it.
     origins: Origins,
 }
 
 /// Why a request has no response: an error kind for programs and a message for people.
-type Failure = (&'static str, String);
+pub(crate) type Failure = (&'static str, String);
+
+/// A response's head, and the HTTP/1.1 connection it came on, to give back once its body is read.
+type Answer = (http::Response<Incoming>, Option<Lent>);
+
+/// Why a request on a connection at hand got no response: a failure, or the connection closed before taking
+/// it (the request comes back, unsent; boxed, as this is rare and a request is large).
+enum Unanswered {
+    Failed(Failure),
+    Unsent(Box<http::Request<Full<Bytes>>>),
+}
 
 impl Sender {
     /// A sender that reaches only addresses `guard` allows, trusts `extra_roots` beside the usual roots, and
-    /// keeps up to `connections_per_host` idle connections to each host: as many as it may open to one
+    /// keeps up to `connections_per_host` idle connections to each origin: as many as it may open to one
     /// (the daemon's `--max-connections-per-host`), so that a host's connections survive the dips of a
     /// steady load instead of being closed and opened again. `connections_open` counts them.
     pub fn new(
@@ -78,24 +80,16 @@ impl Sender {
                 CONNECT_TIMEOUT,
                 connections_open,
             ));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_max_idle_per_host(connections_per_host)
-            .build(https.clone());
         Ok(Sender {
-            client,
-            origins: Origins::new(https),
+            origins: Origins::new(https, connections_per_host),
         })
     }
 
-    /// Forgets the HTTPS origins idle for [`IDLE_TIMEOUT`] (the daemon's periodic sweep; the pooled client
-    /// drops its idle connections itself).
+    /// Forgets the origins and closes the connections idle for [`crate::origins::IDLE_TIMEOUT`] (the daemon's
+    /// periodic sweep).
     pub fn prune(&self) {
         self.origins.prune();
     }
-
     /// Makes the task's one HTTP request to `url` (the task's URL, parsed) and reports how it went. Never
     /// fails: every failure is an attempt.
     ///
@@ -141,11 +135,14 @@ impl Sender {
         // Made where it is awaited, so that the exchange's state is held once, not once more per function
         // it passes through.
         let exchanged = tokio::time::timeout(timeout, async {
-            let response = self.exchange(request).await?;
+            let (response, lent) = self.exchange(request).await?;
             let status = response.status();
             // Converted for the report before the body is read, rather than cloned to be converted later.
             let headers = header_map(response.headers());
             let body = read_limited(response.into_body(), response::MAX_BODY_BYTES).await;
+            if let Some(lent) = lent {
+                lent.give_back();
+            }
             Ok::<_, Failure>((status, headers, body))
         })
         .await;
@@ -174,74 +171,92 @@ impl Sender {
         }
     }
 
-    /// Sends `request` on its route; the future yields the response's head. A request to an origin whose
-    /// route is known, nearly all of them, is sent as the future is polled, with no state beyond the
-    /// client's; one that must wait for its origin's first connection gets that wait boxed.
+    /// Sends `request`; the future yields the response's head. A request to an origin with a connection at
+    /// hand, nearly all of them, is sent as the future is polled, with no state beyond the connection's.
     fn exchange(
         &self,
         request: http::Request<Full<Bytes>>,
-    ) -> impl Future<Output = Result<http::Response<Incoming>, Failure>> + Send + '_ {
-        if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
-            match self.origins.known(request.uri()) {
-                Some(Known::Http2(mut stream)) => {
-                    // Dispatched now. A request the connection ends before taking it (the endpoint closed
-                    // it, or sent GOAWAY) comes back, and goes out once more on the origin's next
-                    // connection, as the pooled client does with the requests it had not sent. Chained
-                    // rather than an `async` block, which would hold the request twice.
-                    let sent = stream
-                        .try_send_request(request)
-                        .then(move |sent| match sent {
-                            Ok(response) => Either::Left(future::ready(Ok(response))),
-                            Err(mut err) => match err.take_message() {
-                                Some(request) => {
-                                    Either::Right(Box::pin(self.exchange_routed(request)))
-                                }
-                                None => {
-                                    Either::Left(future::ready(Err(sent_failure(err.into_error()))))
-                                }
-                            },
-                        });
-                    return Either::Left(Either::Left(sent));
-                }
-                None => return Either::Right(Box::pin(self.exchange_routed(request))),
-                Some(Known::Http1) => {}
-            }
+    ) -> impl Future<Output = Result<Answer, Failure>> + Send + '_ {
+        match self.origins.known(request.uri()) {
+            // A request the connection ends before taking it (the endpoint closed an idle connection, or sent
+            // GOAWAY) goes out once more, on a connection made for it.
+            Some(route) => Either::Left(send_on(route, request).then(move |sent| match sent {
+                Ok(answer) => Either::Left(future::ready(Ok(answer))),
+                Err(Unanswered::Failed(failure)) => Either::Left(future::ready(Err(failure))),
+                Err(Unanswered::Unsent(request)) => Either::Right(self.routed(*request)),
+            })),
+            None => Either::Right(self.routed(request)),
         }
-        Either::Left(Either::Right(self.pooled(request)))
     }
 
-    /// Sends `request` through the pooled client: plain `http`, and HTTPS origins that speak HTTP/1.1.
-    fn pooled(
+    /// Sends `request` once its origin's route is found (a connection made, if need be). Finding it is boxed
+    /// and freed once found: a request holds its connecting's state (a TLS handshake's) only while it connects.
+    fn routed(
         &self,
         request: http::Request<Full<Bytes>>,
-    ) -> impl Future<Output = Result<http::Response<Incoming>, Failure>> + Send + '_ {
-        self.client
-            .request(request)
-            .map_err(|err| classify(&err, err.is_connect()))
+    ) -> impl Future<Output = Result<Answer, Failure>> + Send + '_ {
+        let uri = request.uri().clone();
+        let found = Box::pin(async move { self.origins.route(&uri).await });
+        found.then(move |route| {
+            send_on(route, request).map(|sent| {
+                sent.map_err(|unanswered| match unanswered {
+                    Unanswered::Failed(failure) => failure,
+                    Unanswered::Unsent(_) => (
+                        "protocol",
+                        "the connection closed before the request was sent".to_owned(),
+                    ),
+                })
+            })
+        })
     }
+}
 
-    /// Sends `request`, to an `https` URL, once its origin's route is found.
-    async fn exchange_routed(
-        &self,
-        request: http::Request<Full<Bytes>>,
-    ) -> Result<http::Response<Incoming>, Failure> {
-        match self.origins.route(request.uri()).await {
-            Route::Http2(mut stream) => stream.send_request(request).await.map_err(sent_failure),
-            Route::Http1(Some(stream)) => send_once(stream, request).await.map_err(sent_failure),
-            Route::Http1(None) => self.pooled(request).await,
-            Route::Unreachable(kind, text) => Err((kind, text)),
+/// Sends `request` on `route`. Chained rather than an `async` block, which would hold the request twice.
+fn send_on(
+    route: Route,
+    mut request: http::Request<Full<Bytes>>,
+) -> impl Future<Output = Result<Answer, Unanswered>> + Send {
+    match route {
+        Route::Http2(mut stream) => Either::Left(Either::Left(
+            stream.try_send_request(request).map(move |sent| {
+                sent.map(|response| (response, None))
+                    .map_err(|err| unanswered(err, None))
+            }),
+        )),
+        Route::Http1(mut lent) => {
+            let target = to_origin_form(&mut request);
+            let sent = lent.send(request);
+            Either::Left(Either::Right(sent.map(move |sent| match sent {
+                Ok(response) => Ok((response, Some(lent))),
+                Err(err) => Err(unanswered(err, Some(target))),
+            })))
+        }
+        Route::Unreachable(kind, text) => {
+            Either::Right(future::ready(Err(Unanswered::Failed((kind, text)))))
         }
     }
 }
 
-/// Sends `request` on `stream`, an HTTP/1.1 connection made for it, which closes once the response is read.
-async fn send_once(
-    stream: Box<Stream>,
-    mut request: http::Request<Full<Bytes>>,
-) -> Result<http::Response<Incoming>, hyper::Error> {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(stream).await?;
-    tokio::spawn(connection);
-    // HTTP/1.1 names the target by its path and the host in a header, as the pooled client does it.
+/// Why `err`'s request got no response; a request that comes back unsent gets its URL back (`target`, as
+/// it was before [`to_origin_form`]).
+fn unanswered(
+    mut err: TrySendError<http::Request<Full<Bytes>>>,
+    target: Option<http::Uri>,
+) -> Unanswered {
+    match err.take_message() {
+        Some(mut request) => {
+            if let Some(target) = target {
+                *request.uri_mut() = target;
+            }
+            Unanswered::Unsent(Box::new(request))
+        }
+        None => Unanswered::Failed(classify(&err.into_error(), false)),
+    }
+}
+
+/// Names `request`'s target by its path, with the host in a header, as HTTP/1.1 does; returns its URL as it
+/// was, for a request that comes back unsent.
+fn to_origin_form(request: &mut http::Request<Full<Bytes>>) -> http::Uri {
     let uri = std::mem::take(request.uri_mut());
     if let Some(host) = uri.host() {
         let host = match uri.port() {
@@ -255,12 +270,7 @@ async fn send_once(
     if let Some(target) = uri.path_and_query() {
         *request.uri_mut() = http::Uri::from(target.clone());
     }
-    sender.send_request(request).await
-}
-
-/// A request that failed on a connection of the daemon's own, once sent.
-fn sent_failure(err: hyper::Error) -> Failure {
-    classify(&err, false)
+    uri
 }
 
 /// The task's request, signed now: its body moved in, its headers set. The signature headers the report

@@ -272,6 +272,12 @@ impl Receiver {
         .await
     }
 
+    /// A plain HTTP receiver that closes each connection once it has taken `requests` requests on it (its
+    /// last response says `Connection: close`), as servers do (nginx's `keepalive_requests`).
+    pub async fn http_ending_connections_after(requests: usize, script: Script) -> Receiver {
+        Self::start_ending_connections(script, None, requests).await
+    }
+
     /// An HTTPS receiver that ends each connection gracefully once it has taken `requests` requests on it
     /// (GOAWAY over HTTP/2), as load balancers do (nginx's `keepalive_requests`).
     pub async fn https_ending_connections_after(
