@@ -650,7 +650,13 @@ where
             Ok(encoder) => {
                 debug_assert!(self.state.cached_headers.is_none());
                 debug_assert!(head.headers.is_empty());
-                self.state.cached_headers = Some(head.headers);
+                // Kit Webhooks patch (vendor/README.md): a server keeps the map for the next request it reads;
+                // a client drops it. Kept, a client's request headers' allocation (~1.2 KB for ten headers)
+                // stayed with the connection for as long as it waited for the response, only to save
+                // allocating the response's map.
+                if T::should_read_first() {
+                    self.state.cached_headers = Some(head.headers);
+                }
 
                 #[cfg(feature = "client")]
                 {

@@ -520,7 +520,10 @@ impl Cursor<Vec<u8>> {
 
     fn reset(&mut self) {
         self.pos = 0;
-        self.bytes.clear();
+        // Kit Webhooks patch (vendor/README.md): a head written gives its buffer back, where a connection kept
+        // the largest head it had written (a request's, a few hundred bytes) while it waited for the
+        // response, and while idle.
+        self.bytes = Vec::new();
     }
 }
 
