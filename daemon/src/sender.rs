@@ -179,25 +179,29 @@ impl Sender {
     ) -> impl Future<Output = Result<Answer, Failure>> + Send + '_ {
         match self.origins.known(request.uri()) {
             // A request the connection ends before taking it (the endpoint closed an idle connection, or sent
-            // GOAWAY) goes out once more, on a connection made for it.
+            // GOAWAY) goes out once more, on a connection made for it. Boxed: rare, and every request's
+            // future would carry room for it.
             Some(route) => Either::Left(send_on(route, request).then(move |sent| match sent {
                 Ok(answer) => Either::Left(future::ready(Ok(answer))),
                 Err(Unanswered::Failed(failure)) => Either::Left(future::ready(Err(failure))),
-                Err(Unanswered::Unsent(request)) => Either::Right(self.routed(*request)),
+                Err(Unanswered::Unsent(request)) => Either::Right(Box::pin(self.routed(*request))),
             })),
             None => Either::Right(self.routed(request)),
         }
     }
 
-    /// Sends `request` once its origin's route is found (a connection made, if need be). Finding it is boxed
-    /// and freed once found: a request holds its connecting's state (a TLS handshake's) only while it connects.
+    /// Sends `request` once its origin's route is found (a connection made, if need be). Finding it is boxed,
+    /// the request with it, and freed once found: a request holds its connecting's state (a TLS handshake's)
+    /// only while it connects, and the future what sending needs.
     fn routed(
         &self,
         request: http::Request<Full<Bytes>>,
     ) -> impl Future<Output = Result<Answer, Failure>> + Send + '_ {
-        let uri = request.uri().clone();
-        let found = Box::pin(async move { self.origins.route(&uri).await });
-        found.then(move |route| {
+        let found = Box::pin(async move {
+            let route = self.origins.route(request.uri()).await;
+            (route, request)
+        });
+        found.then(|(route, request)| {
             send_on(route, request).map(|sent| {
                 sent.map_err(|unanswered| match unanswered {
                     Unanswered::Failed(failure) => failure,
