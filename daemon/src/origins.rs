@@ -145,9 +145,12 @@ impl Origins {
                     }
                     return match self.open(uri).await {
                         Ok(Opened::Http1(sender)) => Route::Http1(Lent::new(sender, idle)),
-                        // The endpoint has moved to HTTP/2: this request uses the connection alone, and the
-                        // origin is found out again once it has been idle.
-                        Ok(Opened::Http2(sender)) => Route::Http2(sender),
+                        // The endpoint has moved to HTTP/2: this request uses the connection, and the
+                        // origin's next request finds out what it speaks again.
+                        Ok(Opened::Http2(sender)) => {
+                            self.forget(&key, &origin);
+                            Route::Http2(sender)
+                        }
                         Err((kind, text)) => Route::Unreachable(kind, text),
                     };
                 }

@@ -196,12 +196,23 @@ impl Connections {
         let service_enough = enough.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let this = self.clone();
-            if taken.fetch_add(1, Ordering::SeqCst) + 1 == limit {
+            let last = taken.fetch_add(1, Ordering::SeqCst) + 1 == limit;
+            if last {
                 service_enough.notify_one();
             }
+            // Over HTTP/1.1 the last response says so, as servers do; a graceful shutdown alone could close the
+            // connection idle, racing the client's next request on it.
+            let closing = last && request.version() == hyper::Version::HTTP_11;
             async move {
                 let _open = Open::new(&this.concurrency);
-                Ok::<_, Infallible>(answer(request, &this.seen, &this.arrived, &this.script).await)
+                let mut response = answer(request, &this.seen, &this.arrived, &this.script).await;
+                if closing {
+                    response.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(response)
             }
         });
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
