@@ -35,6 +35,8 @@ pub(crate) type Authed = InterceptedService<Channel, Bearer>;
 /// A connection to a Kit Webhooks server with one API key. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Client {
+    /// The connection, for [`Client::with_token`].
+    channel: Channel,
     webhooks: WebhookServiceClient<Authed>,
     events: EventServiceClient<Authed>,
     /// The account's API keys and audit log (`crate::account`).
@@ -91,8 +93,15 @@ impl Client {
             ),
             events: EventServiceClient::with_interceptor(channel.clone(), Bearer(value.clone())),
             keys: ApiKeyServiceClient::with_interceptor(channel.clone(), Bearer(value.clone())),
-            audit: AuditServiceClient::with_interceptor(channel, Bearer(value)),
+            audit: AuditServiceClient::with_interceptor(channel.clone(), Bearer(value)),
+            channel,
         })
+    }
+
+    /// A client on this one's connection that calls with the API key `token`: a service acting for many
+    /// accounts needs one connection, not one per account.
+    pub fn with_token(&self, token: &str) -> Result<Client, Error> {
+        Self::from_channel(self.channel.clone(), token)
     }
 
     // ---- webhooks (admin key) ----

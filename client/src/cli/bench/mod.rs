@@ -24,6 +24,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+use futures::{StreamExt, TryStreamExt};
 use kit_webhooks::sync::lock;
 use kit_webhooks::{proto, signature::Secret};
 use kit_webhooks_client::{Client, NewWebhook};
@@ -204,42 +205,61 @@ async fn measure_ceiling(
     .await
 }
 
+/// Webhooks the bench creates at once. One at a time, creating the production shape's 4,000 took most of a
+/// run's setup.
+const CREATING_AT_ONCE: usize = 32;
+
 /// Creates each account's webhooks, spread over the receivers (a slow account's on its own receiver), and
-/// gives the receivers their secrets.
+/// gives the receivers their secrets. One connection serves every account, each call made with its account's
+/// admin key.
 async fn create_webhooks(
     system: &Target,
     shape: &shape::Shape,
     (receivers, slow_receivers): (&[String], &[String]),
     tally: &Tally,
 ) -> anyhow::Result<()> {
-    let mut admin = None;
-    for index in 0..shape.webhooks() {
-        let account = shape.account_of(index);
-        if shape.first_of_account(index) {
-            let (_, key) = &system.accounts[account];
-            admin = Some(Client::connect(&system.server_url, key).await?);
-        }
-        let admin = admin.as_ref().context("an account's admin")?;
-        let receiver = match shape.slow(account) {
-            Some(slow) => &slow_receivers[slow],
-            None => &receivers[index % receivers.len()],
-        };
-        let url = format!("{receiver}/wh/{index}");
-        // The bench sends far more than the default 100 requests/s to one endpoint.
-        let webhook = NewWebhook {
-            rate_limit_per_second: Some(100_000),
-            ..NewWebhook::new(url, ["interview.*"]).description(format!("bench {index}"))
-        };
-        let (_, secret) = admin.create_webhook(webhook).await?;
-        let secret = Secret::parse(&secret)
-            .map_err(|err| anyhow::anyhow!("webhook {index}'s secret: {err}"))?;
-        tally
-            .secrets
-            .write()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .insert(index, secret);
-    }
-    Ok(())
+    let Some((_, first_key)) = system.accounts.first() else {
+        return Ok(());
+    };
+    let connection = Client::connect(&system.server_url, first_key).await?;
+    let admins = system
+        .accounts
+        .iter()
+        .map(|(_, key)| connection.with_token(key))
+        .collect::<Result<Vec<_>, _>>()?;
+    futures::stream::iter(0..shape.webhooks())
+        .map(|index| {
+            let account = shape.account_of(index);
+            let receiver = match shape.slow(account) {
+                Some(slow) => &slow_receivers[slow],
+                None => &receivers[index % receivers.len()],
+            };
+            // The bench sends far more than the default 100 requests/s to one endpoint.
+            let webhook = NewWebhook {
+                rate_limit_per_second: Some(100_000),
+                ..NewWebhook::new(format!("{receiver}/wh/{index}"), ["interview.*"])
+                    .description(format!("bench {index}"))
+            };
+            let admin = admins.get(account).context("an account's admin");
+            async move {
+                let (_, secret) = admin?.create_webhook(webhook).await?;
+                let secret = Secret::parse(&secret)
+                    .map_err(|err| anyhow::anyhow!("webhook {index}'s secret: {err}"))?;
+                Ok::<_, anyhow::Error>((index, secret))
+            }
+        })
+        .buffer_unordered(CREATING_AT_ONCE)
+        .try_for_each(|(index, secret)| {
+            let noted = tally
+                .secrets
+                .write()
+                .map(|mut secrets| {
+                    secrets.insert(index, secret);
+                })
+                .map_err(|_| anyhow::anyhow!("lock"));
+            futures::future::ready(noted)
+        })
+        .await
 }
 
 /// When each event was published, and how long publishing them all took.

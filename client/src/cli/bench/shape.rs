@@ -105,14 +105,6 @@ impl Shape {
         }
     }
 
-    /// Whether webhook `index` is the first of its account.
-    pub fn first_of_account(&self, webhook: usize) -> bool {
-        match webhook.checked_sub(self.well_behaved_webhooks()) {
-            None => webhook % self.per_account == 0,
-            Some(slow) => slow % self.slow_per_account == 0,
-        }
-    }
-
     /// The slow account (0 for the first) account `index` is, if it is one.
     pub fn slow(&self, account: usize) -> Option<usize> {
         account.checked_sub(self.accounts)
@@ -195,8 +187,6 @@ mod tests {
         assert_eq!((slow.all_accounts(), slow.webhooks()), (5, 16));
         let accounts: Vec<_> = (0..16).map(|w| slow.account_of(w)).collect();
         assert_eq!(accounts, [0, 0, 1, 1, 2, 2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4]);
-        let firsts: Vec<_> = (0..16).filter(|w| slow.first_of_account(*w)).collect();
-        assert_eq!(firsts, [0, 2, 4, 6, 11]);
         assert_eq!(
             (slow.slow(2), slow.slow(3), slow.slow(4)),
             (None, Some(0), Some(1))
