@@ -1125,7 +1125,14 @@ async fn an_http2_endpoint_that_ends_its_connections_gets_every_delivery(backend
                 .all(|error| error.contains("not a result of an error")),
         "only requests that crossed a GOAWAY fail: {failed_attempts:?}"
     );
-    // A refused request never reached the endpoint's handler.
-    assert_eq!(receiver.requests().len(), 40, "each delivery arrived once");
+    // A refused request never reached the endpoint's handler; a failed attempt may still have (seen once in
+    // ~15 runs of the suite: 41 arrivals), and its delivery then arrives again at its next attempt, as
+    // at-least-once allows. A delivery whose attempts all succeeded arrives once.
+    let arrived = receiver.requests().len();
+    assert!(
+        (40..=40 + failed_attempts.len()).contains(&arrived),
+        "{arrived} arrivals for 40 deliveries and {} failed attempts",
+        failed_attempts.len()
+    );
     server.stop().await;
 }
