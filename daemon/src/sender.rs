@@ -90,6 +90,7 @@ impl Sender {
     pub fn prune(&self) {
         self.origins.prune();
     }
+
     /// Makes the task's one HTTP request to `url` (the task's URL, parsed) and reports how it went. Never
     /// fails: every failure is an attempt.
     ///
