@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 use bytes::Bytes;
 use futures::{
     future::{self, Either},
-    FutureExt,
+    FutureExt, TryFutureExt,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, client::conn::TrySendError};
@@ -112,64 +112,66 @@ impl Sender {
             ..Default::default()
         };
         let timeout = Duration::from_millis(u64::from(task.timeout_ms.max(1)));
-        let request = signed_request(&mut task, url, &mut report);
-        async move {
-            match request {
-                Ok(request) => self.exchange_into(request, timeout, &mut report).await,
-                Err((kind, text)) => {
-                    fail(&mut report, kind, text);
-                    return report;
+        match signed_request(&mut task, url, &mut report) {
+            Ok(request) => Either::Left(self.exchange_into(request, timeout, report, clock)),
+            Err((kind, text)) => {
+                fail(&mut report, kind, text);
+                Either::Right(future::ready(report))
+            }
+        }
+    }
+
+    /// Sends `request`, reads its response, and notes it (or why there is none) in `report`, with the time it
+    /// took since `clock`. Chained rather than an `async fn`, whose arguments the future would hold for its
+    /// whole life: the request moves straight into the exchange, held once.
+    fn exchange_into(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+        mut report: proto::ReportDeliveryRequest,
+        clock: std::time::Instant,
+    ) -> impl Future<Output = proto::ReportDeliveryRequest> + '_ {
+        let exchanged = self
+            .exchange(request)
+            .and_then(|(response, lent)| async move {
+                let status = response.status();
+                // Converted for the report before the body is read, rather than cloned to be converted later.
+                let headers = header_map(response.headers());
+                let body = read_limited(response.into_body(), response::MAX_BODY_BYTES).await;
+                if let Some(lent) = lent {
+                    lent.give_back();
+                }
+                Ok((status, headers, body))
+            });
+        tokio::time::timeout(timeout, exchanged).map(move |exchanged| {
+            match exchanged {
+                Err(_) => fail(
+                    &mut report,
+                    "timeout",
+                    format!("no complete response within {timeout:?}"),
+                ),
+                Ok(Err((kind, text))) => fail(&mut report, kind, text),
+                Ok(Ok((status, headers, body))) => {
+                    report.response_status = u32::from(status.as_u16());
+                    report.response_body = body.into();
+                    if status.is_redirection() {
+                        let location = headers.get("location").map_or("-", String::as_str);
+                        fail(
+                            &mut report,
+                            "redirect",
+                            format!(
+                                "HTTP {status}: redirects are not followed (location: {location})"
+                            ),
+                        );
+                    } else if !status.is_success() {
+                        fail(&mut report, "status", format!("HTTP {status}"));
+                    }
+                    report.response_headers = response::capped_headers(headers);
                 }
             }
             report.duration_ms = clock.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
             report
-        }
-    }
-
-    /// Sends `request` and notes its response (or why there is none) in `report`.
-    async fn exchange_into(
-        &self,
-        request: http::Request<Full<Bytes>>,
-        timeout: Duration,
-        report: &mut proto::ReportDeliveryRequest,
-    ) {
-        // Made where it is awaited, so that the exchange's state is held once, not once more per function
-        // it passes through.
-        let exchanged = tokio::time::timeout(timeout, async {
-            let (response, lent) = self.exchange(request).await?;
-            let status = response.status();
-            // Converted for the report before the body is read, rather than cloned to be converted later.
-            let headers = header_map(response.headers());
-            let body = read_limited(response.into_body(), response::MAX_BODY_BYTES).await;
-            if let Some(lent) = lent {
-                lent.give_back();
-            }
-            Ok::<_, Failure>((status, headers, body))
         })
-        .await;
-        match exchanged {
-            Err(_) => fail(
-                report,
-                "timeout",
-                format!("no complete response within {timeout:?}"),
-            ),
-            Ok(Err((kind, text))) => fail(report, kind, text),
-            Ok(Ok((status, headers, body))) => {
-                report.response_status = u32::from(status.as_u16());
-                report.response_body = body.into();
-                if status.is_redirection() {
-                    let location = headers.get("location").map_or("-", String::as_str);
-                    fail(
-                        report,
-                        "redirect",
-                        format!("HTTP {status}: redirects are not followed (location: {location})"),
-                    );
-                } else if !status.is_success() {
-                    fail(report, "status", format!("HTTP {status}"));
-                }
-                report.response_headers = response::capped_headers(headers);
-            }
-        }
     }
 
     /// Sends `request`; the future yields the response's head. A request to an origin with a connection at
