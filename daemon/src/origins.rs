@@ -218,27 +218,31 @@ impl Origins {
                 .handshake(Box::new(stream))
                 .await
                 .map_err(|err| classify(&err, false))?;
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!(error = %err, "an HTTP/2 connection to an endpoint ended");
-                }
-            });
+            drive(connection, "HTTP/2");
             return Ok(Opened::Http2(sender));
         }
         let (sender, connection) = http1::handshake(stream)
             .await
             .map_err(|err| classify(&err, false))?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "an HTTP/1.1 connection to an endpoint ended");
-            }
-        });
+        drive(connection, "HTTP/1.1");
         Ok(Opened::Http1(sender))
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Entry>> {
         lock(&self.entries)
     }
+}
+
+/// Runs a connection to an endpoint on a task of its own until it ends.
+fn drive(
+    connection: impl std::future::Future<Output = hyper::Result<()>> + Send + 'static,
+    protocol: &'static str,
+) {
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, protocol, "a connection to an endpoint ended");
+        }
+    });
 }
 
 fn key(uri: &http::Uri) -> Option<Key> {
