@@ -40,6 +40,11 @@ use crate::{
 /// How long an origin and its idle connections are kept with no request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The largest head of a response read over HTTP/2 (its headers as HPACK counts them), about what hyper reads
+/// of one over HTTP/1.1: an endpoint's `2xx` is a success whichever protocol it answers in. hyper's default
+/// (16 KiB) failed the whole connection on a larger head.
+const MAX_HTTP2_RESPONSE_HEAD: u32 = 256 * 1024;
+
 /// Where a request goes.
 pub enum Route {
     /// A stream of the origin's HTTP/2 connection.
@@ -85,7 +90,9 @@ impl Origins {
     /// Origins reached through `connector`, each keeping up to `idle_per_origin` idle HTTP/1.1 connections.
     pub fn new(connector: HttpsConnector<GuardedConnector>, idle_per_origin: usize) -> Self {
         let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2.timer(TokioTimer::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HTTP2_RESPONSE_HEAD);
         Origins {
             connector,
             http2,
