@@ -22,10 +22,11 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures::{FutureExt as _, TryFutureExt as _};
 use http::uri::{Authority, Scheme};
 use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::{
     client::legacy::connect::Connection as _,
     rt::{TokioExecutor, TokioTimer},
@@ -33,7 +34,7 @@ use hyper_util::{
 use tower_service::Service as _;
 
 use crate::{
-    connector::GuardedConnector,
+    connector::{Connection, GuardedConnector},
     sender::{classify, Failure},
 };
 
@@ -210,13 +211,24 @@ impl Origins {
 
     /// Connects to `uri`'s origin in the protocol its endpoint chooses; the connection's task runs until it
     /// closes.
-    async fn open(&self, uri: &http::Uri) -> Result<Opened, Failure> {
-        let stream = self
-            .connector
+    ///
+    /// Each request that connects holds this future while its TCP and TLS handshakes are under way (often
+    /// thousands at once in a burst), so it is a chain rather than an `async fn`, which would make room for
+    /// the stream and hyper's handshake (kilobytes) in every one of them: the handshake, which completes
+    /// at once, is boxed when it is reached.
+    fn open(
+        &self,
+        uri: &http::Uri,
+    ) -> impl std::future::Future<Output = Result<Opened, Failure>> + Send + '_ {
+        self.connector
             .clone()
             .call(uri.clone())
-            .await
-            .map_err(|err| classify(&*err, true))?;
+            .map_err(|err| classify(&*err, true))
+            .and_then(|stream| Box::pin(self.handshake(stream)))
+    }
+
+    /// Starts a connection on `stream`, in the protocol its endpoint chose.
+    async fn handshake(&self, stream: MaybeHttpsStream<Connection>) -> Result<Opened, Failure> {
         if stream.connected().is_negotiated_h2() {
             // Boxed: hyper spawns two tasks per request, each as large as the connection's own, which holds
             // the stream (kilobytes of TLS state) unless it is behind a pointer.
@@ -241,15 +253,19 @@ impl Origins {
 }
 
 /// Runs a connection to an endpoint on a task of its own until it ends.
+///
+/// Mapped rather than awaited in an `async` block, which holds what it captures for its whole life: the
+/// connection would be held twice (captured, and moved into its `.await`), and the task of every HTTP/1.1
+/// connection is as large as the connection's state.
 fn drive(
     connection: impl std::future::Future<Output = hyper::Result<()>> + Send + 'static,
     protocol: &'static str,
 ) {
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
+    tokio::spawn(connection.map(move |ended| {
+        if let Err(err) = ended {
             tracing::debug!(error = %err, protocol, "a connection to an endpoint ended");
         }
-    });
+    }));
 }
 
 fn key(uri: &http::Uri) -> Option<Key> {
