@@ -386,6 +386,6 @@ impl Worker {
     fn start(&self, task: proto::DeliveryTask, generation: u64) {
         self.attempts.metrics.leases_ready.increment(1.0);
         self.in_flight
-            .spawn(self.attempts.clone().run(task, generation));
+            .spawn(self.attempts.clone().run(Box::new(task), generation));
     }
 }

@@ -13,9 +13,13 @@
 //! A batch is encoded once per call: the common case (one call, answered) never copies the reports' header
 //! maps and bodies, which cloning the request for a possible retry did on every call.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use bytes::{BufMut, Bytes};
+use futures::{
+    future::{self, Either},
+    FutureExt as _,
+};
 use kit_webhooks::proto;
 use prost::Message;
 use tokio::{sync::mpsc::error::TryRecvError, time::Instant};
@@ -63,16 +67,22 @@ impl Reporter {
 
     /// Queues `report` and waits until the server has answered for it (or the daemon gave up on it).
     ///
-    /// Room in the queue is reserved before the report is moved in, so that the future holds the report
-    /// once while it waits, not a second copy inside the queue's send: every attempt task holds this future
-    /// at its end (`crate::attempt`).
-    pub(crate) async fn report(&self, report: proto::ReportDeliveryRequest) {
-        let Ok(room) = self.tx.reserve().await else {
-            return;
-        };
-        let (done, answered) = tokio::sync::oneshot::channel();
-        room.send((report, Instant::now(), done));
-        let _ = answered.await;
+    /// Every attempt task holds this future at its end (`crate::attempt`), so it holds the report once: room
+    /// in the queue is reserved before the report is moved in (not a second copy inside the queue's send),
+    /// and it is a chain rather than an `async fn`, which would keep its argument beside the report it moves
+    /// on.
+    pub(crate) fn report(
+        &self,
+        report: proto::ReportDeliveryRequest,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.tx.reserve().then(move |room| {
+            let Ok(room) = room else {
+                return Either::Left(future::ready(()));
+            };
+            let (done, answered) = tokio::sync::oneshot::channel();
+            room.send((report, Instant::now(), done));
+            Either::Right(answered.map(|_| ()))
+        })
     }
 }
 
