@@ -102,22 +102,26 @@ idle_ax.grid(True, axis="y", alpha=0.3)
 colour = 0
 for bar, name in (("HTTP/1.1\nstep 53\n(2,000 out)", "round2-inflight-heap-2000-tls"),
                   ("HTTP/2\nstep 57\n(10,000 out)", "round2-inflight-heap-10000-http2"),
-                  ("HTTP/1.1\nstep 62\n(2,000 out)", "round2-inflight-heap-2000-tls-step62")):
+                  ("HTTP/1.1\nstep 62\n(2,000 out)", "round2-inflight-heap-2000-tls-step62"),
+                  ("HTTP/1.1\nstep 66\n(10,000 out)", "round2-inflight-heap-10000-tls-step66")):
     heap = load(name)
     if not heap:
         continue
     bottom = 0.0
     protocol = " ".join(bar.split("\n")[:2])
     for what, kb in heap["per_request_kb"].items():
-        heap_ax.bar([bar], [kb], bottom=bottom, color=f"C{colour % 10}", label=f"{protocol}: {what}")
+        # Only the latest profile's parts are named, or the legend would cover the bars.
+        latest = name == "round2-inflight-heap-10000-tls-step66"
+        heap_ax.bar([bar], [kb], bottom=bottom, color=f"C{colour % 10}",
+                    label=f"{protocol}: {what}" if latest else None)
         bottom += kb
         colour += 1
 heap_ax.axhline(12.0, color="k", linestyle="dashed", label="target: 120 MB / 10,000")
-heap_ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0.5, 1.0))
-heap_ax.set_xlim(-0.6, 5.8)
+heap_ax.legend(fontsize=6, loc="upper right")
+heap_ax.set_xlim(-0.6, 7.5)
 heap_ax.tick_params(axis="x", labelsize=7)
 heap_ax.set_ylabel("KB per outstanding request")
-heap_ax.set_title("Memory per outstanding request over HTTPS\n(heap profiles; steps 60 and 62 trimmed HTTP/1.1's)")
+heap_ax.set_title("Memory per outstanding request over HTTPS\n(heap profiles; steps 60-66 trimmed HTTP/1.1's)")
 heap_ax.grid(True, axis="y", alpha=0.3)
 
 # 10,000 requests outstanding over HTTPS on 100 hosts: the daemon's peak memory by the endpoints' protocol.
@@ -128,16 +132,18 @@ outstanding = [(label, load(name)) for label, name in (
     ("HTTP/2\nstep 60", "round2-inflight-10000-http2-step60-sqlite"),
     ("HTTP/1.1\nstep 62", "round2-inflight-10000-tls-100hosts-step62-sqlite"),
     ("HTTP/2\nstep 62", "round2-inflight-10000-http2-step62-sqlite"),
-    ("HTTP/1.1\nstep 63", "round2-inflight-10000-tls-100hosts-sqlite"),
-    ("HTTP/2\nstep 63", "round2-inflight-10000-http2-sqlite"))]
+    ("HTTP/1.1\nstep 63", "round2-inflight-10000-tls-100hosts-step63-sqlite"),
+    ("HTTP/2\nstep 63", "round2-inflight-10000-http2-step63-sqlite"),
+    ("HTTP/1.1\nstep 66", "round2-inflight-10000-tls-100hosts-sqlite"),
+    ("HTTP/2\nstep 66", "round2-inflight-10000-http2-sqlite"))]
 outstanding = [(label, run) for label, run in outstanding if run]
 if outstanding:
     outstanding_ax.bar([label for label, _ in outstanding], [run["daemon"]["peak_rss_mib"] for _, run in outstanding],
-                       color=(["C3", "C0"] * 4)[: len(outstanding)])
-    outstanding_ax.tick_params(axis="x", labelsize=7)
+                       color=(["C3", "C0"] * 5)[: len(outstanding)])
+    outstanding_ax.tick_params(axis="x", labelsize=6)
     # The earlier steps', faded: before step 60 hyper gave every HTTP/1.1 connection ~25 KB of buffers it never
     # used; before step 62 HTTP/1.1 requests went through hyper-util's pooled client; step 63 halved an
-    # attempt's boxed send.
+    # attempt's boxed send; steps 64-66 freed rustls's idle buffers and held each value once.
     for bar in outstanding_ax.patches[: len(outstanding) - 2]:
         bar.set_alpha(0.45)
 outstanding_ax.axhline(120 / 1.048576, color="k", linestyle="dashed", label="target: 120 MB")
