@@ -1,6 +1,7 @@
 //! The schema's later migrations on real databases: `attempts` keyed by `(delivery_id, number)` with its rows
-//! kept through the change and back (m0005, a table rebuild on SQLite), and on PostgreSQL key columns that
-//! compare byte by byte (m0004, `COLLATE "C"`).
+//! kept through the change and back (m0005, a table rebuild on SQLite), on PostgreSQL key columns that
+//! compare byte by byte (m0004, `COLLATE "C"`), and idempotency keys kept unique by an index of the keyed
+//! events only (m0012).
 
 // A test reads as one scenario, top to bottom, however long.
 #![allow(clippy::too_many_lines)]
@@ -75,7 +76,87 @@ async fn attempts_keyed_by_delivery(backend: Backend) {
     database.drop_database().await;
 }
 
-on_both_databases!(attempts_keyed_by_delivery);
+/// The migrations before m0012.
+const BEFORE_KEYED_EVENTS_INDEX: u32 = 11;
+
+fn event_row(id: &str, account_id: &str, key: Option<&str>) -> String {
+    let key = key.map_or("NULL".to_owned(), |key| format!("'{key}'"));
+    format!(
+        "INSERT INTO events (id, account_id, type, data_json, idempotency_key, created_at) \
+         VALUES ('{id}', '{account_id}', 'offer.accepted', '{{}}', {key}, 1764216000000)"
+    )
+}
+
+async fn insert_event(db: &DatabaseConnection, id: &str, account_id: &str, key: Option<&str>) {
+    db.execute_unprepared(&event_row(id, account_id, key))
+        .await
+        .expect("insert an event");
+}
+
+async fn idempotency_keys_stay_unique_with_only_keyed_events_indexed(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let url = match backend {
+        Backend::Sqlite => format!("{}?mode=rwc", database.url),
+        Backend::Postgres => database.url.clone(),
+    };
+    let db = Database::connect(&url).await.expect("connect");
+    Migrator::up(&db, Some(BEFORE_KEYED_EVENTS_INDEX))
+        .await
+        .expect("migrate up to m0011");
+    insert_event(&db, "evt_1", "acme", Some("order-42")).await;
+    insert_event(&db, "evt_2", "acme", None).await;
+    insert_event(&db, "evt_3", "acme", None).await;
+
+    Migrator::up(&db, Some(1)).await.expect("migrate up m0012");
+    let partial = match backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'events_account_idempotency_key' \
+             AND sql LIKE '%UNIQUE%WHERE idempotency_key IS NOT NULL'"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM pg_indexes WHERE indexname = 'events_account_idempotency_key' \
+             AND indexdef LIKE '%UNIQUE%WHERE (idempotency_key IS NOT NULL)'"
+        }
+    };
+    assert_eq!(
+        count(&db, partial).await,
+        1,
+        "a unique index of the keyed events"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) AS n FROM events").await, 3);
+    // A key is still unique per account; keyless events and other accounts' keys are not held back.
+    let again = db
+        .execute_unprepared(&event_row("evt_4", "acme", Some("order-42")))
+        .await;
+    assert!(
+        again.is_err(),
+        "a second event keyed order-42 in acme was accepted"
+    );
+    insert_event(&db, "evt_4", "acme", None).await;
+    insert_event(&db, "evt_5", "globex", Some("order-42")).await;
+
+    Migrator::down(&db, Some(1)).await.expect("migrate down");
+    assert_eq!(
+        count(&db, partial).await,
+        0,
+        "the index covers every event again"
+    );
+    let again = db
+        .execute_unprepared(&event_row("evt_6", "acme", Some("order-42")))
+        .await;
+    assert!(again.is_err(), "unique after migrating down too");
+    Migrator::up(&db, None).await.expect("migrate up again");
+    assert_eq!(count(&db, partial).await, 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) AS n FROM events").await, 5);
+
+    let _ = db.close().await;
+    database.drop_database().await;
+}
+
+on_both_databases!(
+    attempts_keyed_by_delivery,
+    idempotency_keys_stay_unique_with_only_keyed_events_indexed
+);
 
 /// Our tables' `VARCHAR` columns whose collation is `collation` (`NULL` in the catalogue: the default).
 fn varchar_columns_with(collation: &str) -> String {

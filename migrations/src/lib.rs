@@ -16,6 +16,7 @@ mod m0008_api_key_lifecycle;
 mod m0009_audit_entries;
 mod m0010_webhook_headers;
 mod m0011_ordering_and_test_deliveries;
+mod m0012_index_only_keyed_events;
 
 pub use m0011_ordering_and_test_deliveries::ORDERED_UNFINISHED;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_audit_entries::Migration),
             Box::new(m0010_webhook_headers::Migration),
             Box::new(m0011_ordering_and_test_deliveries::Migration),
+            Box::new(m0012_index_only_keyed_events::Migration),
         ]
     }
 }
