@@ -94,9 +94,16 @@ impl Batch {
         }
     }
 
-    /// The batch's statements, for a SQLite write transaction to send later (`super::write_txn`).
+    /// The batch's statements, for a SQLite write transaction to send later (`super::write_txn`), each
+    /// written `OR FAIL` ([`or_fail`]).
     pub(super) fn into_statements(self) -> Vec<Statement> {
         self.statements
+            .into_iter()
+            .map(|statement| Statement {
+                sql: or_fail(statement.sql),
+                ..statement
+            })
+            .collect()
     }
 
     /// Runs the batch's statements.
@@ -202,6 +209,28 @@ fn write_json(out: &mut Vec<u8>, value: &Value) -> Option<()> {
     Some(())
 }
 
+/// SQLite: `INSERT` and `UPDATE` as `INSERT OR FAIL` and `UPDATE OR FAIL`, for a write transaction that is
+/// rolled back whole when one of its statements fails (`super::write_txn`).
+///
+/// A statement that may change many rows and may fail part way (a multi-row `INSERT` into a table with a
+/// unique key, an `UPDATE` of many rows under `NOT NULL` columns) is, by default, undone alone when it fails
+/// while the transaction goes on. For that SQLite first copies each page the statement changes into a
+/// statement journal: a page's worth of copying for nearly every row a writer cycle inserts or updates (its
+/// index entries land on pages of their own), for an undo the writer never uses. `OR FAIL` keeps a failed
+/// statement's earlier rows instead, so SQLite keeps no journal; the transaction they are in is then rolled
+/// back, which undoes them (docs/PERFORMANCE.md, step 67).
+fn or_fail(sql: String) -> String {
+    for (verb, with_fail) in [
+        ("INSERT ", "INSERT OR FAIL "),
+        ("UPDATE ", "UPDATE OR FAIL "),
+    ] {
+        if let Some(rest) = sql.strip_prefix(verb) {
+            return format!("{with_fail}{rest}");
+        }
+    }
+    sql
+}
+
 /// PostgreSQL takes at most 65,535 parameters in one statement: statements are grouped well under that.
 const POSTGRES_PARAMETERS: usize = 30_000;
 
@@ -303,7 +332,20 @@ fn renumber(sql: &str, offset: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::renumber;
+    use super::{or_fail, renumber};
+
+    #[test]
+    fn writes_in_a_transaction_fail_without_a_statement_journal() {
+        assert_eq!(
+            or_fail(r#"INSERT INTO "events" ("id") VALUES (?)"#.into()),
+            r#"INSERT OR FAIL INTO "events" ("id") VALUES (?)"#
+        );
+        assert_eq!(
+            or_fail(r#"UPDATE "deliveries" SET "status" = ? WHERE "id" IN (?, ?)"#.into()),
+            r#"UPDATE OR FAIL "deliveries" SET "status" = ? WHERE "id" IN (?, ?)"#
+        );
+        assert_eq!(or_fail("DELETE FROM t".into()), "DELETE FROM t");
+    }
 
     #[test]
     fn placeholders_are_shifted_outside_quotes_only() {

@@ -7,7 +7,8 @@
 //! statement, a batch of writes ([`WriteTxn::write`]) with the statement after it or with the `COMMIT`, all in
 //! one multi-statement text each time. Nothing changes in what runs or in what order, only in when it is
 //! sent: a read still sees every write queued before it, and a write that fails fails the statement it was
-//! sent with, and with it the transaction.
+//! sent with, and with it the transaction, which is rolled back whole: so its writes go `OR FAIL`, with no
+//! statement journal (`super::batch::or_fail`).
 //!
 //! PostgreSQL runs a plain SeaORM transaction: its statements are network round trips, which a batch
 //! already shares ([`Batch`]).
