@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Deserialize;
 
@@ -123,6 +123,64 @@ impl LeaseRow {
     ];
 }
 
+/// What recording reads and writes of a reported delivery's webhook: its status and failure bookkeeping.
+/// The rest of the row (URL, secrets, headers) is the sending side's: a group reads a row per webhook it
+/// has reports of, a hundred or more under load, and the whole rows were most of what it read; a webhook
+/// the group disables is read whole once, for the event that tells its account.
+#[derive(Debug, Deserialize)]
+struct HookHealth {
+    id: String,
+    status: WebhookStatus,
+    failure_count: i32,
+    failing_since: Option<i64>,
+    disabled_reason: String,
+    updated_at: i64,
+}
+
+impl HookHealth {
+    const COLUMNS: [&str; 6] = [
+        "id",
+        "status",
+        "failure_count",
+        "failing_since",
+        "disabled_reason",
+        "updated_at",
+    ];
+
+    /// The update that writes this bookkeeping back, and nothing else of the row.
+    fn update(&self) -> sea_orm::UpdateMany<webhook::Entity> {
+        webhook::Entity::update_many()
+            .col_expr(webhook::Column::Status, Expr::value(self.status))
+            .col_expr(
+                webhook::Column::FailureCount,
+                Expr::value(self.failure_count),
+            )
+            .col_expr(
+                webhook::Column::FailingSince,
+                Expr::value(self.failing_since),
+            )
+            .col_expr(
+                webhook::Column::DisabledReason,
+                Expr::value(self.disabled_reason.clone()),
+            )
+            .col_expr(webhook::Column::UpdatedAt, Expr::value(self.updated_at))
+            .filter(webhook::Column::Id.eq(self.id.as_str()))
+    }
+}
+
+impl From<webhook::Model> for HookHealth {
+    fn from(hook: webhook::Model) -> Self {
+        HookHealth {
+            id: hook.id,
+            status: hook.status,
+            failure_count: hook.failure_count,
+            failing_since: hook.failing_since,
+            disabled_reason: hook.disabled_reason,
+            updated_at: hook.updated_at,
+        }
+    }
+}
+
 /// What recording an attempt did.
 #[derive(Debug)]
 pub struct Recorded {
@@ -214,7 +272,7 @@ struct Recording {
     /// second report on the same lease in the group is refused.
     leases: HashMap<String, LeaseRow>,
     /// The reported deliveries' webhooks, by id, each with whether the group changed it.
-    hooks: HashMap<String, (webhook::Model, bool)>,
+    hooks: HashMap<String, (HookHealth, bool)>,
     attempts: Vec<attempt::ActiveModel>,
     succeeded: Vec<String>,
     failed: Vec<String>,
@@ -247,13 +305,12 @@ async fn read(txn: &WriteTxn, reports: &[ReadyReport]) -> Result<Recording, DbEr
     );
     let leases_from = "FROM leases";
     let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM leases) ORDER BY id";
-    let hook_columns = webhook::columns();
     let [leases, hooks] = select_json(
         txn,
         &with,
         [
             (&LeaseRow::COLUMNS, leases_from),
-            (&hook_columns, hooks_from),
+            (&HookHealth::COLUMNS, hooks_from),
         ],
         values,
     )
@@ -263,7 +320,7 @@ async fn read(txn: &WriteTxn, reports: &[ReadyReport]) -> Result<Recording, DbEr
         .filter(|d| d.status == DeliveryStatus::Sending)
         .map(|d| (d.id.clone(), d))
         .collect();
-    let mut hooks: Vec<webhook::Model> = decode_rows(&hooks, hooks_from)?;
+    let mut hooks: Vec<HookHealth> = decode_rows(&hooks, hooks_from)?;
     // A group that will change a webhook's failure bookkeeping (a failed attempt, or a success ending a
     // run of failures) must serialise with other groups on that row; the common case, healthy webhooks
     // answering 2xx, writes no webhook row and takes no lock.
@@ -289,11 +346,8 @@ async fn read(txn: &WriteTxn, reports: &[ReadyReport]) -> Result<Recording, DbEr
 }
 
 /// `hooks` read again, locked, in id order (PostgreSQL).
-async fn lock_webhooks(
-    txn: &WriteTxn,
-    hooks: &[webhook::Model],
-) -> Result<Vec<webhook::Model>, DbErr> {
-    webhook::Entity::find()
+async fn lock_webhooks(txn: &WriteTxn, hooks: &[HookHealth]) -> Result<Vec<HookHealth>, DbErr> {
+    let locked = webhook::Entity::find()
         .filter(id_list::filter(
             DbBackend::Postgres,
             webhook::Column::Id,
@@ -302,7 +356,8 @@ async fn lock_webhooks(
         .order_by_asc(webhook::Column::Id)
         .lock_exclusive()
         .all(txn)
-        .await
+        .await?;
+    Ok(locked.into_iter().map(HookHealth::from).collect())
 }
 
 impl Recording {
@@ -382,7 +437,8 @@ impl Recording {
         })
     }
 
-    /// Writes the attempts and the deliveries' outcomes in one batch, then the webhooks the group changed.
+    /// Writes the attempts, the deliveries' outcomes and the webhooks' bookkeeping in one batch, then holds
+    /// back what the webhooks the group paused had waiting, and tells the accounts of those it disabled.
     async fn write(self, txn: &WriteTxn, now: i64) -> Result<(), DbErr> {
         let mut batch = Batch::new(txn.get_database_backend());
         batch.insert_rows(self.attempts);
@@ -396,22 +452,24 @@ impl Recording {
                     .filter(delivery::Column::Id.eq(delivery_id)),
             );
         }
+        let changed: Vec<HookHealth> = self
+            .hooks
+            .into_values()
+            .filter_map(|(hook, changed)| changed.then_some(hook))
+            .collect();
+        for hook in &changed {
+            batch.push(&hook.update());
+        }
         txn.write(batch).await?;
-        let mut disabled = Vec::with_capacity(self.disabled.len());
-        for (hook, changed) in self.hooks.into_values() {
-            if !changed {
-                continue;
-            }
-            if hook.status != WebhookStatus::Active {
-                Store::set_waiting(txn, &hook.id, false).await?;
-            }
-            let hook = hook.into_active_model().reset_all().update(txn).await?;
-            if let Some((_, gone)) = self.disabled.iter().find(|(id, _)| *id == hook.id) {
-                disabled.push((hook, *gone));
-            }
+        for hook in changed.iter().filter(|h| h.status != WebhookStatus::Active) {
+            Store::set_waiting(txn, &hook.id, false).await?;
         }
         // Once every webhook row is written, so that no disabled one hears of another's disabling.
-        for (hook, gone) in disabled {
+        for (id, gone) in self.disabled {
+            let hook = webhook::Entity::find_by_id(id.as_str())
+                .one(txn)
+                .await?
+                .ok_or_else(|| DbErr::RecordNotFound(format!("webhook `{id}`")))?;
             operational::webhook_disabled(txn, &hook, gone, now).await?;
         }
         Ok(())
@@ -456,7 +514,7 @@ fn finish(batch: &mut Batch, ids: &[String], status: DeliveryStatus, now: i64) {
 }
 
 /// Applies the policy's verdict to the webhook row in memory; returns whether it changed.
-fn apply_to_webhook(hook: &mut webhook::Model, decision: &WebhookDecision, now: i64) -> bool {
+fn apply_to_webhook(hook: &mut HookHealth, decision: &WebhookDecision, now: i64) -> bool {
     // Compared field by field rather than against a clone of the row: this runs for every report.
     match decision {
         WebhookDecision::Unchanged => false,
