@@ -51,6 +51,18 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
             > 0.0
     );
     assert!(figures["daemon"]["cpu_seconds"].as_f64().is_some());
+    // The SQLite writer connection's thread, found by its name: part of the server's CPU, on SQLite only.
+    let writer = &figures["server_writer_cpu_seconds"];
+    match backend {
+        Backend::Sqlite => {
+            let server = figures["server"]["cpu_seconds"]
+                .as_f64()
+                .expect("server CPU");
+            let writer = writer.as_f64().expect("the SQLite writer thread's CPU");
+            assert!((0.0..=server).contains(&writer), "{figures}");
+        }
+        Backend::Postgres => assert!(writer.is_null(), "{figures}"),
+    }
 
     // Again on the same database, as an SRE re-running it against their PostgreSQL would: the server finds
     // keys already there, and the first run's webhooks (their receivers gone) must get none of this run's

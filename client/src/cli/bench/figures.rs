@@ -56,6 +56,9 @@ pub struct Figures {
     pub attempts_per_delivery: f64,
     pub elapsed_seconds: f64,
     pub server: Option<Usage>,
+    /// CPU seconds of the server's SQLite writer thread over the whole run (SQLite runs of a started
+    /// server only): the serial path's own work.
+    pub server_writer_cpu_seconds: Option<f64>,
     pub daemon: Option<Usage>,
     /// With `--linger`: the daemon's memory once idle.
     pub daemon_idle: Option<Idle>,
@@ -101,19 +104,7 @@ pub fn print_table(f: &Figures) {
         None => "-".into(),
     };
     crate::cli::output::fields(&[
-        (
-            "database",
-            format!(
-                "{} ({} deliveries of history{})",
-                f.database,
-                f.backlog,
-                if f.metrics {
-                    ", metrics scraped every second"
-                } else {
-                    ""
-                }
-            ),
-        ),
+        ("database", database(f)),
         ("events", events(f)),
         (
             "received",
@@ -137,25 +128,16 @@ pub fn print_table(f: &Figures) {
             "attempts per delivery",
             format!("{:.3}", f.attempts_per_delivery),
         ),
-        (
-            "TLS handshakes per delivery",
-            f.tls_handshakes_per_delivery
-                .map_or("- (plain HTTP)".into(), |h| match f.http2 {
-                    true => format!("{h:.4} ({} requests in HTTP/2)", f.http2_requests),
-                    false => format!("{h:.4}"),
-                }),
-        ),
+        ("TLS handshakes per delivery", handshakes(f)),
         ("server", usage(&f.server)),
-        ("daemon", usage(&f.daemon)),
         (
-            "daemon idle",
-            f.daemon_idle.as_ref().map_or("-".into(), |idle| {
-                format!(
-                    "{:.1} MiB resident as the run ended, {:.1} MiB after {:.0} s idle",
-                    idle.daemon_rss_at_end_mib, idle.daemon_rss_after_mib, idle.linger_seconds
-                )
+            "server writer",
+            f.server_writer_cpu_seconds.map_or("-".into(), |s| {
+                format!("{s:.2} s CPU (the SQLite writer connection's thread)")
             }),
         ),
+        ("daemon", usage(&f.daemon)),
+        ("daemon idle", daemon_idle(f)),
         (
             "postgres",
             f.postgres_cpu_seconds.map_or("-".into(), |s| {
@@ -172,6 +154,35 @@ pub fn print_table(f: &Figures) {
             }),
         ),
     ]);
+}
+
+fn database(f: &Figures) -> String {
+    let metrics = if f.metrics {
+        ", metrics scraped every second"
+    } else {
+        ""
+    };
+    format!(
+        "{} ({} deliveries of history{metrics})",
+        f.database, f.backlog
+    )
+}
+
+fn handshakes(f: &Figures) -> String {
+    f.tls_handshakes_per_delivery
+        .map_or("- (plain HTTP)".into(), |h| match f.http2 {
+            true => format!("{h:.4} ({} requests in HTTP/2)", f.http2_requests),
+            false => format!("{h:.4}"),
+        })
+}
+
+fn daemon_idle(f: &Figures) -> String {
+    f.daemon_idle.as_ref().map_or("-".into(), |idle| {
+        format!(
+            "{:.1} MiB resident as the run ended, {:.1} MiB after {:.0} s idle",
+            idle.daemon_rss_at_end_mib, idle.daemon_rss_after_mib, idle.linger_seconds
+        )
+    })
 }
 
 fn publish(f: &Figures) -> String {

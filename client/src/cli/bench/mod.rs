@@ -106,18 +106,15 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     progress.stop();
+    let server = system.server.as_ref().map(|p| p.0.id());
     let spent = Spent {
-        machine_busy: machine_before.zip(processes::machine_ticks()).and_then(
-            |((busy0, all0), (busy1, all1))| {
-                (all1 > all0).then(|| (busy1 - busy0) as f64 / (all1 - all0) as f64)
-            },
-        ),
+        machine_busy: processes::busy_since(machine_before),
         postgres_cpu: (system.database == "postgresql")
             .then(|| processes::postgres_cpu_seconds() - postgres_before),
-        server: system
-            .server
-            .as_ref()
-            .and_then(|p| processes::usage(p.0.id())),
+        server: server.and_then(processes::usage),
+        server_writer_cpu: server
+            .filter(|_| system.database == "sqlite")
+            .and_then(processes::sqlite_writer_cpu_seconds),
         daemon: system
             .daemon
             .as_ref()
@@ -360,6 +357,7 @@ struct Spent {
     machine_busy: Option<f64>,
     postgres_cpu: Option<f64>,
     server: Option<Usage>,
+    server_writer_cpu: Option<f64>,
     daemon: Option<Usage>,
     database: String,
     /// TLS handshakes the receivers completed from the first publish to the last receipt (`--tls`).
@@ -441,6 +439,7 @@ fn figures(
             / received.max(1) as f64,
         elapsed_seconds: elapsed,
         server: spent.server,
+        server_writer_cpu_seconds: spent.server_writer_cpu,
         daemon: spent.daemon,
         daemon_idle: spent.daemon_idle,
         machine_busy: spent.machine_busy,

@@ -43,9 +43,31 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// The CPU seconds the server `pid`'s SQLite writer connection has used so far: sqlx runs each SQLite
+/// connection on a thread of its own (`sqlx-sqlite-worker-N`, made as the connection opens), and the server
+/// opens its writer first. On SQLite the writer's cycle is the serial path, and this thread's time is that
+/// path's own work, which moves little between runs where deliveries/s scatter (docs/PERFORMANCE.md, round 2,
+/// fifteenth step).
+pub fn sqlite_writer_cpu_seconds(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let writer = tasks
+        .filter_map(|task| task.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|name| name.starts_with("sqlx-sqlite-wor"))
+        })
+        .min()?;
+    cpu_of(&format!("/proc/{pid}/task/{writer}/stat")).map(|(_, seconds)| seconds)
+}
+
 /// A process's command name and the CPU seconds (user + system) it has used so far, from `/proc/PID/stat`.
 fn cpu(pid: u32) -> Option<(String, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_of(&format!("/proc/{pid}/stat"))
+}
+
+/// The name and CPU seconds of the process or thread whose `stat` file is `path`.
+fn cpu_of(path: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // `PID (name) fields…`: utime and stime are the 12th and 13th fields after the parenthesised name.
     let (head, rest) = stat.rsplit_once(')')?;
     let name = head.split_once('(')?.1.to_owned();
@@ -69,6 +91,13 @@ pub fn machine_ticks() -> Option<(u64, u64)> {
     let all: u64 = times.iter().take(8).sum();
     let idle = times.get(3)? + times.get(4).copied().unwrap_or(0);
     Some((all.saturating_sub(idle), all))
+}
+
+/// How busy the whole machine has been since `before` (from [`machine_ticks`]): 1.0 is every core all the
+/// time.
+pub fn busy_since(before: Option<(u64, u64)>) -> Option<f64> {
+    let ((busy0, all0), (busy1, all1)) = before.zip(machine_ticks())?;
+    (all1 > all0).then(|| (busy1 - busy0) as f64 / (all1 - all0) as f64)
 }
 
 /// CPU seconds used so far by this machine's PostgreSQL processes (every process named `postgres`: a
