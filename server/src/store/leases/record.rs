@@ -438,7 +438,8 @@ impl Recording {
     }
 
     /// Writes the attempts, the deliveries' outcomes and the webhooks' bookkeeping in one batch, then holds
-    /// back what the webhooks the group paused had waiting, and tells the accounts of those it disabled.
+    /// back what waits for the webhooks the group changed and left inactive, and tells the accounts of those
+    /// it disabled.
     async fn write(self, txn: &WriteTxn, now: i64) -> Result<(), DbErr> {
         let mut batch = Batch::new(txn.get_database_backend());
         batch.insert_rows(self.attempts);
