@@ -29,7 +29,8 @@ async fn insert_attempt(db: &DatabaseConnection, id: &str, delivery_id: &str, nu
         .expect("insert an attempt");
 }
 
-async fn attempts_keyed_by_delivery(backend: Backend) {
+/// A new database of `backend` with its first `migrations` migrations applied.
+async fn migrated_to(backend: Backend, migrations: u32) -> (TestDatabase, DatabaseConnection) {
     let database = TestDatabase::new(backend).await;
     let url = match backend {
         // A new SQLite file is created only when asked to.
@@ -37,9 +38,14 @@ async fn attempts_keyed_by_delivery(backend: Backend) {
         Backend::Postgres => database.url.clone(),
     };
     let db = Database::connect(&url).await.expect("connect");
-    Migrator::up(&db, Some(BEFORE_ATTEMPTS_KEYED))
+    Migrator::up(&db, Some(migrations))
         .await
-        .expect("migrate up to m0004");
+        .unwrap_or_else(|err| panic!("migrate up to the first {migrations}: {err}"));
+    (database, db)
+}
+
+async fn attempts_keyed_by_delivery(backend: Backend) {
+    let (database, db) = migrated_to(backend, BEFORE_ATTEMPTS_KEYED).await;
     insert_attempt(&db, "att_1", "dlv_a", 1).await;
     insert_attempt(&db, "att_2", "dlv_a", 2).await;
 
@@ -94,15 +100,7 @@ async fn insert_event(db: &DatabaseConnection, id: &str, account_id: &str, key: 
 }
 
 async fn idempotency_keys_stay_unique_with_only_keyed_events_indexed(backend: Backend) {
-    let database = TestDatabase::new(backend).await;
-    let url = match backend {
-        Backend::Sqlite => format!("{}?mode=rwc", database.url),
-        Backend::Postgres => database.url.clone(),
-    };
-    let db = Database::connect(&url).await.expect("connect");
-    Migrator::up(&db, Some(BEFORE_KEYED_EVENTS_INDEX))
-        .await
-        .expect("migrate up to m0011");
+    let (database, db) = migrated_to(backend, BEFORE_KEYED_EVENTS_INDEX).await;
     insert_event(&db, "evt_1", "acme", Some("order-42")).await;
     insert_event(&db, "evt_2", "acme", None).await;
     insert_event(&db, "evt_3", "acme", None).await;
