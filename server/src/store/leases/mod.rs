@@ -14,6 +14,7 @@
 //! cycle) and a `Store` method that runs it in a transaction of its own.
 
 pub mod claim;
+mod hook_health;
 pub mod in_flight;
 pub mod record;
 pub mod sending;

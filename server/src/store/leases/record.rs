@@ -14,15 +14,12 @@ use sea_orm::{
 };
 use serde::Deserialize;
 
-use super::clear_lease;
+use super::{clear_lease, hook_health::HookHealth};
 use crate::{
     core::{
         event::DeliveryStatus,
         id,
-        policy::{
-            is_success, Decision, DeliveryDecision, Outcome, RetryPolicy, WebhookDecision,
-            WebhookHealth,
-        },
+        policy::{is_success, Decision, DeliveryDecision, Outcome, RetryPolicy, WebhookHealth},
         webhook::Status as WebhookStatus,
         Error,
     },
@@ -121,64 +118,6 @@ impl LeaseRow {
         "ordered",
         "test",
     ];
-}
-
-/// What recording reads and writes of a reported delivery's webhook: its status and failure bookkeeping.
-/// The rest of the row (URL, secrets, headers) is the sending side's: a group reads a row per webhook it
-/// has reports of, a hundred or more under load, and the whole rows were most of what it read; a webhook
-/// the group disables is read whole once, for the event that tells its account.
-#[derive(Debug, Deserialize)]
-struct HookHealth {
-    id: String,
-    status: WebhookStatus,
-    failure_count: i32,
-    failing_since: Option<i64>,
-    disabled_reason: String,
-    updated_at: i64,
-}
-
-impl HookHealth {
-    const COLUMNS: [&str; 6] = [
-        "id",
-        "status",
-        "failure_count",
-        "failing_since",
-        "disabled_reason",
-        "updated_at",
-    ];
-
-    /// The update that writes this bookkeeping back, and nothing else of the row.
-    fn update(&self) -> sea_orm::UpdateMany<webhook::Entity> {
-        webhook::Entity::update_many()
-            .col_expr(webhook::Column::Status, Expr::value(self.status))
-            .col_expr(
-                webhook::Column::FailureCount,
-                Expr::value(self.failure_count),
-            )
-            .col_expr(
-                webhook::Column::FailingSince,
-                Expr::value(self.failing_since),
-            )
-            .col_expr(
-                webhook::Column::DisabledReason,
-                Expr::value(self.disabled_reason.clone()),
-            )
-            .col_expr(webhook::Column::UpdatedAt, Expr::value(self.updated_at))
-            .filter(webhook::Column::Id.eq(self.id.as_str()))
-    }
-}
-
-impl From<webhook::Model> for HookHealth {
-    fn from(hook: webhook::Model) -> Self {
-        HookHealth {
-            id: hook.id,
-            status: hook.status,
-            failure_count: hook.failure_count,
-            failing_since: hook.failing_since,
-            disabled_reason: hook.disabled_reason,
-            updated_at: hook.updated_at,
-        }
-    }
 }
 
 /// What recording an attempt did.
@@ -409,7 +348,7 @@ impl Recording {
         };
         let decision = policy.decide(&outcome, health, now);
         let was_disabled = hook.status == WebhookStatus::Disabled;
-        *changed |= apply_to_webhook(hook, &decision.webhook, now);
+        *changed |= hook.apply(&decision.webhook, now);
         if !was_disabled && hook.status == WebhookStatus::Disabled {
             self.disabled
                 .push((hook.id.clone(), report.response_status == 410));
@@ -511,41 +450,5 @@ fn finish(batch: &mut Batch, ids: &[String], status: DeliveryStatus, now: i64) {
                     chunk.iter().map(String::as_str),
                 )),
         );
-    }
-}
-
-/// Applies the policy's verdict to the webhook row in memory; returns whether it changed.
-fn apply_to_webhook(hook: &mut HookHealth, decision: &WebhookDecision, now: i64) -> bool {
-    // Compared field by field rather than against a clone of the row: this runs for every report.
-    match decision {
-        WebhookDecision::Unchanged => false,
-        WebhookDecision::Healthy => {
-            let changed = hook.failure_count != 0 || hook.failing_since.is_some();
-            hook.failure_count = 0;
-            hook.failing_since = None;
-            changed
-        }
-        WebhookDecision::Failing {
-            failure_count,
-            failing_since,
-        } => {
-            let (count, since) = (*failure_count as i32, Some(*failing_since));
-            let changed = hook.failure_count != count || hook.failing_since != since;
-            hook.failure_count = count;
-            hook.failing_since = since;
-            changed
-        }
-        WebhookDecision::Disable {
-            failure_count,
-            failing_since,
-            reason,
-        } => {
-            hook.failure_count = *failure_count as i32;
-            hook.failing_since = Some(*failing_since);
-            hook.status = WebhookStatus::Disabled;
-            hook.disabled_reason = reason.clone();
-            hook.updated_at = now;
-            true
-        }
     }
 }
