@@ -1,17 +1,17 @@
 //! `column IN (…)` over a list of ids, the way the writer's statements look rows up by key.
 //!
-//! SQLite gets one placeholder per id. PostgreSQL gets the whole list bound as one `text[]` value
-//! (`column = ANY(CAST($1 AS text[]))`), so the statement's text is the same whatever the list's length: the
-//! driver prepares it once per connection, where a text per length meant a new prepare (an extra round trip),
-//! parse and plan almost every writer cycle (docs/PERFORMANCE.md, step 25). SQLite re-prepares as cheaply as
-//! it binds.
+//! The whole list is bound as one value, so that a statement's text is the same whatever the list's length
+//! and the driver prepares it once per connection: PostgreSQL gets a `text[]` (`column = ANY(CAST($1 AS
+//! text[]))`), where a text per length meant a new prepare (an extra round trip), parse and plan almost every
+//! writer cycle (docs/PERFORMANCE.md, step 25); [`sql`] gives SQLite a JSON array (`column IN (SELECT value
+//! FROM json_each(?))`), where preparing a report group's read again for each length cost about a fifth of
+//! running it (step 70). A query builder's [`filter`] keeps one placeholder per id on SQLite: its statements
+//! are writes, sent joined with others in texts that differ anyway.
 
 use sea_orm::{
     sea_query::{Expr, SimpleExpr},
     ColumnTrait, DbBackend, Value,
 };
-
-use super::json_rows::placeholders;
 
 /// `column IN (ids)` as a condition for a query builder's `filter` (the column unqualified: for statements on
 /// one table).
@@ -31,7 +31,7 @@ pub(in crate::store) fn filter<'a>(
     }
 }
 
-/// `column IN (ids)` as SQL with `?` placeholders, and the values they bind.
+/// `column IN (ids)` as SQL with one `?` placeholder, and the value it binds.
 pub(in crate::store) fn sql<'a>(
     backend: DbBackend,
     column: &str,
@@ -43,10 +43,11 @@ pub(in crate::store) fn sql<'a>(
             vec![text_array(ids).into()],
         ),
         _ => {
-            let values: Vec<Value> = ids.into_iter().map(Value::from).collect();
+            let ids: Vec<&str> = ids.into_iter().collect();
+            let json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
             (
-                format!("{column} IN ({})", placeholders(values.len())),
-                values,
+                format!("{column} IN (SELECT value FROM json_each(?))"),
+                vec![json.into()],
             )
         }
     }
