@@ -218,7 +218,7 @@ fn write_json(out: &mut Vec<u8>, value: &Value) -> Option<()> {
 /// statement journal: a page's worth of copying for nearly every row a writer cycle inserts or updates (its
 /// index entries land on pages of their own), for an undo the writer never uses. `OR FAIL` keeps a failed
 /// statement's earlier rows instead, so SQLite keeps no journal; the transaction they are in is then rolled
-/// back, which undoes them (docs/PERFORMANCE.md, step 67).
+/// back, which undoes them (docs/PERFORMANCE.md, step 68).
 fn or_fail(sql: String) -> String {
     for (verb, with_fail) in [
         ("INSERT ", "INSERT OR FAIL "),

@@ -44,10 +44,9 @@ pub(in crate::store) fn sql<'a>(
         ),
         _ => {
             let ids: Vec<&str> = ids.into_iter().collect();
-            let json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
             (
                 format!("{column} IN (SELECT value FROM json_each(?))"),
-                vec![json.into()],
+                vec![serde_json::Value::from(ids).to_string().into()],
             )
         }
     }
