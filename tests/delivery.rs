@@ -1105,8 +1105,9 @@ async fn an_http1_endpoint_that_closes_its_connections_gets_every_delivery(backe
 
 /// An HTTP/2 endpoint that ends each connection after a few requests (GOAWAY, as load balancers do) gets
 /// every delivery: the daemon opens its next connection, and a request the ending one never took goes out on
-/// that, at the same attempt. A request that crossed the endpoint's GOAWAY on the wire is refused by it and
-/// fails its attempt (retried, as any failure): rare, and the same with any HTTP/2 client.
+/// that, at the same attempt. A request that crossed the endpoint's GOAWAY on the wire is refused by it (or
+/// meets the closed connection) and fails its attempt (retried, as any failure): rare, and the same with any
+/// HTTP/2 client.
 async fn an_http2_endpoint_that_ends_its_connections_gets_every_delivery(backend: Backend) {
     let ca = TestCa::new();
     let receiver = Receiver::https_ending_connections_after(&ca, 5, always(Reply::ok())).await;
@@ -1143,13 +1144,14 @@ async fn an_http2_endpoint_that_ends_its_connections_gets_every_delivery(backend
         );
     }
     // Requests the ending connection had not taken are sent again at once, never failed; those that crossed
-    // its GOAWAY (none in most runs, at most two in thirty) are the endpoint's to refuse.
+    // its end on the wire (none in most runs, at most two in thirty) fail: refused by its GOAWAY, or written
+    // as the endpoint closed the connection after its last stream (a broken pipe, seen twice in one CI run).
     assert!(
         failed_attempts.len() <= 8
-            && failed_attempts
-                .iter()
-                .all(|error| error.contains("not a result of an error")),
-        "only requests that crossed a GOAWAY fail: {failed_attempts:?}"
+            && failed_attempts.iter().all(|error| {
+                error.contains("not a result of an error") || error.contains("broken pipe")
+            }),
+        "only requests that crossed the connection's end fail: {failed_attempts:?}"
     );
     // A refused request never reached the endpoint's handler; a failed attempt may still have (seen once in
     // ~15 runs of the suite: 41 arrivals), and its delivery then arrives again at its next attempt, as
