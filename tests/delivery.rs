@@ -44,6 +44,8 @@ on_both_databases!(
     a_host_gets_no_more_requests_at_once_than_its_cap,
     a_host_keeps_its_connections_between_bursts,
     a_webhook_at_its_lease_cap_gets_its_backlog_as_its_leases_end,
+    a_webhook_at_its_lease_cap_holds_its_backlog_until_its_leases_end,
+    held_back_deliveries_of_a_webhook_with_room_go_out,
     a_pending_delivery_of_a_paused_webhook_is_held_not_sent,
     a_report_the_database_refuses_for_a_while_is_recorded_later,
     https_endpoints_get_http2_when_they_offer_it,
@@ -877,6 +879,104 @@ async fn a_webhook_at_its_lease_cap_gets_its_backlog_as_its_leases_end(backend: 
         took < Duration::from_secs(8),
         "40 deliveries two at a time took {took:?}"
     );
+    server.stop().await;
+}
+
+/// How many deliveries are `held` in the server's database.
+async fn held_in_database(server: &TestServer) -> i64 {
+    common::count(
+        server.server.store.writer(),
+        "SELECT COUNT(*) AS n FROM deliveries WHERE status = 'held'",
+    )
+    .await
+}
+
+/// Waits until `done` holds of the number of held deliveries.
+async fn wait_held(server: &TestServer, done: impl Fn(i64) -> bool) -> i64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let held = held_in_database(server).await;
+        if done(held) {
+            return held;
+        }
+        assert!(Instant::now() < deadline, "{held} held after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A due delivery of a webhook at its lease cap waits `held` once a claim has passed it over (later claims
+/// do not walk past it again), and goes back to pending as the webhook's leases end: the backlog still goes
+/// out two at a time, each delivery once, and nothing is left held.
+async fn a_webhook_at_its_lease_cap_holds_its_backlog_until_its_leases_end(backend: Backend) {
+    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(300)))).await;
+    let server = TestServer::start_with(backend, |config| {
+        fast_delivery(config, None);
+        config.max_in_flight_per_webhook = 2;
+    })
+    .await;
+    let (hook, _) = server
+        .create_webhook(&receiver.url("/"), &["application.*"])
+        .await;
+    let started = Instant::now();
+    publish_burst(&server, 10).await;
+    let held = wait_held(&server, |held| held > 0).await;
+    assert!(held <= 8, "{held} held: only what the cap keeps back");
+    receiver.wait_for(10, WAIT).await;
+    // Five rounds of 300 ms: each report lets a held delivery go, not the lease sweep (every 5 s).
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "10 deliveries took {took:?}");
+    assert_eq!(receiver.busiest(), 2, "two at a time, the webhook's cap");
+    for queued in server.deliveries(&hook.id).await {
+        let delivery = server
+            .wait_delivery(&queued.id, WAIT, |d| {
+                d.status() == DeliveryStatus::Succeeded
+            })
+            .await;
+        assert_eq!(delivery.attempts.len(), 1);
+    }
+    assert_eq!(held_in_database(&server).await, 0);
+    assert_eq!(receiver.requests().len(), 10, "each delivery arrived once");
+    server.stop().await;
+}
+
+/// Held deliveries of an active webhook with room to spare (what a stream that ended, or a lease that
+/// expired, leaves behind a cap: no report lets them go) are let go by the lease sweep.
+async fn held_back_deliveries_of_a_webhook_with_room_go_out(backend: Backend) {
+    use kit_webhooks_server::{
+        core::event::DeliveryStatus as Stored,
+        store::{entity::webhook, events},
+    };
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+
+    let receiver = Receiver::http(always(Reply::ok())).await;
+    let server = start(backend, None).await;
+    let (hook, _) = server
+        .create_webhook(&receiver.url("/"), &["application.*"])
+        .await;
+    let store = &server.server.store;
+    let row = webhook::Entity::find_by_id(hook.id.clone())
+        .one(store.writer())
+        .await
+        .expect("read webhook")
+        .expect("webhook row");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let event = events::new_event("default", "application.submitted", "{}", None);
+        event
+            .clone()
+            .into_active_model()
+            .insert(store.writer())
+            .await
+            .expect("insert event");
+        let mut delivery = events::new_delivery(&event, &row);
+        delivery.status = Stored::Held;
+        held.push(delivery);
+    }
+    events::insert_deliveries(store.writer(), &held)
+        .await
+        .expect("insert deliveries");
+    receiver.wait_for(3, WAIT).await;
+    wait_held(&server, |held| held == 0).await;
     server.stop().await;
 }
 

@@ -108,6 +108,7 @@ async fn sqlite_delivery_path_searches_growing_tables_by_index() {
         .await
         .expect("open the database");
     let mut scans = Vec::new();
+    let mut used = std::collections::BTreeSet::new();
     for sql in &statements {
         // Unbound parameters plan as NULL; SQLite (with no statistics gathered) plans the same whatever
         // their values.
@@ -117,6 +118,7 @@ async fn sqlite_delivery_path_searches_growing_tables_by_index() {
                 .await
                 .unwrap_or_else(|err| panic!("cannot plan `{sql}`: {err}"));
         for (_, _, _, detail) in plan {
+            used.insert(detail.clone());
             let scanned = GROWING.iter().any(|table| {
                 detail == format!("SCAN {table}") || detail.starts_with(&format!("SCAN {table} "))
             });
@@ -129,6 +131,12 @@ async fn sqlite_delivery_path_searches_growing_tables_by_index() {
     assert!(
         scans.is_empty(),
         "statements that read a growing table whole: {scans:#?}"
+    );
+    // Held deliveries are let go through their index.
+    let expected = "SEARCH deliveries USING INDEX deliveries_held_by_webhook (webhook_id=?)";
+    assert!(
+        used.contains(expected),
+        "no plan did `{expected}`: {used:#?}"
     );
 }
 
@@ -194,11 +202,13 @@ mod traced {
 fn with_quick_retries(config: &mut kit_webhooks_server::Config) {
     fast_delivery(config, None);
     config.retry.schedule = vec![Duration::from_millis(20); 2];
+    // Low enough that a burst to a slow endpoint reaches it (`delivery_path`).
+    config.max_in_flight_per_webhook = 2;
 }
 
 /// The whole life of a webhook's deliveries, through the API and the embedded daemon: delivered, failed
-/// after retries, held while paused and sent on resume, retried and replayed, listed, deleted with their
-/// webhook.
+/// after retries, held while paused and sent on resume, retried and replayed, held behind a lease cap and
+/// let go, listed, deleted with their webhook.
 async fn delivery_path(server: &TestServer) {
     let ok = Receiver::http(always(Reply::ok())).await;
     let failing = Receiver::http(always(Reply::status(500))).await;
@@ -254,6 +264,13 @@ async fn delivery_path(server: &TestServer) {
         .await
         .expect("replay");
     ok.wait_for(6, WAIT).await;
+    // A slow webhook at its lease cap: the claims hold its backlog, its reports let it go.
+    let slow = Receiver::http(always(Reply::ok().delay(Duration::from_millis(200)))).await;
+    server
+        .create_webhook(&slow.url("/"), &["interview.*"])
+        .await;
+    futures::future::join_all((0..6).map(|_| server.publish("interview.scheduled", "{}"))).await;
+    slow.wait_for(6, WAIT).await;
     server
         .events()
         .await

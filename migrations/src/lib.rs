@@ -17,6 +17,7 @@ mod m0009_audit_entries;
 mod m0010_webhook_headers;
 mod m0011_ordering_and_test_deliveries;
 mod m0012_index_only_keyed_events;
+mod m0013_index_held_deliveries_by_webhook;
 
 pub use m0011_ordering_and_test_deliveries::ORDERED_UNFINISHED;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_webhook_headers::Migration),
             Box::new(m0011_ordering_and_test_deliveries::Migration),
             Box::new(m0012_index_only_keyed_events::Migration),
+            Box::new(m0013_index_held_deliveries_by_webhook::Migration),
         ]
     }
 }

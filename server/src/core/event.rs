@@ -21,9 +21,10 @@ pub const MAX_DATA_DEPTH: usize = 64;
 pub enum DeliveryStatus {
     /// Waiting for its next attempt.
     Pending,
-    /// Waiting like `Pending`, but its webhook is paused or disabled, so it is not due whatever its time.
-    /// Kept apart from `Pending` so that finding due deliveries never wades through held ones; shown to
-    /// users as PENDING.
+    /// Waiting like `Pending`, but its webhook is paused or disabled, so it is not due whatever its time, or
+    /// its webhook is active and holds all the leases its cap allows, until one of them ends
+    /// (`crate::store::leases::held_back`). Kept apart from `Pending` so that finding due deliveries never
+    /// wades through held ones; shown to users as PENDING.
     Held,
     Sending,
     Succeeded,

@@ -58,7 +58,9 @@ pub async fn run_stream(
 }
 
 /// Returns leases whose expiry passed to the queue: at start-up, then every few seconds. Expired leases
-/// belong to a server that died holding them; live servers renew theirs.
+/// belong to a server that died holding them; live servers renew theirs. The same sweep lets go of
+/// deliveries held back by a lease cap whose webhook has room again without a report having said so (a
+/// stream that ended, an expired lease, another replica's report: `crate::store::leases::held_back`).
 pub async fn sweep_expired_leases(state: Arc<AppState>) {
     loop {
         match state.store.expire_leases(time::now_ms()).await {
@@ -68,6 +70,18 @@ pub async fn sweep_expired_leases(state: Arc<AppState>) {
                 state.deliveries_changed.notify();
             }
             Err(err) => tracing::warn!(error = %err, "sweeping expired leases failed"),
+        }
+        match state
+            .store
+            .release_held_back(state.config.lease_caps())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(deliveries = n, "deliveries held back by a lease cap let go");
+                state.deliveries_changed.notify();
+            }
+            Err(err) => tracing::warn!(error = %err, "letting go of held-back deliveries failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(EXPIRY_SWEEP) => {}

@@ -23,8 +23,8 @@ use crate::core::{event::DeliveryStatus, webhook::Status as WebhookStatus};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryGauges {
     /// Pending deliveries whose next attempt is due, as a claim would find them: not the ordered ones waiting
-    /// for an older delivery of their webhook, which are no lag of the platform's (the webhook's endpoint
-    /// holds them).
+    /// for an older delivery of their webhook, nor those held back by their webhook's lease cap once a claim
+    /// has passed them over, which are no lag of the platform's (the webhook's endpoint holds them).
     pub due: u64,
     /// When the longest-waiting of them fell due (Unix ms), if any is due.
     pub oldest_due_at: Option<i64>,

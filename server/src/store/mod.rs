@@ -46,6 +46,8 @@ pub struct Store {
     read: DatabaseConnection,
     /// Connections the writer's transactions may use at once: 1 on SQLite, the pool's size on PostgreSQL.
     write_connections: u32,
+    /// The webhooks that may have deliveries held back by their lease cap (`leases::held_back`).
+    held_back: leases::HeldBack,
 }
 
 impl Store {
@@ -78,6 +80,7 @@ impl Store {
                 write,
                 read,
                 write_connections: 1,
+                held_back: leases::HeldBack::default(),
             })
         } else {
             let mut options = ConnectOptions::new(url);
@@ -92,6 +95,7 @@ impl Store {
                 write: pool.clone(),
                 read: pool,
                 write_connections: max_connections.max(1),
+                held_back: leases::HeldBack::default(),
             })
         }
     }
@@ -99,6 +103,11 @@ impl Store {
     /// Brings the schema up to date.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         Migrator::up(&self.write, None).await
+    }
+
+    /// The webhooks that may have deliveries held back by their lease cap.
+    pub(crate) fn held_back(&self) -> &leases::HeldBack {
+        &self.held_back
     }
 
     /// How many connections writes may use at once (see `crate::writer`).

@@ -76,7 +76,7 @@ impl Store {
         let recorded = if writes.reports.is_empty() {
             Vec::new()
         } else {
-            record_in(&txn, &writes.reports, &rules.retry, now).await?
+            record_in(&txn, &writes.reports, &rules.retry, now, self.held_back()).await?
         };
         let recorded_at = started.elapsed();
         let mut hand_off = HandOff::new(rules.caps, now + rules.lease_ttl_ms);
@@ -88,8 +88,14 @@ impl Store {
                 claimed.push(nothing);
                 continue;
             }
-            let (leased, in_flight) =
-                claim_in(&txn, claim, rules.caps, now, now + rules.lease_ttl_ms).await?;
+            let (leased, in_flight) = claim_in(
+                &txn,
+                claim,
+                rules.caps,
+                (now, now + rules.lease_ttl_ms),
+                self.held_back(),
+            )
+            .await?;
             hand_off.open(claim, &leased, Some(in_flight));
             claimed.push(leased);
         }

@@ -6,7 +6,9 @@
 //! webhooks and events once. Webhooks and accounts at their cap are left out of the due range
 //! (`super::in_flight`), so a slow endpoint's backlog, or a busy account's, cannot fill the window and starve
 //! the others, nor keep the stream reading: what they hold back waits for the report that frees their room
-//! (`super::in_flight::AtCap`). Then one statement leases what was picked.
+//! (`super::in_flight::AtCap`). Then one statement leases what was picked, and holds (`held`) the due
+//! deliveries the read passed over because their webhook was at its cap, so that later claims do not walk
+//! past them again while its leases last; reports let them go as its leases end ([`super::held_back`]).
 //!
 //! An ordered delivery (its webhook is ordered, `crate::core::webhook::Ordering`) is due only when no older
 //! delivery of its webhook is unfinished (pending, held or sending): so an ordered webhook has at most one
@@ -21,6 +23,7 @@ use kit_webhooks_migrations::ORDERED_UNFINISHED;
 use sea_orm::{sea_query::Expr, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter};
 
 use super::{
+    held_back::HeldBack,
     in_flight::{
         decode_in_flight, in_flight_cte, not_at_cap, InFlight, LeaseCaps, IN_FLIGHT_COLUMNS,
         IN_FLIGHT_FROM,
@@ -115,7 +118,14 @@ impl Store {
     ) -> Result<Claimed, DbErr> {
         let txn = WriteTxn::begin(self.writer()).await?;
         let claim = Claim::new(owner, room);
-        let (claimed, _) = claim_in(&txn, &claim, caps, now, lease_expires_at).await?;
+        let (claimed, _) = claim_in(
+            &txn,
+            &claim,
+            caps,
+            (now, lease_expires_at),
+            self.held_back(),
+        )
+        .await?;
         txn.commit().await?;
         Ok(claimed)
     }
@@ -127,22 +137,31 @@ struct DueHead {
     due: Vec<DueDelivery>,
     webhooks: HashMap<String, Arc<SendingWebhook>>,
     events: HashMap<String, Arc<SendingEvent>>,
+    /// Due deliveries the read passed over, before the last one it took, because their webhook was at its
+    /// cap, each with its webhook.
+    passed: Vec<(String, String)>,
 }
 
-/// [`Store::claim_due`] inside a transaction the caller commits; also returns the lease counts it went by
-/// (for the hand-off, `super::super::hand_off`).
+/// The most due deliveries a claim passes over that it holds: a dead endpoint's backlog is held over a few
+/// claims rather than all in one (each is a row written).
+const HOLD_AT_MOST: u64 = 4096;
+
+/// [`Store::claim_due`] inside a transaction the caller commits, at `now` for leases expiring at
+/// `lease_expires_at`; notes in `held_back` the webhooks it held deliveries of. Also returns the lease counts
+/// it went by (for the hand-off, `super::super::hand_off`).
 pub async fn claim_in(
     txn: &WriteTxn,
     claim: &Claim,
     caps: LeaseCaps,
-    now: i64,
-    lease_expires_at: i64,
+    (now, lease_expires_at): (i64, i64),
+    held_back: &HeldBack,
 ) -> Result<(Claimed, InFlight), DbErr> {
     let DueHead {
         mut in_flight,
         due,
         webhooks,
         events,
+        passed,
     } = read_due_head(txn, claim.room, caps, now).await?;
     // A full window of candidates may have more behind it. What the caps keep back (passed over by the read,
     // or refused below) is not more due: no read can lease it until a lease of its webhook or account ends,
@@ -150,7 +169,8 @@ pub async fn claim_in(
     let more_due = due.len() as u64 >= claim.room;
     let lease_id = id::new(id::Kind::Lease);
     let mut leased = Vec::new();
-    let mut paused = Vec::new();
+    // Both wait `held`: a paused webhook's until it is resumed, a capped one's until its leases end.
+    let (mut held, mut capped): (Vec<String>, Vec<String>) = passed.into_iter().unzip();
     for delivery in due {
         if leased.len() as u64 >= claim.room {
             break;
@@ -165,18 +185,24 @@ pub async fn claim_in(
         if hook.status != WebhookStatus::Active && !delivery.test {
             // Left pending by a race with a pause (a lease released, a fan-out read just before the pause
             // committed): `held` now, so it neither goes out nor sits at the head of the due range.
-            paused.push(delivery.id);
+            held.push(delivery.id);
             continue;
         }
         if !in_flight.admit(&delivery.webhook_id, &delivery.account_id, caps) {
+            // Its webhook reached its cap within this claim: held as those the read passed over.
+            if !delivery.test && in_flight.webhook_at_cap(&delivery.webhook_id, caps) {
+                held.push(delivery.id);
+                capped.push(delivery.webhook_id);
+            }
             continue;
         }
         leased.push(LeasedDelivery::new(delivery, &lease_id, hook, event));
     }
+    held_back.note(capped);
     write_leases(
         txn,
         &leased,
-        &paused,
+        &held,
         &lease_id,
         &claim.owner,
         lease_expires_at,
@@ -187,8 +213,9 @@ pub async fn claim_in(
 
 /// The one statement a claim reads with: the leases each webhook and account holds (`in_flight`, counted once
 /// for both its uses); the head of the due range without the webhooks and accounts already at their cap (`due`), materialised so
-/// that every set below sees the same rows (and, on PostgreSQL, the rows this claim locked); and each due
-/// delivery's webhook and event, once each however many of its deliveries fell due.
+/// that every set below sees the same rows (and, on PostgreSQL, the rows this claim locked); each due
+/// delivery's webhook and event, once each however many of its deliveries fell due; and the deliveries of
+/// webhooks at their cap in the stretch of the due range that `due` was taken from (`passed`).
 async fn read_due_head(
     txn: &WriteTxn,
     room: u64,
@@ -208,20 +235,27 @@ async fn read_due_head(
          WHERE {} AND next_attempt_at <= ? \
          AND {not_at_cap} \
          AND {not_blocked} \
-         ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}) ",
+         ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}), \
+         {passed} ",
         in_flight_cte(),
         DueDelivery::COLUMNS.join(", "),
         in_progress::sql("status", DeliveryStatus::Pending),
         not_at_cap = not_at_cap(),
         not_blocked = not_blocked(),
+        passed = passed_cte(lock),
     );
+    let room = room.min(i64::MAX as u64 / 2) as i64;
     let mut values = vec![now.into()];
     values.extend(caps.values());
-    values.push((room.min(i64::MAX as u64) as i64).into());
+    values.push(room.into());
+    // `passed`: the stretch's end, whether any webhook is at its cap, how far to read, which webhooks.
+    let [per_webhook, _] = caps.values();
+    values.extend([room.into(), now.into(), per_webhook.clone()]);
+    values.extend([(room + HOLD_AT_MOST as i64).into(), per_webhook]);
     let due_from = "FROM due ORDER BY next_attempt_at";
     let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM due)";
     let events_from = "FROM events WHERE id IN (SELECT event_id FROM due)";
-    let [counts, due, hooks, events] = select_json(
+    let [counts, due, hooks, events, passed] = select_json(
         txn,
         &with,
         [
@@ -229,6 +263,7 @@ async fn read_due_head(
             (&DueDelivery::COLUMNS, due_from),
             (&SendingWebhook::COLUMNS, hooks_from),
             (&SendingEvent::COLUMNS, events_from),
+            (&["id", "webhook_id"], PASSED_FROM),
         ],
         values,
     )
@@ -251,7 +286,29 @@ async fn read_due_head(
         due,
         webhooks,
         events,
+        passed: decode_rows(&passed, PASSED_FROM)?,
     })
+}
+
+const PASSED_FROM: &str = "FROM passed";
+
+/// The CTE `passed` (after `in_flight` and `due`): the due deliveries, not test ones, of webhooks at their cap
+/// in the stretch of the due range that `due` was taken from, up to its last row if `due` filled the claim's
+/// room, else to now. The stretch is read as `due` read it, by the due index in due order (`webhook_id` is
+/// tested on the rows read, never used to look rows up: a webhook's deliveries are mostly history); and
+/// only when some webhook is at its cap. Binds the claim's room, now, the per-webhook cap, the rows to read at
+/// most, the per-webhook cap again. On PostgreSQL the rows read are locked, skipping those another claim holds, so that
+/// holding them never waits.
+fn passed_cte(lock: &str) -> String {
+    format!(
+        "passed AS MATERIALIZED (SELECT id, webhook_id FROM (SELECT id, webhook_id, test FROM deliveries \
+         WHERE {pending} AND next_attempt_at <= (CASE WHEN (SELECT COUNT(*) FROM due) >= CAST(? AS BIGINT) \
+         THEN (SELECT MAX(next_attempt_at) FROM due) ELSE ? END) \
+         AND EXISTS (SELECT 1 FROM in_flight WHERE n >= ?) \
+         ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}) AS stretch \
+         WHERE NOT test AND webhook_id IN (SELECT webhook_id FROM in_flight WHERE n >= ?))",
+        pending = in_progress::sql("status", DeliveryStatus::Pending),
+    )
 }
 
 /// `rows` shared, by their id.
@@ -261,26 +318,28 @@ fn by_id<T>(rows: Vec<T>, id: impl Fn(&T) -> &String) -> HashMap<String, Arc<T>>
         .collect()
 }
 
-/// Marks `leased` `sending` under `lease_id`, and `paused` `held`, in one batch.
+/// Marks `leased` `sending` under `lease_id`, and `held` `held` (those still pending), in one batch.
 async fn write_leases(
     txn: &WriteTxn,
     leased: &[LeasedDelivery],
-    paused: &[String],
+    held: &[String],
     lease_id: &str,
     owner: &str,
     lease_expires_at: i64,
 ) -> Result<(), DbErr> {
     let backend = txn.get_database_backend();
     let mut batch = Batch::new(backend);
-    if !paused.is_empty() {
+    if !held.is_empty() {
+        // Still pending: on PostgreSQL another committer may have leased one since this claim read it.
         batch.push(
             &delivery::Entity::update_many()
                 .col_expr(delivery::Column::Status, Expr::value(DeliveryStatus::Held))
                 .filter(id_list::filter(
                     backend,
                     delivery::Column::Id,
-                    paused.iter().map(String::as_str),
-                )),
+                    held.iter().map(String::as_str),
+                ))
+                .filter(in_progress::filter(DeliveryStatus::Pending)),
         );
     }
     if !leased.is_empty() {

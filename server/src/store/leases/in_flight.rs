@@ -44,6 +44,11 @@ impl InFlight {
         true
     }
 
+    /// Whether `webhook_id` holds as many leases as its cap allows.
+    pub fn webhook_at_cap(&self, webhook_id: &str, caps: LeaseCaps) -> bool {
+        self.webhooks.get(webhook_id).copied().unwrap_or(0) >= caps.per_webhook
+    }
+
     /// The webhooks and accounts at their cap: their due deliveries wait for a lease of theirs to end.
     pub fn at_cap(&self, caps: LeaseCaps) -> AtCap {
         let capped = |counts: &HashMap<String, u64>, cap: u64| {

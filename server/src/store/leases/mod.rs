@@ -14,12 +14,14 @@
 //! cycle) and a `Store` method that runs it in a transaction of its own.
 
 pub mod claim;
+mod held_back;
 mod hook_health;
 pub mod in_flight;
 pub mod record;
 pub mod sending;
 
 pub use claim::{Claim, ClaimKind, Claimed};
+pub use held_back::HeldBack;
 pub use in_flight::{InFlight, LeaseCaps};
 pub use record::{AttemptReport, ReadyReport, Recorded};
 pub use sending::{LeasedDelivery, SendingEvent, SendingWebhook};

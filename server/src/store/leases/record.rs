@@ -14,7 +14,11 @@ use sea_orm::{
 };
 use serde::Deserialize;
 
-use super::{clear_lease, hook_health::HookHealth};
+use super::{
+    clear_lease,
+    held_back::{self, HeldBack},
+    hook_health::HookHealth,
+};
 use crate::{
     core::{
         event::DeliveryStatus,
@@ -183,7 +187,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
         let txn = WriteTxn::begin(self.writer()).await?;
-        let recorded = record_in(&txn, reports, policy, now).await?;
+        let recorded = record_in(&txn, reports, policy, now, self.held_back()).await?;
         txn.commit().await?;
         Ok(recorded)
     }
@@ -195,8 +199,9 @@ pub async fn record_in(
     reports: &[ReadyReport],
     policy: &RetryPolicy,
     now: i64,
+    held_back: &HeldBack,
 ) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
-    let mut recording = read(txn, reports).await?;
+    let mut recording = read(txn, reports, held_back).await?;
     let results = reports
         .iter()
         .map(|report| recording.decide(report, policy, now))
@@ -220,10 +225,18 @@ struct Recording {
     /// Webhooks the group disabled, each with whether for a 410: their accounts are told
     /// (`crate::store::operational`).
     disabled: Vec<(String, bool)>,
+    /// The reported webhooks that may have deliveries held back by their cap (`super::held_back`), each with
+    /// how many of its leases the group ended: as many of those go back to pending if it is still active.
+    held_back: HashMap<String, u64>,
 }
 
-/// Reads the reported deliveries and their webhooks, locking on PostgreSQL what the group will write.
-async fn read(txn: &WriteTxn, reports: &[ReadyReport]) -> Result<Recording, DbErr> {
+/// Reads the reported deliveries and their webhooks, locking on PostgreSQL what the group will write; notes
+/// which of those webhooks may have deliveries held back by their cap (`held_back`).
+async fn read(
+    txn: &WriteTxn,
+    reports: &[ReadyReport],
+    held_back: &HeldBack,
+) -> Result<Recording, DbErr> {
     let backend = txn.get_database_backend();
     // By id alone, status checked below: with `status = 'sending'` in the query SQLite's planner (which has no
     // statistics) walked every lease in the status index instead of looking the reported ids up.
@@ -270,6 +283,7 @@ async fn read(txn: &WriteTxn, reports: &[ReadyReport]) -> Result<Recording, DbEr
     if backend == DbBackend::Postgres && writes_webhooks {
         hooks = lock_webhooks(txn, &hooks).await?;
     }
+    let held_back = held_back.among(hooks.iter().map(|w| w.id.as_str()));
     Ok(Recording {
         leases,
         hooks: hooks
@@ -281,6 +295,7 @@ async fn read(txn: &WriteTxn, reports: &[ReadyReport]) -> Result<Recording, DbEr
         failed: Vec::new(),
         retries: Vec::new(),
         disabled: Vec::new(),
+        held_back,
     })
 }
 
@@ -365,6 +380,9 @@ impl Recording {
         }
         self.attempts
             .push(report.attempt.clone().into_active_model());
+        if let Some(ended) = self.held_back.get_mut(&lease.webhook_id) {
+            *ended += 1;
+        }
         Ok(Recorded {
             decision,
             lease_owner: lease.lease_owner,
@@ -391,6 +409,16 @@ impl Recording {
                     .col_expr(delivery::Column::NextAttemptAt, Expr::value(at))
                     .filter(delivery::Column::Id.eq(delivery_id)),
             );
+        }
+        // Room the group freed goes to the webhook's held deliveries; an inactive webhook's stay held.
+        for (webhook_id, ended) in &self.held_back {
+            let active = self
+                .hooks
+                .get(webhook_id)
+                .is_some_and(|(hook, _)| hook.status == WebhookStatus::Active);
+            if active && *ended > 0 {
+                held_back::release(&mut batch, webhook_id, *ended);
+            }
         }
         let changed: Vec<HookHealth> = self
             .hooks

@@ -42,6 +42,11 @@ impl Batch {
         self.statements.push(query.build(self.backend));
     }
 
+    /// Adds `statement`, written for this batch's backend.
+    pub fn push_statement(&mut self, statement: Statement) {
+        self.statements.push(statement);
+    }
+
     /// Adds the INSERTs of `rows`: on PostgreSQL one statement taking the rows as one JSON value (see
     /// [`json_insert`]), elsewhere multi-row INSERTs of at most [`ROWS_PER_STATEMENT`] rows each.
     pub fn insert_rows<A>(&mut self, rows: impl IntoIterator<Item = A>)
