@@ -857,19 +857,28 @@ async fn publish_burst(server: &TestServer, n: usize) {
     futures::future::join_all((0..n).map(|_| server.publish("application.submitted", "{}"))).await;
 }
 
-/// A webhook's backlog beyond its lease cap goes out as its leases end: each report of one says it freed
-/// room, and the stream, parked with nothing else due, reads the due range again at once. Without that it
-/// would wait for its idle poll (a second) each time: twenty rounds of two, twenty seconds.
-async fn a_webhook_at_its_lease_cap_gets_its_backlog_as_its_leases_end(backend: Backend) {
-    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(50)))).await;
+/// A server whose webhooks may hold two leases each, and a webhook of it whose endpoint answers after `delay`.
+async fn capped_at_two(
+    backend: Backend,
+    delay: Duration,
+) -> (Receiver, TestServer, proto::Webhook) {
+    let receiver = Receiver::http(always(Reply::ok().delay(delay))).await;
     let server = TestServer::start_with(backend, |config| {
         fast_delivery(config, None);
         config.max_in_flight_per_webhook = 2;
     })
     .await;
-    server
+    let (hook, _) = server
         .create_webhook(&receiver.url("/"), &["application.*"])
         .await;
+    (receiver, server, hook)
+}
+
+/// A webhook's backlog beyond its lease cap goes out as its leases end: each report of one says it freed
+/// room, and the stream, parked with nothing else due, reads the due range again at once. Without that it
+/// would wait for its idle poll (a second) each time: twenty rounds of two, twenty seconds.
+async fn a_webhook_at_its_lease_cap_gets_its_backlog_as_its_leases_end(backend: Backend) {
+    let (receiver, server, _) = capped_at_two(backend, Duration::from_millis(50)).await;
     let started = std::time::Instant::now();
     publish_burst(&server, 40).await;
     receiver.wait_for(40, WAIT).await;
@@ -908,15 +917,7 @@ async fn wait_held(server: &TestServer, done: impl Fn(i64) -> bool) -> i64 {
 /// do not walk past it again), and goes back to pending as the webhook's leases end: the backlog still goes
 /// out two at a time, each delivery once, and nothing is left held.
 async fn a_webhook_at_its_lease_cap_holds_its_backlog_until_its_leases_end(backend: Backend) {
-    let receiver = Receiver::http(always(Reply::ok().delay(Duration::from_millis(300)))).await;
-    let server = TestServer::start_with(backend, |config| {
-        fast_delivery(config, None);
-        config.max_in_flight_per_webhook = 2;
-    })
-    .await;
-    let (hook, _) = server
-        .create_webhook(&receiver.url("/"), &["application.*"])
-        .await;
+    let (receiver, server, hook) = capped_at_two(backend, Duration::from_millis(300)).await;
     let started = Instant::now();
     publish_burst(&server, 10).await;
     let held = wait_held(&server, |held| held > 0).await;
@@ -939,40 +940,48 @@ async fn a_webhook_at_its_lease_cap_holds_its_backlog_until_its_leases_end(backe
     server.stop().await;
 }
 
+/// A new event, stored straight in the database, and a delivery of it to webhook `hook_id`, not stored: what
+/// a fan-out makes, for a test to store as some race or crash would have left it.
+async fn fanned_out(
+    server: &TestServer,
+    hook_id: &str,
+) -> kit_webhooks_server::store::entity::delivery::Model {
+    use kit_webhooks_server::store::{entity::webhook, events};
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+
+    let store = &server.server.store;
+    let row = webhook::Entity::find_by_id(hook_id.to_owned())
+        .one(store.writer())
+        .await
+        .expect("read webhook")
+        .expect("webhook row");
+    let event = events::new_event("default", "application.submitted", "{}", None);
+    event
+        .clone()
+        .into_active_model()
+        .insert(store.writer())
+        .await
+        .expect("insert event");
+    events::new_delivery(&event, &row)
+}
+
 /// Held deliveries of an active webhook with room to spare (what a stream that ended, or a lease that
 /// expired, leaves behind a cap: no report lets them go) are let go by the lease sweep.
 async fn held_back_deliveries_of_a_webhook_with_room_go_out(backend: Backend) {
-    use kit_webhooks_server::{
-        core::event::DeliveryStatus as Stored,
-        store::{entity::webhook, events},
-    };
-    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+    use kit_webhooks_server::{core::event::DeliveryStatus as Stored, store::events};
 
     let receiver = Receiver::http(always(Reply::ok())).await;
     let server = start(backend, None).await;
     let (hook, _) = server
         .create_webhook(&receiver.url("/"), &["application.*"])
         .await;
-    let store = &server.server.store;
-    let row = webhook::Entity::find_by_id(hook.id.clone())
-        .one(store.writer())
-        .await
-        .expect("read webhook")
-        .expect("webhook row");
     let mut held = Vec::new();
     for _ in 0..3 {
-        let event = events::new_event("default", "application.submitted", "{}", None);
-        event
-            .clone()
-            .into_active_model()
-            .insert(store.writer())
-            .await
-            .expect("insert event");
-        let mut delivery = events::new_delivery(&event, &row);
+        let mut delivery = fanned_out(&server, &hook.id).await;
         delivery.status = Stored::Held;
         held.push(delivery);
     }
-    events::insert_deliveries(store.writer(), &held)
+    events::insert_deliveries(server.server.store.writer(), &held)
         .await
         .expect("insert deliveries");
     receiver.wait_for(3, WAIT).await;
@@ -1009,7 +1018,7 @@ async fn a_host_keeps_its_connections_between_bursts(backend: Backend) {
 
 async fn a_pending_delivery_of_a_paused_webhook_is_held_not_sent(backend: Backend) {
     use kit_webhooks_server::store::events;
-    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+    use sea_orm::EntityTrait;
 
     let receiver = Receiver::http(always(Reply::ok())).await;
     let server = start(backend, None).await;
@@ -1020,19 +1029,8 @@ async fn a_pending_delivery_of_a_paused_webhook_is_held_not_sent(backend: Backen
     // What a race with the pause can leave behind (a fan-out that read the webhook as active just before the
     // pause committed): a pending delivery of a paused webhook, written straight to the database.
     let store = &server.server.store;
-    let row = kit_webhooks_server::store::entity::webhook::Entity::find_by_id(hook.id.clone())
-        .one(store.writer())
-        .await
-        .expect("read webhook")
-        .expect("webhook row");
-    let event = events::new_event("default", "application.submitted", "{}", None);
-    event
-        .clone()
-        .into_active_model()
-        .insert(store.writer())
-        .await
-        .expect("insert event");
-    let delivery = events::new_delivery(&event, &row);
+    let delivery = fanned_out(&server, &hook.id).await;
+    let event = delivery.event_id.clone();
     events::insert_deliveries(store.writer(), std::slice::from_ref(&delivery))
         .await
         .expect("insert delivery");
@@ -1058,7 +1056,7 @@ async fn a_pending_delivery_of_a_paused_webhook_is_held_not_sent(backend: Backen
     assert!(receiver.requests().is_empty(), "nothing sent while paused");
     server.resume(&hook.id).await;
     let received = receiver.wait_for(1, WAIT).await;
-    assert_eq!(received[0].header("webhook-id"), event.id);
+    assert_eq!(received[0].header("webhook-id"), event);
     server.stop().await;
 }
 
