@@ -295,10 +295,10 @@ const PASSED_FROM: &str = "FROM passed";
 /// The CTE `passed` (after `in_flight` and `due`): the due deliveries, not test ones, of webhooks at their cap
 /// in the stretch of the due range that `due` was taken from, up to its last row if `due` filled the claim's
 /// room, else to now. The stretch is read as `due` read it, by the due index in due order (`webhook_id` is
-/// tested on the rows read, never used to look rows up: a webhook's deliveries are mostly history); and
-/// only when some webhook is at its cap. Binds the claim's room, now, the per-webhook cap, the rows to read at
-/// most, the per-webhook cap again. On PostgreSQL the rows read are locked, skipping those another claim holds, so that
-/// holding them never waits.
+/// tested on the rows read, never used to look rows up: a webhook's deliveries are mostly history), and only
+/// when some webhook is at its cap. Binds the claim's room, now, the per-webhook cap, the rows to read at
+/// most, the per-webhook cap again. On PostgreSQL the rows read are locked, skipping those another claim
+/// holds, so that holding them never waits.
 fn passed_cte(lock: &str) -> String {
     format!(
         "passed AS MATERIALIZED (SELECT id, webhook_id FROM (SELECT id, webhook_id, test FROM deliveries \
