@@ -14,13 +14,13 @@
 use std::collections::HashSet;
 
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::{
     entity::{attempt, delivery, event},
-    sql::{id_list, json_rows::statement},
+    sql::{id_list, in_progress, json_rows::statement},
     Store,
 };
 use crate::core::{event::DeliveryStatus, id};
@@ -103,7 +103,7 @@ async fn finished_deliveries(
     };
     let sql = format!(
         "SELECT id, event_id FROM deliveries WHERE {ids} AND ({}){lock}",
-        statuses(&[DeliveryStatus::Succeeded, DeliveryStatus::Failed])
+        in_progress::any_of(&[DeliveryStatus::Succeeded, DeliveryStatus::Failed])
     );
     let rows = txn.query_all_raw(statement(backend, &sql, values)).await?;
     rows.iter()
@@ -126,21 +126,11 @@ async fn unfinished_events(
     let sql = format!(
         "SELECT event_id FROM deliveries WHERE {ids} AND ({}) \
          UNION ALL SELECT event_id FROM deliveries WHERE {ids} AND ({})",
-        statuses(&[DeliveryStatus::Pending, DeliveryStatus::Sending]),
-        statuses(&[DeliveryStatus::Held]),
+        in_progress::any_of(&[DeliveryStatus::Pending, DeliveryStatus::Sending]),
+        in_progress::any_of(&[DeliveryStatus::Held]),
     );
     let rows = txn.query_all_raw(statement(backend, &sql, values)).await?;
     rows.iter().map(|row| row.try_get("", "event_id")).collect()
-}
-
-/// `status = 'a' OR status = 'b'`: the statuses in the text, in the form the partial indexes' predicates
-/// take, so that the planners match them (`store::sql::in_progress` says why); server constants, never input.
-fn statuses(statuses: &[DeliveryStatus]) -> String {
-    let terms: Vec<String> = statuses
-        .iter()
-        .map(|status| format!("status = '{}'", status.to_value()))
-        .collect();
-    terms.join(" OR ")
 }
 
 /// Deletes `events` and `deliveries` (theirs), with the deliveries' attempts, each by its key.

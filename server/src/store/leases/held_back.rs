@@ -30,7 +30,7 @@ use super::in_flight::{in_flight_cte, LeaseCaps};
 use crate::{
     core::{event::DeliveryStatus, webhook::Status as WebhookStatus},
     store::{
-        sql::{batch::Batch, json_rows::statement},
+        sql::{batch::Batch, in_progress, json_rows::statement},
         Store,
     },
 };
@@ -70,7 +70,7 @@ impl HeldBack {
 /// `status = 'held'`, in the text, as the partial index `deliveries_held_by_webhook` (migration m0013)
 /// says it, so that the planners match it.
 fn held() -> String {
-    format!("status = '{}'", DeliveryStatus::Held.to_value())
+    in_progress::any_of(&[DeliveryStatus::Held])
 }
 
 fn pending() -> String {
