@@ -32,6 +32,7 @@ on_both_databases!(
     a_failing_publish_does_not_fail_the_reports_of_its_cycle,
     a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle,
     an_account_at_its_lease_cap_is_passed_over,
+    the_lease_counts_follow_the_cycles_and_a_stream_that_ends,
     a_standing_claim_waits_for_the_next_publish,
     a_failed_cycle_leaves_nothing_and_the_next_one_commits,
     an_event_the_database_refuses_fails_no_other_publish,
@@ -371,6 +372,72 @@ async fn a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle(
         published.deliveries_pending, 0,
         "behind a cap: no claim is told, the report that frees room will be"
     );
+    server.stop().await;
+}
+
+/// One cycle of `reports` and a claim with room for ten, under `rules`: what the claim leased.
+async fn report_and_claim(
+    server: &TestServer,
+    reports: Vec<AttemptReport>,
+    rules: &WriteRules,
+) -> Vec<LeasedDelivery> {
+    let writes = Writes {
+        events: Vec::new(),
+        reports: reports.into_iter().map(Into::into).collect(),
+        claims: vec![claim(10)],
+    };
+    let written = server
+        .server
+        .store
+        .commit_writes(writes, rules, time::now_ms())
+        .await;
+    for recorded in &written.recorded {
+        recorded.as_ref().expect("recorded");
+    }
+    written
+        .claimed
+        .into_iter()
+        .next()
+        .expect("one claim")
+        .expect("claimed")
+        .leased
+}
+
+/// The lease counts a cycle goes by follow the leases and reports of the cycles before it (SQLite's writer
+/// keeps them from one cycle to the next), and leases a stream's end returns outside the cycles are counted
+/// again.
+async fn the_lease_counts_follow_the_cycles_and_a_stream_that_ends(backend: Backend) {
+    let server = start_with_a_webhook(backend).await;
+    for _ in 0..4 {
+        server.publish("application.submitted", "{}").await;
+    }
+    let capped = WriteRules {
+        caps: LeaseCaps {
+            per_webhook: 2,
+            per_account: 1_000,
+        },
+        ..rules(&server)
+    };
+
+    let first = report_and_claim(&server, Vec::new(), &capped).await;
+    assert_eq!(first.len(), 2, "the webhook's cap");
+    // The report ends one lease: one more goes out, no more.
+    let report = ok_report(&first[0].delivery_id, &first[0].lease_id);
+    let second = report_and_claim(&server, vec![report], &capped).await;
+    assert_eq!(second.len(), 1, "one lease ended, one taken");
+    let third = report_and_claim(&server, Vec::new(), &capped).await;
+    assert!(third.is_empty(), "two leases out again: {third:?}");
+
+    // The stream ends: its two leases return to pending outside the cycles, and the next claim takes both.
+    let returned = server
+        .server
+        .store
+        .release_leases("dst_test")
+        .await
+        .expect("release");
+    assert_eq!(returned, 2);
+    let after = report_and_claim(&server, Vec::new(), &capped).await;
+    assert_eq!(after.len(), 2, "no lease out: the cap's room is whole");
     server.stop().await;
 }
 

@@ -11,16 +11,16 @@
 //! (`super::leases::claim`).
 //!
 //! A parked claim (`ClaimKind::HandOff`, see `crate::writer`) does not read the due range: its stream's last
-//! read found it empty. If no claim of the cycle read the lease counts, the fan-out reads them with the
-//! webhooks (`crate::store::events::publish_in`).
+//! read found it empty. If the cycle has no lease counts (kept from the last cycle, or read by a claim), the
+//! fan-out reads them with the webhooks (`crate::store::events::publish_in`).
 
 use std::{collections::HashMap, sync::Arc};
 
 use super::{
     entity::{delivery, event, webhook},
     leases::{
-        in_flight::AtCap, sending::DueDelivery, Claim, Claimed, InFlight, LeaseCaps,
-        LeasedDelivery, SendingEvent, SendingWebhook,
+        sending::DueDelivery, Claim, Claimed, InFlight, LeaseCaps, LeasedDelivery, SendingEvent,
+        SendingWebhook,
     },
 };
 use crate::core::{event::DeliveryStatus, id};
@@ -28,7 +28,8 @@ use crate::core::{event::DeliveryStatus, id};
 /// The room a cycle's claims have left, and the deliveries handed to them.
 pub struct HandOff {
     claims: Vec<OpenClaim>,
-    /// The leases each webhook and account holds: from the cycle's last claim that read them, or read here.
+    /// The leases each webhook and account holds: kept from the last cycle, or from the cycle's last claim,
+    /// or read with the fan-out; with the leases handed off here counted in.
     in_flight: Option<InFlight>,
     caps: LeaseCaps,
     lease_expires_at: i64,
@@ -92,9 +93,14 @@ impl HandOff {
         self.in_flight.is_none() && self.claims.iter().any(|c| c.room > 0)
     }
 
-    /// The lease counts, read with the fan-out.
+    /// The lease counts as of now in the cycle: kept from the last cycle, or read with the fan-out.
     pub fn counted(&mut self, in_flight: InFlight) {
         self.in_flight = Some(in_flight);
+    }
+
+    /// The lease counts as of now in the cycle, for a claim to go by (and give back to [`HandOff::open`]).
+    pub fn take_counts(&mut self) -> Option<InFlight> {
+        self.in_flight.take()
     }
 
     /// Leases the new `delivery` of `event` to `hook` to a claim with room, if its webhook and account are
@@ -145,13 +151,13 @@ impl HandOff {
     }
 
     /// Adds what was handed off to each claim's leases, in the order the claims were opened. When a new
-    /// delivery was left `pending` for a claim to read, every claim may have more due. Returns the webhooks
-    /// and accounts the cycle left at their cap, if it counted the leases.
-    pub fn finish(self, claimed: &mut [Claimed]) -> Option<AtCap> {
+    /// delivery was left `pending` for a claim to read, every claim may have more due. Returns the lease
+    /// counts as the cycle leaves them, if it had them.
+    pub fn finish(self, claimed: &mut [Claimed]) -> Option<InFlight> {
         for (claimed, handed) in claimed.iter_mut().zip(self.claims) {
             claimed.leased.extend(handed.leased);
             claimed.more_due |= self.left_pending;
         }
-        self.in_flight.map(|in_flight| in_flight.at_cap(self.caps))
+        self.in_flight
     }
 }

@@ -48,6 +48,8 @@ pub struct Store {
     write_connections: u32,
     /// The webhooks that may have deliveries held back by their lease cap (`leases::held_back`).
     held_back: leases::HeldBack,
+    /// The lease counts SQLite's writer keeps between its cycles (`leases::in_flight`).
+    kept_counts: leases::KeptCounts,
 }
 
 impl Store {
@@ -81,6 +83,7 @@ impl Store {
                 read,
                 write_connections: 1,
                 held_back: leases::HeldBack::default(),
+                kept_counts: leases::KeptCounts::default(),
             })
         } else {
             let mut options = ConnectOptions::new(url);
@@ -96,6 +99,7 @@ impl Store {
                 read: pool,
                 write_connections: max_connections.max(1),
                 held_back: leases::HeldBack::default(),
+                kept_counts: leases::KeptCounts::default(),
             })
         }
     }
@@ -108,6 +112,11 @@ impl Store {
     /// The webhooks that may have deliveries held back by their lease cap.
     pub(crate) fn held_back(&self) -> &leases::HeldBack {
         &self.held_back
+    }
+
+    /// The lease counts SQLite's writer keeps between its cycles.
+    pub(crate) fn kept_counts(&self) -> &leases::KeptCounts {
+        &self.kept_counts
     }
 
     /// How many connections writes may use at once (see `crate::writer`).

@@ -185,6 +185,8 @@ impl Store {
             .with("deliveries_deleted", deliveries.rows_affected);
         Self::record_audit(&txn, &entry).await?;
         txn.commit().await?;
+        // Its leases went with its deliveries.
+        self.kept_counts().forget();
         Ok(Some(deliveries.rows_affected))
     }
 

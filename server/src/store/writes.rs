@@ -7,7 +7,7 @@
 //! due deliveries first, and fill what room is left with the deliveries published in the same cycle, which
 //! are inserted already leased ([`HandOff`]).
 
-use sea_orm::DbErr;
+use sea_orm::{DbBackend, DbErr};
 
 use super::{
     entity::event,
@@ -72,14 +72,29 @@ impl Store {
         now: i64,
     ) -> Result<Written, DbErr> {
         let started = std::time::Instant::now();
+        // SQLite's one writer keeps the lease counts from cycle to cycle (`leases::in_flight::KeptCounts`).
+        let sqlite = self.backend() == DbBackend::Sqlite;
+        let (mut kept, generation) = match sqlite {
+            true => self.kept_counts().take(),
+            false => (None, 0),
+        };
         let txn = WriteTxn::begin(self.writer()).await?;
         let recorded = if writes.reports.is_empty() {
             Vec::new()
         } else {
             record_in(&txn, &writes.reports, &rules.retry, now, self.held_back()).await?
         };
+        if let Some(counts) = kept.as_mut() {
+            // Each report recorded ended its lease.
+            for recorded in recorded.iter().flatten() {
+                counts.end(&recorded.webhook_id, &recorded.account_id);
+            }
+        }
         let recorded_at = started.elapsed();
         let mut hand_off = HandOff::new(rules.caps, now + rules.lease_ttl_ms);
+        if let Some(counts) = kept {
+            hand_off.counted(counts);
+        }
         let mut claimed = Vec::with_capacity(writes.claims.len());
         for claim in &writes.claims {
             if claim.kind == ClaimKind::HandOff {
@@ -94,6 +109,7 @@ impl Store {
                 rules.caps,
                 (now, now + rules.lease_ttl_ms),
                 self.held_back(),
+                hand_off.take_counts(),
             )
             .await?;
             hand_off.open(claim, &leased, Some(in_flight));
@@ -105,9 +121,13 @@ impl Store {
         } else {
             publish_in(&txn, &writes.events, Some(&mut hand_off)).await?
         };
-        let at_cap = hand_off.finish(&mut claimed);
+        let counts = hand_off.finish(&mut claimed);
+        let at_cap = counts.as_ref().map(|counts| counts.at_cap(rules.caps));
         let published_at = started.elapsed();
         txn.commit().await?;
+        if let (true, Some(counts)) = (sqlite, counts) {
+            self.kept_counts().keep(counts, generation);
+        }
         // Where a cycle's time goes (`KIT_BENCH_LOG=kit_webhooks_server=debug`).
         tracing::debug!(
             ?recorded_at,

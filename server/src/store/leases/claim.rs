@@ -20,12 +20,14 @@
 use std::{collections::HashMap, sync::Arc};
 
 use kit_webhooks_migrations::ORDERED_UNFINISHED;
-use sea_orm::{sea_query::Expr, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    sea_query::Expr, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Value,
+};
 
 use super::{
     held_back::HeldBack,
     in_flight::{
-        decode_in_flight, in_flight_cte, not_at_cap, InFlight, LeaseCaps, IN_FLIGHT_COLUMNS,
+        counts_cte, decode_in_flight, not_at_cap, InFlight, LeaseCaps, IN_FLIGHT_COLUMNS,
         IN_FLIGHT_FROM,
     },
     sending::{DueDelivery, LeasedDelivery, SendingEvent, SendingWebhook},
@@ -124,9 +126,11 @@ impl Store {
             caps,
             (now, lease_expires_at),
             self.held_back(),
+            None,
         )
         .await?;
         txn.commit().await?;
+        self.kept_counts().forget();
         Ok(claimed)
     }
 }
@@ -147,14 +151,16 @@ struct DueHead {
 const HOLD_AT_MOST: u64 = 4096;
 
 /// [`Store::claim_due`] inside a transaction the caller commits, at `now` for leases expiring at
-/// `lease_expires_at`; notes in `held_back` the webhooks it held deliveries of. Also returns the lease counts
-/// it went by (for the hand-off, `super::super::hand_off`).
+/// `lease_expires_at`, going by the lease counts `known` if the cycle has them (`super::in_flight::KeptCounts`)
+/// or else counting them; notes in `held_back` the webhooks it held deliveries of. Also returns the lease
+/// counts with its own leases in (for the hand-off, `super::super::hand_off`, and the next claim).
 pub async fn claim_in(
     txn: &WriteTxn,
     claim: &Claim,
     caps: LeaseCaps,
     (now, lease_expires_at): (i64, i64),
     held_back: &HeldBack,
+    known: Option<InFlight>,
 ) -> Result<(Claimed, InFlight), DbErr> {
     let DueHead {
         mut in_flight,
@@ -162,7 +168,7 @@ pub async fn claim_in(
         webhooks,
         events,
         passed,
-    } = read_due_head(txn, claim.room, caps, now).await?;
+    } = read_due_head(txn, claim.room, caps, now, known).await?;
     // A full window of candidates may have more behind it. What the caps keep back (passed over by the read,
     // or refused below) is not more due: no read can lease it until a lease of its webhook or account ends,
     // and the report that ends one says so (`InFlight::at_cap`).
@@ -212,8 +218,8 @@ pub async fn claim_in(
 }
 
 /// The one statement a claim reads with: the leases each webhook and account holds (`in_flight`, counted once
-/// for both its uses); the head of the due range without the webhooks and accounts already at their cap (`due`), materialised so
-/// that every set below sees the same rows (and, on PostgreSQL, the rows this claim locked); each due
+/// for both its uses, or bound from the `known` counts); the head of the due range without the webhooks and
+/// accounts already at their cap (`due`), materialised so that every set below sees the same rows (and, on PostgreSQL, the rows this claim locked); each due
 /// delivery's webhook and event, once each however many of its deliveries fell due; and the deliveries of
 /// webhooks at their cap in the stretch of the due range that `due` was taken from (`passed`).
 async fn read_due_head(
@@ -221,11 +227,13 @@ async fn read_due_head(
     room: u64,
     caps: LeaseCaps,
     now: i64,
+    known: Option<InFlight>,
 ) -> Result<DueHead, DbErr> {
     let lock = match txn.get_database_backend() {
         DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
     };
+    let (counts, bound) = counts_cte(known.as_ref());
     // No slack beyond `room`: capped webhooks and accounts are left out, and one reaching its cap within this
     // claim only leaves a few slots for the next one. The limit is cast, not bound bare: SQLite (3.47 on)
     // plans with the value of a bare `LIMIT ?` and so prepares the statement again whenever it changes.
@@ -237,7 +245,7 @@ async fn read_due_head(
          AND {not_blocked} \
          ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}), \
          {passed} ",
-        in_flight_cte(),
+        counts,
         DueDelivery::COLUMNS.join(", "),
         in_progress::sql("status", DeliveryStatus::Pending),
         not_at_cap = not_at_cap(),
@@ -245,7 +253,8 @@ async fn read_due_head(
         passed = passed_cte(lock),
     );
     let room = room.min(i64::MAX as u64 / 2) as i64;
-    let mut values = vec![now.into()];
+    let mut values: Vec<Value> = bound.into_iter().collect();
+    values.push(now.into());
     values.extend(caps.values());
     values.push(room.into());
     // `passed`: the stretch's end, whether any webhook is at its cap, how far to read, which webhooks.
@@ -255,19 +264,14 @@ async fn read_due_head(
     let due_from = "FROM due ORDER BY next_attempt_at";
     let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM due)";
     let events_from = "FROM events WHERE id IN (SELECT event_id FROM due)";
-    let [counts, due, hooks, events, passed] = select_json(
-        txn,
-        &with,
-        [
-            (&IN_FLIGHT_COLUMNS, IN_FLIGHT_FROM),
-            (&DueDelivery::COLUMNS, due_from),
-            (&SendingWebhook::COLUMNS, hooks_from),
-            (&SendingEvent::COLUMNS, events_from),
-            (&["id", "webhook_id"], PASSED_FROM),
-        ],
-        values,
-    )
-    .await?;
+    let head = [
+        (&DueDelivery::COLUMNS[..], due_from),
+        (&SendingWebhook::COLUMNS, hooks_from),
+        (&SendingEvent::COLUMNS, events_from),
+        (&["id", "webhook_id"], PASSED_FROM),
+    ];
+    let (in_flight, [due, hooks, events, passed]) =
+        select_head(txn, &with, head, values, known).await?;
     let due: Vec<DueDelivery> = decode_rows(&due, due_from)?;
     let (webhooks, events) = if due.is_empty() {
         (HashMap::new(), HashMap::new())
@@ -282,12 +286,39 @@ async fn read_due_head(
         )
     };
     Ok(DueHead {
-        in_flight: decode_in_flight(&counts)?,
+        in_flight,
         due,
         webhooks,
         events,
         passed: decode_rows(&passed, PASSED_FROM)?,
     })
+}
+
+/// Reads the sets of `head` after `with`, and the lease counts unless `known` (those are not read back).
+async fn select_head(
+    txn: &WriteTxn,
+    with: &str,
+    head: [(&[&str], &str); 4],
+    values: Vec<Value>,
+    known: Option<InFlight>,
+) -> Result<(InFlight, [String; 4]), DbErr> {
+    if let Some(known) = known {
+        return Ok((known, select_json(txn, with, head, values).await?));
+    }
+    let [counts, due, hooks, events, passed] = select_json(
+        txn,
+        with,
+        [
+            (&IN_FLIGHT_COLUMNS, IN_FLIGHT_FROM),
+            head[0],
+            head[1],
+            head[2],
+            head[3],
+        ],
+        values,
+    )
+    .await?;
+    Ok((decode_in_flight(&counts)?, [due, hooks, events, passed]))
 }
 
 const PASSED_FROM: &str = "FROM passed";

@@ -7,9 +7,18 @@
 //! through [`InFlight::admit`], going by the counts one statement read ([`in_flight_cte`]); a claim's due
 //! read leaves out the webhooks and accounts already at their cap ([`not_at_cap`]), and the metrics count
 //! them with the same subqueries ([`count_at_cap`]).
+//!
+//! On SQLite the one writer also keeps the counts between its cycles ([`KeptCounts`]): every lease begins
+//! and ends in a cycle (a claim, a hand-off, a report), so the cycle that ends with the counts in hand leaves
+//! them for the next, which binds them ([`counts_cte`]) instead of counting every lease held again. A lease
+//! ended outside a cycle (a stream's end, an expiry, a deleted webhook) makes the next cycle count again.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
+use kit_webhooks::sync::lock;
 use sea_orm::DbErr;
 
 use crate::{
@@ -25,28 +34,57 @@ pub struct LeaseCaps {
 }
 
 /// Leases held, by webhook and by account: what a claim counted, plus what it and the hand-off leased since.
+/// Only webhooks and accounts holding leases have an entry.
 #[derive(Debug, Default, Clone)]
 pub struct InFlight {
-    webhooks: HashMap<String, u64>,
+    /// Each webhook's leases, with its account.
+    webhooks: HashMap<String, (String, u64)>,
     accounts: HashMap<String, u64>,
 }
 
 impl InFlight {
     /// Counts one more lease for `webhook_id` of `account_id` if neither is at its cap; returns whether it did.
     pub fn admit(&mut self, webhook_id: &str, account_id: &str, caps: LeaseCaps) -> bool {
-        let webhook = self.webhooks.get(webhook_id).copied().unwrap_or(0);
+        let webhook = self.webhooks.get(webhook_id).map_or(0, |(_, n)| *n);
         let account = self.accounts.get(account_id).copied().unwrap_or(0);
         if webhook >= caps.per_webhook || account >= caps.per_account {
             return false;
         }
-        self.webhooks.insert(webhook_id.to_owned(), webhook + 1);
+        self.webhooks
+            .insert(webhook_id.to_owned(), (account_id.to_owned(), webhook + 1));
         self.accounts.insert(account_id.to_owned(), account + 1);
         true
     }
 
+    /// Counts one lease of `webhook_id` of `account_id` less: it ended.
+    pub fn end(&mut self, webhook_id: &str, account_id: &str) {
+        if let Some((_, n)) = self.webhooks.get_mut(webhook_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.webhooks.remove(webhook_id);
+            }
+        }
+        if let Some(n) = self.accounts.get_mut(account_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.accounts.remove(account_id);
+            }
+        }
+    }
+
     /// Whether `webhook_id` holds as many leases as its cap allows.
     pub fn webhook_at_cap(&self, webhook_id: &str, caps: LeaseCaps) -> bool {
-        self.webhooks.get(webhook_id).copied().unwrap_or(0) >= caps.per_webhook
+        self.webhooks.get(webhook_id).map_or(0, |(_, n)| *n) >= caps.per_webhook
+    }
+
+    /// The rows of [`in_flight_cte`], as the JSON array [`KEPT_CTE`] binds.
+    fn rows_json(&self) -> String {
+        let rows: Vec<(&str, &str, u64)> = self
+            .webhooks
+            .iter()
+            .map(|(webhook, (account, n))| (webhook.as_str(), account.as_str(), *n))
+            .collect();
+        serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
     }
 
     /// The webhooks and accounts at their cap: their due deliveries wait for a lease of theirs to end.
@@ -58,8 +96,13 @@ impl InFlight {
                 .map(|(id, _)| id.clone())
                 .collect()
         };
+        let webhooks: HashMap<String, u64> = self
+            .webhooks
+            .iter()
+            .map(|(id, (_, n))| (id.clone(), *n))
+            .collect();
         AtCap {
-            webhooks: capped(&self.webhooks, caps.per_webhook),
+            webhooks: capped(&webhooks, caps.per_webhook),
             accounts: capped(&self.accounts, caps.per_account),
         }
     }
@@ -94,6 +137,20 @@ pub(in crate::store) fn in_flight_cte() -> String {
          WHERE {} GROUP BY webhook_id, account_id)",
         in_progress::sql("status", DeliveryStatus::Sending)
     )
+}
+
+/// [`in_flight_cte`] with the rows of counts kept in memory ([`InFlight::rows_json`]), bound as its one
+/// value, instead of counted (SQLite only, [`KeptCounts`]).
+const KEPT_CTE: &str = "in_flight AS MATERIALIZED (SELECT json_extract(value, '$[0]') AS webhook_id, \
+     json_extract(value, '$[1]') AS account_id, json_extract(value, '$[2]') AS n FROM json_each(?))";
+
+/// The CTE `in_flight`: bound from the `known` counts ([`KEPT_CTE`]), with the value to bind first in its
+/// statement, or counted ([`in_flight_cte`]).
+pub(in crate::store) fn counts_cte(known: Option<&InFlight>) -> (String, Option<sea_orm::Value>) {
+    match known {
+        Some(known) => (KEPT_CTE.to_owned(), Some(known.rows_json().into())),
+        None => (in_flight_cte(), None),
+    }
 }
 
 /// The columns of [`in_flight_cte`], and the set read from it.
@@ -135,8 +192,45 @@ pub(in crate::store) fn decode_in_flight(json: &str) -> Result<InFlight, DbErr> 
     let mut in_flight = InFlight::default();
     for (webhook_id, account_id, n) in decode_rows::<(String, String, i64)>(json, IN_FLIGHT_FROM)? {
         let n = n.max(0) as u64;
-        *in_flight.accounts.entry(account_id).or_insert(0) += n;
-        in_flight.webhooks.insert(webhook_id, n);
+        *in_flight.accounts.entry(account_id.clone()).or_insert(0) += n;
+        in_flight.webhooks.insert(webhook_id, (account_id, n));
     }
     Ok(in_flight)
+}
+
+/// The lease counts SQLite's writer keeps from one cycle to the next (the module's doc). A cycle takes them,
+/// counts its own leases in and its reports' out, and leaves them for the next; any other write that ends
+/// leases calls [`KeptCounts::forget`] once committed, so that the next cycle counts again. A cycle that
+/// took the counts before such a write and leaves them after it leaves nothing: the generation changed.
+#[derive(Debug, Clone, Default)]
+pub struct KeptCounts(Arc<Mutex<Kept>>);
+
+#[derive(Debug, Default)]
+struct Kept {
+    counts: Option<InFlight>,
+    generation: u64,
+}
+
+impl KeptCounts {
+    /// The counts left by the last cycle, if any, and the generation to leave the next ones under.
+    pub(in crate::store) fn take(&self) -> (Option<InFlight>, u64) {
+        let mut kept = lock(&self.0);
+        (kept.counts.take(), kept.generation)
+    }
+
+    /// Leaves `counts`, exact as of a commit, for the next cycle, unless leases ended outside the cycles since
+    /// [`KeptCounts::take`] returned `generation`.
+    pub(in crate::store) fn keep(&self, counts: InFlight, generation: u64) {
+        let mut kept = lock(&self.0);
+        if kept.generation == generation {
+            kept.counts = Some(counts);
+        }
+    }
+
+    /// Leases ended outside the writer's cycles (committed): the next cycle counts them again.
+    pub(in crate::store) fn forget(&self) {
+        let mut kept = lock(&self.0);
+        kept.counts = None;
+        kept.generation += 1;
+    }
 }

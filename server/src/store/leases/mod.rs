@@ -22,7 +22,7 @@ pub mod sending;
 
 pub use claim::{Claim, ClaimKind, Claimed};
 pub use held_back::HeldBack;
-pub use in_flight::{InFlight, LeaseCaps};
+pub use in_flight::{InFlight, KeptCounts, LeaseCaps};
 pub use record::{AttemptReport, ReadyReport, Recorded};
 pub use sending::{LeasedDelivery, SendingEvent, SendingWebhook};
 
@@ -129,6 +129,7 @@ impl Store {
         }
         let returned = return_leases_on(&txn, delivery::Column::LeaseOwner.eq(previous)).await?;
         txn.commit().await?;
+        self.kept_counts().forget();
         Ok((taken, returned))
     }
 
@@ -139,7 +140,9 @@ impl Store {
     }
 
     async fn return_leases(&self, which: sea_orm::sea_query::SimpleExpr) -> Result<u64, DbErr> {
-        return_leases_on(self.writer(), which).await
+        let returned = return_leases_on(self.writer(), which).await?;
+        self.kept_counts().forget();
+        Ok(returned)
     }
 
     /// When the next claimable delivery falls due after `now`, if any is scheduled.

@@ -189,6 +189,7 @@ impl Store {
         let txn = WriteTxn::begin(self.writer()).await?;
         let recorded = record_in(&txn, reports, policy, now, self.held_back()).await?;
         txn.commit().await?;
+        self.kept_counts().forget();
         Ok(recorded)
     }
 }
