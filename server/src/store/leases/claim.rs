@@ -219,9 +219,10 @@ pub async fn claim_in(
 
 /// The one statement a claim reads with: the leases each webhook and account holds (`in_flight`, counted once
 /// for both its uses, or bound from the `known` counts); the head of the due range without the webhooks and
-/// accounts already at their cap (`due`), materialised so that every set below sees the same rows (and, on PostgreSQL, the rows this claim locked); each due
-/// delivery's webhook and event, once each however many of its deliveries fell due; and the deliveries of
-/// webhooks at their cap in the stretch of the due range that `due` was taken from (`passed`).
+/// accounts already at their cap (`due`), materialised so that every set below sees the same rows (and, on
+/// PostgreSQL, the rows this claim locked); each due delivery's webhook and event, once each however many of
+/// its deliveries fell due; and the deliveries of webhooks at their cap in the stretch of the due range that
+/// `due` was taken from (`passed`).
 async fn read_due_head(
     txn: &WriteTxn,
     room: u64,

@@ -89,21 +89,19 @@ impl InFlight {
 
     /// The webhooks and accounts at their cap: their due deliveries wait for a lease of theirs to end.
     pub fn at_cap(&self, caps: LeaseCaps) -> AtCap {
-        let capped = |counts: &HashMap<String, u64>, cap: u64| {
-            counts
-                .iter()
-                .filter(|(_, n)| **n >= cap)
-                .map(|(id, _)| id.clone())
-                .collect()
-        };
-        let webhooks: HashMap<String, u64> = self
-            .webhooks
-            .iter()
-            .map(|(id, (_, n))| (id.clone(), *n))
-            .collect();
         AtCap {
-            webhooks: capped(&webhooks, caps.per_webhook),
-            accounts: capped(&self.accounts, caps.per_account),
+            webhooks: self
+                .webhooks
+                .iter()
+                .filter(|(_, (_, n))| *n >= caps.per_webhook)
+                .map(|(id, _)| id.clone())
+                .collect(),
+            accounts: self
+                .accounts
+                .iter()
+                .filter(|(_, n)| **n >= caps.per_account)
+                .map(|(id, _)| id.clone())
+                .collect(),
         }
     }
 }
