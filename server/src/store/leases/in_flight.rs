@@ -79,12 +79,19 @@ impl InFlight {
 
     /// The rows of [`in_flight_cte`], as the JSON array [`KEPT_CTE`] binds.
     fn rows_json(&self) -> String {
-        let rows: Vec<(&str, &str, u64)> = self
+        use serde_json::Value;
+        let rows = self
             .webhooks
             .iter()
-            .map(|(webhook, (account, n))| (webhook.as_str(), account.as_str(), *n))
+            .map(|(webhook, (account, n))| {
+                Value::Array(vec![
+                    webhook.as_str().into(),
+                    account.as_str().into(),
+                    (*n).into(),
+                ])
+            })
             .collect();
-        serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+        Value::Array(rows).to_string()
     }
 
     /// The webhooks and accounts at their cap: their due deliveries wait for a lease of theirs to end.
