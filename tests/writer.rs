@@ -501,6 +501,17 @@ async fn an_account_at_its_lease_cap_is_passed_over(backend: Backend) {
         .await
         .expect("claim");
     assert_eq!(accounts_of(&claimed.leased), ["other"]);
+    // The metrics count what is at its cap by the same rule: both accounts; or, with one lease a webhook's
+    // cap, the three webhooks holding leases (two of `default`'s, one each, and `other`'s, two).
+    assert_eq!(store.count_at_lease_cap(caps).await.expect("count"), (0, 2));
+    let one_each = LeaseCaps {
+        per_webhook: 1,
+        per_account: 100,
+    };
+    assert_eq!(
+        store.count_at_lease_cap(one_each).await.expect("count"),
+        (3, 0)
+    );
 
     // A cycle's new deliveries of an account at its cap stay pending, whatever room the claim has.
     let fresh = new_event("default", "application.submitted", "{}", None);

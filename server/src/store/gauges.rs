@@ -11,7 +11,7 @@ use super::{
     entity::{delivery, webhook},
     leases::{
         claim::not_blocked,
-        in_flight::{count_at_cap, in_flight_cte},
+        in_flight::{at_cap_ctes, COUNT_AT_CAP},
         LeaseCaps,
     },
     sql::{in_progress, json_rows::statement},
@@ -63,13 +63,10 @@ impl Store {
     /// progress, as the claims read the same counts.
     pub async fn count_at_lease_cap(&self, caps: LeaseCaps) -> Result<(u64, u64), DbErr> {
         let db = self.reader();
-        let sql = format!("WITH {} {}", in_flight_cte(), count_at_cap());
+        let (at_cap, values) = at_cap_ctes(None, caps);
+        let sql = format!("WITH {at_cap} {COUNT_AT_CAP}");
         let row = db
-            .query_one_raw(statement(
-                db.get_database_backend(),
-                &sql,
-                caps.values().into(),
-            ))
+            .query_one_raw(statement(db.get_database_backend(), &sql, values))
             .await?;
         let count = |column| -> Result<u64, DbErr> {
             let n: i64 = match &row {

@@ -27,8 +27,8 @@ use sea_orm::{
 use super::{
     held_back::HeldBack,
     in_flight::{
-        counts_cte, decode_in_flight, not_at_cap, InFlight, LeaseCaps, IN_FLIGHT_COLUMNS,
-        IN_FLIGHT_FROM,
+        at_cap_ctes, decode_in_flight, InFlight, LeaseCaps, IN_FLIGHT_COLUMNS, IN_FLIGHT_FROM,
+        NOT_AT_CAP,
     },
     sending::{DueDelivery, LeasedDelivery, SendingEvent, SendingWebhook},
 };
@@ -217,9 +217,9 @@ pub async fn claim_in(
     Ok((Claimed { leased, more_due }, in_flight))
 }
 
-/// The one statement a claim reads with: the leases each webhook and account holds (`in_flight`, counted once
-/// for both its uses, or bound from the `known` counts); the head of the due range without the webhooks and
-/// accounts already at their cap (`due`), materialised so that every set below sees the same rows (and, on
+/// The one statement a claim reads with: the webhooks and accounts at their cap (`webhooks_at_cap`,
+/// `accounts_at_cap`: from the leases each holds, counted as `in_flight` and read back, or bound from the
+/// `known` counts); the head of the due range without them (`due`), materialised so that every set below sees the same rows (and, on
 /// PostgreSQL, the rows this claim locked); each due delivery's webhook and event, once each however many of
 /// its deliveries fell due; and the deliveries of webhooks at their cap in the stretch of the due range that
 /// `due` was taken from (`passed`).
@@ -234,7 +234,7 @@ async fn read_due_head(
         DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
     };
-    let (counts, bound) = counts_cte(known.as_ref());
+    let (at_cap, bound) = at_cap_ctes(known.as_ref(), caps);
     // No slack beyond `room`: capped webhooks and accounts are left out, and one reaching its cap within this
     // claim only leaves a few slots for the next one. The limit is cast, not bound bare: SQLite (3.47 on)
     // plans with the value of a bare `LIMIT ?` and so prepares the statement again whenever it changes.
@@ -242,26 +242,21 @@ async fn read_due_head(
         "WITH {}, \
          due AS MATERIALIZED (SELECT {}, next_attempt_at FROM deliveries \
          WHERE {} AND next_attempt_at <= ? \
-         AND {not_at_cap} \
+         AND {NOT_AT_CAP} \
          AND {not_blocked} \
          ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}), \
          {passed} ",
-        counts,
+        at_cap,
         DueDelivery::COLUMNS.join(", "),
         in_progress::sql("status", DeliveryStatus::Pending),
-        not_at_cap = not_at_cap(),
         not_blocked = not_blocked(),
         passed = passed_cte(lock),
     );
     let room = room.min(i64::MAX as u64 / 2) as i64;
-    let mut values: Vec<Value> = bound.into_iter().collect();
-    values.push(now.into());
-    values.extend(caps.values());
-    values.push(room.into());
-    // `passed`: the stretch's end, whether any webhook is at its cap, how far to read, which webhooks.
-    let [per_webhook, _] = caps.values();
-    values.extend([room.into(), now.into(), per_webhook.clone()]);
-    values.extend([(room + HOLD_AT_MOST as i64).into(), per_webhook]);
+    let mut values: Vec<Value> = bound;
+    values.extend([now.into(), room.into()]);
+    // `passed`: the stretch's end, how far to read.
+    values.extend([room.into(), now.into(), (room + HOLD_AT_MOST as i64).into()]);
     let due_from = "FROM due ORDER BY next_attempt_at";
     let hooks_from = "FROM webhooks WHERE id IN (SELECT webhook_id FROM due)";
     let events_from = "FROM events WHERE id IN (SELECT event_id FROM due)";
@@ -324,21 +319,21 @@ async fn select_head(
 
 const PASSED_FROM: &str = "FROM passed";
 
-/// The CTE `passed` (after `in_flight` and `due`): the due deliveries, not test ones, of webhooks at their cap
-/// in the stretch of the due range that `due` was taken from, up to its last row if `due` filled the claim's
-/// room, else to now. The stretch is read as `due` read it, by the due index in due order (`webhook_id` is
-/// tested on the rows read, never used to look rows up: a webhook's deliveries are mostly history), and only
-/// when some webhook is at its cap. Binds the claim's room, now, the per-webhook cap, the rows to read at
-/// most, the per-webhook cap again. On PostgreSQL the rows read are locked, skipping those another claim
-/// holds, so that holding them never waits.
+/// The CTE `passed` (after `webhooks_at_cap` and `due`): the due deliveries, not test ones, of webhooks at
+/// their cap in the stretch of the due range that `due` was taken from, up to its last row if `due` filled
+/// the claim's room, else to now. The stretch is read as `due` read it, by the due index in due order
+/// (`webhook_id` is tested on the rows read, never used to look rows up: a webhook's deliveries are mostly
+/// history), and only when some webhook is at its cap. Binds the claim's room, now, the rows to read at most.
+/// On PostgreSQL the rows read are locked, skipping those another claim holds, so that holding them never
+/// waits.
 fn passed_cte(lock: &str) -> String {
     format!(
         "passed AS MATERIALIZED (SELECT id, webhook_id FROM (SELECT id, webhook_id, test FROM deliveries \
          WHERE {pending} AND next_attempt_at <= (CASE WHEN (SELECT COUNT(*) FROM due) >= CAST(? AS BIGINT) \
          THEN (SELECT MAX(next_attempt_at) FROM due) ELSE ? END) \
-         AND EXISTS (SELECT 1 FROM in_flight WHERE n >= ?) \
+         AND EXISTS (SELECT 1 FROM webhooks_at_cap) \
          ORDER BY next_attempt_at LIMIT CAST(? AS BIGINT){lock}) AS stretch \
-         WHERE NOT test AND webhook_id IN (SELECT webhook_id FROM in_flight WHERE n >= ?))",
+         WHERE NOT test AND webhook_id IN (SELECT webhook_id FROM webhooks_at_cap))",
         pending = in_progress::sql("status", DeliveryStatus::Pending),
     )
 }

@@ -5,13 +5,14 @@
 //! its own cap, all slow or dead) from taking all of it either, so that the other accounts' deliveries are
 //! still leased, whatever the daemon then does with its own request slots. Claims and the hand-off both lease
 //! through [`InFlight::admit`], going by the counts one statement read ([`in_flight_cte`]); a claim's due
-//! read leaves out the webhooks and accounts already at their cap ([`not_at_cap`]), and the metrics count
-//! them with the same subqueries ([`count_at_cap`]).
+//! read leaves out the webhooks and accounts already at their cap ([`at_cap_ctes`], [`NOT_AT_CAP`]), and
+//! the metrics count them with the same CTEs ([`COUNT_AT_CAP`]).
 //!
 //! On SQLite the one writer also keeps the counts between its cycles ([`KeptCounts`]): every lease begins
 //! and ends in a cycle (a claim, a hand-off, a report), so the cycle that ends with the counts in hand leaves
-//! them for the next, which binds them ([`counts_cte`]) instead of counting every lease held again. A lease
-//! ended outside a cycle (a stream's end, an expiry, a deleted webhook) makes the next cycle count again.
+//! them for the next, whose claims bind what is at its cap ([`at_cap_ctes`]) instead of counting every lease
+//! held again. A lease ended outside a cycle (a stream's end, an expiry, a deleted webhook) makes the next
+//! cycle count again.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -77,23 +78,6 @@ impl InFlight {
         self.webhooks.get(webhook_id).map_or(0, |(_, n)| *n) >= caps.per_webhook
     }
 
-    /// The rows of [`in_flight_cte`], as the JSON array [`KEPT_CTE`] binds.
-    fn rows_json(&self) -> String {
-        use serde_json::Value;
-        let rows = self
-            .webhooks
-            .iter()
-            .map(|(webhook, (account, n))| {
-                Value::Array(vec![
-                    webhook.as_str().into(),
-                    account.as_str().into(),
-                    (*n).into(),
-                ])
-            })
-            .collect();
-        Value::Array(rows).to_string()
-    }
-
     /// The webhooks and accounts at their cap: their due deliveries wait for a lease of theirs to end.
     pub fn at_cap(&self, caps: LeaseCaps) -> AtCap {
         AtCap {
@@ -144,20 +128,6 @@ pub(in crate::store) fn in_flight_cte() -> String {
     )
 }
 
-/// [`in_flight_cte`] with the rows of counts kept in memory ([`InFlight::rows_json`]), bound as its one
-/// value, instead of counted (SQLite only, [`KeptCounts`]).
-const KEPT_CTE: &str = "in_flight AS MATERIALIZED (SELECT json_extract(value, '$[0]') AS webhook_id, \
-     json_extract(value, '$[1]') AS account_id, json_extract(value, '$[2]') AS n FROM json_each(?))";
-
-/// The CTE `in_flight`: bound from the `known` counts ([`KEPT_CTE`]), with the value to bind first in its
-/// statement, or counted ([`in_flight_cte`]).
-pub(in crate::store) fn counts_cte(known: Option<&InFlight>) -> (String, Option<sea_orm::Value>) {
-    match known {
-        Some(known) => (KEPT_CTE.to_owned(), Some(known.rows_json().into())),
-        None => (in_flight_cte(), None),
-    }
-}
-
 /// The columns of [`in_flight_cte`], and the set read from it.
 pub(in crate::store) const IN_FLIGHT_COLUMNS: [&str; 3] = ["webhook_id", "account_id", "n"];
 pub(in crate::store) const IN_FLIGHT_FROM: &str = "FROM in_flight";
@@ -168,24 +138,56 @@ const WEBHOOKS_AT_CAP: &str = "SELECT webhook_id FROM in_flight WHERE n >= ?";
 const ACCOUNTS_AT_CAP: &str =
     "SELECT account_id FROM in_flight GROUP BY account_id HAVING SUM(n) >= ?";
 
-/// A due-range filter on `deliveries` (with [`in_flight_cte`] in scope) leaving out the webhooks and the
-/// accounts at their cap; binds the per-webhook cap, then the per-account cap ([`LeaseCaps::values`]).
-pub(in crate::store) fn not_at_cap() -> String {
-    format!("webhook_id NOT IN ({WEBHOOKS_AT_CAP}) AND account_id NOT IN ({ACCOUNTS_AT_CAP})")
+/// The CTEs `webhooks_at_cap` and `accounts_at_cap` (one column each, `webhook_id` and `account_id`) that a
+/// claim's due read filters by ([`not_at_cap`]) and the metrics count ([`count_at_cap`]), with the values
+/// they bind. With the `known` counts (SQLite's writer, [`KeptCounts`]) they are the two lists of ids
+/// bound as JSON arrays: what is at its cap is a handful of ids, where binding every count held (as
+/// `in_flight`) cost a claim's read more than the rest of it. Otherwise they are counted, after
+/// [`in_flight_cte`], which is then in scope too.
+pub(in crate::store) fn at_cap_ctes(
+    known: Option<&InFlight>,
+    caps: LeaseCaps,
+) -> (String, Vec<sea_orm::Value>) {
+    match known {
+        Some(known) => {
+            let at_cap = known.at_cap(caps);
+            let ids = |ids: HashSet<String>| {
+                serde_json::Value::from(ids.into_iter().collect::<Vec<_>>())
+                    .to_string()
+                    .into()
+            };
+            (
+                "webhooks_at_cap AS MATERIALIZED (SELECT value AS webhook_id FROM json_each(?)), \
+                 accounts_at_cap AS MATERIALIZED (SELECT value AS account_id FROM json_each(?))"
+                    .to_owned(),
+                vec![ids(at_cap.webhooks), ids(at_cap.accounts)],
+            )
+        }
+        None => (
+            format!(
+                "{}, webhooks_at_cap AS MATERIALIZED ({WEBHOOKS_AT_CAP}), \
+                 accounts_at_cap AS MATERIALIZED ({ACCOUNTS_AT_CAP})",
+                in_flight_cte()
+            ),
+            caps.values().into(),
+        ),
+    }
 }
+
+/// A due-range filter on `deliveries` (with [`at_cap_ctes`] in scope) leaving out the webhooks and the
+/// accounts at their cap.
+pub(in crate::store) const NOT_AT_CAP: &str =
+    "webhook_id NOT IN (SELECT webhook_id FROM webhooks_at_cap) \
+     AND account_id NOT IN (SELECT account_id FROM accounts_at_cap)";
 
 /// The webhooks and the accounts at their cap, counted as columns `webhooks` and `accounts` (with
-/// [`in_flight_cte`] in scope, binding as [`not_at_cap`] does): what the metrics show
-/// (`crate::store::gauges`).
-pub(in crate::store) fn count_at_cap() -> String {
-    format!(
-        "SELECT (SELECT COUNT(*) FROM ({WEBHOOKS_AT_CAP}) AS w) AS webhooks, \
-         (SELECT COUNT(*) FROM ({ACCOUNTS_AT_CAP}) AS a) AS accounts"
-    )
-}
+/// [`at_cap_ctes`] in scope): what the metrics show (`crate::store::gauges`).
+pub(in crate::store) const COUNT_AT_CAP: &str =
+    "SELECT (SELECT COUNT(*) FROM webhooks_at_cap) AS webhooks, \
+     (SELECT COUNT(*) FROM accounts_at_cap) AS accounts";
 
 impl LeaseCaps {
-    /// The values [`not_at_cap`] and [`count_at_cap`] bind.
+    /// The caps as values to bind, per webhook then per account.
     pub(in crate::store) fn values(self) -> [sea_orm::Value; 2] {
         let bound = |cap: u64| (cap.min(i64::MAX as u64) as i64).into();
         [bound(self.per_webhook), bound(self.per_account)]
