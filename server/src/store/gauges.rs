@@ -59,8 +59,8 @@ impl Store {
     }
 
     /// How many webhooks, and how many accounts, hold as many leases as `caps` lets them: their due
-    /// deliveries wait, however much room the daemons have. Read through the partial index of deliveries in
-    /// progress, as the claims read the same counts.
+    /// deliveries wait, however much room the daemons have. Counted through the partial index of deliveries
+    /// in progress, into the same CTEs a claim's due read filters by.
     pub async fn count_at_lease_cap(&self, caps: LeaseCaps) -> Result<(u64, u64), DbErr> {
         let db = self.reader();
         let (at_cap, values) = at_cap_ctes(None, caps);

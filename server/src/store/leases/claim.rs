@@ -219,10 +219,10 @@ pub async fn claim_in(
 
 /// The one statement a claim reads with: the webhooks and accounts at their cap (`webhooks_at_cap`,
 /// `accounts_at_cap`: from the leases each holds, counted as `in_flight` and read back, or bound from the
-/// `known` counts); the head of the due range without them (`due`), materialised so that every set below sees the same rows (and, on
-/// PostgreSQL, the rows this claim locked); each due delivery's webhook and event, once each however many of
-/// its deliveries fell due; and the deliveries of webhooks at their cap in the stretch of the due range that
-/// `due` was taken from (`passed`).
+/// `known` counts); the head of the due range without them (`due`), materialised so that every set below
+/// sees the same rows (and, on PostgreSQL, the rows this claim locked); each due delivery's webhook and
+/// event, once each however many of its deliveries fell due; and the deliveries of webhooks at their cap in
+/// the stretch of the due range that `due` was taken from (`passed`).
 async fn read_due_head(
     txn: &WriteTxn,
     room: u64,

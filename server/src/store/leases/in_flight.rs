@@ -139,11 +139,11 @@ const ACCOUNTS_AT_CAP: &str =
     "SELECT account_id FROM in_flight GROUP BY account_id HAVING SUM(n) >= ?";
 
 /// The CTEs `webhooks_at_cap` and `accounts_at_cap` (one column each, `webhook_id` and `account_id`) that a
-/// claim's due read filters by ([`not_at_cap`]) and the metrics count ([`count_at_cap`]), with the values
-/// they bind. With the `known` counts (SQLite's writer, [`KeptCounts`]) they are the two lists of ids
-/// bound as JSON arrays: what is at its cap is a handful of ids, where binding every count held (as
-/// `in_flight`) cost a claim's read more than the rest of it. Otherwise they are counted, after
-/// [`in_flight_cte`], which is then in scope too.
+/// claim's due read filters by ([`NOT_AT_CAP`]) and the metrics count ([`COUNT_AT_CAP`]), with the values
+/// they bind. With the `known` counts (SQLite's writer, [`KeptCounts`]) they are the two lists of ids, bound
+/// as JSON arrays: what is at its cap is a handful of ids, where binding every count held made the database
+/// parse a row per webhook holding leases at every claim (docs/PERFORMANCE.md, step 73). Otherwise they are
+/// counted, after [`in_flight_cte`], which is then in scope too.
 pub(in crate::store) fn at_cap_ctes(
     known: Option<&InFlight>,
     caps: LeaseCaps,
