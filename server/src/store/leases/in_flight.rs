@@ -24,7 +24,7 @@ use sea_orm::DbErr;
 
 use crate::{
     core::event::DeliveryStatus,
-    store::sql::{in_progress, json_rows::decode_rows},
+    store::sql::{id_list, in_progress, json_rows::decode_rows},
 };
 
 /// The most leases one webhook, and one account, may hold at once.
@@ -151,11 +151,7 @@ pub(in crate::store) fn at_cap_ctes(
     match known {
         Some(known) => {
             let at_cap = known.at_cap(caps);
-            let ids = |ids: HashSet<String>| {
-                serde_json::Value::from(ids.into_iter().collect::<Vec<_>>())
-                    .to_string()
-                    .into()
-            };
+            let ids = |ids: HashSet<String>| id_list::json_array(ids.iter().map(String::as_str));
             (
                 "webhooks_at_cap AS MATERIALIZED (SELECT value AS webhook_id FROM json_each(?)), \
                  accounts_at_cap AS MATERIALIZED (SELECT value AS account_id FROM json_each(?))"

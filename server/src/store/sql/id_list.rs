@@ -42,14 +42,17 @@ pub(in crate::store) fn sql<'a>(
             format!("{column} = ANY(CAST(? AS text[]))"),
             vec![text_array(ids).into()],
         ),
-        _ => {
-            let ids: Vec<&str> = ids.into_iter().collect();
-            (
-                format!("{column} IN (SELECT value FROM json_each(?))"),
-                vec![serde_json::Value::from(ids).to_string().into()],
-            )
-        }
+        _ => (
+            format!("{column} IN (SELECT value FROM json_each(?))"),
+            vec![json_array(ids)],
+        ),
     }
+}
+
+/// `ids` as the one value SQLite's `json_each(?)` reads them from: a JSON array.
+pub(in crate::store) fn json_array<'a>(ids: impl IntoIterator<Item = &'a str>) -> Value {
+    let ids: Vec<&str> = ids.into_iter().collect();
+    serde_json::Value::from(ids).to_string().into()
 }
 
 /// A PostgreSQL array literal of `items`, each quoted: ids reported by a daemon are outside input.
