@@ -32,6 +32,7 @@ on_both_databases!(
     a_failing_publish_does_not_fail_the_reports_of_its_cycle,
     a_claim_takes_the_due_range_first_then_the_new_deliveries_of_its_cycle,
     an_account_at_its_lease_cap_is_passed_over,
+    two_claims_of_one_cycle_share_the_counts,
     the_lease_counts_follow_the_cycles_and_a_stream_that_ends,
     a_standing_claim_waits_for_the_next_publish,
     a_failed_cycle_leaves_nothing_and_the_next_one_commits,
@@ -438,6 +439,48 @@ async fn the_lease_counts_follow_the_cycles_and_a_stream_that_ends(backend: Back
     assert_eq!(returned, 2);
     let after = report_and_claim(&server, Vec::new(), &capped).await;
     assert_eq!(after.len(), 2, "no lease out: the cap's room is whole");
+    server.stop().await;
+}
+
+/// Two streams' claims in one cycle: the second goes by the counts the first left (its leases in), on either
+/// database, and the cycle commits as one (a cycle committed kind by kind would not say what it left at
+/// cap).
+async fn two_claims_of_one_cycle_share_the_counts(backend: Backend) {
+    let server = start_with_a_webhook(backend).await;
+    for _ in 0..3 {
+        server.publish("application.submitted", "{}").await;
+    }
+    let capped = WriteRules {
+        caps: LeaseCaps {
+            per_webhook: 2,
+            per_account: 100,
+        },
+        ..rules(&server)
+    };
+    let writes = Writes {
+        events: Vec::new(),
+        reports: Vec::new(),
+        claims: vec![Claim::new("dst_first", 1), Claim::new("dst_second", 10)],
+    };
+    let written = server
+        .server
+        .store
+        .commit_writes(writes, &capped, time::now_ms())
+        .await;
+    let leased: Vec<usize> = written
+        .claimed
+        .iter()
+        .map(|claimed| claimed.as_ref().expect("claimed").leased.len())
+        .collect();
+    assert_eq!(
+        leased,
+        [1, 1],
+        "the webhook's cap of 2 is shared by both claims"
+    );
+    let at_cap = written
+        .at_cap
+        .expect("committed as one cycle, which counted the leases");
+    assert_eq!(at_cap.webhooks.len(), 1);
     server.stop().await;
 }
 

@@ -63,7 +63,7 @@ impl Store {
     /// in progress, into the same CTEs a claim's due read filters by.
     pub async fn count_at_lease_cap(&self, caps: LeaseCaps) -> Result<(u64, u64), DbErr> {
         let db = self.reader();
-        let (at_cap, values) = at_cap_ctes(None, caps);
+        let (at_cap, values) = at_cap_ctes(db.get_database_backend(), None, caps);
         let sql = format!("WITH {at_cap} {COUNT_AT_CAP}");
         let row = db
             .query_one_raw(statement(db.get_database_backend(), &sql, values))

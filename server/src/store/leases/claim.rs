@@ -234,7 +234,7 @@ async fn read_due_head(
         DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
     };
-    let (at_cap, bound) = at_cap_ctes(known.as_ref(), caps);
+    let (at_cap, bound) = at_cap_ctes(txn.get_database_backend(), known.as_ref(), caps);
     // No slack beyond `room`: capped webhooks and accounts are left out, and one reaching its cap within this
     // claim only leaves a few slots for the next one. The limit is cast, not bound bare: SQLite (3.47 on)
     // plans with the value of a bare `LIMIT ?` and so prepares the statement again whenever it changes.

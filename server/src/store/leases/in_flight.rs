@@ -20,7 +20,7 @@ use std::{
 };
 
 use kit_webhooks::sync::lock;
-use sea_orm::DbErr;
+use sea_orm::{DbBackend, DbErr};
 
 use crate::{
     core::event::DeliveryStatus,
@@ -140,23 +140,30 @@ const ACCOUNTS_AT_CAP: &str =
 
 /// The CTEs `webhooks_at_cap` and `accounts_at_cap` (one column each, `webhook_id` and `account_id`) that a
 /// claim's due read filters by ([`NOT_AT_CAP`]) and the metrics count ([`COUNT_AT_CAP`]), with the values
-/// they bind. With the `known` counts (SQLite's writer, [`KeptCounts`]) they are the two lists of ids, bound
-/// as JSON arrays: what is at its cap is a handful of ids, where binding every count held made the database
-/// parse a row per webhook holding leases at every claim (docs/PERFORMANCE.md, step 73). Otherwise they are
-/// counted, after [`in_flight_cte`], which is then in scope too.
+/// they bind. With the `known` counts (SQLite's writer keeps them between cycles, [`KeptCounts`]; a cycle's
+/// later claims go by its earlier claim's on either database) they are the two lists of ids, each bound
+/// whole: what is at its cap is a handful of ids, where binding every count held made the database parse a
+/// row per webhook holding leases at every claim (docs/PERFORMANCE.md, step 73). Otherwise they are counted,
+/// after [`in_flight_cte`], which is then in scope too.
 pub(in crate::store) fn at_cap_ctes(
+    backend: DbBackend,
     known: Option<&InFlight>,
     caps: LeaseCaps,
 ) -> (String, Vec<sea_orm::Value>) {
     match known {
         Some(known) => {
             let at_cap = known.at_cap(caps);
-            let ids = |ids: HashSet<String>| id_list::json_array(ids.iter().map(String::as_str));
+            let list = |column, ids: &HashSet<String>| {
+                id_list::select(backend, column, ids.iter().map(String::as_str))
+            };
+            let (webhooks, webhook_ids) = list("webhook_id", &at_cap.webhooks);
+            let (accounts, account_ids) = list("account_id", &at_cap.accounts);
             (
-                "webhooks_at_cap AS MATERIALIZED (SELECT value AS webhook_id FROM json_each(?)), \
-                 accounts_at_cap AS MATERIALIZED (SELECT value AS account_id FROM json_each(?))"
-                    .to_owned(),
-                vec![ids(at_cap.webhooks), ids(at_cap.accounts)],
+                format!(
+                    "webhooks_at_cap AS MATERIALIZED ({webhooks}), \
+                     accounts_at_cap AS MATERIALIZED ({accounts})"
+                ),
+                vec![webhook_ids, account_ids],
             )
         }
         None => (

@@ -49,8 +49,27 @@ pub(in crate::store) fn sql<'a>(
     }
 }
 
+/// `SELECT` of `ids` as rows of one column named `column`, with the one value it binds: a list to test
+/// `IN` against or to join, bound whole as [`sql`] binds it.
+pub(in crate::store) fn select<'a>(
+    backend: DbBackend,
+    column: &str,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> (String, Value) {
+    match backend {
+        DbBackend::Postgres => (
+            format!("SELECT unnest(CAST(? AS text[])) AS {column}"),
+            text_array(ids).into(),
+        ),
+        _ => (
+            format!("SELECT value AS {column} FROM json_each(?)"),
+            json_array(ids),
+        ),
+    }
+}
+
 /// `ids` as the one value SQLite's `json_each(?)` reads them from: a JSON array.
-pub(in crate::store) fn json_array<'a>(ids: impl IntoIterator<Item = &'a str>) -> Value {
+fn json_array<'a>(ids: impl IntoIterator<Item = &'a str>) -> Value {
     let ids: Vec<&str> = ids.into_iter().collect();
     serde_json::Value::from(ids).to_string().into()
 }
