@@ -38,61 +38,55 @@ pub struct LeaseCaps {
 /// Only webhooks and accounts holding leases have an entry.
 #[derive(Debug, Default, Clone)]
 pub struct InFlight {
-    /// Each webhook's leases, with its account.
-    webhooks: HashMap<String, (String, u64)>,
+    webhooks: HashMap<String, u64>,
     accounts: HashMap<String, u64>,
 }
 
 impl InFlight {
     /// Counts one more lease for `webhook_id` of `account_id` if neither is at its cap; returns whether it did.
     pub fn admit(&mut self, webhook_id: &str, account_id: &str, caps: LeaseCaps) -> bool {
-        let webhook = self.webhooks.get(webhook_id).map_or(0, |(_, n)| *n);
+        let webhook = self.webhooks.get(webhook_id).copied().unwrap_or(0);
         let account = self.accounts.get(account_id).copied().unwrap_or(0);
         if webhook >= caps.per_webhook || account >= caps.per_account {
             return false;
         }
-        self.webhooks
-            .insert(webhook_id.to_owned(), (account_id.to_owned(), webhook + 1));
+        self.webhooks.insert(webhook_id.to_owned(), webhook + 1);
         self.accounts.insert(account_id.to_owned(), account + 1);
         true
     }
 
     /// Counts one lease of `webhook_id` of `account_id` less: it ended.
     pub fn end(&mut self, webhook_id: &str, account_id: &str) {
-        if let Some((_, n)) = self.webhooks.get_mut(webhook_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.webhooks.remove(webhook_id);
+        // One count less, and no entry once none is left.
+        let count_down = |counts: &mut HashMap<String, u64>, id: &str| {
+            if let Some(n) = counts.get_mut(id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(id);
+                }
             }
-        }
-        if let Some(n) = self.accounts.get_mut(account_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.accounts.remove(account_id);
-            }
-        }
+        };
+        count_down(&mut self.webhooks, webhook_id);
+        count_down(&mut self.accounts, account_id);
     }
 
     /// Whether `webhook_id` holds as many leases as its cap allows.
     pub fn webhook_at_cap(&self, webhook_id: &str, caps: LeaseCaps) -> bool {
-        self.webhooks.get(webhook_id).map_or(0, |(_, n)| *n) >= caps.per_webhook
+        self.webhooks.get(webhook_id).copied().unwrap_or(0) >= caps.per_webhook
     }
 
     /// The webhooks and accounts at their cap: their due deliveries wait for a lease of theirs to end.
     pub fn at_cap(&self, caps: LeaseCaps) -> AtCap {
+        let capped = |counts: &HashMap<String, u64>, cap: u64| {
+            counts
+                .iter()
+                .filter(|(_, n)| **n >= cap)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
         AtCap {
-            webhooks: self
-                .webhooks
-                .iter()
-                .filter(|(_, (_, n))| *n >= caps.per_webhook)
-                .map(|(id, _)| id.clone())
-                .collect(),
-            accounts: self
-                .accounts
-                .iter()
-                .filter(|(_, n)| **n >= caps.per_account)
-                .map(|(id, _)| id.clone())
-                .collect(),
+            webhooks: capped(&self.webhooks, caps.per_webhook),
+            accounts: capped(&self.accounts, caps.per_account),
         }
     }
 }
@@ -202,8 +196,8 @@ pub(in crate::store) fn decode_in_flight(json: &str) -> Result<InFlight, DbErr> 
     let mut in_flight = InFlight::default();
     for (webhook_id, account_id, n) in decode_rows::<(String, String, i64)>(json, IN_FLIGHT_FROM)? {
         let n = n.max(0) as u64;
-        *in_flight.accounts.entry(account_id.clone()).or_insert(0) += n;
-        in_flight.webhooks.insert(webhook_id, (account_id, n));
+        *in_flight.accounts.entry(account_id).or_insert(0) += n;
+        in_flight.webhooks.insert(webhook_id, n);
     }
     Ok(in_flight)
 }
