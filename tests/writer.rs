@@ -53,6 +53,17 @@ fn rules(server: &TestServer) -> WriteRules {
     }
 }
 
+/// [`rules`] with one webhook's leases capped at `per_webhook`.
+fn capped_per_webhook(server: &TestServer, per_webhook: u64) -> WriteRules {
+    WriteRules {
+        caps: LeaseCaps {
+            per_webhook,
+            ..CAPS
+        },
+        ..rules(server)
+    }
+}
+
 fn claim(room: u64) -> Claim {
     Claim::new("dst_test", room)
 }
@@ -117,6 +128,15 @@ async fn start_with_a_webhook(backend: Backend) -> TestServer {
     server
         .create_webhook("http://127.0.0.1:9/", &["application.*"])
         .await;
+    server
+}
+
+/// [`start_with_a_webhook`], and `deliveries` pending for it.
+async fn start_with_pending(backend: Backend, deliveries: usize) -> TestServer {
+    let server = start_with_a_webhook(backend).await;
+    for _ in 0..deliveries {
+        server.publish("application.submitted", "{}").await;
+    }
     server
 }
 
@@ -408,17 +428,8 @@ async fn report_and_claim(
 /// keeps them from one cycle to the next), and leases a stream's end returns outside the cycles are counted
 /// again.
 async fn the_lease_counts_follow_the_cycles_and_a_stream_that_ends(backend: Backend) {
-    let server = start_with_a_webhook(backend).await;
-    for _ in 0..4 {
-        server.publish("application.submitted", "{}").await;
-    }
-    let capped = WriteRules {
-        caps: LeaseCaps {
-            per_webhook: 2,
-            per_account: 1_000,
-        },
-        ..rules(&server)
-    };
+    let server = start_with_pending(backend, 4).await;
+    let capped = capped_per_webhook(&server, 2);
 
     let first = report_and_claim(&server, Vec::new(), &capped).await;
     assert_eq!(first.len(), 2, "the webhook's cap");
@@ -446,17 +457,8 @@ async fn the_lease_counts_follow_the_cycles_and_a_stream_that_ends(backend: Back
 /// database, and the cycle commits as one (a cycle committed kind by kind would not say what it left at
 /// cap).
 async fn two_claims_of_one_cycle_share_the_counts(backend: Backend) {
-    let server = start_with_a_webhook(backend).await;
-    for _ in 0..3 {
-        server.publish("application.submitted", "{}").await;
-    }
-    let capped = WriteRules {
-        caps: LeaseCaps {
-            per_webhook: 2,
-            per_account: 100,
-        },
-        ..rules(&server)
-    };
+    let server = start_with_pending(backend, 3).await;
+    let capped = capped_per_webhook(&server, 2);
     let writes = Writes {
         events: Vec::new(),
         reports: Vec::new(),
