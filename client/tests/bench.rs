@@ -63,6 +63,29 @@ async fn bench_smoke_run_delivers_everything(backend: Backend) {
         }
         Backend::Postgres => assert!(writer.is_null(), "{figures}"),
     }
+    // Where the machine's CPU went, per delivery: the processes' parts and the rest make the whole.
+    let cost = &figures["cost_per_delivery_us"];
+    let machine = cost["machine"].as_f64().expect("the machine's cost");
+    let parts: f64 = ["server", "daemon", "postgres", "rest"]
+        .iter()
+        .filter_map(|part| cost[part].as_f64())
+        .sum();
+    assert!(machine > 0.0 && (parts - machine).abs() < 1e-6, "{figures}");
+    assert!(
+        cost["server"].is_f64() && cost["daemon"].is_f64(),
+        "{figures}"
+    );
+    assert_eq!(
+        cost["postgres"].is_f64(),
+        matches!(backend, Backend::Postgres),
+        "{figures}"
+    );
+    assert!(
+        figures["ceiling_cost_per_request_us"]
+            .as_f64()
+            .expect("a raw request's cost")
+            > 0.0
+    );
 
     // Again on the same database, as an SRE re-running it against their PostgreSQL would: the server finds
     // keys already there, and the first run's webhooks (their receivers gone) must get none of this run's
@@ -278,8 +301,8 @@ async fn bench_targets_a_running_deployment(backend: Backend) {
     assert_eq!(figures["deliveries_received"], 200);
     assert_eq!(figures["bad_signatures"], 0);
     assert!(
-        figures["server"].is_null(),
-        "a deployment's processes are not measured"
+        figures["server"].is_null() && figures["cost_per_delivery_us"]["server"].is_null(),
+        "a deployment's processes are not measured: {figures}"
     );
     server.stop().await;
 }

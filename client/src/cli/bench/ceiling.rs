@@ -20,8 +20,19 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
+use super::processes;
+
 /// The longest one raw-ceiling request may take (well past any `--latency`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one raw-ceiling run measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ceiling {
+    pub per_second: f64,
+    /// The whole machine's CPU per request (µs), where `/proc/stat` tells: the bench's client and receivers,
+    /// the kernel's loopback work, and whatever else ran meanwhile.
+    pub machine_us_per_request: Option<f64>,
+}
 
 /// Requests per second over `duration` with `concurrency` requests in flight, spread over `receivers`
 /// (`https://` ones with `tls`, offering HTTP/2 too when its flag is set, as the daemon does).
@@ -31,7 +42,26 @@ pub async fn measure(
     body_bytes: usize,
     duration: Duration,
     tls: Option<(rustls::ClientConfig, bool)>,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Ceiling> {
+    let machine_before = processes::machine_ticks();
+    let (requests, seconds) = send(receivers, concurrency, body_bytes, duration, tls).await?;
+    let machine_us_per_request = processes::machine_cpu_since(machine_before)
+        .filter(|_| requests > 0)
+        .map(|cpu| cpu * 1e6 / requests as f64);
+    Ok(Ceiling {
+        per_second: requests as f64 / seconds.max(1e-9),
+        machine_us_per_request,
+    })
+}
+
+/// The ceiling's requests: how many were answered, in how many seconds.
+async fn send(
+    receivers: &[String],
+    concurrency: usize,
+    body_bytes: usize,
+    duration: Duration,
+    tls: Option<(rustls::ClientConfig, bool)>,
+) -> anyhow::Result<(u64, f64)> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let mut builder = Client::builder(TokioExecutor::new());
@@ -71,7 +101,7 @@ impl Load<'_> {
     async fn run<C: Connect + Clone + Send + Sync + 'static>(
         self,
         client: Client<C, Full<Bytes>>,
-    ) -> anyhow::Result<f64> {
+    ) -> anyhow::Result<(u64, f64)> {
         let Load {
             receivers,
             concurrency,
@@ -113,6 +143,9 @@ impl Load<'_> {
         for worker in workers {
             worker.await??;
         }
-        Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+        Ok((
+            done.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64(),
+        ))
     }
 }

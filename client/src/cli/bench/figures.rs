@@ -47,6 +47,9 @@ pub struct Figures {
     pub raw_ceiling_per_second: f64,
     pub raw_ceiling_before_per_second: f64,
     pub raw_ceiling_after_per_second: f64,
+    /// The whole machine's CPU per raw-ceiling request, µs (the mean of the two ceiling runs): the same
+    /// exchange with no pipeline, to set a delivery's cost against.
+    pub ceiling_cost_per_request_us: Option<f64>,
     pub deliveries_per_second: f64,
     pub ratio_to_ceiling: f64,
     /// Events published per second (in calls of `batch` events).
@@ -67,6 +70,44 @@ pub struct Figures {
     pub machine_busy: Option<f64>,
     /// CPU seconds this machine's PostgreSQL processes used over the same span (PostgreSQL runs only).
     pub postgres_cpu_seconds: Option<f64>,
+    /// Where the machine's CPU went from the first publish to the last receipt, per delivery received.
+    pub cost_per_delivery_us: Option<Cost>,
+}
+
+/// The machine's CPU per delivery (µs) over a run, and each part of the system's share of it. The ratio to
+/// the ceiling is, near enough, the ceiling's cost per request over `machine` (each as busy as the other):
+/// this says which process a better ratio has to come from.
+#[derive(Debug, Serialize)]
+pub struct Cost {
+    pub machine: f64,
+    /// Started processes only (not with `--target`).
+    pub server: Option<f64>,
+    pub daemon: Option<f64>,
+    /// PostgreSQL runs only.
+    pub postgres: Option<f64>,
+    /// The rest: the bench's publishers, receivers and checks, and the kernel's work beside them.
+    pub rest: f64,
+}
+
+impl Cost {
+    /// The cost of `received` deliveries, from the CPU seconds the machine and the server, the daemon and
+    /// PostgreSQL (in that order) used over the run.
+    pub fn per_delivery(
+        received: usize,
+        machine_cpu: Option<f64>,
+        [server, daemon, postgres]: [Option<f64>; 3],
+    ) -> Option<Cost> {
+        let us = |seconds: f64| seconds * 1e6 / received as f64;
+        let machine = us(machine_cpu.filter(|_| received > 0)?);
+        let parts = [server, daemon, postgres].map(|part| part.map(us));
+        Some(Cost {
+            machine,
+            rest: machine - parts.iter().flatten().sum::<f64>(),
+            server: parts[0],
+            daemon: parts[1],
+            postgres: parts[2],
+        })
+    }
 }
 
 /// The daemon's resident memory as the run ended and after lingering idle (`--linger`).
@@ -144,6 +185,7 @@ pub fn print_table(f: &Figures) {
                 format!("{s:.2} s CPU (this machine's postgres processes)")
             }),
         ),
+        ("cost per delivery", cost(f)),
         (
             "machine",
             f.machine_busy.map_or("-".into(), |b| {
@@ -154,6 +196,28 @@ pub fn print_table(f: &Figures) {
             }),
         ),
     ]);
+}
+
+fn cost(f: &Figures) -> String {
+    let Some(cost) = &f.cost_per_delivery_us else {
+        return "-".into();
+    };
+    let part = |name: &str, us: Option<f64>| us.map(|us| format!("{name} {us:.0}, "));
+    let parts: String = [
+        part("server", cost.server),
+        part("daemon", cost.daemon),
+        part("postgres", cost.postgres),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let ceiling = f
+        .ceiling_cost_per_request_us
+        .map_or(String::new(), |us| format!("; a raw request {us:.0} µs"));
+    format!(
+        "{:.0} µs of the machine's CPU ({parts}the rest {:.0}){ceiling}",
+        cost.machine, cost.rest
+    )
 }
 
 fn database(f: &Figures) -> String {

@@ -33,7 +33,8 @@ use tokio::sync::Semaphore;
 pub use self::args::BenchArgs;
 pub use self::figures::{Figures, Latency};
 use self::{
-    figures::{percentile, print_table},
+    ceiling::Ceiling,
+    figures::{percentile, print_table, Cost},
     processes::Usage,
     progress::Progress,
     receivers::{EventKey, Tally},
@@ -96,8 +97,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
     let expected = deliveries.expected;
     // Room for every receipt up front: the map does not grow (and copy itself) while receivers record.
     lock(&tally.first_seen).reserve(expected);
-    let machine_before = processes::machine_ticks();
-    let postgres_before = processes::postgres_cpu_seconds();
+    let counters = Counters::read(&system);
     let started = Instant::now();
     let progress = Progress::start(expected, tally.clone());
     let published = publish(&system, &draws, args, started).await?;
@@ -106,25 +106,9 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Figures> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     progress.stop();
-    let server = system.server.as_ref().map(|p| p.0.id());
-    let spent = Spent {
-        machine_busy: processes::busy_since(machine_before),
-        postgres_cpu: (system.database == "postgresql")
-            .then(|| processes::postgres_cpu_seconds() - postgres_before),
-        server: server.and_then(processes::usage),
-        server_writer_cpu: server
-            .filter(|_| system.database == "sqlite")
-            .and_then(processes::sqlite_writer_cpu_seconds),
-        daemon: system
-            .daemon
-            .as_ref()
-            .and_then(|p| processes::usage(p.0.id())),
-        database: system.database.clone(),
-        tls_handshakes: args
-            .tls
-            .then(|| tally.tls_handshakes.load(Ordering::Relaxed) - handshakes_before),
-        daemon_idle: linger(args, &system).await,
-    };
+    let spent = counters
+        .spent(args, &system, &tally, handshakes_before)
+        .await;
     drop(system);
     let ceiling_after = measure_ceiling(
         args,
@@ -187,9 +171,9 @@ async fn measure_ceiling(
     receivers: &[String],
     tls: Option<&rustls::ClientConfig>,
     when: &str,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Ceiling> {
     if args.ceiling_duration.is_zero() {
-        return Ok(0.0);
+        return Ok(Ceiling::default());
     }
     progress::note(when);
     ceiling::measure(
@@ -352,9 +336,72 @@ async fn linger(args: &BenchArgs, system: &Target) -> Option<figures::Idle> {
     })
 }
 
+/// The CPU counters as publishing starts: what the run spent is what they read as it ends, less these.
+struct Counters {
+    server: Option<u32>,
+    daemon: Option<u32>,
+    machine: Option<(u64, u64)>,
+    postgres_cpu: f64,
+    server_cpu: Option<f64>,
+    daemon_cpu: Option<f64>,
+}
+
+impl Counters {
+    fn read(system: &Target) -> Counters {
+        let server = system.server.as_ref().map(|p| p.0.id());
+        let daemon = system.daemon.as_ref().map(|p| p.0.id());
+        Counters {
+            server,
+            daemon,
+            machine: processes::machine_ticks(),
+            postgres_cpu: processes::postgres_cpu_seconds(),
+            server_cpu: server.and_then(processes::cpu_seconds),
+            daemon_cpu: daemon.and_then(processes::cpu_seconds),
+        }
+    }
+
+    /// What the run spent since [`Counters::read`] (and the processes' whole usage), once the last delivery
+    /// arrived; then lingers, with `--linger`.
+    async fn spent(
+        self,
+        args: &BenchArgs,
+        system: &Target,
+        tally: &Tally,
+        handshakes_before: u64,
+    ) -> Spent {
+        let since = |pid: Option<u32>, before: Option<f64>| {
+            Some(pid.and_then(processes::cpu_seconds)? - before?)
+        };
+        Spent {
+            machine_busy: processes::busy_since(self.machine),
+            machine_cpu: processes::machine_cpu_since(self.machine),
+            server_cpu: since(self.server, self.server_cpu),
+            daemon_cpu: since(self.daemon, self.daemon_cpu),
+            postgres_cpu: (system.database == "postgresql")
+                .then(|| processes::postgres_cpu_seconds() - self.postgres_cpu),
+            server: self.server.and_then(processes::usage),
+            server_writer_cpu: self
+                .server
+                .filter(|_| system.database == "sqlite")
+                .and_then(processes::sqlite_writer_cpu_seconds),
+            daemon: self.daemon.and_then(processes::usage),
+            database: system.database.clone(),
+            tls_handshakes: args
+                .tls
+                .then(|| tally.tls_handshakes.load(Ordering::Relaxed) - handshakes_before),
+            daemon_idle: linger(args, system).await,
+        }
+    }
+}
+
 /// What the run cost, read as it ended.
 struct Spent {
     machine_busy: Option<f64>,
+    /// CPU seconds from the first publish to the last receipt: the whole machine's, the server's, the
+    /// daemon's.
+    machine_cpu: Option<f64>,
+    server_cpu: Option<f64>,
+    daemon_cpu: Option<f64>,
     postgres_cpu: Option<f64>,
     server: Option<Usage>,
     server_writer_cpu: Option<f64>,
@@ -371,10 +418,10 @@ fn figures(
     tally: &Tally,
     (published, deliveries): (&Published, shape::Deliveries),
     started: Instant,
-    (ceiling_before, ceiling_after): (f64, f64),
+    (ceiling_before, ceiling_after): (Ceiling, Ceiling),
     spent: Spent,
 ) -> Figures {
-    let ceiling = (ceiling_before + ceiling_after) / 2.0;
+    let ceiling = (ceiling_before.per_second + ceiling_after.per_second) / 2.0;
     let first_seen = lock(&tally.first_seen).clone();
     let last = first_seen.values().max().copied().unwrap_or(started);
     let elapsed = last.duration_since(started).as_secs_f64().max(1e-9);
@@ -419,8 +466,17 @@ fn figures(
             .map(|n| n as f64 / received.max(1) as f64),
         database: spent.database,
         raw_ceiling_per_second: ceiling,
-        raw_ceiling_before_per_second: ceiling_before,
-        raw_ceiling_after_per_second: ceiling_after,
+        raw_ceiling_before_per_second: ceiling_before.per_second,
+        raw_ceiling_after_per_second: ceiling_after.per_second,
+        ceiling_cost_per_request_us: ceiling_before
+            .machine_us_per_request
+            .zip(ceiling_after.machine_us_per_request)
+            .map(|(before, after)| (before + after) / 2.0),
+        cost_per_delivery_us: Cost::per_delivery(
+            received,
+            spent.machine_cpu,
+            [spent.server_cpu, spent.daemon_cpu, spent.postgres_cpu],
+        ),
         deliveries_per_second,
         ratio_to_ceiling: if ceiling > 0.0 {
             deliveries_per_second / ceiling

@@ -60,6 +60,11 @@ pub fn sqlite_writer_cpu_seconds(pid: u32) -> Option<f64> {
     cpu_of(&format!("/proc/{pid}/task/{writer}/stat")).map(|(_, seconds)| seconds)
 }
 
+/// The CPU seconds (user + system) process `pid` has used so far, where `/proc` tells.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu(pid).map(|(_, seconds)| seconds)
+}
+
 /// A process's command name and the CPU seconds (user + system) it has used so far, from `/proc/PID/stat`.
 fn cpu(pid: u32) -> Option<(String, f64)> {
     cpu_of(&format!("/proc/{pid}/stat"))
@@ -91,6 +96,13 @@ pub fn machine_ticks() -> Option<(u64, u64)> {
     let all: u64 = times.iter().take(8).sum();
     let idle = times.get(3)? + times.get(4).copied().unwrap_or(0);
     Some((all.saturating_sub(idle), all))
+}
+
+/// The CPU seconds every core of the machine has been busy since `before` (from [`machine_ticks`]).
+pub fn machine_cpu_since(before: Option<(u64, u64)>) -> Option<f64> {
+    let ((busy0, _), (busy1, _)) = before.zip(machine_ticks())?;
+    // Clock ticks of 1/100 s (USER_HZ), as in `cpu_of`.
+    Some(busy1.saturating_sub(busy0) as f64 / 100.0)
 }
 
 /// How busy the whole machine has been since `before` (from [`machine_ticks`]): 1.0 is every core all the
