@@ -453,6 +453,39 @@ async fn the_lease_counts_follow_the_cycles_and_a_stream_that_ends(backend: Back
     server.stop().await;
 }
 
+/// SQLite's writer connection is busy while a stream ends and a cycle waits for it after: the cycle goes by
+/// counts taken once the connection is its own, so it finds the stream's leases returned and leases the
+/// webhook's deliveries again (counts taken before the wait still held them: the webhook looked at its cap).
+/// SQLite only: PostgreSQL counts the leases in every cycle, and its writers do not queue for one connection.
+#[tokio::test]
+async fn a_cycle_goes_by_the_counts_of_its_turn_at_the_writer() {
+    use sea_orm::TransactionTrait;
+
+    let server = start_with_pending(Backend::Sqlite, 2).await;
+    let capped = capped_per_webhook(&server, 2);
+    let leased = report_and_claim(&server, Vec::new(), &capped).await;
+    assert_eq!(leased.len(), 2, "the webhook at its cap");
+
+    let (returned, leased) = {
+        let store = &server.server.store;
+        let busy = store.writer().begin().await.expect("the writer connection");
+        // Each polled once: queued for the connection, the stream's end first.
+        let mut release = std::pin::pin!(store.release_leases("dst_test"));
+        assert!(futures::poll!(release.as_mut()).is_pending());
+        let mut cycle = std::pin::pin!(report_and_claim(&server, Vec::new(), &capped));
+        assert!(futures::poll!(cycle.as_mut()).is_pending());
+        busy.commit().await.expect("commit");
+        tokio::join!(release, cycle)
+    };
+    assert_eq!(returned.expect("release"), 2);
+    assert_eq!(
+        leased.len(),
+        2,
+        "the stream's leases returned before the cycle's turn"
+    );
+    server.stop().await;
+}
+
 /// Two streams' claims in one cycle: the second goes by the counts the first left (its leases in), on either
 /// database, and the cycle commits as one (a cycle committed kind by kind would not say what it left at
 /// cap).

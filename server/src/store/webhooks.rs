@@ -184,9 +184,9 @@ impl Store {
         let entry = AuditEntry::new(actor, Action::WebhookDelete, id)
             .with("deliveries_deleted", deliveries.rows_affected);
         Self::record_audit(&txn, &entry).await?;
-        txn.commit().await?;
-        // Its leases went with its deliveries.
+        // Its leases go with its deliveries.
         self.kept_counts().forget();
+        txn.commit().await?;
         Ok(Some(deliveries.rows_affected))
     }
 

@@ -72,13 +72,16 @@ impl Store {
         now: i64,
     ) -> Result<Written, DbErr> {
         let started = std::time::Instant::now();
+        let txn = WriteTxn::begin(self.writer()).await?;
         // SQLite's one writer keeps the lease counts from cycle to cycle (`leases::in_flight::KeptCounts`).
+        // Taken once the writer connection is this cycle's: a write that ends leases outside the cycles (a
+        // stream's end, say) forgets them while it holds the connection, so counts taken before the wait for
+        // it could still hold the leases that write ended, and pass their webhooks over.
         let sqlite = self.backend() == DbBackend::Sqlite;
         let (mut kept, generation) = match sqlite {
             true => self.kept_counts().take(),
             false => (None, 0),
         };
-        let txn = WriteTxn::begin(self.writer()).await?;
         let recorded = if writes.reports.is_empty() {
             Vec::new()
         } else {

@@ -129,8 +129,8 @@ impl Store {
             None,
         )
         .await?;
-        txn.commit().await?;
         self.kept_counts().forget();
+        txn.commit().await?;
         Ok(claimed)
     }
 }

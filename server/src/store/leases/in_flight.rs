@@ -202,10 +202,11 @@ pub(in crate::store) fn decode_in_flight(json: &str) -> Result<InFlight, DbErr> 
     Ok(in_flight)
 }
 
-/// The lease counts SQLite's writer keeps from one cycle to the next (the module's doc). A cycle takes them,
-/// counts its own leases in and its reports' out, and leaves them for the next; any other write that ends
-/// leases calls [`KeptCounts::forget`] once committed, so that the next cycle counts again. A cycle that
-/// took the counts before such a write and leaves them after it leaves nothing: the generation changed.
+/// The lease counts SQLite's writer keeps from one cycle to the next (the module's doc). A cycle takes them
+/// once it holds the writer connection, counts its own leases in and its reports' out, and leaves them for
+/// the next; any other write that begins or ends leases calls [`KeptCounts::forget`] while it holds that
+/// connection, before its commit, so that no cycle takes counts its commit made wrong. A cycle that took
+/// the counts before such a write and leaves them after it leaves nothing: the generation changed.
 #[derive(Debug, Clone, Default)]
 pub struct KeptCounts(Arc<Mutex<Kept>>);
 
@@ -231,7 +232,8 @@ impl KeptCounts {
         }
     }
 
-    /// Leases ended outside the writer's cycles (committed): the next cycle counts them again.
+    /// Leases begun or ended outside the writer's cycles, by a write that holds the writer connection and has
+    /// yet to commit: the next cycle counts them again.
     pub(in crate::store) fn forget(&self) {
         let mut kept = lock(&self.0);
         kept.counts = None;

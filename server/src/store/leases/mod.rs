@@ -28,7 +28,7 @@ pub use sending::{LeasedDelivery, SendingEvent, SendingWebhook};
 
 use sea_orm::{
     sea_query::Expr, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter,
+    QueryFilter, TransactionTrait,
 };
 
 use super::{
@@ -110,7 +110,6 @@ impl Store {
         owner: &str,
         lease_expires_at: i64,
     ) -> Result<(u64, u64), DbErr> {
-        use sea_orm::TransactionTrait;
         let txn = self.writer().begin().await?;
         let mut taken = 0;
         for ids in started.chunks(ROWS_PER_STATEMENT) {
@@ -128,8 +127,8 @@ impl Store {
                 .rows_affected;
         }
         let returned = return_leases_on(&txn, delivery::Column::LeaseOwner.eq(previous)).await?;
-        txn.commit().await?;
         self.kept_counts().forget();
+        txn.commit().await?;
         Ok((taken, returned))
     }
 
@@ -140,8 +139,11 @@ impl Store {
     }
 
     async fn return_leases(&self, which: sea_orm::sea_query::SimpleExpr) -> Result<u64, DbErr> {
-        let returned = return_leases_on(self.writer(), which).await?;
+        // A transaction, though one statement: the counts are forgotten while it holds the writer connection.
+        let txn = self.writer().begin().await?;
+        let returned = return_leases_on(&txn, which).await?;
         self.kept_counts().forget();
+        txn.commit().await?;
         Ok(returned)
     }
 

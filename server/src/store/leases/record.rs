@@ -188,8 +188,8 @@ impl Store {
     ) -> Result<Vec<Result<Recorded, Error>>, DbErr> {
         let txn = WriteTxn::begin(self.writer()).await?;
         let recorded = record_in(&txn, reports, policy, now, self.held_back()).await?;
-        txn.commit().await?;
         self.kept_counts().forget();
+        txn.commit().await?;
         Ok(recorded)
     }
 }
