@@ -14,6 +14,7 @@ mod processes;
 mod progress;
 mod receivers;
 mod shape;
+mod spent;
 mod target;
 mod tls;
 
@@ -35,9 +36,9 @@ pub use self::figures::{Figures, Latency};
 use self::{
     ceiling::Ceiling,
     figures::{percentile, print_table, Cost},
-    processes::Usage,
     progress::Progress,
     receivers::{EventKey, Tally},
+    spent::{Counters, Spent},
     target::Target,
 };
 
@@ -334,82 +335,6 @@ async fn linger(args: &BenchArgs, system: &Target) -> Option<figures::Idle> {
         daemon_rss_at_end_mib: at_end,
         daemon_rss_after_mib: processes::rss_mib(pid)?,
     })
-}
-
-/// The CPU counters as publishing starts: what the run spent is what they read as it ends, less these.
-struct Counters {
-    server: Option<u32>,
-    daemon: Option<u32>,
-    machine: Option<(u64, u64)>,
-    postgres_cpu: f64,
-    server_cpu: Option<f64>,
-    daemon_cpu: Option<f64>,
-}
-
-impl Counters {
-    fn read(system: &Target) -> Counters {
-        let server = system.server.as_ref().map(|p| p.0.id());
-        let daemon = system.daemon.as_ref().map(|p| p.0.id());
-        Counters {
-            server,
-            daemon,
-            machine: processes::machine_ticks(),
-            postgres_cpu: processes::postgres_cpu_seconds(),
-            server_cpu: server.and_then(processes::cpu_seconds),
-            daemon_cpu: daemon.and_then(processes::cpu_seconds),
-        }
-    }
-
-    /// What the run spent since [`Counters::read`] (and the processes' whole usage), once the last delivery
-    /// arrived; then lingers, with `--linger`.
-    async fn spent(
-        self,
-        args: &BenchArgs,
-        system: &Target,
-        tally: &Tally,
-        handshakes_before: u64,
-    ) -> Spent {
-        let since = |pid: Option<u32>, before: Option<f64>| {
-            Some(pid.and_then(processes::cpu_seconds)? - before?)
-        };
-        Spent {
-            machine_busy: processes::busy_since(self.machine),
-            machine_cpu: processes::machine_cpu_since(self.machine),
-            server_cpu: since(self.server, self.server_cpu),
-            daemon_cpu: since(self.daemon, self.daemon_cpu),
-            postgres_cpu: (system.database == "postgresql")
-                .then(|| processes::postgres_cpu_seconds() - self.postgres_cpu),
-            server: self.server.and_then(processes::usage),
-            server_writer_cpu: self
-                .server
-                .filter(|_| system.database == "sqlite")
-                .and_then(processes::sqlite_writer_cpu_seconds),
-            daemon: self.daemon.and_then(processes::usage),
-            database: system.database.clone(),
-            tls_handshakes: args
-                .tls
-                .then(|| tally.tls_handshakes.load(Ordering::Relaxed) - handshakes_before),
-            daemon_idle: linger(args, system).await,
-        }
-    }
-}
-
-/// What the run cost, read as it ended.
-struct Spent {
-    machine_busy: Option<f64>,
-    /// CPU seconds from the first publish to the last receipt: the whole machine's, the server's, the
-    /// daemon's.
-    machine_cpu: Option<f64>,
-    server_cpu: Option<f64>,
-    daemon_cpu: Option<f64>,
-    postgres_cpu: Option<f64>,
-    server: Option<Usage>,
-    server_writer_cpu: Option<f64>,
-    daemon: Option<Usage>,
-    database: String,
-    /// TLS handshakes the receivers completed from the first publish to the last receipt (`--tls`).
-    tls_handshakes: Option<u64>,
-    daemon_idle: Option<figures::Idle>,
 }
 
 /// The run's figures from what the receivers saw.
