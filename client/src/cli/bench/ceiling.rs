@@ -45,9 +45,9 @@ pub async fn measure(
 ) -> anyhow::Result<Ceiling> {
     let machine_before = processes::machine_ticks();
     let (requests, seconds) = send(receivers, concurrency, body_bytes, duration, tls).await?;
-    let machine_us_per_request = processes::machine_cpu_since(machine_before)
+    let machine_us_per_request = processes::machine_since(machine_before)
         .filter(|_| requests > 0)
-        .map(|cpu| cpu * 1e6 / requests as f64);
+        .map(|machine| machine.cpu_seconds * 1e6 / requests as f64);
     Ok(Ceiling {
         per_second: requests as f64 / seconds.max(1e-9),
         machine_us_per_request,

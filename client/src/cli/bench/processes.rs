@@ -98,18 +98,23 @@ pub fn machine_ticks() -> Option<(u64, u64)> {
     Some((all.saturating_sub(idle), all))
 }
 
-/// The CPU seconds every core of the machine has been busy since `before` (from [`machine_ticks`]).
-pub fn machine_cpu_since(before: Option<(u64, u64)>) -> Option<f64> {
-    let ((busy0, _), (busy1, _)) = before.zip(machine_ticks())?;
-    // Clock ticks of 1/100 s (USER_HZ), as in `cpu_of`.
-    Some(busy1.saturating_sub(busy0) as f64 / 100.0)
+/// What the whole machine's cores did since a reading of [`machine_ticks`].
+pub struct MachineUse {
+    /// The CPU seconds they were busy, every core's together.
+    pub cpu_seconds: f64,
+    /// How busy they were: 1.0 is every core all the time.
+    pub busy: Option<f64>,
 }
 
-/// How busy the whole machine has been since `before` (from [`machine_ticks`]): 1.0 is every core all the
-/// time.
-pub fn busy_since(before: Option<(u64, u64)>) -> Option<f64> {
+/// What the machine's cores did since `before` (from [`machine_ticks`]).
+pub fn machine_since(before: Option<(u64, u64)>) -> Option<MachineUse> {
     let ((busy0, all0), (busy1, all1)) = before.zip(machine_ticks())?;
-    (all1 > all0).then(|| (busy1 - busy0) as f64 / (all1 - all0) as f64)
+    let busy = busy1.saturating_sub(busy0);
+    Some(MachineUse {
+        // Clock ticks of 1/100 s (USER_HZ), as in `cpu_of`.
+        cpu_seconds: busy as f64 / 100.0,
+        busy: (all1 > all0).then(|| busy as f64 / (all1 - all0) as f64),
+    })
 }
 
 /// CPU seconds used so far by this machine's PostgreSQL processes (every process named `postgres`: a

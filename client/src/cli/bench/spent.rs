@@ -44,9 +44,10 @@ impl Counters {
         let since = |pid: Option<u32>, before: Option<f64>| {
             Some(pid.and_then(processes::cpu_seconds)? - before?)
         };
+        let machine = processes::machine_since(self.machine);
         Spent {
-            machine_busy: processes::busy_since(self.machine),
-            machine_cpu: processes::machine_cpu_since(self.machine),
+            machine_busy: machine.as_ref().and_then(|m| m.busy),
+            machine_cpu: machine.map(|m| m.cpu_seconds),
             server_cpu: since(self.server, self.server_cpu),
             daemon_cpu: since(self.daemon, self.daemon_cpu),
             postgres_cpu: (system.database == "postgresql")
